@@ -1,0 +1,51 @@
+# The two commands the README promises: `make serve` and `make test`. Everything else is a step of theirs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL_DIR ?= predictor/model
+export LEAD_SCORING_REFERENCE_DIR ?= $(abspath ../shared/reference)
+
+.PHONY: venv tools model serve test test-fast lint bench docs clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+tools: .tools/.installed
+.tools/.installed: hack/install-tools.sh
+	bash hack/install-tools.sh
+	touch $@
+
+# The default artifact: trained once, reused (delete the folder to retrain).
+model: $(MODEL_DIR)/model-card.yaml
+$(MODEL_DIR)/model-card.yaml: | venv
+	$(PY) -m predictor.train --out $(MODEL_DIR)
+
+serve: venv model
+	$(PY) -m hack.serve --model-dir $(MODEL_DIR)
+
+lint: venv tools
+	$(VENV)/bin/ruff check transformer predictor tests hack
+	$(VENV)/bin/bandit -q -c pyproject.toml -r transformer predictor --severity-level medium
+	$(VENV)/bin/hadolint Dockerfile
+	shellcheck hack/*.sh hack/rollout
+	.tools/checkov/bin/checkov --quiet --compact --skip-download --config-file .checkov.yaml
+	$(VENV)/bin/pip-audit --progress-spinner off --skip-editable -r requirements/constraints.txt --no-deps --disable-pip $(PIP_AUDIT_IGNORES)
+
+test: venv tools lint
+	$(PY) -m pytest -q tests
+
+test-fast: venv
+	$(PY) -m pytest -q tests/unit
+
+bench: venv tools model
+	$(PY) -m hack.bench --model-dir $(MODEL_DIR)
+
+docs: venv
+	$(PY) -m transformer.features --markdown > docs/features.md
+
+clean:
+	rm -rf $(VENV) .tools var bench-results

@@ -1,0 +1,108 @@
+"""`python -m transformer`: parse KServe's flags and ours, build the scoring path, start KServe's ModelServer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from transformer import logs
+from transformer.auth import KeyFileError, KeyStore
+from transformer.cli import build_parser
+from transformer.model_card import fetch_artifact, load_card
+
+log = logging.getLogger("transformer")
+
+
+def build_recorder(args, card_name: str):
+    if not args.sink_uri:
+        log.warning("no --sink_uri: scoring results are not recorded in a data lake")
+        return None
+    from transformer.features import FEATURE_NAMES
+    from transformer.sink import ScoreSink, SinkConfig
+
+    config = SinkConfig(uri=args.sink_uri, spool_dir=Path(args.sink_spool_dir), flush_records=args.sink_flush_records,
+                        flush_seconds=args.sink_flush_seconds, spool_max_bytes=args.sink_spool_max_bytes,
+                        include_features=args.sink_include_features, feature_names=FEATURE_NAMES,
+                        s3_endpoint_url=args.sink_s3_endpoint_url,
+                        azure_connection_string=args.sink_azure_connection_string
+                        or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"))
+    return ScoreSink(config)
+
+
+def build_predictor(args, model_dir: Path):
+    if not args.predictor_host:
+        from transformer.inprocess import InProcessBooster
+
+        return InProcessBooster(model_dir)
+    from transformer.predictor_hop import GrpcHop, RestHop
+
+    hop = GrpcHop if args.predictor_protocol == "grpc-v2" else RestHop
+    if args.predictor_protocol not in {"grpc-v2", "v2"}:
+        raise SystemExit(f"--predictor_protocol {args.predictor_protocol}: the XGBoost predictor is reached over "
+                         "grpc-v2 (default) or v2")
+    return hop(args.predictor_host, args.model_name, float(args.predictor_request_timeout_seconds),
+               int(args.predictor_request_retries), bool(args.predictor_use_ssl))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    if args.workers > 1:
+        # Prometheus metrics would split per process (kserve#2979) and each worker would load its own copies:
+        # scale with replicas (Knative does) instead.
+        raise SystemExit("--workers > 1 is not supported: metrics would split per process (kserve issue #2979). "
+                         "Run one worker per pod and scale with replicas (minReplicas/maxReplicas).")
+    if not args.model_card_uri:
+        raise SystemExit("--model_card_uri (env MODEL_CARD_URI) is required: the storage URI of the model artifact, "
+                         "the same as the predictor's storageUri")
+    try:
+        model_dir = fetch_artifact(args.model_card_uri)
+        card = load_card(model_dir, verify_booster=not args.predictor_host)
+        keys = KeyStore(args.api_keys_file, os.environ.get("API_KEYS"), args.api_keys_reload_seconds)
+        predictor = build_predictor(args, model_dir)
+    except (FileNotFoundError, ValueError, RuntimeError, KeyFileError) as exc:
+        raise SystemExit(f"transformer: cannot start: {exc}") from None
+    if card.name != args.model_name:
+        log.warning("model card name differs from --model_name", extra={"card_name": card.name,
+                                                                        "model_name": args.model_name})
+    recorder = build_recorder(args, card.name)
+
+    # Imported late: importing kserve costs ~1 s, and a bad flag should fail before that.
+    import kserve
+    from kserve.predictor_config import PredictorConfig
+
+    from transformer import server_app
+    from transformer.kserve_model import LeadScoringModel
+    from transformer.scoring import Scorer
+
+    scorer = Scorer(card, predictor, keys, model_name=args.model_name, max_leads=args.max_leads,
+                    max_reported=args.max_errors_reported, recorder=recorder,
+                    record_features=args.sink_include_features, reasons_max=args.reasons_max)
+    model = LeadScoringModel(args.model_name, scorer)
+    server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds)
+    predictor_config = None
+    if args.predictor_host:
+        predictor_config = PredictorConfig(
+            predictor_host=args.predictor_host, predictor_protocol=args.predictor_protocol,
+            predictor_use_ssl=args.predictor_use_ssl,
+            predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
+            predictor_request_retries=args.predictor_request_retries,
+            # Readiness follows the predictor: Knative stops routing here while the predictor is unreachable.
+            predictor_health_check=True)
+    log.info("starting", extra={"model": args.model_name, "version": card.version, "mode": predictor.mode,
+                                "predictor_host": args.predictor_host, "http_port": args.http_port,
+                                "grpc_port": args.grpc_port, "sink": bool(recorder)})
+    server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
+                                enable_grpc=args.enable_grpc, enable_docs_url=args.enable_docs_url,
+                                enable_latency_logging=args.enable_latency_logging,
+                                access_log_format=args.access_log_format, grace_period=int(args.drain_seconds),
+                                predictor_config=predictor_config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.start([model])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

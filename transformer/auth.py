@@ -1,0 +1,190 @@
+"""API keys: who may score, under which name, at what rate.
+
+Keys are held only as sha256 digests and compared with hmac.compare_digest against every entry (no early exit), so
+neither the key nor its position leaks through timing. The keys file is a mounted Secret: it is re-read when it
+changes (checked at most every `reload_seconds`), so rotation needs no restart and a removed key stops working.
+
+Keys file (YAML):
+    keys:
+      - name: crm-prod                  # appears in logs, metrics and the data lake — never the key
+        sha256: 9f86d0…                 # or `key: <plaintext>`
+        rate_per_second: 200            # optional token bucket per key name
+        burst: 400
+Env API_KEYS adds keys as "name:key,name2:key2" (a bare "key" gets the name "env-<n>").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from transformer.errors import RateLimited, Unauthorized
+
+log = logging.getLogger(__name__)
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+@dataclass
+class KeyEntry:
+    name: str
+    sha256: bytes
+    rate_per_second: float | None = None
+    burst: float | None = None
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    capacity: float
+    tokens: float = field(default=-1.0)
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.capacity
+
+    def take(self, cost: float, now: float) -> float:
+        """0.0 when allowed, else the seconds to wait for enough tokens."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return 0.0
+        return (cost - self.tokens) / self.rate
+
+
+class KeyFileError(ValueError):
+    pass
+
+
+def parse_keys_file(text: str, source: str) -> list[KeyEntry]:
+    data = yaml.safe_load(text) or {}
+    items = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise KeyFileError(f"{source}: expected a mapping with a 'keys' list")
+    entries = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise KeyFileError(f"{source}: keys[{i}] needs a non-empty 'name'")
+        name = item["name"]
+        if "sha256" in item:
+            hexdigest = str(item["sha256"]).lower()
+            if not _HEX64.match(hexdigest):
+                raise KeyFileError(f"{source}: keys[{i}] ({name}): sha256 must be 64 hex characters")
+            sha = bytes.fromhex(hexdigest)
+        elif isinstance(item.get("key"), str) and item["key"]:
+            sha = digest(item["key"])
+        else:
+            raise KeyFileError(f"{source}: keys[{i}] ({name}) needs 'sha256' or 'key'")
+        rate = item.get("rate_per_second")
+        burst = item.get("burst")
+        if rate is not None and (not isinstance(rate, int | float) or rate <= 0):
+            raise KeyFileError(f"{source}: keys[{i}] ({name}): rate_per_second must be > 0")
+        if burst is not None and (not isinstance(burst, int | float) or burst < 1):
+            raise KeyFileError(f"{source}: keys[{i}] ({name}): burst must be >= 1")
+        entries.append(KeyEntry(name, sha, float(rate) if rate else None,
+                                float(burst) if burst else (float(rate) * 2 if rate else None)))
+    return entries
+
+
+def parse_env_keys(value: str) -> list[KeyEntry]:
+    entries = []
+    for n, part in enumerate(p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        name, sep, key = part.partition(":")
+        if not sep:
+            name, key = f"env-{n}", part
+        entries.append(KeyEntry(name, digest(key)))
+    return entries
+
+
+class KeyStore:
+    def __init__(self, keys_file: str | None = None, env_keys: str | None = None, reload_seconds: float = 2.0,
+                 clock=time.monotonic):
+        self._file = Path(keys_file) if keys_file else None
+        self._env_entries = parse_env_keys(env_keys or "")
+        self._reload_seconds = reload_seconds
+        self._clock = clock
+        self._file_entries: list[KeyEntry] = []
+        self._file_stamp: tuple | None = None
+        self._next_check = 0.0
+        self._buckets: dict[str, TokenBucket] = {}
+        if self._file:
+            self._reload(initial=True)
+        if not self._entries():
+            raise KeyFileError("no API keys configured: set API_KEYS or --api_keys_file")
+
+    def _entries(self) -> list[KeyEntry]:
+        return self._env_entries + self._file_entries
+
+    def _reload(self, initial: bool = False) -> None:
+        try:
+            st = os.stat(self._file)
+        except OSError as exc:
+            if initial:
+                raise KeyFileError(f"keys file {self._file}: {exc.strerror}") from None
+            log.error("keys file unreadable, keeping the previous keys", extra={"error": exc.strerror})
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._file_stamp:
+            return
+        try:
+            entries = parse_keys_file(self._file.read_text(), str(self._file))
+        except (KeyFileError, yaml.YAMLError, OSError) as exc:
+            if initial:
+                raise KeyFileError(str(exc)) from None
+            log.error("keys file invalid, keeping the previous keys", extra={"error": str(exc).splitlines()[0]})
+            return
+        self._file_entries = entries
+        self._file_stamp = stamp
+        live = {e.name for e in self._entries()}
+        self._buckets = {name: b for name, b in self._buckets.items() if name in live}
+        if not initial:
+            log.info("keys file reloaded", extra={"key_names": sorted(e.name for e in entries)})
+
+    def maybe_reload(self) -> None:
+        if self._file is None:
+            return
+        now = self._clock()
+        if now >= self._next_check:
+            self._next_check = now + self._reload_seconds
+            self._reload()
+
+    def authenticate(self, presented: str | None) -> KeyEntry:
+        """The entry of a valid key, else Unauthorized. The key itself never appears in a message."""
+        self.maybe_reload()
+        if not presented:
+            raise Unauthorized("missing API key: send it in the X-API-Key header (gRPC metadata x-api-key)")
+        candidate = digest(presented)
+        match = None
+        for entry in self._entries():
+            if hmac.compare_digest(candidate, entry.sha256) and match is None:
+                match = entry
+        if match is None:
+            raise Unauthorized("invalid API key")
+        return match
+
+    def charge(self, entry: KeyEntry, leads: int = 1) -> None:
+        """Token bucket per key name, one token per request."""
+        if entry.rate_per_second is None:
+            return
+        bucket = self._buckets.get(entry.name)
+        if bucket is None or bucket.rate != entry.rate_per_second or bucket.capacity != entry.burst:
+            bucket = self._buckets[entry.name] = TokenBucket(entry.rate_per_second, entry.burst or entry.rate_per_second)
+        wait = bucket.take(1.0, self._clock())
+        if wait > 0:
+            raise RateLimited(f"rate limit of {entry.rate_per_second:g} requests/s for key '{entry.name}' exceeded; "
+                              f"retry after {wait:.2f} s", retry_after_seconds=wait)

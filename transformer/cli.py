@@ -1,0 +1,102 @@
+"""Command line of `python -m transformer`: every KServe ModelServer flag plus ours.
+
+Every flag can also come from the environment (the flag's dest upper-cased: MODEL_CARD_URI, SINK_URI, HTTP_PORT …)
+because Kubernetes users configure pods with env vars and Secrets more often than with args. An explicit flag wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {number}")
+    return number
+
+
+def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("lead scoring")
+    group.add_argument("--model_card_uri", default=None,
+                       help="Storage URI of the model artifact folder (the predictor's storageUri): local path, "
+                            "s3://, gs://, https://<account>.blob.core.windows.net/... Required.")
+    group.add_argument("--api_keys_file", default=None,
+                       help="YAML keys file (a mounted Secret); re-read when it changes. Env API_KEYS adds name:key pairs.")
+    group.add_argument("--api_keys_reload_seconds", type=_positive_float, default=2.0,
+                       help="How often the keys file is checked for changes.")
+    group.add_argument("--max_leads", type=_positive_int, default=1000, help="Most leads accepted in one request.")
+    group.add_argument("--max_body_bytes", type=_positive_int, default=4 * 1024 * 1024,
+                       help="Largest REST body accepted (413 above).")
+    group.add_argument("--max_errors_reported", type=_positive_int, default=20,
+                       help="Validation problems listed in one 400 answer (the total is always counted).")
+    group.add_argument("--sink_uri", default=None,
+                       help="Data lake: file:///path | s3://bucket/prefix | https://<acct>.blob.core.windows.net/<container>/<prefix>. "
+                            "Unset: scoring results are not recorded (a warning is logged).")
+    group.add_argument("--sink_spool_dir", default="/tmp/lead-scoring-spool",  # nosec B108 - emptyDir in the pod
+                       help="Local spool for batches not yet uploaded.")
+    group.add_argument("--sink_flush_records", type=_positive_int, default=5000)
+    group.add_argument("--sink_flush_seconds", type=_positive_float, default=5.0)
+    group.add_argument("--sink_spool_max_bytes", type=_positive_int, default=1 << 30)
+    group.add_argument("--sink_include_features", type=_bool, default=True)
+    group.add_argument("--sink_s3_endpoint_url", default=None, help="S3-compatible endpoint (MinIO, moto …).")
+    group.add_argument("--sink_azure_connection_string", default=None,
+                       help="Azure Storage connection string; unset → DefaultAzureCredential (workload identity).")
+    group.add_argument("--drain_seconds", type=_positive_float, default=20.0,
+                       help="On SIGTERM: time to finish in-flight requests and flush the data lake.")
+    group.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    group.add_argument("--reasons_max", type=_positive_int, default=10, help="Largest top-k of reason codes a client may ask.")
+
+
+def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str] | None = None) -> None:
+    """Turn env vars into defaults, so that an explicit flag still wins."""
+    environ = os.environ if environ is None else environ
+    for action in parser._actions:  # argparse offers no public iterator over actions
+        if not action.option_strings or action.dest in {"help"}:
+            continue
+        raw = environ.get(action.dest.upper())
+        if raw is None:
+            continue
+        if action.nargs == 0:  # store_true style flags
+            action.default = _bool(raw)
+        elif action.type is not None:
+            action.default = action.type(raw)
+        else:
+            action.default = raw
+
+
+def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    # Importing kserve.model_server parses sys.argv once; its parser is the one to extend so that every KServe flag works.
+    from kserve import model_server
+
+    parser = argparse.ArgumentParser(
+        prog="python -m transformer",
+        parents=[model_server.parser],
+        conflict_handler="resolve",
+        description="Lead-scoring KServe transformer.",
+    )
+    add_lead_scoring_arguments(parser)
+    # A hop timeout of KServe's default 600 s would hold a client for ten minutes behind a dead predictor.
+    parser.set_defaults(model_name="lead-scoring", predictor_protocol="grpc-v2",
+                        predictor_request_timeout_seconds=2, enable_latency_logging=False)
+    apply_environment(parser, environ)
+    return parser

@@ -1,0 +1,52 @@
+"""One JSON object per log line, for the transformer's own lines, KServe's and uvicorn's access log alike.
+
+Log level comes from --log_level / LOG_LEVEL. Nothing here ever sees an API key: the auth module logs key names only,
+and request logs are built from explicit fields, not from headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+
+import orjson
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, version, status = record.args
+            entry.update(client=client, method=method, path=str(path).split("?")[0], http_version=version,
+                         status=status)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and record.levelno >= logging.ERROR:
+            # The type and message only: stack traces go to debug level, not to log pipelines by default.
+            entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                entry["trace"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # KServe and uvicorn install their own handlers; route everything through the JSON one.
+    for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access", "transformer"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)

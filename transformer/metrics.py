@@ -1,0 +1,42 @@
+"""Prometheus collectors of the scoring path, on KServe's /metrics beside its own histograms.
+
+Labels are low-cardinality by construction: protocol, request form, outcome, tier, feature name, rule, hop mode.
+Never a lead id, a key (or key name), or free text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter("lead_scoring_requests", "Scoring requests by protocol, request form and outcome",
+                   ["protocol", "form", "outcome"])
+LEADS_SCORED = Counter("lead_scoring_leads_scored", "Leads scored, by tier", ["tier"])
+SCORE = Histogram("lead_scoring_score", "Distribution of conversion scores",
+                  buckets=tuple(round(0.05 * i, 2) for i in range(1, 21)))
+VALIDATION_FAILURES = Counter("lead_scoring_validation_failures", "Rejected values by feature and rule",
+                              ["field", "rule"])
+PREDICTOR_HOP = Histogram("lead_scoring_predictor_hop_seconds", "Time to get scores from the predictor",
+                          ["mode"], buckets=LATENCY_BUCKETS)
+REQUEST_DURATION = Histogram("lead_scoring_request_duration_seconds", "End-to-end scoring time in the transformer",
+                             ["protocol"], buckets=LATENCY_BUCKETS)
+MODEL_INFO = Gauge("lead_scoring_model_info", "The model being served (value 1)", ["model", "version"])
+EXPECTED_TIER_SHARE = Gauge("lead_scoring_model_expected_tier_share",
+                            "Share of leads per tier on training-like traffic, from the model card", ["tier"])
+
+OUTCOMES = ("ok", "unauthorized", "invalid", "rate_limited", "predictor_unavailable", "error")
+FORMS = ("v1_instances", "v2_columns", "v2_tensor", "unknown")
+TIERS = ("A", "B", "C", "D", "E")
+
+
+def prime(protocols: tuple[str, ...] = ("rest", "grpc"), hop_mode: str = "inprocess") -> None:
+    """Create every expected series at zero, so rate() and absent() work from the first scrape."""
+    for protocol in protocols:
+        REQUEST_DURATION.labels(protocol)
+        for form in FORMS:
+            for outcome in OUTCOMES:
+                REQUESTS.labels(protocol, form, outcome)
+    for tier in TIERS:
+        LEADS_SCORED.labels(tier)
+    PREDICTOR_HOP.labels(hop_mode)

@@ -1,0 +1,133 @@
+"""The model card: the YAML file beside the booster that says what the model is and how to read its scores.
+
+It is deliberately not named *.json/*.bst/*.ubj: kserve-xgbserver loads every file with those endings from the model
+folder and refuses a folder with two. The transformer loads the card from the same storage URI as the predictor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from transformer.features import FEATURE_NAMES
+from transformer.tiers import TierMap
+
+CARD_FILE = "model-card.yaml"
+BOOSTER_SUFFIXES = (".bst", ".json", ".ubj")
+CARD_SCHEMA_VERSION = 1
+
+
+class Histogram(BaseModel):
+    """A binned reference distribution: inner cut points, the share of each bin, and the share of missing values."""
+
+    edges: list[float]
+    shares: list[float]
+    missing_share: float = 0.0
+
+
+class TierStats(BaseModel):
+    share: float
+    conversion_rate: float
+    lift: float
+
+
+class Metrics(BaseModel):
+    auc: float
+    log_loss: float
+    base_rate: float
+    rows_train: int
+    rows_valid: int
+    rows_test: int
+    best_iteration: int
+    tiers: dict[str, TierStats]   # measured on the held-out test split
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    schema_version: int = CARD_SCHEMA_VERSION
+    name: str
+    version: str
+    created_at: datetime
+    xgboost_version: str
+    objective: str = "binary:logistic"
+    booster_file: str
+    booster_sha256: str
+    feature_names: list[str]
+    tier_thresholds: list[float] = Field(min_length=4, max_length=4)
+    tier_policy: str
+    expected_tier_shares: dict[str, float]
+    metrics: Metrics
+    training: dict[str, str | int | float]
+    reference: dict[str, Histogram] = Field(default_factory=dict, description="per feature, plus 'score'")
+
+    @field_validator("feature_names")
+    @classmethod
+    def _same_contract(cls, names: list[str]) -> list[str]:
+        if tuple(names) != FEATURE_NAMES:
+            raise ValueError("the card's feature order differs from this transformer's feature contract "
+                             "(train the model with this version of transformer/features.py)")
+        return names
+
+    @property
+    def tier_map(self) -> TierMap:
+        return TierMap(self.tier_thresholds)
+
+    def dump(self, folder: Path) -> Path:
+        path = folder / CARD_FILE
+        path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+        return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_booster(folder: Path) -> Path:
+    """Exactly the rule of kserve-xgbserver: one file with a booster suffix, else a clear error."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist")
+    found = sorted(p for p in folder.iterdir() if p.suffix in BOOSTER_SUFFIXES and p.is_file())
+    if not found:
+        raise FileNotFoundError(f"no booster file ({', '.join(BOOSTER_SUFFIXES)}) in {folder}")
+    if len(found) > 1:
+        raise RuntimeError(f"more than one booster file in {folder}: {[p.name for p in found]}; keep exactly one")
+    return found[0]
+
+
+def load_card(folder: Path, verify_booster: bool = True) -> ModelCard:
+    card_path = folder / CARD_FILE
+    if not card_path.is_file():
+        raise FileNotFoundError(f"no {CARD_FILE} in {folder}")
+    card = ModelCard.model_validate(yaml.safe_load(card_path.read_text()))
+    if verify_booster:
+        booster = folder / card.booster_file
+        actual = sha256_file(booster)
+        if actual != card.booster_sha256:
+            raise ValueError(f"{booster.name} does not match the card (sha256 {actual[:12]}…, card says "
+                             f"{card.booster_sha256[:12]}…): the folder mixes two models")
+    return card
+
+
+def fetch_artifact(uri: str, into: Path | None = None) -> Path:
+    """Local folder holding the artifact at `uri` (local path, file://, s3://, gs://, Azure Blob https://…).
+
+    kserve-storage does the download, with the same credentials and env vars as KServe's storage initializer.
+    """
+    from kserve_storage import Storage  # imported late: it pulls cloud SDKs the domain tests do not need
+
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    if Path(uri).is_dir():
+        return Path(uri)
+    target = into or Path(tempfile.mkdtemp(prefix="lead-scoring-card-"))
+    return Path(Storage.download(uri, str(target)))

@@ -1,0 +1,108 @@
+"""The hop to the stock KServe XGBoost predictor, over gRPC v2 (default) or REST v2, with KServe's own clients.
+
+The request is exactly what kserve-xgbserver accepts — one FP32 [N, 50] tensor — and the answer is read from
+`output-0`. Failures become errors an operator can act on: unreachable → 503, too slow → 504. Only UNAVAILABLE /
+connection failures are retried, a bounded number of times: a timed-out or failed inference is not repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import httpx
+import numpy as np
+from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+from transformer.errors import PredictorTimeout, PredictorUnavailable
+
+log = logging.getLogger(__name__)
+FORWARDED_HEADERS = ("x-request-id", "x-b3-traceid", "traceparent")
+
+
+def _request(model_name: str, matrix: np.ndarray) -> InferRequest:
+    tensor = InferInput(name="input-0", shape=list(matrix.shape), datatype="FP32")
+    tensor.set_data_from_numpy(np.ascontiguousarray(matrix, dtype=np.float32), binary_data=True)
+    return InferRequest(model_name=model_name, infer_inputs=[tensor])
+
+
+def _scores(response, n: int, where: str) -> np.ndarray:
+    output = next((o for o in response.outputs if o.name == "output-0"), None)
+    if output is None:
+        raise PredictorUnavailable(f"predictor at {where} answered without output-0: is it the xgboost runtime?")
+    scores = np.asarray(output.as_numpy(), dtype=np.float32).reshape(-1)
+    if scores.shape[0] != n:
+        raise PredictorUnavailable(f"predictor at {where} returned {scores.shape[0]} scores for {n} leads")
+    return scores
+
+
+class GrpcHop:
+    mode = "grpc"
+
+    def __init__(self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False):
+        self.host, self.model_name, self.timeout, self.retries = host, model_name, timeout_seconds, retries
+        # KServe's client retries UNAVAILABLE itself through the gRPC service config, bounded by `retries`.
+        self.client = InferenceGRPCClient(url=host, use_ssl=use_ssl, timeout=timeout_seconds, retries=retries + 1,
+                                          channel_args=[("grpc.max_send_message_length", 64 << 20),
+                                                        ("grpc.max_receive_message_length", 64 << 20)])
+
+    async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
+        metadata = [(k, headers[k]) for k in FORWARDED_HEADERS if headers and k in headers]
+        try:
+            response = await self.client.infer(_request(self.model_name, matrix), headers=metadata or None)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise PredictorTimeout(f"predictor at {self.host} did not answer within {self.timeout:g} s "
+                                       "(--predictor_request_timeout_seconds)") from None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise PredictorUnavailable(f"predictor at {self.host} is unreachable over gRPC "
+                                           "(is it running, and is --predictor_host right?)") from None
+            detail = exc.details() if hasattr(exc, "details") else str(exc)
+            raise PredictorUnavailable(f"predictor at {self.host} failed: {code.name if code else 'error'}: "
+                                       f"{str(detail)[:200]}") from None
+        return _scores(response, matrix.shape[0], self.host)
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.client.is_model_ready(self.model_name, timeout=self.timeout))
+        except grpc.RpcError:
+            return False
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class RestHop:
+    mode = "rest"
+
+    def __init__(self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False):
+        self.base_url = f"{'https' if use_ssl else 'http'}://{host}"
+        self.model_name, self.timeout = model_name, timeout_seconds
+        # RESTConfig retries cover connect errors only, which is the only case safe to repeat.
+        self.client = InferenceRESTClient(RESTConfig(protocol="v2", retries=retries, timeout=timeout_seconds))
+
+    async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
+        forwarded = {k: headers[k] for k in FORWARDED_HEADERS if headers and k in headers}
+        try:
+            response = await self.client.infer(self.base_url, _request(self.model_name, matrix),
+                                               model_name=self.model_name, headers=forwarded)
+        except httpx.TimeoutException:
+            raise PredictorTimeout(f"predictor at {self.base_url} did not answer within {self.timeout:g} s "
+                                   "(--predictor_request_timeout_seconds)") from None
+        except httpx.TransportError as exc:
+            raise PredictorUnavailable(f"predictor at {self.base_url} is unreachable over REST "
+                                       f"({type(exc).__name__}); is it running, and is --predictor_host right?") from None
+        except httpx.HTTPStatusError as exc:
+            raise PredictorUnavailable(f"predictor at {self.base_url} answered HTTP {exc.response.status_code}: "
+                                       f"{exc.response.text[:200]}") from None
+        return _scores(response, matrix.shape[0], self.base_url)
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.client.is_model_ready(self.base_url, self.model_name, timeout=self.timeout))
+        except httpx.HTTPError:
+            return False
+
+    async def close(self) -> None:
+        await self.client.close()

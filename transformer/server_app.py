@@ -1,0 +1,122 @@
+"""What the transformer adds to KServe's FastAPI app before ModelServer starts it.
+
+* domain errors → their HTTP status with `{"error": ...}` (+ `Retry-After` on 429), never a stack trace;
+* malformed JSON → 400 instead of FastAPI's 422;
+* a body-size limit → 413 before the body is parsed;
+* model metadata that carries the model version;
+* the data-lake recorder started with the app and flushed when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import asynccontextmanager
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from kserve.model_server import app
+
+from transformer.codec import input_metadata, output_metadata
+from transformer.errors import ScoringError
+from transformer.features import FEATURES
+from transformer.scoring import Scorer
+
+log = logging.getLogger("transformer")
+
+
+def error_response(error: ScoringError, request_id: str | None = None) -> ORJSONResponse:
+    headers = {}
+    if request_id:
+        headers["x-request-id"] = request_id
+    retry_after = getattr(error, "retry_after_seconds", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+    return ORJSONResponse(error.body(), status_code=error.http_status, headers=headers)
+
+
+async def _scoring_error(request: Request, error: ScoringError) -> ORJSONResponse:
+    return error_response(error, getattr(error, "request_id", None))
+
+
+async def _malformed_body(request: Request, error: RequestValidationError) -> ORJSONResponse:
+    problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body")[:100] or "body",
+                 "rule": e.get("type", "invalid"), "message": str(e.get("msg", ""))[:200]} for e in error.errors()[:20]]
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+    return ORJSONResponse({"error": f"malformed request body: {summary}", "problems": problems}, status_code=400)
+
+
+class BodyLimit:
+    """Pure ASGI: refuses a body larger than `max_bytes` (by Content-Length, or while streaming) with 413."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT"}:
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                return await self._refuse(send, int(value))
+        seen = 0
+        too_big = False
+
+        async def limited_receive():
+            nonlocal seen, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    too_big = True
+                    raise _TooLarge
+            return message
+
+        try:
+            return await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            return await self._refuse(send, seen)
+
+    async def _refuse(self, send, size: int):
+        body = ('{"error":"request body of %d bytes is larger than the limit of %d bytes (--max_body_bytes); '
+                'split the batch"}' % (size, self.max_bytes)).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain_seconds: float) -> None:
+    app.add_exception_handler(ScoringError, _scoring_error)
+    app.add_exception_handler(RequestValidationError, _malformed_body)
+    app.add_exception_handler(_TooLarge, lambda request, exc: ORJSONResponse(
+        {"error": f"request body is larger than the limit of {max_body_bytes} bytes (--max_body_bytes); split the batch"},
+        status_code=413))
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    model_name = scorer.model_name
+
+    @app.get(f"/v2/models/{model_name}", include_in_schema=False)
+    async def model_metadata():
+        return {"name": model_name, "versions": [scorer.card.version], "platform": "xgboost",
+                "inputs": input_metadata(), "outputs": output_metadata(),
+                "parameters": {"tensor_form": {"datatype": "FP32", "shape": [-1, len(FEATURES)],
+                                               "feature_order": [f.name for f in FEATURES]}}}
+
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application):
+        if recorder is not None:
+            recorder.start()
+        async with inner(application) as state:
+            yield state
+        if recorder is not None:
+            log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
+            recorder.close(grace_seconds=drain_seconds)
+        await scorer.predictor.close()
+
+    app.router.lifespan_context = lifespan

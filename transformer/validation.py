@@ -1,0 +1,88 @@
+"""Vectorised checks of a lead matrix against the feature contract (bounds and kinds come from features.py).
+
+One pass of numpy comparisons over the whole [N, 50] matrix — no Python loop over rows — then only the failing
+cells are turned into messages, capped, with the total counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from transformer.errors import InvalidRequest
+from transformer.features import FEATURES
+
+_LOW = np.array([f.minimum for f in FEATURES])
+_HIGH = np.array([f.maximum for f in FEATURES])
+_REQUIRED = np.array([f.required for f in FEATURES])
+_INTEGRAL = np.array([f.kind != "float" for f in FEATURES])
+_NAMES = np.array([f.name for f in FEATURES], dtype=object)
+_KINDS = [f.kind for f in FEATURES]
+
+
+def _rule_for_kind(column: int, fallback: str) -> str:
+    kind = _KINDS[column]
+    return {"bool": "boolean", "category": "enumeration"}.get(kind, fallback)
+
+
+def _describe(rule: str, column: int) -> str:
+    spec = FEATURES[column]
+    if rule == "required":
+        return "is required and may not be missing or null"
+    if rule == "finite":
+        return "must be a finite number"
+    if rule == "boolean":
+        return "must be true/false (0 or 1)"
+    if rule == "enumeration":
+        return f"must be one of the codes 0..{len(spec.choices or ()) - 1} (see docs/features.md)"
+    if rule == "integer":
+        return "must be a whole number"
+    if rule == "minimum":
+        return f"must be >= {spec.range_text.split(' … ')[0]}"
+    return f"must be <= {spec.range_text.split(' … ')[-1]}"
+
+
+def find_problems(matrix: np.ndarray) -> tuple[list[tuple[int, int, str, float]], int]:
+    """All (row, column, rule, value) violations, in row order, and their count. `matrix` is [N, 50], NaN = missing."""
+    missing = np.isnan(matrix)
+    infinite = np.isinf(matrix)
+    with np.errstate(invalid="ignore"):
+        below = matrix < _LOW
+        above = matrix > _HIGH
+        fractional = _INTEGRAL & ~missing & ~infinite & (matrix != np.floor(matrix))
+    checks = (("required", missing & _REQUIRED), ("finite", infinite), ("integer", fractional & ~below & ~above),
+              ("minimum", below & ~infinite), ("maximum", above & ~infinite))
+    found: list[tuple[int, int, str, float]] = []
+    total = 0
+    for rule, mask in checks:
+        if not mask.any():
+            continue
+        rows, cols = np.nonzero(mask)
+        total += rows.size
+        found.extend((int(r), int(c), _rule_for_kind(int(c), rule) if rule in {"integer", "minimum", "maximum"} else rule,
+                      float(matrix[r, c])) for r, c in zip(rows[:1000], cols[:1000], strict=True))
+    found.sort(key=lambda p: (p[0], p[1]))
+    return found, total
+
+
+def problem_dict(row: int | None, field: str, rule: str, value: object, message: str) -> dict:
+    return {"row": row, "field": field, "rule": rule, "value": value, "message": message}
+
+
+def _json_value(value: float) -> object:
+    if np.isnan(value):
+        return None
+    if np.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return int(value) if float(value).is_integer() else value
+
+
+def validate_matrix(matrix: np.ndarray, max_reported: int = 20) -> None:
+    """Raise InvalidRequest naming row, field, rule and value of every problem (the first `max_reported`)."""
+    found, total = find_problems(matrix)
+    if not total:
+        return
+    problems = [problem_dict(r, str(_NAMES[c]), rule, _json_value(v), f"row {r}: {_NAMES[c]} {_describe(rule, c)}, got {_json_value(v)}")
+                for r, c, rule, v in found[:max_reported]]
+    more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
+    raise InvalidRequest(f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more,
+                         problems, total)
