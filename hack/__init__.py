@@ -1,0 +1,1 @@
+"""Developer tooling, runnable as `python -m hack.<tool>`."""

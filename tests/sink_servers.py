@@ -1,0 +1,217 @@
+"""Helpers for tests that need real storage on 127.0.0.1: azurite (Azure Blob) and moto's S3 server, each on a
+free port, restartable on the same port (to simulate an outage), plus sample scored batches for the sink.
+
+Pytest fixtures built on these live in tests/integration/conftest_sink.py.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+AZURITE_BIN = REPO / ".tools" / "node_modules" / ".bin" / "azurite-blob"
+# The emulator's published development account (https://learn.microsoft.com/azure/storage/common/storage-use-azurite).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+FEATURE_NAMES = tuple(f"feature_{i:02d}" for i in range(50))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
+    """Poll until condition() is truthy; the timeout only guards against hanging, it is not an assertion on speed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class AzuriteServer:
+    """azurite-blob as a child process; data persists in `location` across stop()/start()."""
+
+    def __init__(self, location: Path, port: int | None = None) -> None:
+        self.location = Path(location)
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def ensure_installed() -> Path:
+        if not AZURITE_BIN.exists():
+            subprocess.run(["bash", str(REPO / "hack" / "install-tools.sh")], check=True)
+        if not shutil.which("node") and not AZURITE_BIN.exists():
+            raise RuntimeError("azurite needs node and `bash hack/install-tools.sh`")
+        return AZURITE_BIN
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def url(self, container: str, prefix: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}/{container}" + (f"/{prefix}" if prefix else "")
+
+    def start(self) -> AzuriteServer:
+        self.location.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                str(self.ensure_installed()),
+                "--blobHost", "127.0.0.1",
+                "--blobPort", str(self.port),
+                "--location", str(self.location),
+                "--silent",
+                # azure-storage-blob 12.31 sends an API version azurite 3.35 does not know yet.
+                "--skipApiVersionCheck",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: _port_open(self.port) or self.process.poll() is not None, timeout=30)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"azurite exited with {self.process.returncode}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+        wait_for(lambda: not _port_open(self.port), timeout=10)
+
+
+class MotoS3Server:
+    """moto's S3 API in a thread of this process; its in-memory state survives stop()/start()."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._server = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoS3Server:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        wait_for(lambda: _port_open(self.port), timeout=10)
+        return self
+
+    def reset(self) -> None:
+        """moto keeps its buckets in process-wide memory (they survive stop/start): start each test empty."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback http
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        wait_for(lambda: not _port_open(self.port), timeout=10)
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+
+# ---- sample data ---------------------------------------------------------------------------------------------
+
+
+def sample_batch(
+    leads: int,
+    *,
+    scored_at: datetime | None = None,
+    model_name: str = "lead-scoring",
+    seed: int = 0,
+    with_features: bool = True,
+    width: int = 50,
+):
+    from transformer.sink import ScoredBatch
+
+    rng = np.random.default_rng(seed)
+    scores = rng.random(leads, dtype=np.float32)
+    buckets = np.minimum(5, (scores * 5).astype(np.int8) + 1).astype(np.int8)
+    features = rng.random((leads, width), dtype=np.float32) if with_features else None
+    if features is not None and leads:
+        features[0, 3] = np.nan  # a missing feature
+    return ScoredBatch(
+        request_id=str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | seed)),
+        scored_at=scored_at or datetime.now(UTC),
+        model_name=model_name,
+        model_version="2025.01.1",
+        api_key_name="crm-prod",
+        protocol="grpc" if seed % 2 else "rest",
+        request_form=("v1_instances", "v2_columns", "v2_tensor")[seed % 3],
+        latency_ms=1.5 + seed,
+        lead_ids=[f"lead-{seed}-{i}" for i in range(leads)],
+        scores=scores,
+        buckets=buckets,
+        tiers=["ABCDE"[5 - int(b)] for b in buckets],
+        features=features,
+    )
+
+
+def expected_rows(batches: Iterable, feature_names: tuple[str, ...] = FEATURE_NAMES, include_features: bool = True):
+    """The rows the lake must hold for these batches, as pyarrow's to_pylist() returns them, sorted by the
+    dedupe key (request_id, row)."""
+    rows = []
+    for batch in batches:
+        for i, lead_id in enumerate(batch.lead_ids):
+            row = {
+                "request_id": batch.request_id,
+                "row": i,
+                "lead_id": lead_id,
+                "scored_at": batch.scored_at,
+                "model_name": batch.model_name,
+                "model_version": batch.model_version,
+                "score": float(batch.scores[i]),
+                "bucket": int(batch.buckets[i]),
+                "tier": batch.tiers[i],
+                "api_key_name": batch.api_key_name,
+                "protocol": batch.protocol,
+                "request_form": batch.request_form,
+                "latency_ms": float(np.float32(batch.latency_ms)),
+                "schema_version": 1,
+            }
+            if include_features:
+                for j, name in enumerate(feature_names):
+                    value = None if batch.features is None else float(batch.features[i, j])
+                    row[f"f_{name}"] = None if value is None or math.isnan(value) else value
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["request_id"], r["row"]))
+
+
+def sorted_rows(table) -> list[dict]:
+    return sorted(table.to_pylist(), key=lambda r: (r["request_id"], r["row"]))

@@ -1,0 +1,121 @@
+"""The versioned Parquet schema of the data lake, and the column-wise table builder.
+
+Bump SCHEMA_VERSION on any change; only add columns (readers of older files see them as null).
+docs/data-lake.md documents every column.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from .records import ScoredBatch
+
+SCHEMA_VERSION = 1
+METADATA_SCHEMA_VERSION = b"lead_scoring.schema_version"
+METADATA_FEATURES_INCLUDED = b"lead_scoring.features_included"
+FEATURE_COLUMN_PREFIX = "f_"
+DEFAULT_FEATURE_COUNT = 50
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+MICROS_PER_HOUR = 3_600_000_000
+
+# (name, type, nullable) of the fixed columns, in file order. The dedupe key is (request_id, row).
+BASE_COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (
+    ("request_id", pa.string(), False),
+    ("row", pa.int32(), False),
+    ("lead_id", pa.string(), False),
+    ("scored_at", pa.timestamp("us", tz="UTC"), False),
+    ("model_name", pa.string(), False),
+    ("model_version", pa.string(), False),
+    ("score", pa.float32(), False),
+    ("bucket", pa.int8(), False),
+    ("tier", pa.string(), False),
+    ("api_key_name", pa.string(), False),
+    ("protocol", pa.string(), False),
+    ("request_form", pa.string(), False),
+    ("latency_ms", pa.float32(), False),
+    ("schema_version", pa.int16(), False),
+)
+
+
+def feature_column_names(feature_names: Sequence[str]) -> list[str]:
+    """Feature columns carry a prefix so a feature can never collide with a fixed column."""
+    names = feature_names or [f"{i:02d}" for i in range(DEFAULT_FEATURE_COUNT)]
+    return [FEATURE_COLUMN_PREFIX + name for name in names]
+
+
+def lake_schema(feature_names: Sequence[str] = (), include_features: bool = True) -> pa.Schema:
+    fields = [pa.field(name, dtype, nullable=nullable) for name, dtype, nullable in BASE_COLUMNS]
+    if include_features:
+        # Nullable: a missing feature (NaN on the wire) is stored as null, which SQL engines aggregate correctly.
+        fields += [pa.field(name, pa.float32(), nullable=True) for name in feature_column_names(feature_names)]
+    return pa.schema(
+        fields,
+        metadata={
+            METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(),
+            METADATA_FEATURES_INCLUDED: b"true" if include_features else b"false",
+        },
+    )
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Exact integer microseconds (float timestamps lose the last digit)."""
+    return (moment - _EPOCH) // _ONE_MICROSECOND
+
+
+def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:
+    """One row per lead. Per-request values are gathered once per batch and repeated with numpy/arrow kernels."""
+    counts = np.fromiter((len(b.lead_ids) for b in batches), dtype=np.int64, count=len(batches))
+    total = int(counts.sum())
+    one_lead_each = total == len(batches)
+    # Which batch each row came from; skipped when every batch has exactly one lead (no repetition needed).
+    batch_of_row = None if one_lead_each else np.repeat(np.arange(len(batches)), counts)
+
+    def per_request(values: list, dtype: pa.DataType) -> pa.Array:
+        array = pa.array(values, type=dtype)
+        return array if batch_of_row is None else array.take(batch_of_row)
+
+    if one_lead_each:
+        row = np.zeros(total, dtype=np.int32)
+    else:
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        row = (np.arange(total, dtype=np.int64) - starts).astype(np.int32)
+
+    columns: dict[str, pa.Array] = {
+        "request_id": per_request([b.request_id for b in batches], pa.string()),
+        "row": pa.array(row, type=pa.int32()),
+        "lead_id": pa.array(list(itertools.chain.from_iterable(b.lead_ids for b in batches)), type=pa.string()),
+        "scored_at": per_request([epoch_micros(b.scored_at) for b in batches], pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")
+        ),
+        "model_name": per_request([b.model_name for b in batches], pa.string()),
+        "model_version": per_request([b.model_version for b in batches], pa.string()),
+        "score": pa.array(np.concatenate([b.scores for b in batches]).astype(np.float32, copy=False)),
+        "bucket": pa.array(np.concatenate([b.buckets for b in batches]).astype(np.int8, copy=False)),
+        "tier": pa.array(list(itertools.chain.from_iterable(b.tiers for b in batches)), type=pa.string()),
+        "api_key_name": per_request([b.api_key_name for b in batches], pa.string()),
+        "protocol": per_request([b.protocol for b in batches], pa.string()),
+        "request_form": per_request([b.request_form for b in batches], pa.string()),
+        "latency_ms": per_request([b.latency_ms for b in batches], pa.float32()),
+        "schema_version": pa.array(np.full(total, SCHEMA_VERSION, dtype=np.int16)),
+    }
+    feature_fields = schema.names[len(BASE_COLUMNS) :]
+    if feature_fields:
+        width = len(feature_fields)
+        matrix = np.concatenate(
+            [
+                np.full((len(b.lead_ids), width), np.nan, dtype=np.float32) if b.features is None else b.features
+                for b in batches
+            ]
+        ).astype(np.float32, copy=False)
+        by_feature = np.ascontiguousarray(matrix.T)  # one contiguous vector per column
+        missing = np.isnan(by_feature)
+        for j, name in enumerate(feature_fields):
+            columns[name] = pa.array(by_feature[j], mask=missing[j] if missing[j].any() else None)
+    return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)

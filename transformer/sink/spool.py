@@ -1,0 +1,150 @@
+"""The local spool: every batch is a durable Parquet file here before it is uploaded.
+
+A file appears under its final name only once complete (temp name, fsync, rename, fsync of the directory),
+so after a crash the spool holds complete files plus stray temp files, which are discarded.
+The relative path of a spool file is its object key in the lake: re-uploading it after a crash writes the same key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class SpoolFile:
+    key: str
+    path: Path
+    size: int
+    records: int
+    oldest_scored_at: float  # epoch seconds of the oldest record inside
+
+
+class SpoolFull(Exception):
+    """The file would push the spool over its byte budget; it was not kept."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe_leftover(path: Path) -> tuple[int, float]:
+    """Row count and oldest scored_at from the Parquet footer, so a leftover file does not have to be read."""
+    meta = pq.read_metadata(path)
+    try:
+        column = meta.schema.names.index("scored_at")
+        minima = [meta.row_group(i).column(column).statistics.min for i in range(meta.num_row_groups)]
+        oldest = min(m.timestamp() for m in minima)
+    except Exception:  # noqa: BLE001 - a best-effort age; the file is uploaded either way
+        oldest = path.stat().st_mtime
+    return meta.num_rows, oldest
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int, compression: str = "zstd") -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.compression = compression
+        self._files: OrderedDict[str, SpoolFile] = OrderedDict()  # oldest first
+        self._bytes = 0
+        self._lock = threading.Lock()
+        # Serialises creating a partition folder (and the first file in it) with removing empty folders.
+        self._tree_lock = threading.Lock()
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def recover(self) -> list[SpoolFile]:
+        """Adopt complete files left by an earlier process (oldest first); discard half-written temp files."""
+        for temp in self.directory.rglob(f"*{TEMP_SUFFIX}"):
+            log.warning("sink spool: discarding incomplete file %s", temp)
+            temp.unlink(missing_ok=True)
+        found = sorted(self.directory.rglob("*.parquet"), key=lambda p: p.stat().st_mtime)
+        adopted = []
+        with self._lock:
+            for path in found:
+                key = path.relative_to(self.directory).as_posix()
+                if key in self._files:
+                    continue
+                try:
+                    records, oldest = _describe_leftover(path)
+                except Exception:  # noqa: BLE001 - cannot happen for files we renamed into place; keep, do not lose
+                    log.exception("sink spool: unreadable footer in %s; uploading it as is", path)
+                    records, oldest = 0, path.stat().st_mtime
+                entry = SpoolFile(key, path, path.stat().st_size, records, oldest)
+                self._files[key] = entry
+                self._bytes += entry.size
+                adopted.append(entry)
+        return adopted
+
+    def write(self, key: str, table: pa.Table, oldest_scored_at: float) -> SpoolFile:
+        final = self.directory / key
+        temp = final.with_name(f".{final.name}{TEMP_SUFFIX}")
+        try:
+            with self._tree_lock:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, temp, compression=self.compression)
+            size = temp.stat().st_size
+            with self._lock:
+                if self._bytes + size > self.max_bytes:
+                    raise SpoolFull(f"spool holds {self._bytes} bytes, budget {self.max_bytes}, file {size}")
+                # Reserve the bytes before the slow fsync so a concurrent writer sees them.
+                self._bytes += size
+            try:
+                fd = os.open(temp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(temp, final)
+                _fsync_dir(final.parent)
+            except BaseException:
+                with self._lock:
+                    self._bytes -= size
+                raise
+        finally:
+            temp.unlink(missing_ok=True)
+        entry = SpoolFile(key, final, size, table.num_rows, oldest_scored_at)
+        with self._lock:
+            self._files[key] = entry
+        return entry
+
+    def pending(self) -> list[SpoolFile]:
+        with self._lock:
+            return list(self._files.values())
+
+    def oldest_scored_at(self) -> float | None:
+        with self._lock:
+            return min((f.oldest_scored_at for f in self._files.values()), default=None)
+
+    def remove(self, entry: SpoolFile) -> None:
+        entry.path.unlink(missing_ok=True)
+        with self._lock:
+            if self._files.pop(entry.key, None) is not None:
+                self._bytes -= entry.size
+        # Drop partition folders that became empty.
+        with self._tree_lock:
+            parent = entry.path.parent
+            while parent != self.directory:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
