@@ -97,6 +97,7 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
     add_lead_scoring_arguments(parser)
     # A hop timeout of KServe's default 600 s would hold a client for ten minutes behind a dead predictor.
     parser.set_defaults(model_name="lead-scoring", predictor_protocol="grpc-v2",
-                        predictor_request_timeout_seconds=2, enable_latency_logging=False)
+                        predictor_request_timeout_seconds=2, predictor_request_retries=1,
+                        enable_latency_logging=False)
     apply_environment(parser, environ)
     return parser

@@ -41,10 +41,19 @@ class GrpcHop:
 
     def __init__(self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False):
         self.host, self.model_name, self.timeout, self.retries = host, model_name, timeout_seconds, retries
-        # KServe's client retries UNAVAILABLE itself through the gRPC service config, bounded by `retries`.
-        self.client = InferenceGRPCClient(url=host, use_ssl=use_ssl, timeout=timeout_seconds, retries=retries + 1,
-                                          channel_args=[("grpc.max_send_message_length", 64 << 20),
-                                                        ("grpc.max_receive_message_length", 64 << 20)])
+        self.use_ssl = use_ssl
+        self._client: InferenceGRPCClient | None = None
+
+    @property
+    def client(self) -> InferenceGRPCClient:
+        # Created on first use: a grpc.aio channel belongs to the event loop that is running when it is made.
+        if self._client is None:
+            # KServe's client retries UNAVAILABLE itself through the gRPC service config, bounded by `retries`.
+            self._client = InferenceGRPCClient(
+                url=self.host, use_ssl=self.use_ssl, timeout=self.timeout,
+                retries=self.retries + 1 if self.retries > 0 else 0,  # gRPC wants maxAttempts >= 2, or no policy
+                channel_args=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+        return self._client
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
         metadata = [(k, headers[k]) for k in FORWARDED_HEADERS if headers and k in headers]
@@ -70,7 +79,8 @@ class GrpcHop:
             return False
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._client is not None:
+            await self._client.close()
 
 
 class RestHop:
@@ -78,9 +88,15 @@ class RestHop:
 
     def __init__(self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False):
         self.base_url = f"{'https' if use_ssl else 'http'}://{host}"
-        self.model_name, self.timeout = model_name, timeout_seconds
-        # RESTConfig retries cover connect errors only, which is the only case safe to repeat.
-        self.client = InferenceRESTClient(RESTConfig(protocol="v2", retries=retries, timeout=timeout_seconds))
+        self.model_name, self.timeout, self.retries = model_name, timeout_seconds, retries
+        self._client: InferenceRESTClient | None = None
+
+    @property
+    def client(self) -> InferenceRESTClient:
+        if self._client is None:  # made inside the serving event loop, like the gRPC channel
+            # RESTConfig retries cover connect errors only, which is the only case safe to repeat.
+            self._client = InferenceRESTClient(RESTConfig(protocol="v2", retries=self.retries, timeout=self.timeout))
+        return self._client
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
         forwarded = {k: headers[k] for k in FORWARDED_HEADERS if headers and k in headers}
@@ -105,4 +121,5 @@ class RestHop:
             return False
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._client is not None:
+            await self._client.close()
