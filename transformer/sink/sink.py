@@ -88,7 +88,8 @@ class ScoreSink:
         if n == 0:
             return True
         with self._count_lock:
-            if self._in_memory + n > self.config.queue_max_records:
+            # After close() nothing drains the queue any more: refuse visibly rather than hold records forever.
+            if self._closed or self._in_memory + n > self.config.queue_max_records:
                 dropped = True
             else:
                 dropped = False
