@@ -1,0 +1,472 @@
+# AWS side of the lead-scoring platform: network, EKS, artifact and lake buckets, image registry,
+# the API-key secret and one IRSA role per service account. Kubernetes objects live in kustomize/.
+
+# Allow-list the zones by name so the subnet layout cannot change when AWS adds a zone.
+data "aws_availability_zones" "available" {
+  state = "available"
+
+  filter {
+    name   = "zone-name"
+    values = [for suffix in ["a", "b", "c"] : "${data.aws_region.current.region}${suffix}"]
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+locals {
+  azs = slice(data.aws_availability_zones.available.names, 0, var.availability_zone_count)
+
+  # Contract names (see the project contract): overlays and IAM trust must agree on them exactly.
+  namespace                   = "lead-scoring"
+  predictor_service_account   = "lead-scoring-predictor"
+  transformer_service_account = "lead-scoring-transformer"
+
+  model_prefix = "lead-scoring/"
+  lake_prefix  = "scores/"
+
+  tags = merge(var.tags, { "app.kubernetes.io/part-of" = "lead-scoring" })
+}
+
+################################################################################
+# Network and cluster (registry modules, pinned)
+################################################################################
+
+module "vpc" {
+  source  = "terraform-aws-modules/vpc/aws"
+  version = "6.5.0"
+
+  name = var.name
+  cidr = var.vpc_cidr
+  azs  = local.azs
+
+  # /20 private subnets: the VPC CNI gives every pod a VPC address.
+  private_subnets = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i)]
+  public_subnets  = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, 200 + i)]
+
+  enable_nat_gateway = true
+  single_nat_gateway = true
+
+  enable_flow_log                      = true
+  create_flow_log_cloudwatch_log_group = true
+  create_flow_log_cloudwatch_iam_role  = true
+
+  public_subnet_tags  = { "kubernetes.io/role/elb" = 1 }
+  private_subnet_tags = { "kubernetes.io/role/internal-elb" = 1 }
+
+  tags = local.tags
+}
+
+module "eks" {
+  source  = "terraform-aws-modules/eks/aws"
+  version = "21.20.0"
+
+  name               = var.name
+  kubernetes_version = var.kubernetes_version
+
+  endpoint_private_access      = true
+  endpoint_public_access       = length(var.endpoint_public_access_cidrs) > 0
+  endpoint_public_access_cidrs = var.endpoint_public_access_cidrs
+
+  enable_cluster_creator_admin_permissions = true
+  # IRSA: the OIDC provider the two service-account roles below trust.
+  enable_irsa = true
+
+  addons = {
+    coredns    = {}
+    kube-proxy = {}
+    vpc-cni = {
+      before_compute = true
+    }
+  }
+
+  vpc_id                   = module.vpc.vpc_id
+  subnet_ids               = module.vpc.private_subnets
+  control_plane_subnet_ids = module.vpc.private_subnets
+
+  eks_managed_node_groups = {
+    serving = {
+      ami_type       = "AL2023_x86_64_STANDARD"
+      instance_types = var.node_instance_types
+      min_size       = var.node_min_size
+      desired_size   = var.node_desired_size
+      max_size       = var.node_max_size
+
+      labels = { "lead-scoring/pool" = "serving" }
+    }
+  }
+
+  tags = local.tags
+}
+
+################################################################################
+# Encryption key for data at rest (buckets, registry, secret)
+################################################################################
+
+resource "aws_kms_key" "data" {
+  description             = "${var.name}: models, data lake, images and API keys"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  # A key policy, not an IAM policy: "*" here means "this key". The account administers and uses
+  # the key through IAM; the IRSA policies below name this key explicitly.
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "AccountAdministers"
+      Effect    = "Allow"
+      Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
+      Action    = "kms:*"
+      Resource  = "*"
+    }]
+  })
+  tags = local.tags
+}
+
+resource "aws_kms_alias" "data" {
+  name          = "alias/${var.name}-data"
+  target_key_id = aws_kms_key.data.key_id
+}
+
+################################################################################
+# S3: model artifacts and the scored-lead data lake
+################################################################################
+
+resource "aws_s3_bucket" "models" {
+  bucket_prefix = "${var.name}-models-"
+  force_destroy = var.force_destroy
+  tags          = local.tags
+}
+
+resource "aws_s3_bucket" "lake" {
+  bucket_prefix = "${var.name}-lake-"
+  force_destroy = var.force_destroy
+  tags          = local.tags
+}
+
+locals {
+  buckets = {
+    models = aws_s3_bucket.models
+    lake   = aws_s3_bucket.lake
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each = local.buckets
+
+  bucket                  = each.value.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "this" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.data.arn
+    }
+    # Bucket keys cut KMS calls (and cost) for the many small Parquet files of the lake.
+    bucket_key_enabled = true
+  }
+}
+
+data "aws_iam_policy_document" "tls_only" {
+  for_each = local.buckets
+
+  statement {
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    resources = [
+      each.value.arn,
+      "${each.value.arn}/*",
+    ]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "tls_only" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  policy = data.aws_iam_policy_document.tls_only[each.key].json
+
+  depends_on = [aws_s3_bucket_public_access_block.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "models" {
+  bucket = aws_s3_bucket.models.id
+
+  # Model versions are kept by path (lead-scoring/<version>/); old object versions only guard
+  # against an accidental overwrite, so they can go after a quarter.
+  rule {
+    id     = "expire-noncurrent-versions"
+    status = "Enabled"
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = 90
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "lake" {
+  bucket = aws_s3_bucket.lake.id
+
+  rule {
+    id     = "age-scored-leads"
+    status = "Enabled"
+
+    filter {
+      prefix = local.lake_prefix
+    }
+
+    transition {
+      days          = var.lake_transition_to_ia_days
+      storage_class = "STANDARD_IA"
+    }
+
+    expiration {
+      days = var.lake_expiration_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+  }
+
+  # The sink uploads in one PUT, but a killed multipart upload must not linger and cost money.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 2
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+################################################################################
+# ECR: the transformer image (the predictor is KServe's stock xgbserver image)
+################################################################################
+
+resource "aws_ecr_repository" "transformer" {
+  name                 = "${var.name}/transformer"
+  image_tag_mutability = "IMMUTABLE"
+  force_delete         = var.force_destroy
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "KMS"
+    kms_key         = aws_kms_key.data.arn
+  }
+
+  tags = local.tags
+}
+
+resource "aws_ecr_lifecycle_policy" "transformer" {
+  repository = aws_ecr_repository.transformer.name
+  policy = jsonencode({
+    rules = [{
+      rulePriority = 1
+      description  = "Keep the 30 most recent images"
+      selection = {
+        tagStatus   = "any"
+        countType   = "imageCountMoreThan"
+        countNumber = 30
+      }
+      action = { type = "expire" }
+    }]
+  })
+}
+
+################################################################################
+# Secrets Manager: API keys (value is put by an operator, never by Terraform)
+################################################################################
+
+resource "aws_secretsmanager_secret" "api_keys" {
+  name                    = "lead-scoring/api-keys"
+  description             = "API keys file (YAML, see the project contract) mounted into the transformer by the Secrets Store CSI driver."
+  kms_key_id              = aws_kms_key.data.arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
+################################################################################
+# IRSA: one role per service account, least privilege
+################################################################################
+
+data "aws_iam_policy_document" "predictor_trust" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [module.eks.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:sub"
+      values   = ["system:serviceaccount:lead-scoring:lead-scoring-predictor"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "transformer_trust" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [module.eks.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:sub"
+      values   = ["system:serviceaccount:lead-scoring:lead-scoring-transformer"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+# Read the model artifacts (booster + model card) under lead-scoring/ only.
+data "aws_iam_policy_document" "predictor" {
+  statement {
+    sid       = "ListModelPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.models.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [local.model_prefix, "${local.model_prefix}*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadModels"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.models.arn}/${local.model_prefix}*"]
+  }
+
+  statement {
+    sid       = "DecryptModels"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.data.arn]
+  }
+}
+
+# Read the model card, write Parquet under scores/ (no read-back, no delete), read the API keys.
+data "aws_iam_policy_document" "transformer" {
+  source_policy_documents = [data.aws_iam_policy_document.predictor.json]
+
+  statement {
+    sid = "WriteLakePrefix"
+    actions = [
+      "s3:PutObject",
+      "s3:AbortMultipartUpload",
+      "s3:ListMultipartUploadParts",
+    ]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.lake_prefix}*"]
+  }
+
+  statement {
+    sid       = "EncryptLake"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [aws_kms_key.data.arn]
+  }
+
+  statement {
+    sid       = "ReadApiKeys"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [aws_secretsmanager_secret.api_keys.arn]
+  }
+}
+
+resource "aws_iam_role" "predictor" {
+  name                 = "${var.name}-predictor"
+  description          = "IRSA role of ${local.namespace}/${local.predictor_service_account}"
+  assume_role_policy   = data.aws_iam_policy_document.predictor_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+resource "aws_iam_role_policy" "predictor" {
+  name   = "read-models"
+  role   = aws_iam_role.predictor.id
+  policy = data.aws_iam_policy_document.predictor.json
+}
+
+resource "aws_iam_role" "transformer" {
+  name                 = "${var.name}-transformer"
+  description          = "IRSA role of ${local.namespace}/${local.transformer_service_account}"
+  assume_role_policy   = data.aws_iam_policy_document.transformer_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+resource "aws_iam_role_policy" "transformer" {
+  name   = "read-models-write-lake-read-keys"
+  role   = aws_iam_role.transformer.id
+  policy = data.aws_iam_policy_document.transformer.json
+}

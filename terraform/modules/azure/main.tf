@@ -1,0 +1,474 @@
+# Azure side of the lead-scoring platform: network, AKS (OIDC issuer + workload identity + Key Vault
+# secrets provider), ACR, one storage account with the models and lake containers, the API-key
+# vault and one user-assigned identity per service account. Kubernetes objects live in kustomize/.
+
+data "azurerm_client_config" "current" {}
+
+locals {
+  # Contract names (see the project contract): overlays and federated credentials must agree exactly.
+  namespace                   = "lead-scoring"
+  predictor_service_account   = "lead-scoring-predictor"
+  transformer_service_account = "lead-scoring-transformer"
+
+  model_prefix = "lead-scoring/"
+  lake_prefix  = "scores/"
+
+  tags = merge(var.tags, { "app.kubernetes.io/part-of" = "lead-scoring" })
+
+  models_container_scope = "${azurerm_storage_account.this.id}/blobServices/default/containers/${azurerm_storage_container.models.name}"
+  lake_container_scope   = "${azurerm_storage_account.this.id}/blobServices/default/containers/${azurerm_storage_container.lake.name}"
+}
+
+resource "azurerm_resource_group" "this" {
+  name     = "${var.name}-rg"
+  location = var.location
+  tags     = local.tags
+}
+
+################################################################################
+# Network: the node subnet reaches storage and the vault through service endpoints
+################################################################################
+
+resource "azurerm_virtual_network" "this" {
+  name                = "${var.name}-vnet"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  address_space       = [var.vnet_cidr]
+  tags                = local.tags
+}
+
+resource "azurerm_subnet" "nodes" {
+  name                 = "nodes"
+  resource_group_name  = azurerm_resource_group.this.name
+  virtual_network_name = azurerm_virtual_network.this.name
+  address_prefixes     = [cidrsubnet(var.vnet_cidr, 1, 0)]
+  service_endpoints    = ["Microsoft.Storage", "Microsoft.KeyVault", "Microsoft.ContainerRegistry"]
+}
+
+resource "azurerm_network_security_group" "nodes" {
+  name                = "${var.name}-nodes"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+resource "azurerm_subnet_network_security_group_association" "nodes" {
+  subnet_id                 = azurerm_subnet.nodes.id
+  network_security_group_id = azurerm_network_security_group.nodes.id
+}
+
+################################################################################
+# AKS
+################################################################################
+
+resource "azurerm_log_analytics_workspace" "this" {
+  name                = "${var.name}-logs"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  sku                 = "PerGB2018"
+  retention_in_days   = 30
+  tags                = local.tags
+}
+
+resource "azurerm_kubernetes_cluster" "this" {
+  name                = var.name
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  dns_prefix          = var.name
+  kubernetes_version  = var.kubernetes_version
+  sku_tier            = var.sku_tier
+
+  # Workload identity: pods exchange their service-account token for an Entra token of the
+  # user-assigned identities below (federated credentials trust this issuer).
+  oidc_issuer_enabled       = true
+  workload_identity_enabled = true
+
+  # Entra ID only: no static admin kubeconfig; access is granted with Azure RBAC.
+  local_account_disabled            = true
+  role_based_access_control_enabled = true
+  azure_active_directory_role_based_access_control {
+    azure_rbac_enabled = true
+    tenant_id          = data.azurerm_client_config.current.tenant_id
+  }
+
+  automatic_upgrade_channel = "patch"
+  node_os_upgrade_channel   = "NodeImage"
+  azure_policy_enabled      = true
+
+  api_server_access_profile {
+    authorized_ip_ranges = [for c in var.allowed_ip_ranges : strcontains(c, "/") ? c : "${c}/32"]
+  }
+
+  default_node_pool {
+    name                         = "system"
+    vm_size                      = var.system_vm_size
+    vnet_subnet_id               = azurerm_subnet.nodes.id
+    only_critical_addons_enabled = true
+    auto_scaling_enabled         = true
+    min_count                    = 2
+    max_count                    = 3
+    max_pods                     = 50
+    os_disk_type                 = "Ephemeral"
+    os_disk_size_gb              = 64
+    host_encryption_enabled      = true
+    zones                        = ["1", "2", "3"]
+
+    upgrade_settings {
+      max_surge = "33%"
+    }
+  }
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  network_profile {
+    network_plugin      = "azure"
+    network_plugin_mode = "overlay"
+    network_policy      = "cilium"
+    network_data_plane  = "cilium"
+    load_balancer_sku   = "standard"
+  }
+
+  oms_agent {
+    log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+  }
+
+  # The managed Secrets Store CSI driver + Azure Key Vault provider (AKS add-on), with rotation
+  # polling so a new api-keys version reaches the mounted file without a redeploy.
+  key_vault_secrets_provider {
+    secret_rotation_enabled  = true
+    secret_rotation_interval = var.secrets_rotation_poll_interval
+  }
+
+  tags = local.tags
+}
+
+resource "azurerm_kubernetes_cluster_node_pool" "serving" {
+  name                    = "serving"
+  kubernetes_cluster_id   = azurerm_kubernetes_cluster.this.id
+  vm_size                 = var.serving_vm_size
+  vnet_subnet_id          = azurerm_subnet.nodes.id
+  auto_scaling_enabled    = true
+  min_count               = var.serving_min_count
+  max_count               = var.serving_max_count
+  max_pods                = 50
+  os_disk_type            = "Ephemeral"
+  os_disk_size_gb         = 128
+  host_encryption_enabled = true
+  zones                   = ["1", "2", "3"]
+  node_labels             = { "lead-scoring/pool" = "serving" }
+
+  upgrade_settings {
+    max_surge = "33%"
+  }
+
+  tags = local.tags
+}
+
+# A cluster in our own VNet needs its identity to manage the subnet (load balancers, NICs).
+resource "azurerm_role_assignment" "cluster_network" {
+  scope                = azurerm_subnet.nodes.id
+  role_definition_name = "Network Contributor"
+  principal_id         = azurerm_kubernetes_cluster.this.identity[0].principal_id
+}
+
+################################################################################
+# ACR: the transformer image; the kubelet pulls with its identity
+################################################################################
+
+resource "azurerm_container_registry" "this" {
+  name                = var.container_registry_name
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  # Premium: network rules, retention of untagged manifests, zone redundancy, dedicated data endpoints.
+  sku                           = "Premium"
+  admin_enabled                 = false
+  anonymous_pull_enabled        = false
+  public_network_access_enabled = true
+  zone_redundancy_enabled       = true
+  data_endpoint_enabled         = true
+  retention_policy_in_days      = 30
+  trust_policy_enabled          = true
+
+  network_rule_set {
+    default_action = "Deny"
+    ip_rule = [for c in var.allowed_ip_ranges : {
+      action   = "Allow"
+      ip_range = strcontains(c, "/") ? c : "${c}/32"
+    }]
+  }
+
+  tags = local.tags
+}
+
+resource "azurerm_role_assignment" "kubelet_acr_pull" {
+  scope                = azurerm_container_registry.this.id
+  role_definition_name = "AcrPull"
+  principal_id         = azurerm_kubernetes_cluster.this.kubelet_identity[0].object_id
+}
+
+################################################################################
+# Storage: models and lake containers, Entra ID auth only
+################################################################################
+
+resource "azurerm_storage_account" "this" {
+  name                              = var.storage_account_name
+  location                          = azurerm_resource_group.this.location
+  resource_group_name               = azurerm_resource_group.this.name
+  account_kind                      = "StorageV2"
+  account_tier                      = "Standard"
+  account_replication_type          = var.storage_replication_type
+  min_tls_version                   = "TLS1_2"
+  https_traffic_only_enabled        = true
+  allow_nested_items_to_be_public   = false
+  infrastructure_encryption_enabled = true
+  # Entra ID (workload identity, `--auth-mode login`) only: no account keys to leak.
+  shared_access_key_enabled       = false
+  default_to_oauth_authentication = true
+  public_network_access_enabled   = true
+
+  network_rules {
+    default_action             = "Deny"
+    bypass                     = ["AzureServices"]
+    ip_rules                   = [for c in var.allowed_ip_ranges : trimsuffix(c, "/32")]
+    virtual_network_subnet_ids = [azurerm_subnet.nodes.id]
+  }
+
+  blob_properties {
+    versioning_enabled = true
+
+    delete_retention_policy {
+      days = 14
+    }
+
+    container_delete_retention_policy {
+      days = 14
+    }
+  }
+
+  sas_policy {
+    expiration_period = "00.01:00:00"
+  }
+
+  tags = local.tags
+}
+
+# Blob read/write/delete logs go to the cluster's Log Analytics workspace (resource logs; the legacy
+# Storage Analytics logging needs account keys, which are disabled).
+resource "azurerm_monitor_diagnostic_setting" "blob" {
+  name                       = "blob-access"
+  target_resource_id         = "${azurerm_storage_account.this.id}/blobServices/default"
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+
+  enabled_log {
+    category = "StorageRead"
+  }
+
+  enabled_log {
+    category = "StorageWrite"
+  }
+
+  enabled_log {
+    category = "StorageDelete"
+  }
+}
+
+resource "azurerm_storage_container" "models" {
+  name                  = "models"
+  storage_account_id    = azurerm_storage_account.this.id
+  container_access_type = "private"
+}
+
+resource "azurerm_storage_container" "lake" {
+  name                  = "lake"
+  storage_account_id    = azurerm_storage_account.this.id
+  container_access_type = "private"
+}
+
+resource "azurerm_storage_management_policy" "this" {
+  storage_account_id = azurerm_storage_account.this.id
+
+  rule {
+    name    = "age-scored-leads"
+    enabled = true
+
+    filters {
+      prefix_match = ["${azurerm_storage_container.lake.name}/${local.lake_prefix}"]
+      blob_types   = ["blockBlob"]
+    }
+
+    actions {
+      base_blob {
+        tier_to_cool_after_days_since_modification_greater_than = var.lake_cool_after_days
+        delete_after_days_since_modification_greater_than       = var.lake_delete_after_days
+      }
+
+      version {
+        delete_after_days_since_creation = 30
+      }
+    }
+  }
+
+  rule {
+    name    = "expire-old-model-versions"
+    enabled = true
+
+    filters {
+      prefix_match = ["${azurerm_storage_container.models.name}/${local.model_prefix}"]
+      blob_types   = ["blockBlob"]
+    }
+
+    actions {
+      version {
+        delete_after_days_since_creation = 90
+      }
+    }
+  }
+}
+
+################################################################################
+# Key Vault: the api-keys secret (value set by an operator, never kept in state)
+################################################################################
+
+resource "azurerm_key_vault" "this" {
+  name                          = var.key_vault_name
+  location                      = azurerm_resource_group.this.location
+  resource_group_name           = azurerm_resource_group.this.name
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "standard"
+  enable_rbac_authorization     = true
+  purge_protection_enabled      = true
+  soft_delete_retention_days    = 30
+  public_network_access_enabled = true
+
+  network_acls {
+    default_action             = "Deny"
+    bypass                     = "AzureServices"
+    ip_rules                   = [for c in var.allowed_ip_ranges : strcontains(c, "/") ? c : "${c}/32"]
+    virtual_network_subnet_ids = [azurerm_subnet.nodes.id]
+  }
+
+  tags = local.tags
+}
+
+# Whoever applies this configuration operates the service: they create the placeholder secret
+# and later write real key versions, upload models and push images.
+resource "azurerm_role_assignment" "operator_secrets" {
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+resource "azurerm_role_assignment" "operator_models" {
+  scope                = local.models_container_scope
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+resource "azurerm_role_assignment" "operator_acr_push" {
+  scope                = azurerm_container_registry.this.id
+  role_definition_name = "AcrPush"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+resource "azurerm_role_assignment" "operator_cluster_admin" {
+  scope                = azurerm_kubernetes_cluster.this.id
+  role_definition_name = "Azure Kubernetes Service RBAC Cluster Admin"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+resource "azurerm_key_vault_secret" "api_keys" {
+  name         = "api-keys"
+  key_vault_id = azurerm_key_vault.this.id
+  content_type = "application/yaml"
+  # An empty key list admits nobody; the real file is written with `az keyvault secret set`.
+  value = yamlencode({ keys = [] })
+
+  lifecycle {
+    ignore_changes = [value, expiration_date, tags]
+  }
+
+  depends_on = [azurerm_role_assignment.operator_secrets]
+}
+
+################################################################################
+# Workload identity: one user-assigned identity per service account
+################################################################################
+
+resource "azurerm_user_assigned_identity" "predictor" {
+  name                = "${var.name}-predictor"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+resource "azurerm_user_assigned_identity" "transformer" {
+  name                = "${var.name}-transformer"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+resource "azurerm_federated_identity_credential" "predictor" {
+  name                = "lead-scoring-predictor"
+  resource_group_name = azurerm_resource_group.this.name
+  parent_id           = azurerm_user_assigned_identity.predictor.id
+  audience            = ["api://AzureADTokenExchange"]
+  issuer              = azurerm_kubernetes_cluster.this.oidc_issuer_url
+  subject             = "system:serviceaccount:lead-scoring:lead-scoring-predictor"
+}
+
+resource "azurerm_federated_identity_credential" "transformer" {
+  name                = "lead-scoring-transformer"
+  resource_group_name = azurerm_resource_group.this.name
+  parent_id           = azurerm_user_assigned_identity.transformer.id
+  audience            = ["api://AzureADTokenExchange"]
+  issuer              = azurerm_kubernetes_cluster.this.oidc_issuer_url
+  subject             = "system:serviceaccount:lead-scoring:lead-scoring-transformer"
+}
+
+# predictor: read the model container.
+resource "azurerm_role_assignment" "predictor_models" {
+  scope                = local.models_container_scope
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = azurerm_user_assigned_identity.predictor.principal_id
+}
+
+# transformer: read the model card ...
+resource "azurerm_role_assignment" "transformer_models" {
+  scope                = local.models_container_scope
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = azurerm_user_assigned_identity.transformer.principal_id
+}
+
+# ... write Parquet to the lake, where the condition (Azure ABAC) limits writes and deletes
+# to blobs under scores/ ...
+resource "azurerm_role_assignment" "transformer_lake" {
+  scope                = local.lake_container_scope
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.transformer.principal_id
+  condition_version    = "2.0"
+  condition            = <<-EOT
+    (
+      (
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})
+        AND
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'})
+        AND
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete'})
+      )
+      OR
+      (
+        @Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith '${local.lake_prefix}'
+      )
+    )
+  EOT
+}
+
+# ... and read the api-keys secret (this one secret, not the vault).
+resource "azurerm_role_assignment" "transformer_api_keys" {
+  scope                = azurerm_key_vault_secret.api_keys.resource_versionless_id
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = azurerm_user_assigned_identity.transformer.principal_id
+}
