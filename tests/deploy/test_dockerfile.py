@@ -1,0 +1,92 @@
+"""The Dockerfile lints clean and builds what the manifests expect; runtime pins agree with the constraints.
+
+Docker does not run here: the image is linted and read, not built.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "Dockerfile"
+HADOLINT = REPO / ".venv" / "bin" / "hadolint"
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep, f"{path.name}: not an exact pin: {line}"
+            found[canonical(name)] = version.strip()
+    return found
+
+
+def stages() -> list[dict]:
+    """FROM/USER/ENTRYPOINT per stage, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            result.append({"from": words[1], "name": words[3] if len(words) > 3 else None, "lines": []})
+        result[-1]["lines"].append(line)
+    return result
+
+
+def test_hadolint_passes():
+    assert HADOLINT.exists(), "hadolint missing: make venv"
+    result = subprocess.run([str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_stages_base_user_and_entrypoints():
+    all_stages = stages()
+    names = [s["name"] for s in all_stages]
+    assert all(s["from"] in {"python:3.11-slim-bookworm", *names} for s in all_stages)
+    assert len(all_stages) >= 3, "multi-stage: build, runtime, targets"
+    text = DOCKERFILE.read_text()
+    assert "USER 10001:10001" in text and "--uid 10001" in text
+    last = all_stages[-1]
+    assert last["name"] == "transformer", "the default target must be the transformer"
+    assert 'ENTRYPOINT ["python", "-m", "transformer"]' in last["lines"]
+    predictor = next(s for s in all_stages if s["name"] == "predictor")
+    assert 'ENTRYPOINT ["python", "-m", "predictor.server"]' in predictor["lines"]
+    install = next(line for line in text.replace("\\\n", " ").splitlines() if line.startswith("RUN pip install"))
+    assert "--no-deps -r /tmp/runtime.txt" in install
+
+
+def test_runtime_pins_match_constraints_and_cover_the_dependencies():
+    runtime = pins(REPO / "requirements" / "runtime.txt")
+    constraints = pins(REPO / "requirements" / "constraints.txt")
+    mismatched = {n: (v, constraints.get(n)) for n, v in runtime.items()
+                  if n in constraints and constraints[n] != v}
+    assert not mismatched
+    # Only build tooling may be absent from the constraints (it is not pinned there).
+    assert set(runtime) - set(constraints) <= {"setuptools", "pip", "wheel"}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name, _, version = requirement.partition("==")
+        assert runtime[canonical(name)] == version.strip(), requirement
+    assert runtime["xgboost-cpu"] == "2.1.4" and "xgboost" not in runtime
+    assert not [n for n in runtime if n.startswith("nvidia-")], "CPU-only image"
+    dev_only = {canonical(r.split("==")[0].split("[")[0]) for r in project["optional-dependencies"]["dev"]}
+    assert not dev_only & set(runtime) - {"jsonschema", "httpx"}  # those two are also runtime deps of kserve
+
+
+def test_dockerignore_keeps_models_and_caches_out():
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore  # allow-list: nothing enters the context unless named
+    assert "predictor/model/" in ignore and "**/__pycache__/" in ignore
+    for needed in ("requirements/runtime.txt", "transformer/", "predictor/"):
+        assert f"!{needed}" in ignore
