@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
             predictor_host=args.predictor_host, predictor_protocol=args.predictor_protocol,
             predictor_use_ssl=args.predictor_use_ssl,
             predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
-            predictor_request_retries=args.predictor_request_retries,
+            # KServe hands this to gRPC as maxAttempts, which must be 0 (no policy) or >= 2.
+            predictor_request_retries=args.predictor_request_retries + 1 if args.predictor_request_retries else 0,
             # Readiness follows the predictor: Knative stops routing here while the predictor is unreachable.
             predictor_health_check=True)
     log.info("starting", extra={"model": args.model_name, "version": card.version, "mode": predictor.mode,

@@ -90,6 +90,7 @@ class LeadScoringModel(Model):
             if isinstance(payload, InferRequest):
                 request.v2_id = payload.id
                 request.binary_outputs = grpc or bool(payload.use_binary_outputs)
+                request.requested_outputs = payload.request_outputs
                 self.scorer.reasons_requested(request, parameter_value(payload.parameters, "reasons"))
                 self.scorer.decode_v2(request, to_tensors(payload))
             else:
@@ -117,4 +118,6 @@ class LeadScoringModel(Model):
         return InferResponse(response_id=getattr(request, "v2_id", None) or request.request_id, model_name=self.name,
                              model_version=self.scorer.card.version,
                              infer_outputs=to_infer_outputs(outputs, request.binary_outputs),
+                             # KServe filters to the outputs a client named and honours their binary_data wish.
+                             requested_outputs=request.requested_outputs or None,
                              from_grpc=request.protocol == "grpc", use_binary_outputs=request.binary_outputs)

@@ -54,6 +54,7 @@ class ScoringRequest:
     headers: dict = field(default_factory=dict)
     v2_id: str | None = None           # the V2 request's own `id`, echoed in the answer
     binary_outputs: bool = False
+    requested_outputs: list | None = None   # V2 outputs the client named (KServe RequestedOutput objects)
 
 
 def request_id_from(headers: dict | None) -> str:

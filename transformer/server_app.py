@@ -106,6 +106,17 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain_seconds
                 "parameters": {"tensor_form": {"datatype": "FP32", "shape": [-1, len(FEATURES)],
                                                "feature_order": [f.name for f in FEATURES]}}}
 
+    async def predictor_ready() -> ORJSONResponse:
+        # KServe's own check turns an unreachable predictor into a 500; readiness must say 503 so Knative and
+        # load balancers stop routing here, with a message an operator can act on.
+        if await scorer.predictor.ready():
+            return ORJSONResponse({"name": model_name, "ready": True})
+        return ORJSONResponse({"error": f"predictor ({scorer.predictor.mode} hop) is not ready or unreachable",
+                               "ready": False}, status_code=503)
+
+    app.add_api_route("/v2/health/ready", predictor_ready, methods=["GET"], include_in_schema=False)
+    app.add_api_route(f"/v2/models/{model_name}/ready", predictor_ready, methods=["GET"], include_in_schema=False)
+
     inner = app.router.lifespan_context
 
     @asynccontextmanager

@@ -1,0 +1,85 @@
+"""Tier mapping, API keys (hashed, constant-time, reloadable) and the per-key token bucket."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from transformer.auth import KeyFileError, KeyStore
+from transformer.errors import RateLimited, Unauthorized
+from transformer.tiers import TierMap
+
+
+def test_scores_map_to_buckets_and_tiers_at_the_card_thresholds():
+    tiers = TierMap([0.1, 0.2, 0.3, 0.4])
+    scores = np.array([0.05, 0.1, 0.15, 0.2, 0.35, 0.4, 0.99], np.float32)
+    assert tiers.buckets(scores).tolist() == [1, 2, 2, 3, 4, 5, 5]
+    assert tiers.tiers(tiers.buckets(scores)).tolist() == ["E", "D", "D", "C", "B", "A", "A"]
+    with pytest.raises(ValueError):
+        TierMap([0.3, 0.2, 0.1, 0.05])
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_env_keys_name_the_caller_and_never_echo_the_key():
+    store = KeyStore(env_keys="crm:s3cret-one, s3cret-two")
+    assert store.authenticate("s3cret-one").name == "crm"
+    assert store.authenticate("s3cret-two").name == "env-1"
+    with pytest.raises(Unauthorized) as error:
+        store.authenticate("s3cret-wrong")
+    assert "s3cret" not in str(error.value)
+    with pytest.raises(Unauthorized, match="missing API key"):
+        store.authenticate(None)
+
+
+def test_keys_file_with_hashes_reloads_and_removed_keys_stop_working(tmp_path):
+    clock = Clock()
+    path = tmp_path / "keys.yaml"
+    digest = hashlib.sha256(b"alpha-key").hexdigest()
+    path.write_text(f"keys:\n  - name: alpha\n    sha256: {digest}\n  - name: beta\n    key: beta-key\n")
+    store = KeyStore(str(path), reload_seconds=2, clock=clock)
+    assert store.authenticate("alpha-key").name == "alpha"
+    path.write_text("keys:\n  - name: gamma\n    key: gamma-key\n")
+    clock.now += 2.5
+    assert store.authenticate("gamma-key").name == "gamma"
+    with pytest.raises(Unauthorized):
+        store.authenticate("alpha-key")
+    path.write_text("not: [valid")  # a broken rotation keeps the last good keys
+    clock.now += 2.5
+    assert store.authenticate("gamma-key").name == "gamma"
+
+
+def test_bad_keys_files_fail_at_start(tmp_path):
+    path = tmp_path / "keys.yaml"
+    path.write_text("keys:\n  - name: x\n    sha256: nothex\n")
+    with pytest.raises(KeyFileError, match="64 hex"):
+        KeyStore(str(path))
+    with pytest.raises(KeyFileError, match="no API keys"):
+        KeyStore(env_keys="")
+
+
+def test_token_bucket_per_key_name(tmp_path):
+    clock = Clock()
+    path = tmp_path / "keys.yaml"
+    path.write_text("keys:\n  - name: slow\n    key: slow-key\n    rate_per_second: 2\n    burst: 2\n"
+                    "  - name: free\n    key: free-key\n")
+    store = KeyStore(str(path), clock=clock)
+    slow = store.authenticate("slow-key")
+    store.charge(slow)
+    store.charge(slow)
+    with pytest.raises(RateLimited) as error:
+        store.charge(slow)
+    assert 0 < error.value.retry_after_seconds <= 0.5 and error.value.http_status == 429
+    clock.now += 0.5
+    store.charge(slow)
+    free = store.authenticate("free-key")
+    for _ in range(1000):
+        store.charge(free)

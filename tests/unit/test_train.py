@@ -1,0 +1,103 @@
+"""Training: reproducible artifact, useful tiers, user CRM exports, and runtime compatibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+import xgboost as xgb
+
+from predictor.synthetic import sample_population
+from predictor.train import LABEL, DataError, load_user_data, main, train
+from tests.conftest import runtime_scores
+from transformer.features import FEATURE_NAMES
+from transformer.model_card import BOOSTER_SUFFIXES, CARD_FILE, find_booster, load_card, sha256_file
+
+
+def test_artifact_holds_one_booster_and_a_card_the_runtime_ignores(artifact, card):
+    boosters = [p for p in artifact.iterdir() if p.suffix in BOOSTER_SUFFIXES]
+    assert [p.name for p in boosters] == ["model.ubj"]
+    assert (artifact / CARD_FILE).is_file() and not CARD_FILE.endswith(BOOSTER_SUFFIXES)
+    assert card.booster_sha256 == sha256_file(artifact / "model.ubj")
+    assert card.feature_names == list(FEATURE_NAMES)
+    assert card.xgboost_version.startswith("2.1.")
+    assert len(card.tier_thresholds) == 4 and card.tier_thresholds == sorted(card.tier_thresholds)
+
+
+def test_tier_a_converts_at_three_times_the_base_rate_on_held_out_leads(card, runtime_booster):
+    # Fresh leads never seen in training, scored by the runtime-loaded booster.
+    x, y = sample_population(100_000, seed=1234)
+    scores = runtime_scores(runtime_booster, x)
+    tiers = card.tier_map.tiers(card.tier_map.buckets(scores))
+    base = y.mean()
+    assert y[tiers == "A"].mean() >= 3 * base
+    rates = [y[tiers == t].mean() for t in "ABCDE"]
+    assert rates == sorted(rates, reverse=True), rates          # tiers are ordered by conversion
+    assert card.metrics.tiers["A"].lift >= 3 and card.metrics.auc > 0.7
+
+
+def test_runtime_compatible_load_gives_training_scores(artifact, runtime_booster):
+    """Load as kserve-xgbserver does (bytearray, nthread=1) and predict on an UNNAMED float32 DMatrix."""
+    x, _ = sample_population(2_000, seed=77)
+    unnamed = xgb.DMatrix(x.astype(np.float32))
+    trained = xgb.Booster(model_file=str(artifact / "model.ubj"))
+    assert trained.feature_names is None      # a named booster would refuse the runtime's unnamed matrix
+    np.testing.assert_array_equal(runtime_booster.predict(unnamed), trained.predict(unnamed))
+    np.testing.assert_allclose(runtime_booster.inplace_predict(x.astype(np.float32)), runtime_booster.predict(unnamed),
+                               rtol=0, atol=1e-7)
+
+
+def test_same_data_and_seed_give_the_same_booster(tmp_path):
+    x, y = sample_population(30_000, seed=21)
+    first = train(x, y, tmp_path / "a", seed=21, name="lead-scoring", version=None, threads=2, rounds=80, source="t")
+    second = train(x, y, tmp_path / "b", seed=21, name="lead-scoring", version=None, threads=2, rounds=80, source="t")
+    assert first.booster_sha256 == second.booster_sha256
+    assert (tmp_path / "a" / "model.ubj").read_bytes() == (tmp_path / "b" / "model.ubj").read_bytes()
+
+
+def _export(x: np.ndarray, y: np.ndarray) -> pa.Table:
+    return pa.table({**{name: x[:, i] for i, name in enumerate(FEATURE_NAMES)}, LABEL: y.astype(np.int64)})
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_trains_from_a_user_crm_export(tmp_path, suffix):
+    x, y = sample_population(20_000, seed=31)
+    path = tmp_path / f"leads{suffix}"
+    table = _export(x, y)
+    pq.write_table(table, path) if suffix == ".parquet" else pcsv.write_csv(table, path)
+    out = tmp_path / "model"
+    assert main(["--data", str(path), "--out", str(out), "--rounds", "60", "--version", "crm-1"]) == 0
+    card = load_card(out)
+    assert card.version == "crm-1" and card.training["source"] == f"file:{path.name}"
+    assert find_booster(out).name == "model.ubj"
+
+
+def test_a_bad_export_names_every_missing_and_malformed_column(tmp_path):
+    x, y = sample_population(5_000, seed=32)
+    table = _export(x, y).drop_columns(["intent_score", "seniority"])
+    table = table.set_column(table.column_names.index("region"), "region",
+                             pa.array(["emea"] * len(y)))
+    bad = x[:, FEATURE_NAMES.index("employee_count")].copy()
+    bad[10] = -5
+    table = table.set_column(table.column_names.index("employee_count"), "employee_count", pa.array(bad))
+    path = tmp_path / "bad.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(DataError) as error:
+        load_user_data(path)
+    message = str(error.value)
+    assert "intent_score" in message and "seniority" in message and "region: not numeric" in message
+    table = _export(x, y)
+    table = table.set_column(table.column_names.index("employee_count"), "employee_count", pa.array(bad))
+    pq.write_table(table, path)
+    with pytest.raises(DataError, match=r"employee_count: 1 value\(s\) break rule 'minimum'.*row 10"):
+        load_user_data(path)
+
+
+def test_cli_reports_a_bad_file_without_a_trace(tmp_path, capsys):
+    path = tmp_path / "leads.csv"
+    path.write_text("a,b\n1,2\n")
+    assert main(["--data", str(path), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing column(s): employee_count" in err and "Traceback" not in err
