@@ -10,6 +10,7 @@ The codec speaks in plain `Tensor`s; the KServe adapter converts them from/to KS
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -22,6 +23,9 @@ _ALLOWED_V1_KEYS = frozenset(FEATURE_NAMES) | {LEAD_ID}
 _NUMERIC_DATATYPES = frozenset({"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
                                 "FP16", "FP32", "FP64"})
 _MISSING_REQUIRED = [f.name for f in FEATURES if f.required]
+# JSON cell types a feature may hold. numpy would also turn "1.5" into 1.5 and [1] into an extra axis: check first.
+_CELL_TYPES = frozenset({int, float, bool, type(None)})
+_JSON_SAFE_INT = 2**53
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,41 @@ def _lead_ids(values: list | np.ndarray | None, n: int) -> list[str]:
 
 
 def _cell_problem(row: int, name: str, value: object) -> dict:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _JSON_SAFE_INT:
+        # Too large for a float64 (or for the JSON encoder): show its size, not its 400 digits.
+        return problem_dict(row, name, "range", f"{str(value)[:20]}…", f"row {row}: {name} is out of range "
+                                                                        f"({len(str(abs(value)))} digits)")
     shown = value if isinstance(value, int | float | bool) or value is None else str(value)[:40]
     return problem_dict(row, name, "type", shown, f"row {row}: {name} must be a number, true/false or null, "
                                                  f"got {type(value).__name__}")
+
+
+def _bad_cell(value: object) -> bool:
+    if type(value) not in _CELL_TYPES:
+        return True
+    return type(value) is int and abs(value) > _JSON_SAFE_INT and not _fits_float(value)
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _as_float_matrix(data: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """`data` as float64 of `shape`, or InvalidRequest: tensors arrive with any content and any length."""
+    try:
+        array = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidRequest(f"{what}: data must be numbers", [problem_dict(None, what[:64], "type", None,
+                                                                            "data must be numbers")]) from None
+    expected = int(np.prod(shape))
+    if array.size != expected:
+        raise InvalidRequest(f"{what}: {array.size} values do not fill shape {list(shape)} ({expected} values)",
+                             [problem_dict(None, what[:64], "shape", list(shape), f"expected {expected} values")])
+    return array.reshape(shape)
 
 
 def _raise(problems: list[dict], max_reported: int, what: str) -> None:
@@ -95,12 +131,16 @@ def decode_v1(payload: object, max_leads: int, max_reported: int = 20) -> Decode
         rows.append([inst.get(name) for name in FEATURE_NAMES])
     if problems:
         _raise(problems, max_reported, "malformed lead(s)")
-    try:
-        matrix = np.array(rows, dtype=np.float64)   # None → NaN, true/false → 1/0
-    except (TypeError, ValueError):
+    matrix = None
+    if set(map(type, chain.from_iterable(rows))) <= _CELL_TYPES:   # one C-level pass; the common case
+        try:
+            matrix = np.array(rows, dtype=np.float64)   # None → NaN, true/false → 1/0
+        except OverflowError:   # an integer beyond float64
+            matrix = None
+    if matrix is None:
         for r, row in enumerate(rows):
             for name, value in zip(FEATURE_NAMES, row, strict=True):
-                if value is not None and not isinstance(value, int | float | bool):
+                if _bad_cell(value):
                     problems.append(_cell_problem(r, name, value))
         _raise(problems or [_cell_problem(0, "instances", "?")], max_reported, "malformed value(s)")
     ids = [inst.get(LEAD_ID) for inst in instances]
@@ -121,7 +161,12 @@ def decode_v2(inputs: list[Tensor], max_leads: int, max_reported: int = 20) -> D
         if id_tensor.datatype != "BYTES":
             raise InvalidRequest(f"input {LEAD_ID} must be BYTES, got {id_tensor.datatype}",
                                  [problem_dict(None, LEAD_ID, "datatype", id_tensor.datatype, "expected BYTES")])
-        decoded.lead_ids = _lead_ids(list(np.asarray(id_tensor.data).reshape(-1)), decoded.count)
+        try:
+            ids = list(np.asarray(id_tensor.data, dtype=object).reshape(-1))
+        except ValueError:   # ragged nesting
+            raise InvalidRequest(f"input {LEAD_ID} must be a flat list of strings",
+                                 [problem_dict(None, LEAD_ID, "shape", None, "expected [N] strings")]) from None
+        decoded.lead_ids = _lead_ids(ids, decoded.count)
     return decoded
 
 
@@ -134,7 +179,7 @@ def _decode_tensor(tensor: Tensor, max_leads: int) -> DecodedLeads:
                              f"see docs/features.md), got {tensor.shape}",
                              [problem_dict(None, tensor.name, "shape", tensor.shape, f"expected [N, {N_FEATURES}]")])
     _check_count(tensor.shape[0], max_leads)
-    matrix = np.asarray(tensor.data, dtype=np.float64).reshape(tensor.shape)
+    matrix = _as_float_matrix(tensor.data, (tensor.shape[0], N_FEATURES), f"input '{tensor.name[:64]}'")
     return DecodedLeads(matrix, _lead_ids(None, tensor.shape[0]), "v2_tensor")
 
 
@@ -170,7 +215,7 @@ def _decode_columns(columns: list[Tensor], max_leads: int, max_reported: int) ->
     _check_count(n or 0, max_leads)
     matrix = np.full((n, N_FEATURES), np.nan, dtype=np.float64)
     for t in columns:
-        matrix[:, FEATURE_INDEX[t.name]] = np.asarray(t.data, dtype=np.float64).reshape(n)
+        matrix[:, FEATURE_INDEX[t.name]] = _as_float_matrix(t.data, (n,), f"input '{t.name}'")
     return DecodedLeads(matrix, _lead_ids(None, n), "v2_columns")
 
 

@@ -68,12 +68,15 @@ def problem_dict(row: int | None, field: str, rule: str, value: object, message:
     return {"row": row, "field": field, "rule": rule, "value": value, "message": message}
 
 
+_JSON_SAFE_INT = 2**53  # beyond this a float is no exact integer, and JSON encoders refuse ints past 64 bits
+
+
 def _json_value(value: float) -> object:
     if np.isnan(value):
         return None
     if np.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return int(value) if float(value).is_integer() else value
+    return int(value) if float(value).is_integer() and abs(value) <= _JSON_SAFE_INT else float(value)
 
 
 def validate_matrix(matrix: np.ndarray, max_reported: int = 20) -> None:
