@@ -65,7 +65,7 @@ def main() -> int:
             args.model_dir, args.var / "logs", api_keys=f"dev:{key}", predictor=predictor.grpc_target,
             http_port=port, grpc_port=grpc,
             extra_args=["--sink_uri", lake.resolve().as_uri(), "--sink_spool_dir", str(args.var / "spool"),
-                        "--sink_flush_seconds", "2"])
+                        "--sink_flush_seconds", "2", "--drain_delay_seconds", "0"])
         transformer.wait_ready()
         print(f"lead scoring is up: transformer http://localhost:{port} (gRPC {grpc}) → predictor "
               f"{predictor.grpc_target}\nlogs in {args.var / 'logs'}", flush=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 from transformer import logs
 from transformer.auth import KeyFileError, KeyStore
 from transformer.cli import build_parser
+from transformer.drift import DriftMonitor
+from transformer.explain import ReasonExplainer
 from transformer.model_card import fetch_artifact, load_card
 
 log = logging.getLogger("transformer")
@@ -60,9 +62,12 @@ def main(argv: list[str] | None = None) -> None:
                          "the same as the predictor's storageUri")
     try:
         model_dir = fetch_artifact(args.model_card_uri)
-        card = load_card(model_dir, verify_booster=not args.predictor_host)
+        card = load_card(model_dir)
         keys = KeyStore(args.api_keys_file, os.environ.get("API_KEYS"), args.api_keys_reload_seconds)
         predictor = build_predictor(args, model_dir)
+        # Reason codes need the booster in split mode too; the card's hash proves it is the model being served.
+        explainer = ReasonExplainer.from_model_dir(model_dir, card)
+        drift = DriftMonitor(card.reference) if card.reference else None
     except (FileNotFoundError, ValueError, RuntimeError, KeyFileError) as exc:
         raise SystemExit(f"transformer: cannot start: {exc}") from None
     if card.name != args.model_name:
@@ -75,14 +80,18 @@ def main(argv: list[str] | None = None) -> None:
     from kserve.predictor_config import PredictorConfig
 
     from transformer import server_app
+    from transformer.drain import Drain
     from transformer.kserve_model import LeadScoringModel
     from transformer.scoring import Scorer
 
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, max_leads=args.max_leads,
                     max_reported=args.max_errors_reported, recorder=recorder,
-                    record_features=args.sink_include_features, reasons_max=args.reasons_max)
+                    record_features=args.sink_include_features, reasons_max=args.reasons_max,
+                    explainer=explainer, drift=drift)
     model = LeadScoringModel(args.model_name, scorer)
-    server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds)
+    drain = Drain(args.drain_delay_seconds)
+    server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,
+                       drain_seconds=args.drain_seconds)
     predictor_config = None
     if args.predictor_host:
         predictor_config = PredictorConfig(
@@ -101,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                                 enable_latency_logging=args.enable_latency_logging,
                                 access_log_format=args.access_log_format, grace_period=int(args.drain_seconds),
                                 predictor_config=predictor_config)
+    drain.attach(server)
     with contextlib.suppress(KeyboardInterrupt):
         server.start([model])
 

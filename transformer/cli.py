@@ -52,8 +52,8 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sink_uri", default=None,
                        help="Data lake: file:///path | s3://bucket/prefix | https://<acct>.blob.core.windows.net/<container>/<prefix>. "
                             "Unset: scoring results are not recorded (a warning is logged).")
-    group.add_argument("--sink_spool_dir", default="/tmp/lead-scoring-spool",  # nosec B108 - emptyDir in the pod
-                       help="Local spool for batches not yet uploaded.")
+    group.add_argument("--sink_spool_dir", default="/var/spool/lead-scoring",
+                       help="Local spool for batches not yet uploaded (an emptyDir in the pod; one per replica).")
     group.add_argument("--sink_flush_records", type=_positive_int, default=5000)
     group.add_argument("--sink_flush_seconds", type=_positive_float, default=5.0)
     group.add_argument("--sink_spool_max_bytes", type=_positive_int, default=1 << 30)
@@ -63,8 +63,11 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Azure Storage connection string; unset → DefaultAzureCredential (workload identity).")
     group.add_argument("--drain_seconds", type=_positive_float, default=20.0,
                        help="On SIGTERM: time to finish in-flight requests and flush the data lake.")
+    group.add_argument("--drain_delay_seconds", type=float, default=5.0,
+                       help="On SIGTERM: keep serving this long with readiness false, so routing moves away first.")
     group.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    group.add_argument("--reasons_max", type=_positive_int, default=10, help="Largest top-k of reason codes a client may ask.")
+    group.add_argument("--reasons_max", type=_positive_int, default=50,
+                       help="Largest top-k of reason codes a client may ask (50 = the full attribution).")
 
 
 def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str] | None = None) -> None:

@@ -70,7 +70,10 @@ class ReasonExplainer:
 
     def per_lead(self, matrix: np.ndarray, k: int) -> list[list[dict]]:
         """V1 form: per lead, the top-k reasons as dicts (feature, label, value, contribution, direction)."""
-        index, contribution, _ = self.top(matrix, k)
+        return self.per_lead_from_top(matrix, *self.top(matrix, k))
+
+    @staticmethod
+    def per_lead_from_top(matrix: np.ndarray, index: np.ndarray, contribution: np.ndarray, bias: np.ndarray) -> list[list[dict]]:
         values = np.take_along_axis(np.asarray(matrix), index, axis=1).tolist()
         result = []
         for lead_index, lead_values, lead_contribs in zip(index.tolist(), values, contribution.tolist(), strict=True):
@@ -81,8 +84,11 @@ class ReasonExplainer:
 
     def tensors(self, matrix: np.ndarray, k: int) -> list[Tensor]:
         """V2 form: reason_feature BYTES [N, k], reason_contribution FP32 [N, k], margin_bias FP32 [N]."""
-        index, contribution, bias = self.top(matrix, k)
-        n = index.shape[0]
+        return self.tensors_from_top(*self.top(matrix, k))
+
+    @staticmethod
+    def tensors_from_top(index: np.ndarray, contribution: np.ndarray, bias: np.ndarray) -> list[Tensor]:
+        n, k = index.shape
         return [Tensor("reason_feature", "BYTES", [n, k], _NAMES[index]),
                 Tensor("reason_contribution", "FP32", [n, k], contribution.astype(np.float32, copy=False)),
                 Tensor("margin_bias", "FP32", [n], bias.astype(np.float32, copy=False))]

@@ -4,6 +4,7 @@
 * malformed JSON → 400 instead of FastAPI's 422;
 * a body-size limit → 413 before the body is parsed;
 * model metadata that carries the model version;
+* readiness that follows the predictor and goes false first when draining (transformer/drain.py);
 * the data-lake recorder started with the app and flushed when it stops.
 """
 
@@ -13,13 +14,16 @@ import logging
 import math
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from kserve.model_server import app
 
 from transformer.codec import input_metadata, output_metadata
+from transformer.drain import Drain
 from transformer.errors import ScoringError
+from transformer.explain import output_metadata as reason_metadata
 from transformer.features import FEATURES
 from transformer.scoring import Scorer
 
@@ -79,8 +83,8 @@ class BodyLimit:
             return await self._refuse(send, seen)
 
     async def _refuse(self, send, size: int):
-        body = ('{"error":"request body of %d bytes is larger than the limit of %d bytes (--max_body_bytes); '
-                'split the batch"}' % (size, self.max_bytes)).encode()
+        body = orjson.dumps({"error": f"request body of {size} bytes is larger than the limit of {self.max_bytes} "
+                                      "bytes (--max_body_bytes); split the batch"})
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -90,7 +94,7 @@ class _TooLarge(Exception):
     pass
 
 
-def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain_seconds: float) -> None:
+def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float) -> None:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
     app.add_exception_handler(_TooLarge, lambda request, exc: ORJSONResponse(
@@ -102,13 +106,15 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain_seconds
     @app.get(f"/v2/models/{model_name}", include_in_schema=False)
     async def model_metadata():
         return {"name": model_name, "versions": [scorer.card.version], "platform": "xgboost",
-                "inputs": input_metadata(), "outputs": output_metadata(),
+                "inputs": input_metadata(), "outputs": output_metadata() + reason_metadata(scorer.reasons_max),
                 "parameters": {"tensor_form": {"datatype": "FP32", "shape": [-1, len(FEATURES)],
                                                "feature_order": [f.name for f in FEATURES]}}}
 
     async def predictor_ready() -> ORJSONResponse:
         # KServe's own check turns an unreachable predictor into a 500; readiness must say 503 so Knative and
         # load balancers stop routing here, with a message an operator can act on.
+        if drain.draining:
+            return ORJSONResponse({"error": "draining: this replica is shutting down", "ready": False}, status_code=503)
         if await scorer.predictor.ready():
             return ORJSONResponse({"name": model_name, "ready": True})
         return ORJSONResponse({"error": f"predictor ({scorer.predictor.mode} hop) is not ready or unreachable",
@@ -123,10 +129,12 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain_seconds
     async def lifespan(application):
         if recorder is not None:
             recorder.start()
+        drain.install()
         async with inner(application) as state:
             yield state
         if recorder is not None:
             log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
+            # Blocking on purpose: nothing else is left to serve, and the process must not exit before the flush.
             recorder.close(grace_seconds=drain_seconds)
         await scorer.predictor.close()
 

@@ -211,7 +211,8 @@ def test_operational_routes_stay_open(transformer_grpc, card):
     meta = httpx.get(transformer_grpc.url + "/v2/models/lead-scoring").json()
     assert meta["versions"] == [card.version]
     assert [i["name"] for i in meta["inputs"]][:50] == list(FEATURE_NAMES)
-    assert {o["name"] for o in meta["outputs"]} == {"score", "bucket", "tier", "lead_id"}
+    assert {o["name"] for o in meta["outputs"]} == {"score", "bucket", "tier", "lead_id",   # + reason codes on request
+                                                    "reason_feature", "reason_contribution", "margin_bias"}
 
 
 def test_validation_errors_name_row_field_rule_value_on_both_protocols(transformer_grpc, api_key):
@@ -273,3 +274,24 @@ def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
     finally:
         transformer.stop()
         predictor.stop()
+
+
+def test_reason_codes_sum_with_the_bias_to_the_margin(transformer_grpc, api_key, runtime_booster):
+    body, matrix = v2_tensor_body(X[:5])
+    body["parameters"] = {"reasons": 50}
+    answer = post(transformer_grpc, V2, body, api_key)
+    assert answer.status_code == 200, answer.text
+    out = answer.json()
+    contributions = np.array(v2_output(out, "reason_contribution"), dtype=np.float64).reshape(5, 50)
+    margin = contributions.sum(axis=1) + np.array(v2_output(out, "margin_bias"))
+    expected = runtime_booster.predict(__import__("xgboost").DMatrix(matrix.astype(np.float32)), output_margin=True)
+    np.testing.assert_allclose(margin, expected, atol=1e-4)
+    np.testing.assert_allclose(1 / (1 + np.exp(-margin)), v2_output(out, "score"), atol=1e-5)
+
+    v1 = post(transformer_grpc, V1, {**v1_body(X[:3], IDS[:3]), "parameters": {"reasons": 3}}, api_key).json()
+    reasons = v1["predictions"][0]["reasons"]
+    assert len(reasons) == 3
+    assert {"feature", "label", "value", "contribution", "direction"} <= set(reasons[0])
+    assert abs(reasons[0]["contribution"]) >= abs(reasons[1]["contribution"]) >= abs(reasons[2]["contribution"])
+    bad = post(transformer_grpc, V1, {**v1_body(X[:1], IDS[:1]), "parameters": {"reasons": 99}}, api_key)
+    assert bad.status_code == 400 and "reasons" in bad.json()["error"]
