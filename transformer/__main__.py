@@ -35,6 +35,10 @@ def build_recorder(args, card_name: str):
 
 
 def build_predictor(args, model_dir: Path):
+    if args.legacy_mode == "live":
+        from transformer.legacy import build_legacy_predictor
+
+        return build_legacy_predictor(args)
     if not args.predictor_host:
         from transformer.inprocess import InProcessBooster
 
@@ -74,6 +78,17 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("model card name differs from --model_name", extra={"card_name": card.name,
                                                                         "model_name": args.model_name})
     recorder = build_recorder(args, card.name)
+    shadow = None
+    if args.legacy_mode == "shadow":
+        from transformer.legacy import build_legacy_predictor
+        from transformer.shadow import ShadowScorer
+
+        try:
+            legacy = build_legacy_predictor(args)
+        except ValueError as exc:
+            raise SystemExit(f"transformer: cannot start: {exc}") from None
+        shadow = ShadowScorer(legacy, args.shadow_fraction, card.tier_map, recorder=recorder,
+                              max_in_flight=args.shadow_max_in_flight, model_name=args.model_name)
 
     # Imported late: importing kserve costs ~1 s, and a bad flag should fail before that.
     import kserve
@@ -87,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, max_leads=args.max_leads,
                     max_reported=args.max_errors_reported, recorder=recorder,
                     record_features=args.sink_include_features, reasons_max=args.reasons_max,
-                    explainer=explainer, drift=drift)
+                    explainer=explainer, drift=drift, shadow=shadow)
     model = LeadScoringModel(args.model_name, scorer)
     drain = Drain(args.drain_delay_seconds)
     server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,
@@ -110,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
                                 enable_latency_logging=args.enable_latency_logging,
                                 access_log_format=args.access_log_format, grace_period=int(args.drain_seconds),
                                 predictor_config=predictor_config)
+    if args.fast_path:
+        from kserve.model_server import app
+
+        from transformer import fast_routes
+
+        fast_routes.install(app, scorer, args.max_body_bytes)
     drain.attach(server)
     with contextlib.suppress(KeyboardInterrupt):
         server.start([model])

@@ -65,6 +65,9 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                        help="On SIGTERM: time to finish in-flight requests and flush the data lake.")
     group.add_argument("--drain_delay_seconds", type=float, default=5.0,
                        help="On SIGTERM: keep serving this long with readiness false, so routing moves away first.")
+    group.add_argument("--fast_path", type=_bool, default=True,
+                       help="Serve the JSON V1/V2 scoring routes on a lean ASGI path in front of KServe's FastAPI app "
+                            "(same answers; ~2x less CPU per request). false = KServe's own REST path only.")
     group.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     group.add_argument("--reasons_max", type=_positive_int, default=50,
                        help="Largest top-k of reason codes a client may ask (50 = the full attribution).")
@@ -98,6 +101,9 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         description="Lead-scoring KServe transformer.",
     )
     add_lead_scoring_arguments(parser)
+    from transformer.legacy import add_legacy_arguments
+
+    add_legacy_arguments(parser)
     # A hop timeout of KServe's default 600 s would hold a client for ten minutes behind a dead predictor.
     parser.set_defaults(model_name="lead-scoring", predictor_protocol="grpc-v2",
                         predictor_request_timeout_seconds=2, predictor_request_retries=1,

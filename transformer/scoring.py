@@ -67,7 +67,7 @@ def request_id_from(headers: dict | None) -> str:
 class Scorer:
     def __init__(self, card: ModelCard, predictor: Predictor, keys: KeyStore, *, model_name: str,
                  max_leads: int = 1000, max_reported: int = 20, recorder: Recorder | None = None,
-                 record_features: bool = True, reasons_max: int = 50, explainer=None, drift=None):
+                 record_features: bool = True, reasons_max: int = 50, explainer=None, drift=None, shadow=None):
         self.card = card
         self.tier_map = card.tier_map
         self.predictor = predictor
@@ -80,6 +80,7 @@ class Scorer:
         self.reasons_max = reasons_max
         self.explainer = explainer
         self.drift = drift
+        self.shadow = shadow
         metrics.MODEL_INFO.labels(model_name, card.version).set(1)
         for tier, share in card.expected_tier_shares.items():
             metrics.EXPECTED_TIER_SHARE.labels(tier).set(share)
@@ -138,6 +139,10 @@ class Scorer:
         request.scores = scores
         request.buckets = self.tier_map.buckets(scores)
         request.tiers = self.tier_map.tiers(request.buckets)
+        if self.shadow is not None:   # off the response path: a task, never awaited here
+            self.shadow.maybe_submit(request.request_id, request.leads.matrix, request.scores, request.tiers,
+                                     lead_ids=request.leads.lead_ids, api_key_name=request.key.name if request.key else "",
+                                     protocol=request.protocol, request_form=request.form)
 
     # 6. respond (+ 7. record, 8. observe)
     def v2_outputs(self, request: ScoringRequest) -> list[Tensor]:

@@ -120,6 +120,23 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         return ORJSONResponse({"error": f"predictor ({scorer.predictor.mode} hop) is not ready or unreachable",
                                "ready": False}, status_code=503)
 
+    async def versioned(version: str, answer):
+        if version != scorer.card.version:
+            return ORJSONResponse({"error": f"model version {version[:64]!r} is not served here; this replica serves "
+                                            f"{scorer.card.version}"}, status_code=404)
+        return await answer()
+
+    async def versioned_metadata(version: str):
+        return await versioned(version, model_metadata)
+
+    async def versioned_ready(version: str):
+        return await versioned(version, predictor_ready)
+
+    # Registered before KServe's routes, which answer 501 for any /versions/<v> URL, even the served version.
+    app.add_api_route(f"/v2/models/{model_name}/versions/{{version}}", versioned_metadata, methods=["GET"],
+                      include_in_schema=False)
+    app.add_api_route(f"/v2/models/{model_name}/versions/{{version}}/ready", versioned_ready, methods=["GET"],
+                      include_in_schema=False)
     app.add_api_route("/v2/health/ready", predictor_ready, methods=["GET"], include_in_schema=False)
     app.add_api_route(f"/v2/models/{model_name}/ready", predictor_ready, methods=["GET"], include_in_schema=False)
 
@@ -132,6 +149,8 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         drain.install()
         async with inner(application) as state:
             yield state
+        if scorer.shadow is not None:
+            await scorer.shadow.close()
         if recorder is not None:
             log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
             # Blocking on purpose: nothing else is left to serve, and the process must not exit before the flush.

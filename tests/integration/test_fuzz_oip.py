@@ -87,12 +87,14 @@ def test_an_unauthenticated_malformed_json_body_is_401_not_400(server):
     assert response.status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason="KServe answers 501 'Model versioning not supported yet.' for any "
-                                       "/versions/<v> URL, even the version being served (fix in server_app.py)")
 def test_the_served_version_url_is_not_a_5xx(server):
+    # KServe alone answers 501 "Model versioning not supported yet." for any /versions/<v> URL.
     version = httpx.get(server.url + "/v2/models/lead-scoring", timeout=10).json()["versions"][0]
     response = httpx.get(f"{server.url}/v2/models/lead-scoring/versions/{version}/ready", timeout=10)
     assert response.status_code == 200
+    assert httpx.get(f"{server.url}/v2/models/lead-scoring/versions/{version}", timeout=10).json()["versions"] == [version]
+    other = httpx.get(f"{server.url}/v2/models/lead-scoring/versions/not-this-one/ready", timeout=10)
+    assert other.status_code == 404 and "not served" in other.json()["error"]
 
 
 def test_the_spec_is_read_in_place_not_copied():

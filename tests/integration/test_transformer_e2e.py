@@ -295,3 +295,33 @@ def test_reason_codes_sum_with_the_bias_to_the_margin(transformer_grpc, api_key,
     assert abs(reasons[0]["contribution"]) >= abs(reasons[1]["contribution"]) >= abs(reasons[2]["contribution"])
     bad = post(transformer_grpc, V1, {**v1_body(X[:1], IDS[:1]), "parameters": {"reasons": 99}}, api_key)
     assert bad.status_code == 400 and "reasons" in bad.json()["error"]
+
+
+def test_fast_path_answers_exactly_like_kserves_own_rest_path(artifact, logs_dir, api_key, transformer_inprocess):
+    plain = start_transformer(artifact, logs_dir, api_keys=f"tests:{api_key}", extra_args=["--fast_path", "false"])
+    try:
+        plain.wait_ready()
+        bad = X.copy()
+        bad[2, FEATURE_INDEX["touches_30d"]] = -1
+        cases = [(V1, v1_body(), api_key), (V2, v2_columns_body()[0], api_key), (V2, v2_tensor_body()[0], api_key),
+                 (V1, v1_body(bad), api_key), (V2, v2_tensor_body()[0], "wrong"), (V1, {"instances": []}, api_key),
+                 (V2, {"id": "x", "inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": [1]}]}, api_key)]
+        for path, body, key in cases:
+            fast = post(transformer_inprocess, path, body, key, **{"x-request-id": "same"})
+            slow = post(plain, path, body, key, **{"x-request-id": "same"})
+            assert fast.status_code == slow.status_code, (path, fast.text, slow.text)
+            if fast.status_code == 200:
+                assert fast.json() == slow.json()
+            else:
+                assert fast.json()["error"].split(":")[0] == slow.json()["error"].split(":")[0]
+            assert fast.headers["x-request-id"] == "same"
+    finally:
+        plain.stop()
+
+
+def test_versioned_infer_url(transformer_inprocess, api_key, card):
+    body, _ = v2_tensor_body(X[:2])
+    served = post(transformer_inprocess, f"/v2/models/lead-scoring/versions/{card.version}/infer", body, api_key)
+    assert served.status_code == 200 and served.json()["model_version"] == card.version
+    other = post(transformer_inprocess, "/v2/models/lead-scoring/versions/v0/infer", body, api_key)
+    assert other.status_code == 404 and "not served" in other.json()["error"]
