@@ -50,3 +50,6 @@ def configure(level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    # Library deprecation warnings would otherwise go to stderr as plain text and break "one JSON object per
+    # line" for log pipelines; as records of `py.warnings` they are JSON at level WARNING (and shown once each).
+    logging.captureWarnings(True)
