@@ -171,8 +171,7 @@ class Scorer:
             counts = Counter(tiers.tolist())
             for tier, count in counts.items():
                 metrics.LEADS_SCORED.labels(tier).inc(count)
-            for score in request.scores.tolist():
-                metrics.SCORE.observe(score)
+            metrics.observe_many(metrics.SCORE, request.scores)
             if self.drift is not None:
                 self.drift.observe(request.leads.matrix, request.scores)
             self._record(request, elapsed)

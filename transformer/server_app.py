@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 from kserve.model_server import app
 
 from transformer.codec import input_metadata, output_metadata
@@ -30,25 +30,30 @@ from transformer.scoring import Scorer
 log = logging.getLogger("transformer")
 
 
-def error_response(error: ScoringError, request_id: str | None = None) -> ORJSONResponse:
+def json_response(content: object, status_code: int = 200, headers: dict | None = None) -> Response:
+    """JSON via orjson (FastAPI deprecates its ORJSONResponse class)."""
+    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+
+
+def error_response(error: ScoringError, request_id: str | None = None) -> Response:
     headers = {}
     if request_id:
         headers["x-request-id"] = request_id
     retry_after = getattr(error, "retry_after_seconds", None)
     if retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))
-    return ORJSONResponse(error.body(), status_code=error.http_status, headers=headers)
+    return json_response(error.body(), status_code=error.http_status, headers=headers)
 
 
-async def _scoring_error(request: Request, error: ScoringError) -> ORJSONResponse:
+async def _scoring_error(request: Request, error: ScoringError) -> Response:
     return error_response(error, getattr(error, "request_id", None))
 
 
-async def _malformed_body(request: Request, error: RequestValidationError) -> ORJSONResponse:
+async def _malformed_body(request: Request, error: RequestValidationError) -> Response:
     problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body")[:100] or "body",
                  "rule": e.get("type", "invalid"), "message": str(e.get("msg", ""))[:200]} for e in error.errors()[:20]]
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-    return ORJSONResponse({"error": f"malformed request body: {summary}", "problems": problems}, status_code=400)
+    return json_response({"error": f"malformed request body: {summary}", "problems": problems}, status_code=400)
 
 
 class BodyLimit:
@@ -97,7 +102,7 @@ class _TooLarge(Exception):
 def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float) -> None:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
-    app.add_exception_handler(_TooLarge, lambda request, exc: ORJSONResponse(
+    app.add_exception_handler(_TooLarge, lambda request, exc: json_response(
         {"error": f"request body is larger than the limit of {max_body_bytes} bytes (--max_body_bytes); split the batch"},
         status_code=413))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -110,19 +115,19 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
                 "parameters": {"tensor_form": {"datatype": "FP32", "shape": [-1, len(FEATURES)],
                                                "feature_order": [f.name for f in FEATURES]}}}
 
-    async def predictor_ready() -> ORJSONResponse:
+    async def predictor_ready() -> Response:
         # KServe's own check turns an unreachable predictor into a 500; readiness must say 503 so Knative and
         # load balancers stop routing here, with a message an operator can act on.
         if drain.draining:
-            return ORJSONResponse({"error": "draining: this replica is shutting down", "ready": False}, status_code=503)
+            return json_response({"error": "draining: this replica is shutting down", "ready": False}, status_code=503)
         if await scorer.predictor.ready():
-            return ORJSONResponse({"name": model_name, "ready": True})
-        return ORJSONResponse({"error": f"predictor ({scorer.predictor.mode} hop) is not ready or unreachable",
+            return json_response({"name": model_name, "ready": True})
+        return json_response({"error": f"predictor ({scorer.predictor.mode} hop) is not ready or unreachable",
                                "ready": False}, status_code=503)
 
     async def versioned(version: str, answer):
         if version != scorer.card.version:
-            return ORJSONResponse({"error": f"model version {version[:64]!r} is not served here; this replica serves "
+            return json_response({"error": f"model version {version[:64]!r} is not served here; this replica serves "
                                             f"{scorer.card.version}"}, status_code=404)
         return await answer()
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promql_inventory import (
+
+from tests.deploy.promql_inventory import (
     MONITORING_DIR,
     REPO_ROOT,
     alert_rules,
