@@ -47,6 +47,7 @@ bench: venv tools model
 
 docs: venv
 	$(PY) -m transformer.features --markdown > docs/features.md
+	$(PY) -m transformer.cli > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .tools var bench-results

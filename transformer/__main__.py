@@ -18,7 +18,7 @@ from transformer.model_card import fetch_artifact, load_card
 log = logging.getLogger("transformer")
 
 
-def build_recorder(args, card_name: str):
+def build_recorder(args):
     if not args.sink_uri:
         log.warning("no --sink_uri: scoring results are not recorded in a data lake")
         return None
@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     if card.name != args.model_name:
         log.warning("model card name differs from --model_name", extra={"card_name": card.name,
                                                                         "model_name": args.model_name})
-    recorder = build_recorder(args, card.name)
+    try:
+        recorder = build_recorder(args)
+    except (ValueError, OSError, RuntimeError) as exc:   # a bad --sink_uri; a spool in use (SpoolInUse)
+        raise SystemExit(f"transformer: cannot start the data lake sink: {exc}") from None
     shadow = None
     if args.legacy_mode == "shadow":
         from transformer.legacy import build_legacy_predictor

@@ -54,10 +54,14 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                             "Unset: scoring results are not recorded (a warning is logged).")
     group.add_argument("--sink_spool_dir", default="/var/spool/lead-scoring",
                        help="Local spool for batches not yet uploaded (an emptyDir in the pod; one per replica).")
-    group.add_argument("--sink_flush_records", type=_positive_int, default=5000)
-    group.add_argument("--sink_flush_seconds", type=_positive_float, default=5.0)
-    group.add_argument("--sink_spool_max_bytes", type=_positive_int, default=1 << 30)
-    group.add_argument("--sink_include_features", type=_bool, default=True)
+    group.add_argument("--sink_flush_records", type=_positive_int, default=5000,
+                       help="Cut a Parquet file after this many records ...")
+    group.add_argument("--sink_flush_seconds", type=_positive_float, default=5.0,
+                       help="... or when its oldest record is this old.")
+    group.add_argument("--sink_spool_max_bytes", type=_positive_int, default=1 << 30,
+                       help="Spool bound; beyond it records are dropped visibly (counter + log), scoring goes on.")
+    group.add_argument("--sink_include_features", type=_bool, default=True,
+                       help="Store the 50 features with each scoring result.")
     group.add_argument("--sink_s3_endpoint_url", default=None, help="S3-compatible endpoint (MinIO, moto …).")
     group.add_argument("--sink_azure_connection_string", default=None,
                        help="Azure Storage connection string; unset → DefaultAzureCredential (workload identity).")
@@ -68,7 +72,8 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fast_path", type=_bool, default=True,
                        help="Serve the JSON V1/V2 scoring routes on a lean ASGI path in front of KServe's FastAPI app "
                             "(same answers; ~2x less CPU per request). false = KServe's own REST path only.")
-    group.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    group.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="Level of the JSON log lines (one per request at INFO).")
     group.add_argument("--reasons_max", type=_positive_int, default=50,
                        help="Largest top-k of reason codes a client may ask (50 = the full attribution).")
 
@@ -110,3 +115,30 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
                         enable_latency_logging=False)
     apply_environment(parser, environ)
     return parser
+
+
+def markdown_config_table() -> str:
+    """The configuration reference, generated from the parser itself so it cannot drift (`make docs`)."""
+    parser = build_parser(environ={})
+    ours = {a.dest for group in parser._action_groups if group.title != "options" for a in group._group_actions}
+    lines = ["# Configuration of `python -m transformer`", "",
+             "Generated from the argument parser by `make docs`. Every flag can also be set by the environment variable",
+             "in the second column (an explicit flag wins). The last column says where the flag comes from.", "",
+             "| flag | env var | default | meaning | from |", "|---|---|---|---|---|"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        flag = max(action.option_strings, key=len)
+        default = "" if action.default is None else f"`{action.default}`"
+        meaning = " ".join((action.help or "").split()).replace("|", "\\|")
+        origin = "lead scoring" if action.dest in ours else "KServe"
+        lines.append(f"| `{flag}` | `{action.dest.upper()}` | {default} | {meaning} | {origin} |")
+    lines += ["", "Also read from the environment only: `API_KEYS` (`name:key,name2:key2`), `AZURE_STORAGE_CONNECTION_STRING`,",
+              "`AZUREML_KEY`, and the usual AWS / Azure credential variables (IRSA, workload identity)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(markdown_config_table())

@@ -1,6 +1,6 @@
 """Request payloads → a float32 [N, 50] matrix in feature order + lead ids; scores → response payloads.
 
-Three request forms (docs/api.md):
+Three request forms (README.md, "The API"):
   * V1 `instances`: a list of JSON objects of named features plus `lead_id` (optional features absent/null → NaN);
   * V2 columns: one input per feature name, shape [N], plus an optional BYTES input `lead_id`;
   * V2 tensor: one FP32/FP64 input of shape [N, 50] in feature order (+ optional `lead_id`).

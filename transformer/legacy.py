@@ -325,9 +325,11 @@ def add_legacy_arguments(parser) -> None:
     group.add_argument("--legacy_mode", choices=["off", "live", "shadow"], default="off",
                        help="live: the legacy endpoint answers clients; shadow: it is called on the side for a "
                             "fraction of requests and compared; off: not used.")
-    group.add_argument("--legacy_backend", choices=["sagemaker", "azureml"], default=None)
-    group.add_argument("--legacy_timeout_seconds", type=float, default=2.0)
-    group.add_argument("--sagemaker_endpoint_name", default=None)
+    group.add_argument("--legacy_backend", choices=["sagemaker", "azureml"], default=None,
+                       help="Which legacy endpoint --legacy_mode live|shadow calls.")
+    group.add_argument("--legacy_timeout_seconds", type=float, default=2.0,
+                       help="Timeout of one call to the legacy endpoint (no retries).")
+    group.add_argument("--sagemaker_endpoint_name", default=None, help="SageMaker real-time endpoint to call.")
     group.add_argument("--sagemaker_region", default=None, help="Default: AWS_REGION / AWS_DEFAULT_REGION.")
     group.add_argument("--sagemaker_content_type", choices=list(SAGEMAKER_CONTENT_TYPES), default="text/csv",
                        help="text/csv for the built-in XGBoost container; application/json for a custom script.")

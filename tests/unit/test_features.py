@@ -44,3 +44,20 @@ def test_docs_feature_table_is_generated_from_the_model():
 
     committed = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
     assert committed == markdown_table(), "docs/features.md is stale: run `make docs`"
+
+
+def test_docs_configuration_table_is_generated_from_the_parser():
+    from pathlib import Path
+
+    from transformer.cli import markdown_config_table
+
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert committed == markdown_config_table(), "docs/configuration.md is stale: run `make docs`"
+
+
+def test_every_flag_has_an_env_var_and_an_explicit_flag_wins():
+    from transformer.cli import build_parser
+
+    args = build_parser({"MAX_LEADS": "7", "SINK_INCLUDE_FEATURES": "false", "ENABLE_GRPC": "false"}).parse_args([])
+    assert (args.max_leads, args.sink_include_features, args.enable_grpc) == (7, False, False)
+    assert build_parser({"MAX_LEADS": "7"}).parse_args(["--max_leads", "9"]).max_leads == 9
