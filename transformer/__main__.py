@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         predictor = build_predictor(args, model_dir)
         # Reason codes need the booster in split mode too; the card's hash proves it is the model being served.
         explainer = ReasonExplainer.from_model_dir(model_dir, card)
-        drift = DriftMonitor(card.reference) if card.reference else None
+        drift = (DriftMonitor(card.reference, window=args.drift_window, publish_every_seconds=args.drift_publish_seconds)
+                 if card.reference else None)
     except (FileNotFoundError, ValueError, RuntimeError, KeyFileError) as exc:
         raise SystemExit(f"transformer: cannot start: {exc}") from None
     if card.name != args.model_name:

@@ -69,6 +69,10 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                        help="On SIGTERM: time to finish in-flight requests and flush the data lake.")
     group.add_argument("--drain_delay_seconds", type=float, default=5.0,
                        help="On SIGTERM: keep serving this long with readiness false, so routing moves away first.")
+    group.add_argument("--drift_window", type=_positive_int, default=5000,
+                       help="Live leads in the sliding window compared with the card's training distribution (PSI).")
+    group.add_argument("--drift_publish_seconds", type=_positive_float, default=10.0,
+                       help="How often the PSI gauges are recomputed.")
     group.add_argument("--fast_path", type=_bool, default=True,
                        help="Serve the JSON V1/V2 scoring routes on a lean ASGI path in front of KServe's FastAPI app "
                             "(same answers; ~2x less CPU per request). false = KServe's own REST path only.")

@@ -22,18 +22,16 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-import yaml
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hack.stack import ROOT, Server, free_port, start_transformer
+from hack.stack import ROOT, Server, start_transformer
 from predictor.synthetic import as_records, sample_features
 from tests.conftest import runtime_scores
-from tests.deploy.promql_inventory import all_queries, plain_rules_file
+from tests.deploy.promql_inventory import all_queries
+from tests.prometheus_server import PROMETHEUS, promql, scalar, start_prometheus, stop, wait_until
 from transformer.features import FEATURE_INDEX, FEATURE_NAMES
 
-PROMETHEUS = "/usr/bin/prometheus"
-NAMESPACE = "lead-scoring"
 KEY_NAME = "crm-observability"
 V1 = "/v1/models/lead-scoring:predict"
 V2 = "/v2/models/lead-scoring/infer"
@@ -183,66 +181,6 @@ def fill_drift_window(server: Server, api_key: str, sent: Sent, booster, card, t
             return  # if it never publishes, the drift queries' checks below fail and say so
         time.sleep(1.0)
         x, ids, seed = sample_features(1, seed=seed), lead_ids(f"drift{seed}", 1), seed + 1
-
-
-# --- Prometheus ----------------------------------------------------------------------------------------------------
-
-def promql(prometheus_url: str, expr: str) -> list[dict]:
-    response = httpx.get(prometheus_url + "/api/v1/query", params={"query": expr}, timeout=10)
-    body = response.json()
-    assert response.status_code == 200 and body["status"] == "success", f"{expr}\n→ {body}"
-    assert body["data"]["resultType"] == "vector", expr
-    return body["data"]["result"]
-
-
-def scalar(prometheus_url: str, expr: str) -> float | None:
-    result = promql(prometheus_url, expr)
-    return float(result[0]["value"][1]) if result else None
-
-
-def wait_until(condition, what: str, timeout: float = 40.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {process.returncode} while waiting for {what}")
-        try:
-            if condition():
-                return
-        except (httpx.HTTPError, AssertionError):
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"gave up waiting for {what}")
-
-
-def start_prometheus(target: str, work: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    rules = plain_rules_file(work / "rules.yaml")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        # The PodMonitor's scrape adds `namespace`; so does this one, so the rules' `by (namespace)`, the
-        # dashboard's {namespace="lead-scoring"} and the alert's absent(...{namespace=...}) are exercised as deployed.
-        "scrape_configs": [{"job_name": "lead-scoring-transformer", "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}]}],
-    }
-    config_file = work / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    log = (work / "prometheus.log").open("wb")
-    process = subprocess.Popen([PROMETHEUS, f"--config.file={config_file}",  # noqa: S603 - fixed binary
-                                f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={work / 'data'}",
-                                "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    return process, f"http://127.0.0.1:{port}"
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
