@@ -100,6 +100,9 @@ class LeadScoringModel(Model):
                 self.scorer.decode_v1(request, payload)
         except ScoringError as error:
             raise self._fail(request, error) from None
+        except Exception as exc:
+            self.scorer.finish(request, "error", ScoringError(type(exc).__name__))   # counted, then KServe's 500
+            raise
         return request
 
     async def predict(self, request: ScoringRequest, headers=None, response_headers=None):
@@ -107,6 +110,9 @@ class LeadScoringModel(Model):
             await self.scorer.predict(request)
         except ScoringError as error:
             raise self._fail(request, error) from None
+        except Exception as exc:
+            self.scorer.finish(request, "error", ScoringError(type(exc).__name__))
+            raise
         return request
 
     def postprocess(self, request: ScoringRequest, headers=None, response_headers=None):

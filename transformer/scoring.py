@@ -21,6 +21,7 @@ from transformer.auth import KeyEntry, KeyStore
 from transformer.codec import DecodedLeads, Tensor, decode_v1, decode_v2, encode_v1, encode_v2
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.model_card import ModelCard
+from transformer.sink import ScoredBatch
 from transformer.validation import validate_matrix
 
 log = logging.getLogger("transformer.requests")
@@ -185,8 +186,6 @@ class Scorer:
     def _record(self, request: ScoringRequest, elapsed: float) -> None:
         if self.recorder is None:
             return
-        from transformer.sink import ScoredBatch  # the sink is optional; import only when recording
-
         self.recorder.submit(ScoredBatch(
             request_id=request.request_id, scored_at=datetime.now(UTC), model_name=self.model_name,
             model_version=self.card.version, api_key_name=request.key.name if request.key else "",
