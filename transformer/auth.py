@@ -48,8 +48,8 @@ class KeyEntry:
 class TokenBucket:
     rate: float
     capacity: float
+    stamp: float
     tokens: float = field(default=-1.0)
-    stamp: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -183,7 +183,8 @@ class KeyStore:
             return
         bucket = self._buckets.get(entry.name)
         if bucket is None or bucket.rate != entry.rate_per_second or bucket.capacity != entry.burst:
-            bucket = self._buckets[entry.name] = TokenBucket(entry.rate_per_second, entry.burst or entry.rate_per_second)
+            bucket = self._buckets[entry.name] = TokenBucket(entry.rate_per_second, entry.burst or entry.rate_per_second,
+                                                             stamp=self._clock())
         wait = bucket.take(1.0, self._clock())
         if wait > 0:
             raise RateLimited(f"rate limit of {entry.rate_per_second:g} requests/s for key '{entry.name}' exceeded; "

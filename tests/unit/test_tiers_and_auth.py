@@ -23,7 +23,7 @@ def test_scores_map_to_buckets_and_tiers_at_the_card_thresholds():
 
 class Clock:
     def __init__(self):
-        self.now = 1000.0
+        self.now = 1e9   # far from time.monotonic(): a bucket must use the store's clock, not the system's
 
     def __call__(self):
         return self.now
