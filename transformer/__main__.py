@@ -11,6 +11,7 @@ from pathlib import Path
 from transformer import logs
 from transformer.auth import KeyFileError, KeyStore
 from transformer.cli import build_parser
+from transformer.coalesce import Coalescer
 from transformer.drift import DriftMonitor
 from transformer.explain import ReasonExplainer
 from transformer.model_card import fetch_artifact, load_card
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         card = load_card(model_dir)
         keys = KeyStore(args.api_keys_file, os.environ.get("API_KEYS"), args.api_keys_reload_seconds)
         predictor = build_predictor(args, model_dir)
+        if args.coalesce:
+            predictor = Coalescer(predictor, max_rows=args.max_leads)
         # Reason codes need the booster in split mode too; the card's hash proves it is the model being served.
         explainer = ReasonExplainer.from_model_dir(model_dir, card)
         drift = (DriftMonitor(card.reference, window=args.drift_window, publish_every_seconds=args.drift_publish_seconds)

@@ -73,6 +73,8 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Live leads in the sliding window compared with the card's training distribution (PSI).")
     group.add_argument("--drift_publish_seconds", type=_positive_float, default=10.0,
                        help="How often the PSI gauges are recomputed.")
+    group.add_argument("--coalesce", type=_bool, default=True,
+                       help="Score the leads of requests that arrive together in one predictor call (no added wait).")
     group.add_argument("--fast_path", type=_bool, default=True,
                        help="Serve the JSON V1/V2 scoring routes on a lean ASGI path in front of KServe's FastAPI app "
                             "(same answers; ~2x less CPU per request). false = KServe's own REST path only.")

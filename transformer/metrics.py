@@ -22,6 +22,8 @@ PREDICTOR_HOP = Histogram("lead_scoring_predictor_hop_seconds", "Time to get sco
                           ["mode"], buckets=LATENCY_BUCKETS)
 REQUEST_DURATION = Histogram("lead_scoring_request_duration_seconds", "End-to-end scoring time in the transformer",
                              ["protocol"], buckets=LATENCY_BUCKETS)
+COALESCED_ROWS = Histogram("lead_scoring_coalesced_batch_rows", "Leads per predictor call after request coalescing",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
 MODEL_INFO = Gauge("lead_scoring_model_info", "The model being served (value 1)", ["model", "version"])
 EXPECTED_TIER_SHARE = Gauge("lead_scoring_model_expected_tier_share",
                             "Share of leads per tier on training-like traffic, from the model card", ["tier"])

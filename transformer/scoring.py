@@ -165,7 +165,8 @@ class Scorer:
         metrics.REQUESTS.labels(request.protocol, request.form, outcome).inc()
         metrics.REQUEST_DURATION.labels(request.protocol).observe(elapsed)
         entry = {"request_id": request.request_id, "protocol": request.protocol, "form": request.form,
-                 "outcome": outcome, "latency_ms": round(elapsed * 1000, 3), "model_version": self.card.version,
+                 "outcome": outcome, "status": (error.http_status if error else 200) if request.protocol == "rest"
+                 else (error.grpc_status if error else "OK"), "latency_ms": round(elapsed * 1000, 3), "model_version": self.card.version,
                  "key_name": request.key.name if request.key else None}
         if outcome == "ok":
             tiers = request.tiers

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from contextlib import asynccontextmanager
@@ -152,6 +153,10 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         if recorder is not None:
             recorder.start()
         drain.install()
+        # Start-up objects (models, modules, the card) never die: keep them out of every future GC pass,
+        # which shortens the pauses that show up in p99.
+        gc.collect()
+        gc.freeze()
         async with inner(application) as state:
             yield state
         if scorer.shadow is not None:

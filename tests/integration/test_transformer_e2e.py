@@ -325,3 +325,20 @@ def test_versioned_infer_url(transformer_inprocess, api_key, card):
     assert served.status_code == 200 and served.json()["model_version"] == card.version
     other = post(transformer_inprocess, "/v2/models/lead-scoring/versions/v0/infer", body, api_key)
     assert other.status_code == 404 and "not served" in other.json()["error"]
+
+
+@pytest.mark.parametrize("which", ["transformer_inprocess", "transformer_grpc"])
+def test_concurrent_requests_each_get_their_own_scores(which, request, api_key, runtime_booster):
+    server = request.getfixturevalue(which)
+    matrices = [filled(sample_features(n, seed=700 + i)) for i, n in enumerate([1, 4, 1, 7, 2, 1, 3, 1] * 3)]
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": api_key}, timeout=20) as http:
+            return await asyncio.gather(*(http.post(V2, json=v2_tensor_body(m)[0]) for m in matrices))
+
+    answers = asyncio.run(burst())
+    for matrix, answer in zip(matrices, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_array_equal(np.float32(v2_output(answer.json(), "score")), runtime_scores(runtime_booster, matrix))
+    metrics = httpx.get(server.url + "/metrics").text
+    assert "lead_scoring_coalesced_batch_rows_count" in metrics

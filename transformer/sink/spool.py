@@ -100,7 +100,10 @@ class Spool:
         try:
             with self._tree_lock:
                 final.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(table, temp, compression=self.compression)
+                # Dictionary-encode only the text columns: on the 50 float feature columns it costs ~2/3 of the write
+                # time and makes files larger, not smaller.
+                text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                pq.write_table(table, temp, compression=self.compression, use_dictionary=text)
             size = temp.stat().st_size
             with self._lock:
                 if self._bytes + size > self.max_bytes:

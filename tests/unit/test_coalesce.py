@@ -1,0 +1,90 @@
+"""Request coalescing: concurrent requests share one predictor call and each gets exactly its own scores."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from transformer.coalesce import Coalescer
+from transformer.errors import PredictorUnavailable
+
+
+class RecordingPredictor:
+    mode = "fake"
+
+    def __init__(self, fail: bool = False):
+        self.calls: list[int] = []
+        self.fail = fail
+
+    async def predict(self, matrix, headers=None):
+        self.calls.append(matrix.shape[0])
+        await asyncio.sleep(0)
+        if self.fail:
+            raise PredictorUnavailable("predictor down")
+        return matrix[:, 0].astype(np.float32) * 2   # a score each caller can recognise as its own
+
+
+def test_concurrent_requests_are_scored_in_one_call_and_split_back():
+    inner = RecordingPredictor()
+    coalescer = Coalescer(inner, max_rows=1000)
+    requests = [np.full((n, 50), float(i), np.float32) for i, n in enumerate([1, 3, 1, 5, 2], start=1)]
+
+    async def run():
+        return await asyncio.gather(*(coalescer.predict(m) for m in requests))
+
+    results = asyncio.run(run())
+    assert inner.calls == [12]
+    for i, (matrix, scores) in enumerate(zip(requests, results, strict=True), start=1):
+        assert scores.shape == (matrix.shape[0],) and np.all(scores == 2 * i)
+
+
+def test_a_lone_request_goes_straight_through_and_big_ones_are_not_merged():
+    inner = RecordingPredictor()
+    coalescer = Coalescer(inner, max_rows=4)
+
+    async def run():
+        alone = await coalescer.predict(np.ones((1, 50), np.float32))
+        both = await asyncio.gather(coalescer.predict(np.ones((4, 50), np.float32)),
+                                    coalescer.predict(np.ones((3, 50), np.float32)),
+                                    coalescer.predict(np.ones((2, 50), np.float32)))
+        return alone, both
+
+    alone, both = asyncio.run(run())
+    assert inner.calls[0] == 1 and len(alone) == 1
+    assert inner.calls[1:] == [4, 3, 2]   # 4 rows go alone; 3 + 2 would exceed max_rows=4
+    assert [len(s) for s in both] == [4, 3, 2]
+
+
+def test_a_failure_reaches_every_waiting_request():
+    coalescer = Coalescer(RecordingPredictor(fail=True))
+
+    async def run():
+        return await asyncio.gather(*(coalescer.predict(np.ones((1, 50), np.float32)) for _ in range(3)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, PredictorUnavailable) for r in results)
+
+
+def test_requests_in_later_turns_form_new_batches():
+    inner = RecordingPredictor()
+    coalescer = Coalescer(inner)
+
+    async def run():
+        first = asyncio.ensure_future(coalescer.predict(np.ones((2, 50), np.float32)))
+        await asyncio.sleep(0.01)
+        second = await coalescer.predict(np.ones((3, 50), np.float32))
+        return await first, second
+
+    first, second = asyncio.run(run())
+    assert inner.calls == [2, 3] and len(first) == 2 and len(second) == 3
+
+
+@pytest.mark.parametrize("n", [1, 50])
+def test_mode_and_readiness_pass_through(n):
+    inner = RecordingPredictor()
+    coalescer = Coalescer(inner)
+    assert coalescer.mode == "fake"
+    assert len(asyncio.run(coalescer.predict(np.ones((n, 50), np.float32)))) == n
