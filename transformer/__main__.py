@@ -13,7 +13,7 @@ from transformer.auth import KeyFileError, KeyStore
 from transformer.cli import build_parser
 from transformer.coalesce import Coalescer
 from transformer.drift import DriftMonitor
-from transformer.explain import ReasonExplainer
+from transformer.explain import LazyReasonExplainer, ReasonExplainer
 from transformer.model_card import fetch_artifact, load_card
 
 log = logging.getLogger("transformer")
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.coalesce:
             predictor = Coalescer(predictor, max_rows=args.max_leads)
         # Reason codes need the booster in split mode too; the card's hash proves it is the model being served.
-        explainer = ReasonExplainer.from_model_dir(model_dir, card)
+        explainer = (ReasonExplainer.from_model_dir(model_dir, card) if predictor.mode == "inprocess"
+                     else LazyReasonExplainer(model_dir, card))
         drift = (DriftMonitor(card.reference, window=args.drift_window, publish_every_seconds=args.drift_publish_seconds)
                  if card.reference else None)
     except (FileNotFoundError, ValueError, RuntimeError, KeyFileError) as exc:

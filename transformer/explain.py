@@ -8,14 +8,18 @@ own copy only for this), so the reasons explain the score the client got.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xgboost as xgb
 
 from transformer.codec import Tensor
 from transformer.features import FEATURE_NAMES, FEATURES, N_FEATURES
 from transformer.model_card import ModelCard, find_booster, sha256_file
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 _NAMES = np.array(FEATURE_NAMES, dtype=object)
 _LABELS = tuple(f.description for f in FEATURES)
@@ -37,6 +41,8 @@ class ReasonExplainer:
         if card is not None and sha256_file(path) != card.booster_sha256:
             raise ValueError(f"{path.name} does not match the model card's booster_sha256: reason codes would "
                              "explain a different model than the one scoring")
+        import xgboost as xgb
+
         return cls(xgb.Booster(params={"nthread": nthread}, model_file=bytearray(path.read_bytes())))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
@@ -44,10 +50,14 @@ class ReasonExplainer:
         data = np.ascontiguousarray(matrix, dtype=np.float32)
         if data.ndim != 2 or data.shape[1] != N_FEATURES:
             raise ValueError(f"expected a [N, {N_FEATURES}] matrix, got shape {list(data.shape)}")
+        import xgboost as xgb
+
         return self.booster.predict(xgb.DMatrix(data, missing=np.nan), pred_contribs=True)
 
     def margins(self, matrix: np.ndarray) -> np.ndarray:
         data = np.ascontiguousarray(matrix, dtype=np.float32)
+        import xgboost as xgb
+
         return self.booster.predict(xgb.DMatrix(data, missing=np.nan), output_margin=True)
 
     def top(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,3 +126,32 @@ def _plain(value: float, kind: str) -> float | int | bool | None:
         return int(value)
     # The model saw a float32: show its shortest decimal form (0.1, not 0.10000000149011612).
     return float(str(np.float32(value)))
+
+
+class LazyReasonExplainer:
+    """Loads the booster on the first request that asks for reasons.
+
+    In split mode the transformer needs xgboost only for reason codes; importing it at start-up costs ~0.5 s of cold
+    start and ~120 MB of RSS in every replica, for a feature that is off by default. The hash check still runs first.
+    """
+
+    def __init__(self, model_dir: Path, card: ModelCard | None = None):
+        booster = find_booster(model_dir)
+        if card is not None and sha256_file(booster) != card.booster_sha256:
+            raise ValueError(f"{booster.name} does not match the model card's booster_sha256: reason codes would "
+                             "explain a different model than the one scoring")
+        self._model_dir = model_dir
+        self._explainer: ReasonExplainer | None = None
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> ReasonExplainer:
+        with self._lock:   # top() runs in worker threads
+            if self._explainer is None:
+                self._explainer = ReasonExplainer.from_model_dir(self._model_dir)
+            return self._explainer
+
+    def top(self, matrix: np.ndarray, k: int):
+        return self._loaded().top(matrix, k)
+
+    per_lead_from_top = staticmethod(ReasonExplainer.per_lead_from_top)
+    tensors_from_top = staticmethod(ReasonExplainer.tensors_from_top)
