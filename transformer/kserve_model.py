@@ -1,7 +1,7 @@
 """The KServe adapter: a `kserve.Model` whose preprocess/predict/postprocess wire the domain pieces together.
 
-This module (with predictor_hop.py, fast_routes.py and __main__.py) is the only place that knows KServe. Domain
-errors become a REST status with a JSON `{"error": ...}` body, or a gRPC status, here.
+This module, with fast_routes.py, server_app.py, drain.py, predictor_hop.py, cli.py and __main__.py, is the only
+place that knows KServe. Domain errors become a REST status with a JSON `{"error": ...}` body, or a gRPC status, here.
 """
 
 from __future__ import annotations
