@@ -34,6 +34,15 @@ def artifact(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_artifact(tmp_path_factory) -> Path:
+    """A small booster for tests about the service around the model, not the model (trained in ~1 s)."""
+    out = tmp_path_factory.mktemp("small-artifact")
+    x, y = sample_population(20_000, seed=3)
+    train(x, y, out, seed=3, name="lead-scoring", version=None, threads=2, rounds=40, source="synthetic:small")
+    return out
+
+
+@pytest.fixture(scope="session")
 def card(artifact):
     return load_card(artifact)
 

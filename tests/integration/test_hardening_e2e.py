@@ -22,8 +22,7 @@ import yaml
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
 from hack.stack import start_predictor, start_transformer
-from predictor.synthetic import as_records, sample_features, sample_population
-from predictor.train import train
+from predictor.synthetic import as_records, sample_features
 from transformer.features import FEATURES
 
 V1 = "/v1/models/lead-scoring:predict"
@@ -31,15 +30,6 @@ X = np.where(np.isnan(sample_features(3, seed=5)), [f.minimum for f in FEATURES]
 KEYS = {name: f"{name}-{secrets.token_hex(10)}" for name in
         ("limited-rest", "limited-grpc", "steady", "hashed", "old", "new")}
 MAX_LEADS, MAX_BODY = 10, 60_000
-
-
-@pytest.fixture(scope="module")
-def small_artifact(tmp_path_factory) -> Path:
-    """A small booster: these tests are about the service around it, not the model."""
-    out = tmp_path_factory.mktemp("small-artifact")
-    x, y = sample_population(5_000, seed=3)
-    train(x, y, out, seed=3, name="lead-scoring", version=None, threads=1, rounds=20, source="synthetic:test")
-    return out
 
 
 class MountedSecret:

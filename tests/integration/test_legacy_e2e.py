@@ -16,7 +16,6 @@ import xgboost as xgb
 from prometheus_client import REGISTRY
 
 from predictor.synthetic import sample_population
-from predictor.train import train
 from tests.legacy_servers import LegacyBoosterServer, MotoSageMaker
 from tests.sink_servers import free_port, wait_for
 from transformer.errors import PredictorTimeout, PredictorUnavailable
@@ -28,14 +27,6 @@ from transformer.sink import ScoreSink, SinkConfig
 
 ENDPOINT = "lead-scoring-legacy"
 AZURE_KEY = "azure-key-7f3a9c"
-
-
-@pytest.fixture(scope="module")
-def small_artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("legacy-artifact")
-    x, y = sample_population(20_000, seed=11)
-    train(x, y, out, seed=11, name="lead-scoring", version=None, threads=2, rounds=40, source="synthetic:legacy")
-    return out
 
 
 @pytest.fixture(scope="module")

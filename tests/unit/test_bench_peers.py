@@ -20,17 +20,6 @@ from hack.bench_peers.workload import (
     v2_tensor_body,
 )
 from hack.stack import start_predictor
-from predictor.synthetic import sample_population
-from predictor.train import train
-
-
-@pytest.fixture(scope="module")
-def small_artifact(tmp_path_factory):
-    # A small booster keeps the test quick; the peers do not care how good the model is.
-    out = tmp_path_factory.mktemp("artifact")
-    x, y = sample_population(20_000, seed=3)
-    train(x, y, out, seed=3, name="lead-scoring", version=None, threads=2, rounds=40, source="synthetic:bench-test")
-    return out
 
 
 @pytest.fixture(scope="module")
