@@ -26,6 +26,7 @@ class Coalescer:
         self._pending: list[tuple[np.ndarray, asyncio.Future, dict | None]] = []
         self._rows = 0
         self._scheduled = False
+        self._in_flight: set[asyncio.Task] = set()   # the loop keeps only weak references to tasks
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
         if matrix.shape[0] >= self.max_rows:
@@ -48,7 +49,9 @@ class Coalescer:
         if not self._pending:
             return
         batch, self._pending, self._rows = self._pending, [], 0
-        asyncio.ensure_future(self._flush(batch))
+        task = asyncio.ensure_future(self._flush(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def _flush(self, batch: list[tuple[np.ndarray, asyncio.Future, dict | None]]) -> None:
         matrices = [matrix for matrix, _, _ in batch]
