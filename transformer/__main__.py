@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, max_leads=args.max_leads,
                     max_reported=args.max_errors_reported, recorder=recorder,
                     record_features=args.sink_include_features, reasons_max=args.reasons_max,
+                    reasons_max_leads=args.reasons_max_leads,
                     explainer=explainer, drift=drift, shadow=shadow)
     model = LeadScoringModel(args.model_name, scorer)
     drain = Drain(args.drain_delay_seconds)

@@ -68,7 +68,8 @@ def request_id_from(headers: dict | None) -> str:
 class Scorer:
     def __init__(self, card: ModelCard, predictor: Predictor, keys: KeyStore, *, model_name: str,
                  max_leads: int = 1000, max_reported: int = 20, recorder: Recorder | None = None,
-                 record_features: bool = True, reasons_max: int = 50, explainer=None, drift=None, shadow=None):
+                 record_features: bool = True, reasons_max: int = 50, reasons_max_leads: int = 200, explainer=None, drift=None,
+                 shadow=None):
         self.card = card
         self.tier_map = card.tier_map
         self.predictor = predictor
@@ -79,6 +80,7 @@ class Scorer:
         self.recorder = recorder
         self.record_features = record_features
         self.reasons_max = reasons_max
+        self.reasons_max_leads = reasons_max_leads
         self.explainer = explainer
         self.drift = drift
         self.shadow = shadow
@@ -115,6 +117,12 @@ class Scorer:
 
     def _accept(self, request: ScoringRequest, leads: DecodedLeads) -> None:
         request.form = leads.form
+        if request.reasons_k and leads.count > self.reasons_max_leads:
+            # TreeSHAP costs ~0.5 ms a lead: one huge request must not hold a worker thread for seconds.
+            raise InvalidRequest(f"reason codes are limited to {self.reasons_max_leads} leads per request "
+                                 f"(--reasons_max_leads), got {leads.count}: split the batch or drop 'reasons'",
+                                 [{"row": None, "field": "reasons", "rule": "lead_count", "value": leads.count,
+                                   "message": f"at most {self.reasons_max_leads} leads with reasons"}])
         try:
             validate_matrix(leads.matrix, self.max_reported)
         except InvalidRequest as exc:

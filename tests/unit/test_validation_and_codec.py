@@ -107,3 +107,21 @@ def test_responses_in_both_protocols():
     v1 = encode_v1(scores, buckets, tiers, ["a", "b"], "lead-scoring", "v9")
     assert v1["predictions"][0] == {"lead_id": "a", "score": pytest.approx(0.9), "bucket": 5, "tier": "A"}
     assert v1["model_version"] == "v9"
+
+
+def test_reason_codes_are_capped_per_request():
+    from unittest.mock import MagicMock
+
+    from transformer.scoring import Scorer, ScoringRequest
+
+    card = MagicMock(tier_map=None, version="v", expected_tier_shares={})
+    predictor = MagicMock(mode="fake")
+    scorer = Scorer(card, predictor, keys=None, model_name="lead-scoring", reasons_max_leads=10, explainer=object())
+    request = ScoringRequest("rest", "r1")
+    scorer.reasons_requested(request, 3)
+    error = rejected(scorer.decode_v1, request, {"instances": as_records(X[:11])})
+    assert error.problems[0]["rule"] == "lead_count" and "--reasons_max_leads" in error.message
+    small = ScoringRequest("rest", "r2")
+    scorer.reasons_requested(small, 3)
+    scorer.decode_v1(small, {"instances": as_records(X[:10])})
+    assert small.leads.count == 10
