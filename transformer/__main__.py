@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         predictor = build_predictor(args, model_dir)
         if args.coalesce:
             predictor = Coalescer(predictor, max_rows=args.max_leads)
-        # Reason codes need the booster in split mode too; the card's hash proves it is the model being served.
-        explainer = (ReasonExplainer.from_model_dir(model_dir, card) if predictor.mode == "inprocess"
-                     else LazyReasonExplainer(model_dir, card))
+        # Reason codes need the booster in split mode too; load_card checked it against the card's hash.
+        explainer = (ReasonExplainer.from_model_dir(model_dir) if predictor.mode == "inprocess"
+                     else LazyReasonExplainer(model_dir))
         drift = (DriftMonitor(card.reference, window=args.drift_window, publish_every_seconds=args.drift_publish_seconds)
                  if card.reference else None)
     except (FileNotFoundError, ValueError, RuntimeError, KeyFileError) as exc:

@@ -5,6 +5,8 @@ Domain code raises these; only the KServe adapter turns them into HTTP responses
 
 from __future__ import annotations
 
+import math
+
 
 class ScoringError(Exception):
     http_status = 500
@@ -17,6 +19,9 @@ class ScoringError(Exception):
 
     def body(self) -> dict:
         return {"error": self.message}
+
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class InvalidRequest(ScoringError):
@@ -56,6 +61,9 @@ class RateLimited(ScoringError):
     def __init__(self, message: str, retry_after_seconds: float):
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(max(1, math.ceil(self.retry_after_seconds)))}
 
 
 class PredictorUnavailable(ScoringError):

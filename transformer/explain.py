@@ -16,7 +16,7 @@ import numpy as np
 
 from transformer.codec import Tensor
 from transformer.features import FEATURE_NAMES, FEATURES, N_FEATURES
-from transformer.model_card import ModelCard, find_booster, sha256_file
+from transformer.model_card import find_booster
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -31,16 +31,10 @@ class ReasonExplainer:
         self.booster = booster
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, card: ModelCard | None = None, nthread: int = 1) -> ReasonExplainer:
-        """Load the artifact's booster; with `card`, refuse a booster the card does not describe.
-
-        In split mode nothing else checks the transformer's copy of the booster, and reasons computed on a different
-        model than the predictor's would be silently wrong.
-        """
+    def from_model_dir(cls, model_dir: Path, nthread: int = 1) -> ReasonExplainer:
+        """Load the artifact's booster. `model_card.load_card` has already checked it against the card's sha256, so
+        the reasons explain the very model the predictor serves."""
         path = find_booster(model_dir)
-        if card is not None and sha256_file(path) != card.booster_sha256:
-            raise ValueError(f"{path.name} does not match the model card's booster_sha256: reason codes would "
-                             "explain a different model than the one scoring")
         import xgboost as xgb
 
         return cls(xgb.Booster(params={"nthread": nthread}, model_file=bytearray(path.read_bytes())))
@@ -132,14 +126,11 @@ class LazyReasonExplainer:
     """Loads the booster on the first request that asks for reasons.
 
     In split mode the transformer needs xgboost only for reason codes; importing it at start-up costs ~0.5 s of cold
-    start and ~120 MB of RSS in every replica, for a feature that is off by default. The hash check still runs first.
+    start and ~120 MB of RSS in every replica, for a feature that is off by default.
     """
 
-    def __init__(self, model_dir: Path, card: ModelCard | None = None):
-        booster = find_booster(model_dir)
-        if card is not None and sha256_file(booster) != card.booster_sha256:
-            raise ValueError(f"{booster.name} does not match the model card's booster_sha256: reason codes would "
-                             "explain a different model than the one scoring")
+    def __init__(self, model_dir: Path):
+        find_booster(model_dir)   # a bad folder fails at start-up, not on the first request with reasons
         self._model_dir = model_dir
         self._explainer: ReasonExplainer | None = None
         self._lock = threading.Lock()

@@ -175,9 +175,7 @@ class FastPath:
 
     async def _answer(self, send, error: ScoringError, request_id: str | None) -> None:
         extra = [(b"x-request-id", request_id.encode())] if request_id else []
-        retry_after = getattr(error, "retry_after_seconds", None)
-        if retry_after is not None:
-            extra.append((b"retry-after", str(max(1, int(np.ceil(retry_after)))).encode()))
+        extra += [(name.encode(), value.encode()) for name, value in error.headers().items()]
         await self._send(send, error.http_status, orjson.dumps(error.body()), extra)
 
     @staticmethod

@@ -104,17 +104,18 @@ def find_booster(folder: Path) -> Path:
     return found[0]
 
 
-def load_card(folder: Path, verify_booster: bool = True) -> ModelCard:
+def load_card(folder: Path) -> ModelCard:
+    """The card, after checking that the folder's booster is the one it describes (tiers, reasons and the
+    version stamped on every answer would otherwise belong to another model)."""
     card_path = folder / CARD_FILE
     if not card_path.is_file():
         raise FileNotFoundError(f"no {CARD_FILE} in {folder}")
     card = ModelCard.model_validate(yaml.safe_load(card_path.read_text()))
-    if verify_booster:
-        booster = folder / card.booster_file
-        actual = sha256_file(booster)
-        if actual != card.booster_sha256:
-            raise ValueError(f"{booster.name} does not match the card (sha256 {actual[:12]}…, card says "
-                             f"{card.booster_sha256[:12]}…): the folder mixes two models")
+    booster = folder / card.booster_file
+    actual = sha256_file(booster)
+    if actual != card.booster_sha256:
+        raise ValueError(f"{booster.name} does not match the card (sha256 {actual[:12]}…, card says "
+                         f"{card.booster_sha256[:12]}…): the folder mixes two models")
     return card
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 from contextlib import asynccontextmanager
 
 import orjson
@@ -37,12 +36,9 @@ def json_response(content: object, status_code: int = 200, headers: dict | None 
 
 
 def error_response(error: ScoringError, request_id: str | None = None) -> Response:
-    headers = {}
+    headers = error.headers()
     if request_id:
         headers["x-request-id"] = request_id
-    retry_after = getattr(error, "retry_after_seconds", None)
-    if retry_after is not None:
-        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     return json_response(error.body(), status_code=error.http_status, headers=headers)
 
 

@@ -82,9 +82,10 @@ def test_requests_in_later_turns_form_new_batches():
     assert inner.calls == [2, 3] and len(first) == 2 and len(second) == 3
 
 
-@pytest.mark.parametrize("n", [1, 50])
-def test_mode_and_readiness_pass_through(n):
+@pytest.mark.parametrize("ready", [True, False])
+def test_mode_and_readiness_pass_through(ready):
     inner = RecordingPredictor()
+    inner.ready = lambda: asyncio.sleep(0, result=ready)
     coalescer = Coalescer(inner)
     assert coalescer.mode == "fake"
-    assert len(asyncio.run(coalescer.predict(np.ones((n, 50), np.float32)))) == n
+    assert asyncio.run(coalescer.ready()) is ready

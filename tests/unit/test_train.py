@@ -101,3 +101,13 @@ def test_cli_reports_a_bad_file_without_a_trace(tmp_path, capsys):
     assert main(["--data", str(path), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing column(s): employee_count" in err and "Traceback" not in err
+
+
+def test_a_card_beside_another_booster_is_refused(artifact, tmp_path):
+    """The transformer loads the card with load_card: a folder mixing two models must not start."""
+    for item in artifact.iterdir():
+        (tmp_path / item.name).write_bytes(item.read_bytes())
+    assert load_card(tmp_path).booster_sha256 == sha256_file(tmp_path / "model.ubj")
+    (tmp_path / "model.ubj").write_bytes((artifact / "model.ubj").read_bytes() + b" ")
+    with pytest.raises(ValueError, match="mixes two models"):
+        load_card(tmp_path)
