@@ -21,6 +21,7 @@ RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 # Sources are copied, not pip-installed: no build step, and the code is owned by root (read-only for the app).
+COPY contract/ /app/contract/
 COPY transformer/ /app/transformer/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
@@ -31,7 +32,7 @@ WORKDIR /app
 USER 10001:10001
 
 FROM runtime AS predictor
-# The stand-in predictor shares the model-card helpers of the transformer package.
+# The stand-in predictor reads the model card through the contract package (copied above).
 COPY predictor/ /app/predictor/
 EXPOSE 8080 8081
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/live', timeout=2)"]

@@ -4,7 +4,6 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= predictor/model
-export LEAD_SCORING_REFERENCE_DIR ?= $(abspath ../shared/reference)
 
 .PHONY: venv tools model serve test test-fast lint audit bench docs clean
 
@@ -29,8 +28,8 @@ serve: venv model
 
 # Static checks. checkov, hadolint and shellcheck run inside the test suite (tests/deploy), next to what they check.
 lint: venv
-	$(VENV)/bin/ruff check transformer predictor tests hack
-	$(VENV)/bin/bandit -q -c pyproject.toml -r transformer predictor hack --severity-level medium
+	$(VENV)/bin/ruff check contract transformer predictor tests hack
+	$(VENV)/bin/bandit -q -c pyproject.toml -r contract transformer predictor hack --severity-level medium
 
 # Needs PyPI's JSON API (vulnerability data); `--strict` makes an unauditable package an error, not a silent skip.
 audit: venv
@@ -46,7 +45,7 @@ bench: venv tools model
 	$(PY) -m hack.bench --model-dir $(MODEL_DIR)
 
 docs: venv
-	$(PY) -m transformer.features --markdown > docs/features.md
+	$(PY) -m contract.features --markdown > docs/features.md
 	$(PY) -m transformer.cli > docs/configuration.md
 
 clean:

@@ -19,7 +19,7 @@ import xgboost as xgb
 from kserve.errors import InferenceError
 from kserve.utils.utils import get_predict_input, get_predict_response
 
-from transformer.model_card import find_booster
+from contract.model_card import find_booster
 
 
 class XGBoostStandIn(kserve.Model):

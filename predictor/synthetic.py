@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from transformer.features import (
+from contract.features import (
     CLOUD_PROVIDERS,
     CRM_SYSTEMS,
     DEPARTMENTS,

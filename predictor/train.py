@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
+from contract.features import FEATURE_NAMES, FEATURES
+from contract.model_card import Histogram, Metrics, ModelCard, TierStats, sha256_file
+from contract.tiers import CUT_QUANTILES, TIER_SHARES, TierMap
+from contract.validation import find_problems
 from predictor.synthetic import sample_population
-from transformer.features import FEATURE_NAMES, FEATURES
-from transformer.model_card import Histogram, Metrics, ModelCard, TierStats, sha256_file
-from transformer.tiers import CUT_QUANTILES, TIER_SHARES, TierMap
-from transformer.validation import find_problems
 
 LABEL = "converted"
 BOOSTER_FILE = "model.ubj"

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xgboost as xgb
 
+from contract.model_card import load_card
 from hack.stack import start_predictor, start_transformer
 from predictor.synthetic import sample_population
 from predictor.train import train
 from tests.integration.conftest_sink import azurite, moto_s3  # noqa: F401 - fixtures for the data-lake tests
-from transformer.model_card import load_card
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def reference_dir() -> Path:
-    """../shared/reference, or LEAD_SCORING_REFERENCE_DIR: read in place, never copied into the project."""
-    return Path(os.environ.get("LEAD_SCORING_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +105,18 @@ def transformer_inprocess(artifact, logs_dir, api_key, tmp_path_factory):
     server = _transformer(artifact, logs_dir, api_key, tmp_path_factory)
     yield server
     server.stop()
+
+
+def _refuse_reads_beside_the_repository(event: str, args: tuple) -> None:
+    """The project stands alone: a test that opens a file next to the clone (e.g. ../shared) fails at once."""
+    if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if path.startswith(_OUTSIDE) and not path.startswith(_INSIDE) and not path.startswith(_TEMP):
+        raise PermissionError(f"tests must not read outside the repository: {path} (the project stands alone)")
+
+
+_INSIDE = str(ROOT) + os.sep
+_OUTSIDE = str(ROOT.parent) + os.sep
+_TEMP = tempfile.gettempdir() + os.sep   # a clone that lives in /tmp shares its parent with pytest's tmp_path
+sys.addaudithook(_refuse_reads_beside_the_repository)

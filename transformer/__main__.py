@@ -8,13 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+from contract.model_card import fetch_artifact, load_card
 from transformer import logs
 from transformer.auth import KeyFileError, KeyStore
 from transformer.cli import build_parser
 from transformer.coalesce import Coalescer
-from transformer.drift import DriftMonitor
-from transformer.explain import LazyReasonExplainer, ReasonExplainer
-from transformer.model_card import fetch_artifact, load_card
+from transformer.extras.drift import DriftMonitor
+from transformer.extras.reasons import LazyReasonExplainer, ReasonExplainer
 
 log = logging.getLogger("transformer")
 
@@ -23,7 +23,7 @@ def build_recorder(args):
     if not args.sink_uri:
         log.warning("no --sink_uri: scoring results are not recorded in a data lake")
         return None
-    from transformer.features import FEATURE_NAMES
+    from contract.features import FEATURE_NAMES
     from transformer.sink import ScoreSink, SinkConfig
 
     config = SinkConfig(uri=args.sink_uri, spool_dir=Path(args.sink_spool_dir), flush_records=args.sink_flush_records,
@@ -37,14 +37,14 @@ def build_recorder(args):
 
 def build_predictor(args, model_dir: Path):
     if args.legacy_mode == "live":
-        from transformer.legacy import build_legacy_predictor
+        from transformer.predictors.legacy import build_legacy_predictor
 
         return build_legacy_predictor(args)
     if not args.predictor_host:
-        from transformer.inprocess import InProcessBooster
+        from transformer.predictors.inprocess import InProcessBooster
 
         return InProcessBooster(model_dir)
-    from transformer.predictor_hop import GrpcHop, RestHop
+    from transformer.predictors.hop import GrpcHop, RestHop
 
     hop = GrpcHop if args.predictor_protocol == "grpc-v2" else RestHop
     if args.predictor_protocol not in {"grpc-v2", "v2"}:
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"transformer: cannot start the data lake sink: {exc}") from None
     shadow = None
     if args.legacy_mode == "shadow":
-        from transformer.legacy import build_legacy_predictor
-        from transformer.shadow import ShadowScorer
+        from transformer.extras.shadow import ShadowScorer
+        from transformer.predictors.legacy import build_legacy_predictor
 
         try:
             legacy = build_legacy_predictor(args)
@@ -102,10 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     import kserve
     from kserve.predictor_config import PredictorConfig
 
-    from transformer import server_app
-    from transformer.drain import Drain
-    from transformer.kserve_model import LeadScoringModel
     from transformer.scoring import Scorer
+    from transformer.serving import app as server_app
+    from transformer.serving.drain import Drain
+    from transformer.serving.kserve_model import LeadScoringModel
+    from transformer.serving.repository import NoModelRepository
 
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, max_leads=args.max_leads,
                     max_reported=args.max_errors_reported, recorder=recorder,
@@ -134,10 +135,11 @@ def main(argv: list[str] | None = None) -> None:
                                 enable_latency_logging=args.enable_latency_logging,
                                 access_log_format=args.access_log_format, grace_period=int(args.drain_seconds),
                                 predictor_config=predictor_config)
+    server.model_repository_extension = NoModelRepository()   # one model from its card: nothing to (un)load
     if args.fast_path:
         from kserve.model_server import app
 
-        from transformer import fast_routes
+        from transformer.serving import fast_path as fast_routes
 
         fast_routes.install(app, scorer, args.max_body_bytes)
     drain.attach(server)

@@ -114,7 +114,7 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         description="Lead-scoring KServe transformer.",
     )
     add_lead_scoring_arguments(parser)
-    from transformer.legacy import add_legacy_arguments
+    from transformer.predictors.legacy import add_legacy_arguments
 
     add_legacy_arguments(parser)
     # A hop timeout of KServe's default 600 s would hold a client for ten minutes behind a dead predictor.

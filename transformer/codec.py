@@ -14,9 +14,9 @@ from itertools import chain
 
 import numpy as np
 
+from contract.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES, N_FEATURES
+from contract.validation import problem_dict
 from transformer.errors import InvalidRequest
-from transformer.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES, N_FEATURES
-from transformer.validation import problem_dict
 
 LEAD_ID = "lead_id"
 _ALLOWED_V1_KEYS = frozenset(FEATURE_NAMES) | {LEAD_ID}

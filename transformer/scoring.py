@@ -16,13 +16,13 @@ from typing import Protocol
 
 import numpy as np
 
+from contract.model_card import ModelCard
+from contract.validation import LeadsRejected, validate_matrix
 from transformer import metrics
 from transformer.auth import KeyEntry, KeyStore
 from transformer.codec import DecodedLeads, Tensor, decode_v1, decode_v2, encode_v1, encode_v2
 from transformer.errors import InvalidRequest, ScoringError
-from transformer.model_card import ModelCard
 from transformer.sink import ScoredBatch
-from transformer.validation import validate_matrix
 
 log = logging.getLogger("transformer.requests")
 
@@ -125,10 +125,10 @@ class Scorer:
                                    "message": f"at most {self.reasons_max_leads} leads with reasons"}])
         try:
             validate_matrix(leads.matrix, self.max_reported)
-        except InvalidRequest as exc:
+        except LeadsRejected as exc:
             for problem in exc.problems:
                 metrics.VALIDATION_FAILURES.labels(problem["field"], problem["rule"]).inc()
-            raise
+            raise InvalidRequest(exc.message, exc.problems, exc.total) from None
         leads.matrix = leads.matrix.astype(np.float32)
         request.leads = leads
 

@@ -23,8 +23,8 @@ import xgboost as xgb
 from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 
-from transformer.features import LeadFeatures
-from transformer.model_card import find_booster, load_card
+from contract.features import LeadFeatures
+from contract.model_card import find_booster, load_card
 
 
 class LeadBatch(BaseModel):

@@ -15,9 +15,9 @@ import numpy as np
 import orjson
 import xgboost as xgb
 
+from contract.features import FEATURE_NAMES, FEATURES
+from contract.model_card import find_booster
 from predictor.synthetic import sample_features
-from transformer.features import FEATURE_NAMES, FEATURES
-from transformer.model_card import find_booster
 
 TOLERANCE = 1e-6
 

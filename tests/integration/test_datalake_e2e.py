@@ -24,10 +24,10 @@ import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from prometheus_client.parser import text_string_to_metric_families
 
+from contract.features import FEATURE_NAMES, FEATURES
 from hack.stack import start_transformer
 from predictor.synthetic import as_records, sample_features
 from tests.sink_servers import free_port, wait_for
-from transformer.features import FEATURE_NAMES, FEATURES
 from transformer.sink import lake_schema
 
 KEY_NAME = "crm-e2e"

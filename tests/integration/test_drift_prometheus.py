@@ -9,10 +9,10 @@ import httpx
 import numpy as np
 import pytest
 
+from contract.features import FEATURE_INDEX, FEATURES
 from hack.stack import start_transformer
 from predictor.synthetic import sample_features
 from tests.prometheus_server import PROMETHEUS, scalar, start_prometheus, stop, wait_until
-from transformer.features import FEATURE_INDEX, FEATURES
 
 pytestmark = pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus not installed (make tools)")
 WINDOW = 2000

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
+from contract.features import FEATURES
 from hack.stack import start_predictor, start_transformer
 from predictor.synthetic import as_records, sample_features
-from transformer.features import FEATURES
 
 V1 = "/v1/models/lead-scoring:predict"
 X = np.where(np.isnan(sample_features(3, seed=5)), [f.minimum for f in FEATURES], sample_features(3, seed=5))

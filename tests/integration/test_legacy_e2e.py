@@ -15,14 +15,14 @@ import pytest
 import xgboost as xgb
 from prometheus_client import REGISTRY
 
+from contract.model_card import load_card
 from predictor.synthetic import sample_population
 from tests.legacy_servers import LegacyBoosterServer, MotoSageMaker
 from tests.sink_servers import free_port, wait_for
 from transformer.errors import PredictorTimeout, PredictorUnavailable
-from transformer.inprocess import InProcessBooster
-from transformer.legacy import AzureMLPredictor, SageMakerPredictor
-from transformer.model_card import load_card
-from transformer.shadow import ShadowScorer
+from transformer.extras.shadow import ShadowScorer
+from transformer.predictors.inprocess import InProcessBooster
+from transformer.predictors.legacy import AzureMLPredictor, SageMakerPredictor
 from transformer.sink import ScoreSink, SinkConfig
 
 ENDPOINT = "lead-scoring-legacy"

@@ -25,12 +25,12 @@ import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from prometheus_client.parser import text_string_to_metric_families
 
+from contract.features import FEATURE_INDEX, FEATURE_NAMES
 from hack.stack import ROOT, Server, start_transformer
 from predictor.synthetic import as_records, sample_features
 from tests.conftest import runtime_scores
 from tests.deploy.promql_inventory import all_queries
 from tests.prometheus_server import PROMETHEUS, promql, scalar, start_prometheus, stop, wait_until
-from transformer.features import FEATURE_INDEX, FEATURE_NAMES
 
 KEY_NAME = "crm-observability"
 V1 = "/v1/models/lead-scoring:predict"

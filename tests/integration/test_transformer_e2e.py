@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
+from contract.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
 from hack.stack import start_predictor, start_transformer
 from predictor.synthetic import as_records, sample_features
 from tests.conftest import runtime_scores
-from transformer.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
 
 N = 25
 X = sample_features(N, seed=51)

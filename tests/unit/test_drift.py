@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from contract.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
 from predictor.synthetic import conversion_logit, sample_features
 from predictor.train import reference_histogram
-from transformer.drift import DriftMonitor
-from transformer.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
+from transformer.extras.drift import DriftMonitor
 
 SHIFTED = ("web_visits_30d", "intent_score")
 

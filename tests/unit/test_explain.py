@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from contract.features import FEATURE_INDEX, FEATURES, N_FEATURES
 from predictor.synthetic import sample_features, sample_population
 from predictor.train import train
-from transformer.explain import ReasonExplainer
-from transformer.features import FEATURE_INDEX, FEATURES, N_FEATURES
+from transformer.extras.reasons import ReasonExplainer
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from transformer.features import FEATURE_NAMES, FEATURES, LeadFeatures, markdown_table
+from contract.features import FEATURE_NAMES, FEATURES, LeadFeatures, markdown_table
 
 GROUPS = {"firmographic", "technographic", "engagement", "intent", "contact", "sales"}
 

@@ -10,10 +10,12 @@ import pytest
 from botocore import exceptions as bx
 from prometheus_client import REGISTRY
 
+from contract.features import FEATURE_NAMES
+from contract.tiers import TierMap
 from tests.legacy_servers import parse_container_csv
 from transformer.errors import PredictorTimeout, PredictorUnavailable
-from transformer.features import FEATURE_NAMES
-from transformer.legacy import (
+from transformer.extras.shadow import ShadowScorer, sampled
+from transformer.predictors.legacy import (
     azureml_error,
     decode_scores,
     encode_azureml,
@@ -21,8 +23,6 @@ from transformer.legacy import (
     encode_sagemaker_json,
     sagemaker_error,
 )
-from transformer.shadow import ShadowScorer, sampled
-from transformer.tiers import TierMap
 
 
 def matrix_with_gaps(n: int = 3, seed: int = 1) -> np.ndarray:

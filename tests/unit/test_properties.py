@@ -14,11 +14,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.features import FEATURE_NAMES, FEATURES, N_FEATURES
+from contract.validation import LeadsRejected, validate_matrix
 from predictor.synthetic import as_records, sample_features
 from transformer.codec import LEAD_ID, Tensor, decode_v1, decode_v2
 from transformer.errors import InvalidRequest
-from transformer.features import FEATURE_NAMES, FEATURES, N_FEATURES
-from transformer.validation import validate_matrix
 
 MAX_LEADS = 20
 SETTINGS = settings(max_examples=300, derandomize=True, deadline=None, database=None,
@@ -70,6 +70,11 @@ numpy_data = st.sampled_from([np.float64, np.float32, np.float16, np.int64, np.u
                            max_size=60).map(lambda values: _cast(values, dtype)))
 
 
+
+def _answer_body(rejected) -> dict:
+    """What the REST error answer sends for a rejection, whichever layer raised it."""
+    return InvalidRequest(rejected.message, rejected.problems, rejected.total).body()
+
 def _cast(values: list, dtype) -> np.ndarray:
     with np.errstate(all="ignore"):
         return np.array([float(v) for v in values], dtype=np.float64).astype(dtype)
@@ -107,10 +112,10 @@ def _decoded_or_rejected(decode, payload) -> None:
     try:
         leads = decode(payload, MAX_LEADS)
         validate_matrix(leads.matrix)
-    except InvalidRequest as rejected:
+    except (InvalidRequest, LeadsRejected) as rejected:
         assert rejected.message.strip()
         assert rejected.total >= len(rejected.problems)
-        orjson.dumps(rejected.body())       # what the REST error answer sends
+        orjson.dumps(_answer_body(rejected))       # what the REST error answer sends
         return
     matrix = leads.matrix
     assert matrix.dtype == np.float64 and matrix.shape == (leads.count, N_FEATURES)
@@ -139,9 +144,9 @@ def test_an_integer_past_float64_is_a_range_problem_not_a_crash():
     record = as_records(VALID[:1], ["L0"])[0] | {"employee_count": 10**400}
     try:
         decode_v1({"instances": [record]}, MAX_LEADS)
-    except InvalidRequest as rejected:
+    except (InvalidRequest, LeadsRejected) as rejected:
         assert rejected.problems[0]["field"] == "employee_count"
-        orjson.dumps(rejected.body())
+        orjson.dumps(_answer_body(rejected))
     else:
         raise AssertionError("10**400 employees was accepted")
 
@@ -151,8 +156,8 @@ def test_a_huge_float_above_the_maximum_is_reported_in_encodable_json():
     x[0, FEATURE_NAMES.index("employee_count")] = 1e300
     try:
         validate_matrix(x)
-    except InvalidRequest as rejected:
-        assert orjson.loads(orjson.dumps(rejected.body()))["problems"][0]["value"] == 1e300
+    except (InvalidRequest, LeadsRejected) as rejected:
+        assert orjson.loads(orjson.dumps(_answer_body(rejected)))["problems"][0]["value"] == 1e300
     else:
         raise AssertionError("1e300 employees passed validation")
 
@@ -161,7 +166,7 @@ def test_numeric_strings_are_not_silently_converted():
     record = as_records(VALID[:1], ["L0"])[0] | {"employee_count": "120"}
     try:
         decode_v1({"instances": [record]}, MAX_LEADS)
-    except InvalidRequest as rejected:
+    except (InvalidRequest, LeadsRejected) as rejected:
         assert rejected.problems[0]["rule"] == "type"
     else:
         raise AssertionError('"120" was accepted as a number')

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.features import FEATURE_INDEX, FEATURES
+from contract.validation import find_problems
 from predictor.synthetic import MISSING_RATES, conversion_logit, sample_features, sample_population
-from transformer.features import FEATURE_INDEX, FEATURES
-from transformer.validation import find_problems
 
 
 def test_every_row_fits_the_contract():

@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 
+from contract.tiers import TierMap
 from transformer.auth import KeyFileError, KeyStore
 from transformer.errors import RateLimited, Unauthorized
-from transformer.tiers import TierMap
 
 
 def test_scores_map_to_buckets_and_tiers_at_the_card_thresholds():

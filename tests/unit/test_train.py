@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
 
+from contract.features import FEATURE_NAMES
+from contract.model_card import BOOSTER_SUFFIXES, CARD_FILE, find_booster, load_card, sha256_file
 from predictor.synthetic import sample_population
 from predictor.train import LABEL, DataError, load_user_data, main, train
 from tests.conftest import runtime_scores
-from transformer.features import FEATURE_NAMES
-from transformer.model_card import BOOSTER_SUFFIXES, CARD_FILE, find_booster, load_card, sha256_file
 
 
 def test_artifact_holds_one_booster_and_a_card_the_runtime_ignores(artifact, card):

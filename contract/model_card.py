@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from transformer.features import FEATURE_NAMES
-from transformer.tiers import TierMap
+from contract.features import FEATURE_NAMES
+from contract.tiers import TierMap
 
 CARD_FILE = "model-card.yaml"
 BOOSTER_SUFFIXES = (".bst", ".json", ".ubj")
@@ -71,7 +71,7 @@ class ModelCard(BaseModel):
     def _same_contract(cls, names: list[str]) -> list[str]:
         if tuple(names) != FEATURE_NAMES:
             raise ValueError("the card's feature order differs from this transformer's feature contract "
-                             "(train the model with this version of transformer/features.py)")
+                             "(train the model with this version of contract/features.py)")
         return names
 
     @property

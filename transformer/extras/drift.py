@@ -23,8 +23,8 @@ from collections.abc import Mapping
 import numpy as np
 from prometheus_client import Gauge
 
-from transformer.features import FEATURE_NAMES, N_FEATURES
-from transformer.model_card import Histogram
+from contract.features import FEATURE_NAMES, N_FEATURES
+from contract.model_card import Histogram
 
 SCORE = "score"
 EPSILON = 1e-4        # floor on both shares: an empty bin costs a bounded amount instead of ln(0)

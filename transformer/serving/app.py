@@ -4,7 +4,7 @@
 * malformed JSON → 400 instead of FastAPI's 422;
 * a body-size limit → 413 before the body is parsed;
 * model metadata that carries the model version;
-* readiness that follows the predictor and goes false first when draining (transformer/drain.py);
+* readiness that follows the predictor and goes false first when draining (transformer/serving/drain.py);
 * the data-lake recorder started with the app and flushed when it stops.
 """
 
@@ -20,12 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from kserve.model_server import app
 
+from contract.features import FEATURES
 from transformer.codec import input_metadata, output_metadata
-from transformer.drain import Drain
 from transformer.errors import ScoringError
-from transformer.explain import output_metadata as reason_metadata
-from transformer.features import FEATURES
+from transformer.extras.reasons import output_metadata as reason_metadata
 from transformer.scoring import Scorer
+from transformer.serving.drain import Drain
+from transformer.serving.repository import ClosedRoutes
 
 log = logging.getLogger("transformer")
 
@@ -103,6 +104,7 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         {"error": f"request body is larger than the limit of {max_body_bytes} bytes (--max_body_bytes); split the batch"},
         status_code=413))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(ClosedRoutes)
     model_name = scorer.model_name
 
     @app.get(f"/v2/models/{model_name}", include_in_schema=False)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from transformer.errors import InvalidRequest
-from transformer.features import FEATURES
+from contract.features import FEATURES
 
 _LOW = np.array([f.minimum for f in FEATURES])
 _HIGH = np.array([f.maximum for f in FEATURES])
@@ -64,6 +63,19 @@ def find_problems(matrix: np.ndarray) -> tuple[list[tuple[int, int, str, float]]
     return found, total
 
 
+class LeadsRejected(ValueError):
+    """Leads that break the contract: a message, the first problems (row, field, rule, value, message), the count.
+
+    The serving side turns this into its 400 / INVALID_ARGUMENT; batch scoring writes the problems to its rejects.
+    """
+
+    def __init__(self, message: str, problems: list[dict], total: int):
+        super().__init__(message)
+        self.message = message
+        self.problems = problems
+        self.total = total
+
+
 def problem_dict(row: int | None, field: str, rule: str, value: object, message: str) -> dict:
     return {"row": row, "field": field, "rule": rule, "value": value, "message": message}
 
@@ -80,12 +92,12 @@ def _json_value(value: float) -> object:
 
 
 def validate_matrix(matrix: np.ndarray, max_reported: int = 20) -> None:
-    """Raise InvalidRequest naming row, field, rule and value of every problem (the first `max_reported`)."""
+    """Raise LeadsRejected naming row, field, rule and value of every problem (the first `max_reported`)."""
     found, total = find_problems(matrix)
     if not total:
         return
     problems = [problem_dict(r, str(_NAMES[c]), rule, _json_value(v), f"row {r}: {_NAMES[c]} {_describe(rule, c)}, got {_json_value(v)}")
                 for r, c, rule, v in found[:max_reported]]
     more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
-    raise InvalidRequest(f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more,
+    raise LeadsRejected(f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more,
                          problems, total)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from contract.features import FEATURE_NAMES, FEATURES, N_FEATURES
+from contract.model_card import find_booster
 from transformer.codec import Tensor
-from transformer.features import FEATURE_NAMES, FEATURES, N_FEATURES
-from transformer.model_card import find_booster
 
 if TYPE_CHECKING:
     import xgboost as xgb

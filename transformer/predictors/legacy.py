@@ -1,7 +1,7 @@
 """Legacy endpoints as predictors: an AWS SageMaker endpoint or an Azure ML managed online endpoint.
 
 Both satisfy `transformer.scoring.Predictor`, so the new API can run in front of the old model while clients move
-(and the same objects serve as the shadow backend in `transformer.shadow`). Failures become the hop's errors:
+(and the same objects serve as the shadow backend in `transformer.extras.shadow`). Failures become the hop's errors:
 unreachable / refused / broken → PredictorUnavailable (503), too slow → PredictorTimeout (504).
 
 Wire formats, as the legacy services really speak them:
@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from contract.features import FEATURE_NAMES
 from transformer.errors import PredictorTimeout, PredictorUnavailable
-from transformer.features import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The order of the fields is the model's feature order (the column order of the booster's input). Bounds, kinds,
 enumerations and the missing-value policy live in the field definitions only; `FEATURES`, the vectorised checks
-(`transformer/validation.py`) and docs/features.md are computed from them so they cannot drift apart.
+(`contract/validation.py`) and docs/features.md are computed from them so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ assert N_FEATURES == 50, N_FEATURES  # the booster's input width is part of the 
 def markdown_table() -> str:
     lines = ["# The 50 lead features",
              "",
-             "Generated from `transformer/features.py` by `make docs` — do not edit by hand. Column order is the model's",
+             "Generated from `contract/features.py` by `make docs` — do not edit by hand. Column order is the model's",
              "feature order (the `[N,50]` tensor form). Optional features may be absent or `null` (missing for the model).",
              "",
              "| # | name | group | type | unit | valid values | required | meaning |",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from transformer.model_card import find_booster
+from contract.model_card import find_booster
 
 
 class InProcessBooster:

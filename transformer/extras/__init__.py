@@ -1,0 +1,1 @@
+"""Opt-in additions to the scoring path: reason codes, drift monitoring, shadow scoring against a legacy endpoint."""

@@ -1,0 +1,1 @@
+"""Where scores come from: the gRPC/REST hop to kserve-xgbserver, an in-process booster, legacy endpoints."""
