@@ -102,17 +102,17 @@ def main(argv: list[str] | None = None) -> None:
     import kserve
     from kserve.predictor_config import PredictorConfig
 
-    from transformer.scoring import Scorer
+    from transformer.scoring import Extras, Scorer, ScoringLimits
     from transformer.serving import app as server_app
     from transformer.serving.drain import Drain
     from transformer.serving.kserve_model import LeadScoringModel
     from transformer.serving.repository import NoModelRepository
 
-    scorer = Scorer(card, predictor, keys, model_name=args.model_name, max_leads=args.max_leads,
-                    max_reported=args.max_errors_reported, recorder=recorder,
-                    record_features=args.sink_include_features, reasons_max=args.reasons_max,
-                    reasons_max_leads=args.reasons_max_leads,
-                    explainer=explainer, drift=drift, shadow=shadow)
+    limits = ScoringLimits(max_leads=args.max_leads, max_reported=args.max_errors_reported,
+                           reasons_max=args.reasons_max, reasons_max_leads=args.reasons_max_leads)
+    extras = Extras(recorder=recorder, record_features=args.sink_include_features, explainer=explainer, drift=drift,
+                    shadow=shadow)
+    scorer = Scorer(card, predictor, keys, model_name=args.model_name, limits=limits, extras=extras)
     model = LeadScoringModel(args.model_name, scorer)
     drain = Drain(args.drain_delay_seconds)
     server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,

@@ -1,6 +1,7 @@
-"""Errors a client can act on. Each carries the HTTP status, the gRPC status name and the metrics outcome label.
+"""Errors a client can act on. Each names its kind for HTTP and gRPC and its metrics outcome label.
 
-Domain code raises these; only the KServe adapter turns them into HTTP responses or gRPC statuses.
+Domain code raises these; the adapters in transformer/serving/ turn them into HTTP responses or gRPC statuses.
+Every message any adapter sends for the same refusal is built here, once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ class ScoringError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
+
+    def status_for(self, protocol: str) -> int | str:
+        """The status this error is answered with on `protocol` (rest | grpc): for the request log line."""
+        return self.grpc_status if protocol == "grpc" else self.http_status
+
+
+class InternalError(ScoringError):
+    """A bug: the client gets this message, the log gets the traceback."""
+
+    def __init__(self, request_id: str):
+        super().__init__(f"internal error; see the server log for request {request_id}")
 
 
 class InvalidRequest(ScoringError):
@@ -45,6 +57,20 @@ class InvalidRequest(ScoringError):
 class PayloadTooLarge(InvalidRequest):
     http_status = 413
     grpc_status = "RESOURCE_EXHAUSTED"
+
+    @classmethod
+    def body_over(cls, limit: int, size: int | None = None) -> PayloadTooLarge:
+        shown = f"request body of {size} bytes" if size is not None else "request body"
+        return cls(f"{shown} is larger than the limit of {limit} bytes (--max_body_bytes); split the batch")
+
+
+class NotServed(InvalidRequest):
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+    @classmethod
+    def version(cls, asked: str, served: str) -> NotServed:
+        return cls(f"model version {asked[:64]!r} is not served here; this replica serves {served}")
 
 
 class Unauthorized(ScoringError):

@@ -28,7 +28,7 @@ MODEL_INFO = Gauge("lead_scoring_model_info", "The model being served (value 1)"
 EXPECTED_TIER_SHARE = Gauge("lead_scoring_model_expected_tier_share",
                             "Share of leads per tier on training-like traffic, from the model card", ["tier"])
 
-OUTCOMES = ("ok", "unauthorized", "invalid", "rate_limited", "predictor_unavailable", "error")
+OUTCOMES = ("ok", "unauthorized", "invalid", "rate_limited", "predictor_unavailable", "error", "cancelled")
 FORMS = ("v1_instances", "v2_columns", "v2_tensor", "unknown")
 TIERS = ("A", "B", "C", "D", "E")
 

@@ -1,6 +1,9 @@
-"""The scoring path, one way: auth → decode → validate → predict → tier → respond, and record on the side.
+"""The one scoring path: admit → decode → validate → predict → tier → respond, and record on the side.
 
-Protocol-neutral: the KServe adapter (and the fast REST route) call these steps; nothing here knows KServe.
+Every adapter — the KServe model (REST and gRPC), the fast REST path, anything later — calls `Scorer.score_v1` or
+`Scorer.score_v2` and nothing else. Both finish the request themselves (metrics, the log line, the data lake) and
+raise only `ScoringError`s; an adapter translates its wire format in and the error's status out. Nothing here
+knows KServe, ASGI or gRPC.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -21,7 +25,7 @@ from contract.validation import LeadsRejected, validate_matrix
 from transformer import metrics
 from transformer.auth import KeyEntry, KeyStore
 from transformer.codec import DecodedLeads, Tensor, decode_v1, decode_v2, encode_v1, encode_v2
-from transformer.errors import InvalidRequest, ScoringError
+from transformer.errors import InternalError, InvalidRequest, ScoringError
 from transformer.sink import ScoredBatch
 
 log = logging.getLogger("transformer.requests")
@@ -36,14 +40,53 @@ class Predictor(Protocol):
 
 
 class Recorder(Protocol):
-    def submit(self, batch) -> bool: ...
+    def submit(self, batch: ScoredBatch) -> bool: ...
+
+
+class Explainer(Protocol):
+    def top(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def per_lead_from_top(self, matrix: np.ndarray, index: np.ndarray, contribution: np.ndarray,
+                          bias: np.ndarray) -> list[list[dict]]: ...
+    def tensors_from_top(self, index: np.ndarray, contribution: np.ndarray, bias: np.ndarray) -> list[Tensor]: ...
+
+
+class DriftObserver(Protocol):
+    def observe(self, matrix: np.ndarray, scores: np.ndarray) -> None: ...
+
+
+class ShadowObserver(Protocol):
+    def maybe_submit(self, request_id: str, matrix: np.ndarray, live_scores: np.ndarray, live_tiers: np.ndarray, *,
+                     lead_ids: list[str], api_key_name: str, protocol: str, request_form: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ScoringLimits:
+    """What one request may ask for (flags --max_leads, --max_errors_reported, --reasons_max, --reasons_max_leads)."""
+
+    max_leads: int = 1000
+    max_reported: int = 20
+    reasons_max: int = 50
+    reasons_max_leads: int = 200
+
+
+@dataclass(frozen=True)
+class Extras:
+    """The optional collaborators; each may be absent."""
+
+    recorder: Recorder | None = None
+    record_features: bool = True
+    explainer: Explainer | None = None
+    drift: DriftObserver | None = None
+    shadow: ShadowObserver | None = None
 
 
 @dataclass
 class ScoringRequest:
-    """Everything one request carries through the path; created at the door, finished when the answer is built."""
+    """Everything one request carries through the path; created by the adapter, finished by the Scorer."""
 
-    protocol: str                      # rest | grpc
+    protocol: str                      # rest | grpc: a label for metrics and logs
     request_id: str
     started: float = field(default_factory=time.perf_counter)
     form: str = "unknown"
@@ -53,94 +96,123 @@ class ScoringRequest:
     buckets: np.ndarray | None = None
     tiers: np.ndarray | None = None
     reasons_k: int = 0
-    reasons: tuple | None = None       # ReasonExplainer.top() result when reason codes were asked for
-    headers: dict = field(default_factory=dict)
-    v2_id: str | None = None           # the V2 request's own `id`, echoed in the answer
-    binary_outputs: bool = False
-    requested_outputs: list | None = None   # V2 outputs the client named (KServe RequestedOutput objects)
+    reasons: tuple | None = None       # Explainer.top() result when reason codes were asked for
+    decoded_at: float = 0.0            # perf_counter marks, for the adapters' stage histograms
+    predicted_at: float = 0.0
+
+    @property
+    def forwarded_headers(self) -> dict:
+        return {"x-request-id": self.request_id}
 
 
-def request_id_from(headers: dict | None) -> str:
+def request_id_from(headers: Mapping | None) -> str:
     rid = (headers or {}).get("x-request-id")
     return rid[:128] if rid else uuid.uuid4().hex
 
 
 class Scorer:
     def __init__(self, card: ModelCard, predictor: Predictor, keys: KeyStore, *, model_name: str,
-                 max_leads: int = 1000, max_reported: int = 20, recorder: Recorder | None = None,
-                 record_features: bool = True, reasons_max: int = 50, reasons_max_leads: int = 200, explainer=None, drift=None,
-                 shadow=None):
+                 limits: ScoringLimits = ScoringLimits(), extras: Extras = Extras()):
         self.card = card
         self.tier_map = card.tier_map
         self.predictor = predictor
         self.keys = keys
         self.model_name = model_name
-        self.max_leads = max_leads
-        self.max_reported = max_reported
-        self.recorder = recorder
-        self.record_features = record_features
-        self.reasons_max = reasons_max
-        self.reasons_max_leads = reasons_max_leads
-        self.explainer = explainer
-        self.drift = drift
-        self.shadow = shadow
+        self.limits = limits
+        self.extras = extras
         metrics.MODEL_INFO.labels(model_name, card.version).set(1)
         for tier, share in card.expected_tier_shares.items():
             metrics.EXPECTED_TIER_SHARE.labels(tier).set(share)
         metrics.prime(hop_mode=predictor.mode)
 
-    # 1. auth
+    # --- the entry points ------------------------------------------------------------------------------------
+
+    async def score_v1(self, request: ScoringRequest, api_key: str | None, payload: object) -> dict:
+        """A V1 `{"instances": [...]}` body → the V1 answer body. Raises ScoringError, already counted and logged."""
+        request.form = "v1_instances"
+        try:
+            self.admit(request, api_key)
+            parameters = payload.get("parameters") if isinstance(payload, dict) else None
+            self._reasons_requested(request, parameters.get("reasons") if isinstance(parameters, dict) else None)
+            self._accept(request, decode_v1(payload, self.limits.max_leads, self.limits.max_reported))
+            await self._predict(request)
+            explainer = self.extras.explainer
+            reasons = (explainer.per_lead_from_top(request.leads.matrix, *request.reasons)
+                       if request.reasons is not None else None)
+            body = encode_v1(request.scores, request.buckets, request.tiers, request.leads.lead_ids,
+                             self.model_name, self.card.version, reasons)
+        except BaseException as exc:  # noqa: BLE001 - every request ends counted; _fail re-raises cancellation
+            raise self._fail(request, exc) from None
+        self._finish(request, "ok")
+        return body
+
+    async def score_v2(self, request: ScoringRequest, api_key: str | None, inputs: Callable[[], list[Tensor]],
+                       reasons: object = None) -> list[Tensor]:
+        """V2 inputs → output tensors. `inputs` is called after the key is checked: nothing is parsed for a caller
+        without one. Raises ScoringError, already counted and logged."""
+        try:
+            self.admit(request, api_key)
+            self._reasons_requested(request, reasons)
+            tensors = inputs()
+            # Best guess before decoding, so a rejected request is still counted under its form.
+            request.form = "v2_tensor" if any(len(t.shape) == 2 and t.shape[-1] > 1 for t in tensors) else "v2_columns"
+            self._accept(request, decode_v2(tensors, self.limits.max_leads, self.limits.max_reported))
+            await self._predict(request)
+            explainer = self.extras.explainer
+            extra = explainer.tensors_from_top(*request.reasons) if request.reasons is not None else None
+            outputs = encode_v2(request.scores, request.buckets, request.tiers, request.leads.lead_ids, extra)
+        except BaseException as exc:  # noqa: BLE001 - every request ends counted; _fail re-raises cancellation
+            raise self._fail(request, exc) from None
+        self._finish(request, "ok")
+        return outputs
+
     def admit(self, request: ScoringRequest, api_key: str | None) -> None:
+        """Auth + rate limit: the first step of both entry points."""
         request.key = self.keys.authenticate(api_key)
         self.keys.charge(request.key)
 
-    # 2–3. decode + validate
-    def decode_v1(self, request: ScoringRequest, payload: object) -> None:
-        request.form = "v1_instances"
-        self._accept(request, decode_v1(payload, self.max_leads, self.max_reported))
+    # --- the steps -------------------------------------------------------------------------------------------
 
-    def decode_v2(self, request: ScoringRequest, inputs: list[Tensor]) -> None:
-        # Best guess before decoding, so a rejected request is still counted under its form.
-        request.form = "v2_tensor" if any(len(t.shape) == 2 and t.shape[-1] > 1 for t in inputs) else "v2_columns"
-        self._accept(request, decode_v2(inputs, self.max_leads, self.max_reported))
-
-    def reasons_requested(self, request: ScoringRequest, value: object) -> None:
+    def _reasons_requested(self, request: ScoringRequest, value: object) -> None:
         if value in (None, False, 0):
             return
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self.reasons_max:
-            raise InvalidRequest(f"parameter 'reasons' must be a whole number from 1 to {self.reasons_max}, got {value!r}",
+        limit = self.limits.reasons_max
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise InvalidRequest(f"parameter 'reasons' must be a whole number from 1 to {limit}, got {value!r}",
                                  [{"row": None, "field": "reasons", "rule": "range", "value": str(value)[:20],
-                                   "message": f"1..{self.reasons_max}"}])
-        if self.explainer is None:
+                                   "message": f"1..{limit}"}])
+        if self.extras.explainer is None:
             raise InvalidRequest("reason codes are not available on this deployment")
         request.reasons_k = value
 
     def _accept(self, request: ScoringRequest, leads: DecodedLeads) -> None:
         request.form = leads.form
-        if request.reasons_k and leads.count > self.reasons_max_leads:
+        limit = self.limits.reasons_max_leads
+        if request.reasons_k and leads.count > limit:
             # TreeSHAP costs ~0.5 ms a lead: one huge request must not hold a worker thread for seconds.
-            raise InvalidRequest(f"reason codes are limited to {self.reasons_max_leads} leads per request "
+            raise InvalidRequest(f"reason codes are limited to {limit} leads per request "
                                  f"(--reasons_max_leads), got {leads.count}: split the batch or drop 'reasons'",
                                  [{"row": None, "field": "reasons", "rule": "lead_count", "value": leads.count,
-                                   "message": f"at most {self.reasons_max_leads} leads with reasons"}])
+                                   "message": f"at most {limit} leads with reasons"}])
         try:
-            validate_matrix(leads.matrix, self.max_reported)
+            validate_matrix(leads.matrix, self.limits.max_reported)
         except LeadsRejected as exc:
             for problem in exc.problems:
                 metrics.VALIDATION_FAILURES.labels(problem["field"], problem["rule"]).inc()
             raise InvalidRequest(exc.message, exc.problems, exc.total) from None
         leads.matrix = leads.matrix.astype(np.float32)
         request.leads = leads
+        request.decoded_at = time.perf_counter()
 
-    # 4–5. predict + tier
-    async def predict(self, request: ScoringRequest) -> None:
+    async def _predict(self, request: ScoringRequest) -> None:
         started = time.perf_counter()
         reasons = None
         if request.reasons_k:
-            # TreeSHAP costs ~0.5 ms a lead: off the event loop (xgboost releases the GIL), overlapping the hop.
-            reasons = asyncio.ensure_future(asyncio.to_thread(self.explainer.top, request.leads.matrix, request.reasons_k))
+            # TreeSHAP off the event loop (xgboost releases the GIL), overlapping the hop.
+            reasons = asyncio.ensure_future(asyncio.to_thread(self.extras.explainer.top, request.leads.matrix,
+                                                              request.reasons_k))
         try:
-            scores = await self.predictor.predict(request.leads.matrix, request.headers)
+            scores = await self.predictor.predict(request.leads.matrix, request.forwarded_headers)
         finally:
             metrics.PREDICTOR_HOP.labels(self.predictor.mode).observe(time.perf_counter() - started)
         if reasons is not None:
@@ -148,42 +220,42 @@ class Scorer:
         request.scores = scores
         request.buckets = self.tier_map.buckets(scores)
         request.tiers = self.tier_map.tiers(request.buckets)
-        if self.shadow is not None:   # off the response path: a task, never awaited here
-            self.shadow.maybe_submit(request.request_id, request.leads.matrix, request.scores, request.tiers,
-                                     lead_ids=request.leads.lead_ids, api_key_name=request.key.name if request.key else "",
-                                     protocol=request.protocol, request_form=request.form)
+        request.predicted_at = time.perf_counter()
+        shadow = self.extras.shadow
+        if shadow is not None:   # off the response path: a task, never awaited here
+            shadow.maybe_submit(request.request_id, request.leads.matrix, request.scores, request.tiers,
+                                lead_ids=request.leads.lead_ids, api_key_name=request.key.name if request.key else "",
+                                protocol=request.protocol, request_form=request.form)
 
-    # 6. respond (+ 7. record, 8. observe)
-    def v2_outputs(self, request: ScoringRequest) -> list[Tensor]:
-        reasons = self.explainer.tensors_from_top(*request.reasons) if request.reasons is not None else None
-        outputs = encode_v2(request.scores, request.buckets, request.tiers, request.leads.lead_ids, reasons)
-        self.finish(request, "ok")
-        return outputs
+    # --- the end of every request ----------------------------------------------------------------------------
 
-    def v1_body(self, request: ScoringRequest) -> dict:
-        reasons = (self.explainer.per_lead_from_top(request.leads.matrix, *request.reasons)
-                   if request.reasons is not None else None)
-        body = encode_v1(request.scores, request.buckets, request.tiers, request.leads.lead_ids,
-                         self.model_name, self.card.version, reasons)
-        self.finish(request, "ok")
-        return body
+    def _fail(self, request: ScoringRequest, exc: BaseException) -> BaseException:
+        if isinstance(exc, ScoringError):
+            error = exc
+        elif isinstance(exc, Exception):
+            log.exception("unexpected error while scoring", extra={"request_id": request.request_id})
+            error = InternalError(request.request_id)
+        else:   # cancellation, KeyboardInterrupt: counted, then propagated untouched
+            self._finish(request, "cancelled", ScoringError("cancelled before an answer"))
+            return exc
+        self._finish(request, error.outcome, error)
+        return error
 
-    def finish(self, request: ScoringRequest, outcome: str, error: ScoringError | None = None) -> None:
+    def _finish(self, request: ScoringRequest, outcome: str, error: ScoringError | None = None) -> None:
         elapsed = time.perf_counter() - request.started
         metrics.REQUESTS.labels(request.protocol, request.form, outcome).inc()
         metrics.REQUEST_DURATION.labels(request.protocol).observe(elapsed)
         entry = {"request_id": request.request_id, "protocol": request.protocol, "form": request.form,
-                 "outcome": outcome, "status": (error.http_status if error else 200) if request.protocol == "rest"
-                 else (error.grpc_status if error else "OK"), "latency_ms": round(elapsed * 1000, 3), "model_version": self.card.version,
+                 "outcome": outcome, "status": error.status_for(request.protocol) if error else "ok",
+                 "latency_ms": round(elapsed * 1000, 3), "model_version": self.card.version,
                  "key_name": request.key.name if request.key else None}
         if outcome == "ok":
-            tiers = request.tiers
-            counts = Counter(tiers.tolist())
+            counts = Counter(request.tiers.tolist())
             for tier, count in counts.items():
                 metrics.LEADS_SCORED.labels(tier).inc(count)
             metrics.observe_many(metrics.SCORE, request.scores)
-            if self.drift is not None:
-                self.drift.observe(request.leads.matrix, request.scores)
+            if self.extras.drift is not None:
+                self.extras.drift.observe(request.leads.matrix, request.scores)
             self._record(request, elapsed)
             entry.update(lead_count=request.leads.count, first_lead_id=request.leads.lead_ids[0], tiers=dict(counts))
             log.info("scored", extra=entry)
@@ -193,11 +265,12 @@ class Scorer:
                     extra=entry)
 
     def _record(self, request: ScoringRequest, elapsed: float) -> None:
-        if self.recorder is None:
+        recorder = self.extras.recorder
+        if recorder is None:
             return
-        self.recorder.submit(ScoredBatch(
+        recorder.submit(ScoredBatch(
             request_id=request.request_id, scored_at=datetime.now(UTC), model_name=self.model_name,
             model_version=self.card.version, api_key_name=request.key.name if request.key else "",
             protocol=request.protocol, request_form=request.form, latency_ms=elapsed * 1000,
             lead_ids=request.leads.lead_ids, scores=request.scores, buckets=request.buckets,
-            tiers=request.tiers.tolist(), features=request.leads.matrix if self.record_features else None))
+            tiers=request.tiers.tolist(), features=request.leads.matrix if self.extras.record_features else None))

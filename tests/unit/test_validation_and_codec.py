@@ -109,19 +109,29 @@ def test_responses_in_both_protocols():
     assert v1["model_version"] == "v9"
 
 
-def test_reason_codes_are_capped_per_request():
-    from unittest.mock import MagicMock
+def test_reason_codes_are_capped_per_request(small_artifact):
+    import asyncio
 
-    from transformer.scoring import Scorer, ScoringRequest
+    from contract.model_card import load_card
+    from transformer.auth import KeyStore
+    from transformer.extras.reasons import ReasonExplainer
+    from transformer.scoring import Extras, Scorer, ScoringLimits, ScoringRequest
 
-    card = MagicMock(tier_map=None, version="v", expected_tier_shares={})
-    predictor = MagicMock(mode="fake")
-    scorer = Scorer(card, predictor, keys=None, model_name="lead-scoring", reasons_max_leads=10, explainer=object())
-    request = ScoringRequest("rest", "r1")
-    scorer.reasons_requested(request, 3)
-    error = rejected(scorer.decode_v1, request, {"instances": as_records(X[:11])})
+    class Zeros:
+        mode = "fake"
+
+        async def predict(self, matrix, headers=None):
+            return np.zeros(len(matrix), dtype=np.float32)
+
+    scorer = Scorer(load_card(small_artifact), Zeros(), KeyStore(env_keys="t:k"), model_name="lead-scoring",
+                    limits=ScoringLimits(reasons_max_leads=10),
+                    extras=Extras(explainer=ReasonExplainer.from_model_dir(small_artifact)))
+
+    def score(n):
+        return asyncio.run(scorer.score_v1(ScoringRequest("rest", f"r{n}"), "k",
+                                           {"instances": as_records(X[:n]), "parameters": {"reasons": 3}}))
+
+    error = rejected(score, 11)
     assert error.problems[0]["rule"] == "lead_count" and "--reasons_max_leads" in error.message
-    small = ScoringRequest("rest", "r2")
-    scorer.reasons_requested(small, 3)
-    scorer.decode_v1(small, {"instances": as_records(X[:10])})
-    assert small.leads.count == 10
+    answer = score(10)
+    assert len(answer["predictions"]) == 10 and all(len(p["reasons"]) == 3 for p in answer["predictions"])

@@ -22,7 +22,7 @@ from kserve.model_server import app
 
 from contract.features import FEATURES
 from transformer.codec import input_metadata, output_metadata
-from transformer.errors import ScoringError
+from transformer.errors import NotServed, PayloadTooLarge, ScoringError
 from transformer.extras.reasons import output_metadata as reason_metadata
 from transformer.scoring import Scorer
 from transformer.serving.drain import Drain
@@ -86,8 +86,7 @@ class BodyLimit:
             return await self._refuse(send, seen)
 
     async def _refuse(self, send, size: int):
-        body = orjson.dumps({"error": f"request body of {size} bytes is larger than the limit of {self.max_bytes} "
-                                      "bytes (--max_body_bytes); split the batch"})
+        body = orjson.dumps(PayloadTooLarge.body_over(self.max_bytes, size).body())
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -100,9 +99,7 @@ class _TooLarge(Exception):
 def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float) -> None:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
-    app.add_exception_handler(_TooLarge, lambda request, exc: json_response(
-        {"error": f"request body is larger than the limit of {max_body_bytes} bytes (--max_body_bytes); split the batch"},
-        status_code=413))
+    app.add_exception_handler(_TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes)))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(ClosedRoutes)
     model_name = scorer.model_name
@@ -110,7 +107,7 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
     @app.get(f"/v2/models/{model_name}", include_in_schema=False)
     async def model_metadata():
         return {"name": model_name, "versions": [scorer.card.version], "platform": "xgboost",
-                "inputs": input_metadata(), "outputs": output_metadata() + reason_metadata(scorer.reasons_max),
+                "inputs": input_metadata(), "outputs": output_metadata() + reason_metadata(scorer.limits.reasons_max),
                 "parameters": {"tensor_form": {"datatype": "FP32", "shape": [-1, len(FEATURES)],
                                                "feature_order": [f.name for f in FEATURES]}}}
 
@@ -126,8 +123,7 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
 
     async def versioned(version: str, answer):
         if version != scorer.card.version:
-            return json_response({"error": f"model version {version[:64]!r} is not served here; this replica serves "
-                                            f"{scorer.card.version}"}, status_code=404)
+            return error_response(NotServed.version(version, scorer.card.version))
         return await answer()
 
     async def versioned_metadata(version: str):
@@ -157,8 +153,8 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         gc.freeze()
         async with inner(application) as state:
             yield state
-        if scorer.shadow is not None:
-            await scorer.shadow.close()
+        if scorer.extras.shadow is not None:
+            await scorer.extras.shadow.close()
         if recorder is not None:
             log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
             # Blocking on purpose: nothing else is left to serve, and the process must not exit before the flush.

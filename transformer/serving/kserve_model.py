@@ -1,10 +1,11 @@
-"""The KServe adapter: a `kserve.Model` whose preprocess/predict/postprocess wire the domain pieces together.
+"""The KServe adapter: a `kserve.Model` that translates KServe's payloads to the Scorer's one entry point.
 
-This module, with fast_routes.py, server_app.py, drain.py, predictor_hop.py, cli.py and __main__.py, is the only
-place that knows KServe. Domain errors become a REST status with a JSON `{"error": ...}` body, or a gRPC status, here.
+Domain errors become a REST status with a JSON `{"error": ...}` body (serving/app.py's handler), or a gRPC status.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from grpc_interceptor import exceptions as grpc_errors
 from kserve import InferOutput, InferRequest, InferResponse, Model
@@ -19,6 +20,7 @@ _GRPC_ERRORS = {
     "RESOURCE_EXHAUSTED": grpc_errors.ResourceExhausted,
     "UNAVAILABLE": grpc_errors.Unavailable,
     "DEADLINE_EXCEEDED": grpc_errors.DeadlineExceeded,
+    "NOT_FOUND": grpc_errors.NotFound,
     "INTERNAL": grpc_errors.Internal,
 }
 
@@ -55,7 +57,20 @@ def to_infer_outputs(tensors: list[Tensor], binary: bool) -> list[InferOutput]:
     return outputs
 
 
+@dataclass
+class _Call:
+    """What preprocess hands to predict: the payload, untouched, and the request it belongs to."""
+
+    request: ScoringRequest
+    payload: object
+    api_key: str | None
+    outputs: list[Tensor] | dict | None = None
+
+
 class LeadScoringModel(Model):
+    """KServe calls preprocess → predict → postprocess; the whole scoring path runs in predict, through the one
+    entry point, so KServe's REST and gRPC paths answer exactly like the fast path."""
+
     def __init__(self, name: str, scorer: Scorer):
         super().__init__(name, return_response_headers=True)
         self.scorer = scorer
@@ -73,57 +88,38 @@ class LeadScoringModel(Model):
     def get_output_types(self) -> list[dict]:
         return output_metadata()
 
-    def _fail(self, request: ScoringRequest, error: ScoringError) -> Exception:
-        self.scorer.finish(request, error.outcome, error)
-        if request.protocol == "grpc":
-            return _GRPC_ERRORS[error.grpc_status](error.message)
-        error.request_id = request.request_id
-        return error
-
     async def preprocess(self, payload, headers=None):
         headers = headers or {}
         grpc = isinstance(payload, InferRequest) and payload.from_grpc
-        request = ScoringRequest("grpc" if grpc else "rest", request_id_from(headers))
-        request.headers = {"x-request-id": request.request_id}
+        return _Call(ScoringRequest("grpc" if grpc else "rest", request_id_from(headers)), payload,
+                     headers.get("x-api-key"))
+
+    async def predict(self, call: _Call, headers=None, response_headers=None):
+        request, payload = call.request, call.payload
         try:
-            self.scorer.admit(request, headers.get("x-api-key"))
             if isinstance(payload, InferRequest):
-                request.v2_id = payload.id
-                request.binary_outputs = grpc or bool(payload.use_binary_outputs)
-                request.requested_outputs = payload.request_outputs
-                self.scorer.reasons_requested(request, parameter_value(payload.parameters, "reasons"))
-                self.scorer.decode_v2(request, to_tensors(payload))
+                call.outputs = await self.scorer.score_v2(request, call.api_key, lambda: to_tensors(payload),
+                                                          parameter_value(payload.parameters, "reasons"))
             else:
-                if isinstance(payload, dict):
-                    self.scorer.reasons_requested(request, (payload.get("parameters") or {}).get("reasons")
-                                                  if isinstance(payload.get("parameters"), dict) else None)
-                self.scorer.decode_v1(request, payload)
+                call.outputs = await self.scorer.score_v1(request, call.api_key, payload)
         except ScoringError as error:
-            raise self._fail(request, error) from None
-        except Exception as exc:
-            self.scorer.finish(request, "error", ScoringError(type(exc).__name__))   # counted, then KServe's 500
+            if request.protocol == "grpc":
+                raise _GRPC_ERRORS[error.grpc_status](error.message) from None
+            error.request_id = request.request_id
             raise
-        return request
+        return call
 
-    async def predict(self, request: ScoringRequest, headers=None, response_headers=None):
-        try:
-            await self.scorer.predict(request)
-        except ScoringError as error:
-            raise self._fail(request, error) from None
-        except Exception as exc:
-            self.scorer.finish(request, "error", ScoringError(type(exc).__name__))
-            raise
-        return request
-
-    def postprocess(self, request: ScoringRequest, headers=None, response_headers=None):
+    def postprocess(self, call: _Call, headers=None, response_headers=None):
+        request = call.request
         if response_headers is not None:
             response_headers["x-request-id"] = request.request_id
-        if request.form == "v1_instances":
-            return self.scorer.v1_body(request)
-        outputs = self.scorer.v2_outputs(request)
-        return InferResponse(response_id=getattr(request, "v2_id", None) or request.request_id, model_name=self.name,
+        if isinstance(call.outputs, dict):
+            return call.outputs
+        payload: InferRequest = call.payload
+        binary = request.protocol == "grpc" or bool(payload.use_binary_outputs)
+        return InferResponse(response_id=payload.id or request.request_id, model_name=self.name,
                              model_version=self.scorer.card.version,
-                             infer_outputs=to_infer_outputs(outputs, request.binary_outputs),
+                             infer_outputs=to_infer_outputs(call.outputs, binary),
                              # KServe filters to the outputs a client named and honours their binary_data wish.
-                             requested_outputs=request.requested_outputs or None,
-                             from_grpc=request.protocol == "grpc", use_binary_outputs=request.binary_outputs)
+                             requested_outputs=payload.request_outputs or None,
+                             from_grpc=request.protocol == "grpc", use_binary_outputs=binary)
