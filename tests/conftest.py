@@ -108,7 +108,7 @@ def transformer_inprocess(artifact, logs_dir, api_key, tmp_path_factory):
 
 
 def _refuse_reads_beside_the_repository(event: str, args: tuple) -> None:
-    """The project stands alone: a test that opens a file next to the clone (e.g. ../shared) fails at once."""
+    """The project stands alone: a test that opens a file in a folder next to the clone fails at once."""
     if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
         return
     path = os.path.abspath(os.fsdecode(args[0]))

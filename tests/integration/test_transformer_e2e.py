@@ -298,22 +298,27 @@ def test_reason_codes_sum_with_the_bias_to_the_margin(transformer_grpc, api_key,
 
 
 def test_fast_path_answers_exactly_like_kserves_own_rest_path(artifact, logs_dir, api_key, transformer_inprocess):
+    """Both REST paths call the one entry point: same status, same body, same headers, good or bad."""
     plain = start_transformer(artifact, logs_dir, api_keys=f"tests:{api_key}", extra_args=["--fast_path", "false"])
     try:
         plain.wait_ready()
         bad = X.copy()
         bad[2, FEATURE_INDEX["touches_30d"]] = -1
         cases = [(V1, v1_body(), api_key), (V2, v2_columns_body()[0], api_key), (V2, v2_tensor_body()[0], api_key),
-                 (V1, v1_body(bad), api_key), (V2, v2_tensor_body()[0], "wrong"), (V1, {"instances": []}, api_key),
-                 (V2, {"id": "x", "inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": [1]}]}, api_key)]
+                 (V1, {**v1_body(X[:2]), "parameters": {"reasons": 2}}, api_key),
+                 (V1, v1_body(bad), api_key), (V2, v2_tensor_body(bad)[0], api_key),
+                 (V2, v2_tensor_body()[0], "wrong"), (V1, v1_body(), None), (V1, {"instances": []}, api_key),
+                 (V1, {"instances": [{"no_such_feature": 1}]}, api_key),
+                 (V1, {**v1_body(X[:1]), "parameters": {"reasons": 999}}, api_key),
+                 (V2, {"id": "x", "inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": [1]}]}, api_key),
+                 (V2, {"inputs": [{"name": "leads", "datatype": "INT8", "shape": [1, 50], "data": [1] * 50}]}, api_key),
+                 (V2, {"inputs": [{"name": "employee_count", "datatype": "FP32", "shape": [1], "data": [5]}]}, api_key)]
         for path, body, key in cases:
             fast = post(transformer_inprocess, path, body, key, **{"x-request-id": "same"})
             slow = post(plain, path, body, key, **{"x-request-id": "same"})
-            assert fast.status_code == slow.status_code, (path, fast.text, slow.text)
-            if fast.status_code == 200:
-                assert fast.json() == slow.json()
-            else:
-                assert fast.json()["error"].split(":")[0] == slow.json()["error"].split(":")[0]
+            assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), (path, body)
+            for header in ("content-type", "x-request-id", "retry-after"):
+                assert fast.headers.get(header) == slow.headers.get(header), (header, path, fast.headers, slow.headers)
             assert fast.headers["x-request-id"] == "same"
     finally:
         plain.stop()

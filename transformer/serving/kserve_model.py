@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from grpc_interceptor import exceptions as grpc_errors
 from kserve import InferOutput, InferRequest, InferResponse, Model
 
-from transformer.codec import Tensor, input_metadata, output_metadata
+from transformer.codec import Tensor, input_metadata, output_metadata, tensor_from_json
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.scoring import Scorer, ScoringRequest, request_id_from
 
@@ -39,6 +39,11 @@ def parameter_value(parameters, name: str):
 def to_tensors(request: InferRequest) -> list[Tensor]:
     tensors = []
     for item in request.inputs:
+        if not request.from_grpc and isinstance(item.data, list):
+            # JSON data: the fast path's decoder, so both REST paths answer a bad tensor with the same words.
+            tensors.append(tensor_from_json({"name": item.name, "datatype": item.datatype,
+                                             "shape": list(item.shape), "data": item.data}))
+            continue
         try:
             data = item.as_numpy()
         except Exception as exc:  # noqa: BLE001 - KServe raises several types for data that does not fit the shape
