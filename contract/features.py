@@ -125,10 +125,6 @@ class FeatureSpec:
     choices: tuple[str, ...] | None
 
     @property
-    def label(self) -> str:
-        return self.description
-
-    @property
     def range_text(self) -> str:
         if self.choices is not None:
             return ", ".join(f"{i}={c}" for i, c in enumerate(self.choices))

@@ -104,6 +104,15 @@ def find_booster(folder: Path) -> Path:
     return found[0]
 
 
+def load_booster(folder: Path, nthread: int = 1):
+    """The artifact's booster, loaded exactly as kserve-xgbserver loads it (`model_file=bytearray(...)`), so every
+    consumer — in-process scoring, reason codes, the stand-in predictor, batch scoring — scores with the same model.
+    xgboost is imported here, not at module import: the contract itself must stay light."""
+    import xgboost as xgb
+
+    return xgb.Booster(params={"nthread": nthread}, model_file=bytearray(find_booster(folder).read_bytes()))
+
+
 def load_card(folder: Path) -> ModelCard:
     """The card, after checking that the folder's booster is the one it describes (tiers, reasons and the
     version stamped on every answer would otherwise belong to another model)."""

@@ -19,7 +19,7 @@ import xgboost as xgb
 from kserve.errors import InferenceError
 from kserve.utils.utils import get_predict_input, get_predict_response
 
-from contract.model_card import find_booster
+from contract.model_card import load_booster
 
 
 class XGBoostStandIn(kserve.Model):
@@ -30,8 +30,7 @@ class XGBoostStandIn(kserve.Model):
         self._booster: xgb.Booster | None = None
 
     def load(self) -> bool:
-        booster_path = find_booster(self.model_dir)
-        self._booster = xgb.Booster(params={"nthread": self.nthread}, model_file=bytearray(booster_path.read_bytes()))
+        self._booster = load_booster(self.model_dir, self.nthread)
         self.ready = True
         return self.ready
 

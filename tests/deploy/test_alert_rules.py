@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -26,6 +25,7 @@ from tests.deploy.promql_inventory import (
     plain_rules_file,
     recording_rules,
 )
+from tests.support.scrape import free_port
 
 PROMTOOL_TESTS_DIR = Path(__file__).parent / "promtool"
 OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
@@ -272,12 +272,6 @@ def test_pod_monitor_selects_the_transformer_pods_metrics_endpoint():
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["lead-scoring"]
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def discovered_container(pod_ip: str, container: str, port: int | None) -> dict:

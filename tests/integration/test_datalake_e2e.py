@@ -22,12 +22,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
-from prometheus_client.parser import text_string_to_metric_families
 
-from contract.features import FEATURE_NAMES, FEATURES
+from contract.features import FEATURE_NAMES
 from hack.stack import start_transformer
 from predictor.synthetic import as_records, sample_features
 from tests.sink_servers import free_port, wait_for
+from tests.support import scrape
+from tests.support.leads import filled
 from transformer.sink import lake_schema
 
 KEY_NAME = "crm-e2e"
@@ -179,14 +180,6 @@ def leads(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
     return x, [f"lead-{seed}-{i}" for i in range(n)]
 
 
-def filled(x: np.ndarray) -> np.ndarray:
-    """JSON tensors cannot carry NaN: missing values become the feature's minimum."""
-    out = x.copy()
-    for i, feature in enumerate(FEATURES):
-        out[np.isnan(out[:, i]), i] = feature.minimum
-    return out
-
-
 def score_v1(server, key: str, sent: Sent, n: int, seed: int) -> httpx.Response:
     x, ids = leads(n, seed)
     rid = f"v1-{uuid.uuid4().hex}"
@@ -237,12 +230,7 @@ def score_v2_grpc_tensor(server, key: str, sent: Sent, n: int, seed: int) -> Non
 
 
 def metric(server, name: str, **labels: str) -> float:
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
+    return scrape.metric(server.url, name, **labels)
 
 
 def spooled_records(spool: Path) -> int:

@@ -14,23 +14,16 @@ import numpy as np
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
-from contract.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
+from contract.features import FEATURE_INDEX, FEATURE_NAMES
 from hack.stack import start_predictor, start_transformer
 from predictor.synthetic import as_records, sample_features
 from tests.conftest import runtime_scores
+from tests.support.leads import filled
 
 N = 25
 X = sample_features(N, seed=51)
 IDS = [f"lead-{i:03d}" for i in range(N)]
 ALWAYS_PRESENT = [n for i, n in enumerate(FEATURE_NAMES) if not np.isnan(X[:, i]).any()]
-
-
-def filled(x: np.ndarray) -> np.ndarray:
-    """A copy with every missing value set to the feature's minimum (JSON tensors cannot carry NaN)."""
-    out = x.copy()
-    for i, f in enumerate(FEATURES):
-        out[np.isnan(out[:, i]), i] = f.minimum
-    return out
 
 
 def v1_body(x=X, ids=IDS) -> dict:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from contract.features import FEATURE_NAMES, FEATURES, N_FEATURES
-from contract.model_card import find_booster
+from contract.model_card import find_booster, load_booster
 from transformer.codec import Tensor
 
 if TYPE_CHECKING:
@@ -34,10 +34,7 @@ class ReasonExplainer:
     def from_model_dir(cls, model_dir: Path, nthread: int = 1) -> ReasonExplainer:
         """Load the artifact's booster. `model_card.load_card` has already checked it against the card's sha256, so
         the reasons explain the very model the predictor serves."""
-        path = find_booster(model_dir)
-        import xgboost as xgb
-
-        return cls(xgb.Booster(params={"nthread": nthread}, model_file=bytearray(path.read_bytes())))
+        return cls(load_booster(model_dir, nthread))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """[N, 51] float32: one log-odds contribution per feature, then the bias; each row sums to the margin."""
@@ -47,12 +44,6 @@ class ReasonExplainer:
         import xgboost as xgb
 
         return self.booster.predict(xgb.DMatrix(data, missing=np.nan), pred_contribs=True)
-
-    def margins(self, matrix: np.ndarray) -> np.ndarray:
-        data = np.ascontiguousarray(matrix, dtype=np.float32)
-        import xgboost as xgb
-
-        return self.booster.predict(xgb.DMatrix(data, missing=np.nan), output_margin=True)
 
     def top(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Feature indices [N, k] and signed contributions [N, k] by |contribution| descending, and the bias [N]."""

@@ -9,17 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import xgboost as xgb
 
-from contract.model_card import find_booster
+from contract.model_card import load_booster
 
 
 class InProcessBooster:
     mode = "inprocess"
 
     def __init__(self, model_dir: Path, nthread: int = 1):
-        path = find_booster(model_dir)
-        self.booster = xgb.Booster(params={"nthread": nthread}, model_file=bytearray(path.read_bytes()))
+        self.booster = load_booster(model_dir, nthread)
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
         return self.booster.inplace_predict(matrix, missing=np.nan).astype(np.float32, copy=False)

@@ -1,0 +1,1 @@
+"""Helpers shared by test files: lead builders, metric scraping, free ports."""
