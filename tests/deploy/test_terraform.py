@@ -286,7 +286,9 @@ def test_overlay_facing_outputs_exist():
 
 def test_irsa_trust_names_exactly_the_two_service_accounts():
     parsed = parse_dir(MODULES / "aws")
-    assert irsa_subjects(parsed) == expected_subjects()
+    # The app's roles trust exactly the two overlay accounts; the only other trust is the cluster autoscaler's.
+    autoscaler = "system:serviceaccount:${local.cluster_autoscaler_namespace}:${local.cluster_autoscaler_service_account}"
+    assert irsa_subjects(parsed) == expected_subjects() | {autoscaler}
     # Each role trusts one account: the predictor role must not admit the transformer and vice versa.
     docs = typed_blocks(parsed, "data", "aws_iam_policy_document")
     for component in ("predictor", "transformer"):
