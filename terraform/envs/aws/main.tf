@@ -74,9 +74,11 @@ resource "helm_release" "cluster_autoscaler" {
   timeout    = 600
 
   values = [yamlencode({
-    cloudProvider = "aws"
-    awsRegion     = var.region
-    autoDiscovery = { clusterName = module.platform.cluster_name }
+    # Deployment and service account both "cluster-autoscaler" (the chart would prefix the cloud provider).
+    fullnameOverride = "cluster-autoscaler"
+    cloudProvider    = "aws"
+    awsRegion        = var.region
+    autoDiscovery    = { clusterName = module.platform.cluster_name }
     # The autoscaler's minor version must match the cluster's.
     image = { tag = "v${var.kubernetes_version}.0" }
     rbac = {

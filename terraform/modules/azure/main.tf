@@ -44,7 +44,8 @@ resource "azurerm_subnet" "nodes" {
   address_prefixes     = [cidrsubnet(var.vnet_cidr, 1, 0)]
 }
 
-# Private endpoints of the registry, the storage account and the vault (a /26 at the start of the second half).
+# Private endpoints of the registry, the storage account and the vault: a sixteenth of the VNet at the start of
+# its second half (10.50.128.0/20 for the default /16, a /26 for the smallest /22).
 resource "azurerm_subnet" "endpoints" {
   name                 = "private-endpoints"
   resource_group_name  = azurerm_resource_group.this.name
