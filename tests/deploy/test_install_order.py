@@ -86,3 +86,13 @@ resource "helm_release" "kserve" {
         "no post-install/upgrade hook waits for the KnativeServing to be Ready"]
     del releases["kserve"]["depends_on"][1]
     assert order_problems(releases, lambda _: [cr])[0] == "kserve does not depend on helm_release.knative_serving"
+
+
+def test_hook_objects_are_valid_kubernetes():
+    import kubernetes_validate
+
+    release = typed_blocks(parse_dir(STACK), "resource", "helm_release")["knative_serving"]
+    plain = [d for d in _chart_docs(release) if d["kind"] != "KnativeServing"]
+    assert {d["kind"] for d in plain} == {"ServiceAccount", "Role", "RoleBinding", "Job"}
+    for doc in plain:
+        kubernetes_validate.validate(doc, "1.30", strict=True)

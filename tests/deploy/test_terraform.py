@@ -436,3 +436,12 @@ def test_checkov_passes():
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_kserve_default_deployment_mode_matches_the_manifests():
+    # KServe 0.16+ names the mode "Knative" ("Serverless" is a deprecated alias); both places must say the same.
+    release = typed_blocks(parse_dir(MODULES / "kserve-stack"), "resource", "helm_release")["kserve"]
+    manifest = yaml.safe_load((REPO / "manifests" / "inferenceservice.yaml").read_text())
+    mode = manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+    assert mode == "Knative"
+    assert re.search(r'deploymentMode\s*=\s*"Knative"', str(release["values"]))
