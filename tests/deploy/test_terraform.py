@@ -8,16 +8,16 @@ problems fails too.
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-import hcl2
 import pytest
 import yaml
 from lark.exceptions import LarkError
+
+from tests.deploy.tf_parse import blocks, parse_dir, parse_text, typed_blocks
 
 REPO = Path(__file__).resolve().parents[2]
 TF_ROOT = REPO / "terraform"
@@ -34,46 +34,6 @@ PINNED_VERSION = re.compile(r"^\s*(~>|=)\s*\d")
 
 
 # --------------------------------------------------------------------------- parsing helpers
-
-
-def _unquote(value):
-    """python-hcl2 8 keeps the quotes of literals and labels; drop them so tests compare plain text."""
-    if isinstance(value, str):
-        return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-    if isinstance(value, list):
-        return [_unquote(v) for v in value]
-    if isinstance(value, dict):
-        # "__is_block__"/"__comments__" are python-hcl2 bookkeeping, not Terraform content.
-        return {_unquote(k): _unquote(v) for k, v in value.items() if not str(k).startswith("__")}
-    return value
-
-
-def parse_text(text: str) -> dict:
-    return _unquote(hcl2.load(io.StringIO(text)))
-
-
-def parse_dir(directory: Path) -> dict:
-    """Merge every top-level block list of the .tf files of one module directory."""
-    merged: dict[str, list] = {}
-    for path in sorted(directory.glob("*.tf")):
-        for key, blocks in parse_text(path.read_text()).items():
-            merged.setdefault(key, []).extend(blocks)
-    return merged
-
-
-def blocks(parsed: dict, kind: str) -> dict[str, dict]:
-    """{label: body} for single-label blocks (variable, output, module)."""
-    return {name: body for block in parsed.get(kind, []) for name, body in block.items()}
-
-
-def typed_blocks(parsed: dict, kind: str, type_name: str) -> dict[str, dict]:
-    """{name: body} for two-label blocks (resource/data) of one type."""
-    found = {}
-    for block in parsed.get(kind, []):
-        for t, named in block.items():
-            if t == type_name:
-                found.update(named)
-    return found
 
 
 def tf_files() -> list[Path]:
@@ -326,7 +286,9 @@ def test_overlay_facing_outputs_exist():
 
 def test_irsa_trust_names_exactly_the_two_service_accounts():
     parsed = parse_dir(MODULES / "aws")
-    assert irsa_subjects(parsed) == expected_subjects()
+    # The app's roles trust exactly the two overlay accounts; the only other trust is the cluster autoscaler's.
+    autoscaler = "system:serviceaccount:${local.cluster_autoscaler_namespace}:${local.cluster_autoscaler_service_account}"
+    assert irsa_subjects(parsed) == expected_subjects() | {autoscaler}
     # Each role trusts one account: the predictor role must not admit the transformer and vice versa.
     docs = typed_blocks(parsed, "data", "aws_iam_policy_document")
     for component in ("predictor", "transformer"):
@@ -474,3 +436,12 @@ def test_checkov_passes():
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_kserve_default_deployment_mode_matches_the_manifests():
+    # KServe 0.16+ names the mode "Knative" ("Serverless" is a deprecated alias); both places must say the same.
+    release = typed_blocks(parse_dir(MODULES / "kserve-stack"), "resource", "helm_release")["kserve"]
+    manifest = yaml.safe_load((REPO / "manifests" / "inferenceservice.yaml").read_text())
+    mode = manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+    assert mode == "Knative"
+    assert re.search(r'deploymentMode\s*=\s*"Knative"', str(release["values"]))

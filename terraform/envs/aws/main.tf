@@ -60,3 +60,37 @@ module "kserve_stack" {
   install_monitoring               = var.install_monitoring
   kube_prometheus_stack_version    = "83.4.0"
 }
+
+# Knative scales pods between minReplicas and maxReplicas; without a node autoscaler the pods beyond what the
+# initial nodes hold stay Pending. The cluster autoscaler resizes the EKS node group (found by its ASG tags)
+# between node_min_size and node_max_size.
+resource "helm_release" "cluster_autoscaler" {
+  name       = "cluster-autoscaler"
+  repository = "https://kubernetes.github.io/autoscaler"
+  chart      = "cluster-autoscaler"
+  version    = "9.43.1"
+  namespace  = "kube-system"
+  atomic     = true
+  timeout    = 600
+
+  values = [yamlencode({
+    # Deployment and service account both "cluster-autoscaler" (the chart would prefix the cloud provider).
+    fullnameOverride = "cluster-autoscaler"
+    cloudProvider    = "aws"
+    awsRegion        = var.region
+    autoDiscovery    = { clusterName = module.platform.cluster_name }
+    # The autoscaler's minor version must match the cluster's.
+    image = { tag = "v${var.kubernetes_version}.0" }
+    rbac = {
+      serviceAccount = {
+        name        = "cluster-autoscaler"
+        annotations = { "eks.amazonaws.com/role-arn" = module.platform.cluster_autoscaler_role_arn }
+      }
+    }
+    extraArgs = {
+      # One group per zone would be balanced; one multi-zone group relies on the scheduler's zone spread.
+      "balance-similar-node-groups" = true
+      expander                      = "least-waste"
+    }
+  })]
+}

@@ -85,3 +85,8 @@ output "model_version" {
   description = "Overlay: the <version> folder of storageUri (REPLACE_WITH_MODEL_VERSION)."
   value       = var.model_version
 }
+
+output "cluster_autoscaler_role_arn" {
+  description = "IRSA role the cluster autoscaler runs with."
+  value       = module.platform.cluster_autoscaler_role_arn
+}

@@ -73,8 +73,8 @@ variable "endpoint_public_access_cidrs" {
 
 variable "node_instance_types" {
   type        = list(string)
-  description = "EC2 instance types of the serving node group."
-  default     = ["m7i.large"]
+  description = "EC2 instance types of the serving node group (4 vCPU fits four serving pods next to the daemon sets)."
+  default     = ["m7i.xlarge"]
 
   validation {
     condition     = length(var.node_instance_types) > 0 && alltrue([for t in var.node_instance_types : can(regex("^[a-z][a-z0-9-]*\\.[0-9]*x?large$", t))])
@@ -84,8 +84,8 @@ variable "node_instance_types" {
 
 variable "node_min_size" {
   type        = number
-  description = "Minimum nodes in the serving node group."
-  default     = 2
+  description = "Minimum nodes in the serving node group (one per zone keeps the zone spread schedulable)."
+  default     = 3
 
   validation {
     condition     = var.node_min_size >= 1
@@ -106,8 +106,8 @@ variable "node_desired_size" {
 
 variable "node_max_size" {
   type        = number
-  description = "Maximum nodes in the serving node group."
-  default     = 6
+  description = "Maximum nodes in the serving node group (prod at maxReplicas: 24 serving pods + the platform = 8 nodes)."
+  default     = 9
 
   validation {
     condition     = var.node_max_size >= 1 && var.node_max_size <= 50

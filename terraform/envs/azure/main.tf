@@ -38,6 +38,7 @@ module "platform" {
   serving_vm_size                = var.serving_vm_size
   serving_min_count              = var.serving_min_count
   serving_max_count              = var.serving_max_count
+  host_encryption_enabled        = var.host_encryption_enabled
   allowed_ip_ranges              = var.allowed_ip_ranges
   storage_account_name           = var.storage_account_name
   storage_replication_type       = var.storage_replication_type

@@ -95,8 +95,8 @@ variable "serving_vm_size" {
 
 variable "serving_min_count" {
   type        = number
-  description = "Minimum nodes of the serving pool."
-  default     = 2
+  description = "Minimum nodes of the serving pool (one per zone keeps the zone spread schedulable)."
+  default     = 3
 
   validation {
     condition     = var.serving_min_count >= 1
@@ -106,13 +106,19 @@ variable "serving_min_count" {
 
 variable "serving_max_count" {
   type        = number
-  description = "Maximum nodes of the serving pool."
-  default     = 6
+  description = "Maximum nodes of the serving pool (prod at maxReplicas: 24 serving pods + the platform = 8 nodes)."
+  default     = 8
 
   validation {
     condition     = var.serving_max_count >= 1 && var.serving_max_count <= 50
     error_message = "serving_max_count must be between 1 and 50."
   }
+}
+
+variable "host_encryption_enabled" {
+  type        = bool
+  description = "Encryption at host on every node pool. Register the feature once per subscription first: az feature register --namespace Microsoft.Compute --name EncryptionAtHost (then az provider register -n Microsoft.Compute); set false if you cannot."
+  default     = true
 }
 
 variable "allowed_ip_ranges" {

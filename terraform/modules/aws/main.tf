@@ -96,10 +96,24 @@ module "eks" {
       max_size       = var.node_max_size
 
       labels = { "lead-scoring/pool" = "serving" }
+      # EKS tags the node group's Auto Scaling group with k8s.io/cluster-autoscaler/enabled and
+      # k8s.io/cluster-autoscaler/<cluster>: the cluster autoscaler (envs/aws) discovers it by those tags.
     }
   }
 
   tags = local.tags
+}
+
+# Pods reach S3 (models, lake, and the ECR image layers, which ECR serves from S3) through this gateway
+# endpoint instead of the NAT gateway: no per-GB NAT charge on the data lake and the image pulls. Everything
+# else a pod calls (ECR API, Secrets Manager, STS for IRSA, KMS) goes out through the NAT gateway; no bucket,
+# repository or secret policy here restricts by network, so both paths are allowed.
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = module.vpc.vpc_id
+  service_name      = "com.amazonaws.${data.aws_region.current.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = module.vpc.private_route_table_ids
+  tags              = local.tags
 }
 
 ################################################################################
@@ -469,4 +483,90 @@ resource "aws_iam_role_policy" "transformer" {
   name   = "read-models-write-lake-read-keys"
   role   = aws_iam_role.transformer.id
   policy = data.aws_iam_policy_document.transformer.json
+}
+
+################################################################################
+# Cluster autoscaler (installed by envs/aws): Knative adds pods, this adds nodes
+################################################################################
+
+data "aws_iam_policy_document" "cluster_autoscaler_trust" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [module.eks.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:sub"
+      values   = ["system:serviceaccount:${local.cluster_autoscaler_namespace}:${local.cluster_autoscaler_service_account}"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+locals {
+  cluster_autoscaler_namespace       = "kube-system"
+  cluster_autoscaler_service_account = "cluster-autoscaler"
+}
+
+# Read the groups and instance types; change the size only of this cluster's tagged groups.
+data "aws_iam_policy_document" "cluster_autoscaler" {
+  statement {
+    sid = "Discover"
+    actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLaunchConfigurations",
+      "autoscaling:DescribeScalingActivities",
+      "autoscaling:DescribeTags",
+      "ec2:DescribeImages",
+      "ec2:DescribeInstanceTypes",
+      "ec2:DescribeLaunchTemplateVersions",
+      "ec2:GetInstanceTypesFromInstanceRequirements",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "DescribeOwnNodegroups"
+    actions   = ["eks:DescribeNodegroup"]
+    resources = ["arn:${data.aws_partition.current.partition}:eks:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:nodegroup/${module.eks.cluster_name}/*"]
+  }
+
+  statement {
+    sid = "ResizeOwnGroups"
+    actions = [
+      "autoscaling:SetDesiredCapacity",
+      "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    resources = ["arn:${data.aws_partition.current.partition}:autoscaling:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/${module.eks.cluster_name}"
+      values   = ["owned"]
+    }
+  }
+}
+
+resource "aws_iam_role" "cluster_autoscaler" {
+  name                 = "${var.name}-cluster-autoscaler"
+  description          = "IRSA role of ${local.cluster_autoscaler_namespace}/${local.cluster_autoscaler_service_account}"
+  assume_role_policy   = data.aws_iam_policy_document.cluster_autoscaler_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+resource "aws_iam_role_policy" "cluster_autoscaler" {
+  name   = "resize-own-node-groups"
+  role   = aws_iam_role.cluster_autoscaler.id
+  policy = data.aws_iam_policy_document.cluster_autoscaler.json
 }

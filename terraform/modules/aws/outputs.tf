@@ -87,3 +87,13 @@ output "kms_key_arn" {
   description = "KMS key encrypting buckets, images and the secret (needed by `aws s3 cp` callers' policies)."
   value       = aws_kms_key.data.arn
 }
+
+output "cluster_autoscaler_role_arn" {
+  description = "IRSA role of the cluster autoscaler (service account kube-system/cluster-autoscaler)."
+  value       = aws_iam_role.cluster_autoscaler.arn
+}
+
+output "cluster_autoscaler_service_account" {
+  description = "Namespace/name of the service account the cluster autoscaler role trusts."
+  value       = "${local.cluster_autoscaler_namespace}/${local.cluster_autoscaler_service_account}"
+}

@@ -40,7 +40,7 @@ variable "availability_zone_count" {
 
 variable "node_instance_types" {
   type        = list(string)
-  description = "Instance types of the managed node group. Sized so one node fits the predictor (1 CPU / 2 Gi) plus the transformer (1 CPU / 1 Gi) next to the system pods."
+  description = "Instance types of the managed node group. Each serving pod requests 0.7 CPU + 25m for its queue-proxy; a 4-vCPU type fits four of them next to the daemon sets (docs/kubernetes.md, Capacity)."
 
   validation {
     condition     = length(var.node_instance_types) > 0 && alltrue([for t in var.node_instance_types : can(regex("^[a-z][a-z0-9-]*\\.[0-9]*x?large$", t))])

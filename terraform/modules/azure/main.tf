@@ -26,7 +26,7 @@ resource "azurerm_resource_group" "this" {
 }
 
 ################################################################################
-# Network: the node subnet reaches storage and the vault through service endpoints
+# Network: nodes in one subnet; registry, storage and vault reached through private endpoints
 ################################################################################
 
 resource "azurerm_virtual_network" "this" {
@@ -42,7 +42,15 @@ resource "azurerm_subnet" "nodes" {
   resource_group_name  = azurerm_resource_group.this.name
   virtual_network_name = azurerm_virtual_network.this.name
   address_prefixes     = [cidrsubnet(var.vnet_cidr, 1, 0)]
-  service_endpoints    = ["Microsoft.Storage", "Microsoft.KeyVault", "Microsoft.ContainerRegistry"]
+}
+
+# Private endpoints of the registry, the storage account and the vault: a sixteenth of the VNet at the start of
+# its second half (10.50.128.0/20 for the default /16, a /26 for the smallest /22).
+resource "azurerm_subnet" "endpoints" {
+  name                 = "private-endpoints"
+  resource_group_name  = azurerm_resource_group.this.name
+  virtual_network_name = azurerm_virtual_network.this.name
+  address_prefixes     = [cidrsubnet(var.vnet_cidr, 4, 8)]
 }
 
 resource "azurerm_network_security_group" "nodes" {
@@ -55,6 +63,19 @@ resource "azurerm_network_security_group" "nodes" {
 resource "azurerm_subnet_network_security_group_association" "nodes" {
   subnet_id                 = azurerm_subnet.nodes.id
   network_security_group_id = azurerm_network_security_group.nodes.id
+}
+
+# Default rules only (VNet inbound allowed): the nodes reach the endpoints, nothing from outside does.
+resource "azurerm_network_security_group" "endpoints" {
+  name                = "${var.name}-endpoints"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+resource "azurerm_subnet_network_security_group_association" "endpoints" {
+  subnet_id                 = azurerm_subnet.endpoints.id
+  network_security_group_id = azurerm_network_security_group.endpoints.id
 }
 
 ################################################################################
@@ -110,7 +131,7 @@ resource "azurerm_kubernetes_cluster" "this" {
     max_pods                     = 50
     os_disk_type                 = "Ephemeral"
     os_disk_size_gb              = 64
-    host_encryption_enabled      = true
+    host_encryption_enabled      = var.host_encryption_enabled
     zones                        = ["1", "2", "3"]
 
     upgrade_settings {
@@ -155,7 +176,7 @@ resource "azurerm_kubernetes_cluster_node_pool" "serving" {
   max_pods                = 50
   os_disk_type            = "Ephemeral"
   os_disk_size_gb         = 128
-  host_encryption_enabled = true
+  host_encryption_enabled = var.host_encryption_enabled
   zones                   = ["1", "2", "3"]
   node_labels             = { "lead-scoring/pool" = "serving" }
 
@@ -229,10 +250,9 @@ resource "azurerm_storage_account" "this" {
   public_network_access_enabled   = true
 
   network_rules {
-    default_action             = "Deny"
-    bypass                     = ["AzureServices"]
-    ip_rules                   = [for c in var.allowed_ip_ranges : trimsuffix(c, "/32")]
-    virtual_network_subnet_ids = [azurerm_subnet.nodes.id]
+    default_action = "Deny"
+    bypass         = ["AzureServices"]
+    ip_rules       = [for c in var.allowed_ip_ranges : trimsuffix(c, "/32")]
   }
 
   blob_properties {
@@ -343,10 +363,9 @@ resource "azurerm_key_vault" "this" {
   public_network_access_enabled = true
 
   network_acls {
-    default_action             = "Deny"
-    bypass                     = "AzureServices"
-    ip_rules                   = [for c in var.allowed_ip_ranges : strcontains(c, "/") ? c : "${c}/32"]
-    virtual_network_subnet_ids = [azurerm_subnet.nodes.id]
+    default_action = "Deny"
+    bypass         = "AzureServices"
+    ip_rules       = [for c in var.allowed_ip_ranges : strcontains(c, "/") ? c : "${c}/32"]
   }
 
   tags = local.tags
@@ -390,6 +409,78 @@ resource "azurerm_key_vault_secret" "api_keys" {
   }
 
   depends_on = [azurerm_role_assignment.operator_secrets]
+}
+
+################################################################################
+# Private endpoints: what pods reach (kubelet pulling images, the storage initializer and the transformer
+# reading models and writing the lake, the Key Vault CSI provider reading api-keys) resolves to a private
+# address in the VNet. The public endpoints keep denying everything but the operators' IPs: AKS is not a
+# trusted service for the firewalls' bypass, and its outbound IP is not in any rule.
+################################################################################
+
+locals {
+  # Zone names: Microsoft's private DNS zone values for each service's subresource.
+  private_endpoints = {
+    registry = {
+      resource_id = azurerm_container_registry.this.id
+      subresource = "registry"
+      zone        = "privatelink.azurecr.io"
+    }
+    blob = {
+      resource_id = azurerm_storage_account.this.id
+      subresource = "blob"
+      zone        = "privatelink.blob.core.windows.net"
+    }
+    vault = {
+      resource_id = azurerm_key_vault.this.id
+      subresource = "vault"
+      zone        = "privatelink.vaultcore.azure.net"
+    }
+  }
+}
+
+resource "azurerm_private_dns_zone" "this" {
+  for_each = local.private_endpoints
+
+  name                = each.value.zone
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+# Nodes use Azure-provided DNS, which answers from private zones linked to their VNet.
+resource "azurerm_private_dns_zone_virtual_network_link" "this" {
+  for_each = local.private_endpoints
+
+  name                  = "${var.name}-${each.key}"
+  resource_group_name   = azurerm_resource_group.this.name
+  private_dns_zone_name = azurerm_private_dns_zone.this[each.key].name
+  virtual_network_id    = azurerm_virtual_network.this.id
+  registration_enabled  = false
+  tags                  = local.tags
+}
+
+resource "azurerm_private_endpoint" "this" {
+  for_each = local.private_endpoints
+
+  name                = "${var.name}-${each.key}"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  subnet_id           = azurerm_subnet.endpoints.id
+
+  private_service_connection {
+    name                           = "${var.name}-${each.key}"
+    private_connection_resource_id = each.value.resource_id
+    subresource_names              = [each.value.subresource]
+    is_manual_connection           = false
+  }
+
+  # Writes the A records (for ACR: login server and regional data endpoint) into the linked zone.
+  private_dns_zone_group {
+    name                 = each.key
+    private_dns_zone_ids = [azurerm_private_dns_zone.this[each.key].id]
+  }
+
+  tags = local.tags
 }
 
 ################################################################################

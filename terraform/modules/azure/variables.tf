@@ -172,3 +172,8 @@ variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."
 }
+
+variable "host_encryption_enabled" {
+  type        = bool
+  description = "Encryption at host for the node pools (temp disk and caches encrypted). Needs the subscription feature Microsoft.Compute/EncryptionAtHost registered first (docs/terraform.md); set false where it cannot be."
+}

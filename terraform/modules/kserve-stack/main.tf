@@ -33,7 +33,9 @@ resource "helm_release" "knative_operator" {
 }
 
 # The KnativeServing custom resource, shipped as a tiny local chart: a helm_release (unlike
-# kubernetes_manifest) does not need the operator's CRD to exist at plan time.
+# kubernetes_manifest) does not need the operator's CRD to exist at plan time. The chart's config-features
+# (charts/knative-serving/values.yaml) enable the pod-spec fields the InferenceService uses, and its
+# post-install hook holds the release until the KnativeServing is Ready (wait stays on: the default).
 resource "helm_release" "knative_serving" {
   name             = "knative-serving"
   chart            = "${path.module}/charts/knative-serving"
@@ -78,7 +80,8 @@ resource "helm_release" "kserve" {
   values = [yamlencode({
     kserve = {
       controller = {
-        deploymentMode = "Serverless"
+        # The name KServe documents since 0.16 ("Serverless" is its deprecated alias).
+        deploymentMode = "Knative"
         gateway = {
           # Kourier, not Istio: KServe must not create Istio VirtualServices.
           disableIstioVirtualHost = true
@@ -88,6 +91,8 @@ resource "helm_release" "kserve" {
     }
   })]
 
+  # knative_serving completes only once the KnativeServing is Ready (its hook job): KServe's controller checks
+  # for the Knative Service CRD once at start-up and would otherwise never watch Knative Services.
   depends_on = [
     helm_release.cert_manager,
     helm_release.knative_serving,
