@@ -52,6 +52,7 @@ class _Retry:
 
     failures: int = 0
     not_before: float = 0.0  # monotonic
+    checked: bool = False  # passed the integrity check (done once: it decodes the whole file)
 
 
 def _drop_reason(error: BaseException) -> str:
@@ -314,15 +315,17 @@ class ScoreSink:
             self._set_aside(entry)
             self._drop("spool_file_lost", entry.records, "spool file %s vanished before upload", entry.path)
             return False
-        try:
-            check_spool_file(entry.path)
-        except CorruptSpoolFile as error:
-            self._quarantine(entry, error)
-            return False
+        retry = self._retry(entry)
+        if not retry.checked:
+            try:
+                check_spool_file(entry.path)
+            except CorruptSpoolFile as error:
+                self._quarantine(entry, error)
+                return False
+            retry.checked = True
         try:
             self.writer.put(entry.key, entry.path)
         except Exception as error:  # noqa: BLE001 - any failure is retried; the file stays on the spool
-            retry = self._retry(entry)
             retry.not_before = time.monotonic() + self._backoff(retry.failures)
             retry.failures += 1
             metrics.UPLOAD_FAILURES.inc()
