@@ -275,8 +275,8 @@ class ScoreSink:
         while not self._halted and (deadline is None or time.monotonic() < deadline):
             try:
                 wait = self._upload_next()
-            except Exception:  # noqa: BLE001 - the uploader must outlive any error; the file stays spooled
-                log.exception("sink uploader: unexpected error, carrying on")
+            except Exception:  # noqa: BLE001 - the uploader must outlive any error; the files stay spooled
+                self._upload_log.warning("sink uploader: unexpected error, carrying on", exc_info=True)
                 wait = self._tick
             if wait is None:  # the spool is empty
                 if self._draining or deadline is not None:
@@ -298,7 +298,13 @@ class ScoreSink:
         due = next((f for f in pending if self._retry(f).not_before <= now), None)
         if due is None:
             return min(self._retry(f).not_before for f in pending) - now
-        if self._upload(due):
+        try:
+            stored = self._upload(due)
+        except Exception:  # noqa: BLE001 - e.g. stat() of the file fails: this file waits, the others go on
+            self._schedule_retry(due)
+            self._upload_log.warning("sink upload of %s failed unexpectedly, will retry", due.key, exc_info=True)
+            stored = False
+        if stored:
             self._store_failures = 0
             return 0.0
         if due.key not in self._retries:  # set aside (quarantined, lost): nothing to wait for
@@ -308,6 +314,11 @@ class ScoreSink:
 
     def _retry(self, entry: SpoolFile) -> _Retry:
         return self._retries.setdefault(entry.key, _Retry())
+
+    def _schedule_retry(self, entry: SpoolFile) -> None:
+        retry = self._retry(entry)
+        retry.not_before = time.monotonic() + self._backoff(retry.failures)
+        retry.failures += 1
 
     def _upload(self, entry: SpoolFile) -> bool:
         """One attempt. True when stored; False when it failed (retry scheduled) or was set aside (no retry)."""
@@ -326,11 +337,10 @@ class ScoreSink:
         try:
             self.writer.put(entry.key, entry.path)
         except Exception as error:  # noqa: BLE001 - any failure is retried; the file stays on the spool
-            retry.not_before = time.monotonic() + self._backoff(retry.failures)
-            retry.failures += 1
+            self._schedule_retry(entry)
             metrics.UPLOAD_FAILURES.inc()
             self._upload_log.warning("sink upload of %s failed (attempt %d), will retry: %r",
-                                     entry.key, retry.failures, error)
+                                     entry.key, self._retry(entry).failures, error)
             self._update_gauges()
             return False
         metrics.RECORDS_WRITTEN.inc(entry.records)
