@@ -170,7 +170,8 @@ class KeyStore:
         except (KeyFileError, yaml.YAMLError, OSError) as exc:
             if initial:
                 raise KeyFileError(str(exc)) from None
-            self._file_stamp = stamp  # judged once per version of the file, not at every check
+            if not isinstance(exc, OSError):
+                self._file_stamp = stamp  # judged once per version of the file; a read error is tried again
             KEYS_FILE_REJECTED.inc()
             log.error("keys file invalid, keeping the previous keys", extra={"error": str(exc).splitlines()[0]})
             return
