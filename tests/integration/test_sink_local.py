@@ -50,16 +50,16 @@ def test_partial_copies_of_a_killed_process_are_removed_at_start(tmp_path):
         with open(source, "wb") as feed:
             feed.write(b"PAR1" + b"\0" * (1 << 20))
             feed.flush()
-            wait_for(lambda: [p for p in (lake / INCOMING_DIR).glob("*.tmp") if p.stat().st_size > 0], timeout=20)
+            wait_for(lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20)
             child.send_signal(signal.SIGKILL)
             child.wait(10)
     finally:
         if child.poll() is None:
             child.kill()
-    (partial,) = (lake / INCOMING_DIR).glob("*.tmp")
+    (partial,) = (lake / INCOMING_DIR).glob(".*.tmp")
     assert not (lake / "model=m").exists() or not list((lake / "model=m").rglob("*.parquet"))
     # Another replica's temp files: an old one (its process is long dead) and one being written right now.
-    stale, live = lake / INCOMING_DIR / "other-pod-1.tmp", lake / INCOMING_DIR / "other-pod-2.tmp"
+    stale, live = lake / INCOMING_DIR / ".other-pod-1.tmp", lake / INCOMING_DIR / ".other-pod-2.tmp"
     stale.write_bytes(b"x")
     live.write_bytes(b"x")
     two_hours_ago = time.time() - 7200

@@ -1,7 +1,7 @@
 """A local (or mounted) folder as the lake: useful in development and for tests.
 
-A file is copied to `<root>/.incoming/<replica>-<uuid>.tmp`, fsynced, then linked under its key. Readers skip
-dot-folders (pyarrow, Hive, Athena), so they never see a partial file. A process killed mid-copy leaves its temp file
+A file is copied to `<root>/.incoming/.<replica>-<uuid>.tmp`, fsynced, then linked under its key. Readers skip
+dot-files and dot-folders (pyarrow, Hive, Athena), so they never see a partial file. A process killed mid-copy leaves its temp file
 behind; the writer's start removes this replica's leftovers and anybody's older than an hour (no copy of a spool
 file takes that long, so it is never one a live replica is still writing).
 """
@@ -28,7 +28,7 @@ class LocalFolderWriter:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.incoming = self.root / INCOMING_DIR
-        self._prefix = f"{replica_name()}-"
+        self._prefix = f".{replica_name()}-"
         self._remove_leftover_temps()
 
     @classmethod
@@ -40,7 +40,7 @@ class LocalFolderWriter:
 
     def _remove_leftover_temps(self) -> None:
         try:
-            temps = list(self.incoming.glob("*.tmp"))
+            temps = list(self.incoming.glob(".*.tmp"))
         except OSError:
             return  # no folder yet (or unreadable: put() will say so)
         cutoff = time.time() - STALE_TEMP_SECONDS
