@@ -16,9 +16,11 @@ from contract.model_card import load_card
 from hack.stack import start_predictor, start_transformer
 from predictor.synthetic import sample_population
 from predictor.train import train
-from tests.integration.conftest_sink import azurite, moto_s3  # noqa: F401 - fixtures for the data-lake tests
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Real storage servers for the data-lake tests: the `azurite` and `moto_s3` fixtures.
+pytest_plugins = ["tests.support.storage_fixtures"]
 
 
 

@@ -1,7 +1,7 @@
 """Helpers for tests that need real storage on 127.0.0.1: azurite (Azure Blob) and moto's S3 server, each on a
 free port, restartable on the same port (to simulate an outage), plus sample scored batches for the sink.
 
-Pytest fixtures built on these live in tests/integration/conftest_sink.py.
+Pytest fixtures built on these live in tests/support/storage_fixtures.py.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ Keys file (YAML):
         rate_per_second: 200            # optional token bucket per key name
         burst: 400
 Env API_KEYS adds keys as "name:key,name2:key2" (a bare "key" gets the name "env-<n>").
+
+Several keys may share a name (a rotation: old and new key of one client); they share one token bucket, so entries
+of one name must agree on rate_per_second and burst — a file where they differ is refused (keeping the bucket per
+name is what stops a client from resetting its limit by alternating keys). A reload never leaves the service with
+no keys by accident: an empty list is refused like a malformed file unless it also says `revoke_all: true`.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from prometheus_client import Counter
 
 from transformer.errors import RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
+KEYS_FILE_REJECTED = Counter("lead_scoring_api_keys_file_rejected",
+                             "Reloads of the API keys file refused (malformed, empty, conflicting limits); "
+                             "the previous keys stay in force")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -74,6 +83,9 @@ def parse_keys_file(text: str, source: str) -> list[KeyEntry]:
     items = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise KeyFileError(f"{source}: expected a mapping with a 'keys' list")
+    if not items and data.get("revoke_all") is not True:
+        raise KeyFileError(f"{source}: the 'keys' list is empty; to revoke every key on purpose, "
+                           "also set 'revoke_all: true'")
     entries = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
@@ -99,6 +111,16 @@ def parse_keys_file(text: str, source: str) -> list[KeyEntry]:
     return entries
 
 
+def check_shared_limits(entries: list[KeyEntry], source: str) -> None:
+    """Entries of one name share a token bucket: they must agree on its rate and burst."""
+    limits: dict[str, tuple[float | None, float | None]] = {}
+    for entry in entries:
+        seen = limits.setdefault(entry.name, (entry.rate_per_second, entry.burst))
+        if seen != (entry.rate_per_second, entry.burst):
+            raise KeyFileError(f"{source}: keys named '{entry.name}' have different rate_per_second/burst; "
+                               "keys sharing a name share one rate limit, so give them the same values")
+
+
 def parse_env_keys(value: str) -> list[KeyEntry]:
     entries = []
     for n, part in enumerate(p.strip() for p in value.split(",")):
@@ -122,6 +144,7 @@ class KeyStore:
         self._file_stamp: tuple | None = None
         self._next_check = 0.0
         self._buckets: dict[str, TokenBucket] = {}
+        check_shared_limits(self._env_entries, "API_KEYS")
         if self._file:
             self._reload(initial=True)
         if not self._entries():
@@ -143,17 +166,26 @@ class KeyStore:
             return
         try:
             entries = parse_keys_file(self._file.read_text(), str(self._file))
+            check_shared_limits(self._env_entries + entries, str(self._file))
         except (KeyFileError, yaml.YAMLError, OSError) as exc:
             if initial:
                 raise KeyFileError(str(exc)) from None
+            if not isinstance(exc, OSError):
+                self._file_stamp = stamp  # judged once per version of the file; a read error is tried again
+            KEYS_FILE_REJECTED.inc()
             log.error("keys file invalid, keeping the previous keys", extra={"error": str(exc).splitlines()[0]})
             return
         self._file_entries = entries
         self._file_stamp = stamp
-        live = {e.name for e in self._entries()}
-        self._buckets = {name: b for name, b in self._buckets.items() if name in live}
+        # A bucket survives a reload unless its name is gone or its limits changed.
+        limits = {e.name: (e.rate_per_second, e.burst or e.rate_per_second) for e in self._entries()}
+        self._buckets = {name: b for name, b in self._buckets.items()
+                         if limits.get(name) == (b.rate, b.capacity)}
         if not initial:
-            log.info("keys file reloaded", extra={"key_names": sorted(e.name for e in entries)})
+            if entries:
+                log.info("keys file reloaded", extra={"key_names": sorted(e.name for e in entries)})
+            else:
+                log.warning("keys file reloaded with revoke_all: every file key is revoked")
 
     def maybe_reload(self) -> None:
         if self._file is None:
@@ -178,11 +210,12 @@ class KeyStore:
         return match
 
     def charge(self, entry: KeyEntry, leads: int = 1) -> None:
-        """Token bucket per key name, one token per request."""
+        """Token bucket per key name, one token per request. Every key of a name draws from the same bucket
+        (their limits agree: check_shared_limits), so switching keys never refills it."""
         if entry.rate_per_second is None:
             return
         bucket = self._buckets.get(entry.name)
-        if bucket is None or bucket.rate != entry.rate_per_second or bucket.capacity != entry.burst:
+        if bucket is None:
             bucket = self._buckets[entry.name] = TokenBucket(entry.rate_per_second, entry.burst or entry.rate_per_second,
                                                              stamp=self._clock())
         wait = bucket.take(1.0, self._clock())

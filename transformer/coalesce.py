@@ -7,6 +7,9 @@ costs ~1 µs. So concurrent single-lead requests are stacked into one matrix.
 No timer is involved, so no latency is added: the first request of an event-loop turn schedules the flush with
 `call_soon`, which runs after every request task that was ready in the same turn has queued its leads. Under low load
 a batch is one request; under high load batches grow by themselves. Several batches may be in flight at once.
+
+Every waiting request gets an answer or an error, whatever happens in the flush — including a CancelledError from
+grpc.aio when the hop's channel closes at shutdown, which is not an Exception.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 
 import numpy as np
 
+from transformer.errors import PredictorUnavailable
 from transformer.metrics import COALESCED_ROWS
 
 
@@ -33,8 +37,9 @@ class Coalescer:
             return await self.inner.predict(matrix, headers)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if self._pending and self._rows + matrix.shape[0] > self.max_rows:
-            self._start_flush()   # a batch never exceeds max_rows
+        if self._pending and (self._rows + matrix.shape[0] > self.max_rows
+                              or self._pending[0][0].shape[1:] != matrix.shape[1:]):
+            self._start_flush()   # a batch never exceeds max_rows, and stacks matrices of one width only
         self._pending.append((matrix, future, headers))
         self._rows += matrix.shape[0]
         if self._rows >= self.max_rows:
@@ -54,23 +59,35 @@ class Coalescer:
         task.add_done_callback(self._in_flight.discard)
 
     async def _flush(self, batch: list[tuple[np.ndarray, asyncio.Future, dict | None]]) -> None:
-        matrices = [matrix for matrix, _, _ in batch]
-        stacked = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
-        COALESCED_ROWS.observe(stacked.shape[0])
         try:
+            matrices = [matrix for matrix, _, _ in batch]
+            stacked = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+            COALESCED_ROWS.observe(stacked.shape[0])
             # The hop forwards one set of trace headers: the first request's.
             scores = await self.inner.predict(stacked, batch[0][2])
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the same failure (503/504 …)
-            for _, future, _ in batch:
+            if len(scores) != stacked.shape[0]:
+                raise PredictorUnavailable(f"predictor returned {len(scores)} scores for {stacked.shape[0]} leads")
+            start = 0
+            for matrix, future, _ in batch:
+                end = start + matrix.shape[0]
                 if not future.done():
-                    future.set_exception(exc)
-            return
-        start = 0
-        for matrix, future, _ in batch:
-            end = start + matrix.shape[0]
+                    future.set_result(scores[start:end])
+                start = end
+        except asyncio.CancelledError:
+            # The hop's call was cancelled (its channel closed) or this task was: the requests were not.
+            self._fail(batch, PredictorUnavailable("the predictor call was cancelled (the transformer is shutting "
+                                                   "down or the predictor connection closed); retry"))
+            raise
+        except BaseException as exc:  # every waiting request gets the same failure (503/504 …), then it propagates
+            self._fail(batch, exc if isinstance(exc, Exception) else PredictorUnavailable(repr(exc)))
+            if not isinstance(exc, Exception):
+                raise
+
+    @staticmethod
+    def _fail(batch: list[tuple[np.ndarray, asyncio.Future, dict | None]], error: BaseException) -> None:
+        for _, future, _ in batch:
             if not future.done():
-                future.set_result(scores[start:end])
-            start = end
+                future.set_exception(error)
 
     async def ready(self) -> bool:
         return await self.inner.ready()

@@ -45,6 +45,7 @@ CONTRACT_COUNTERS_AND_GAUGES = {
     "lead_scoring_sink_spool_bytes",
     "lead_scoring_sink_oldest_unstored_age_seconds",
     "lead_scoring_sink_dropped_records_total",
+    "lead_scoring_sink_quarantined_files_total",
     "lead_scoring_feature_psi",
     "lead_scoring_score_psi",
 }
@@ -139,6 +140,7 @@ EXPECTED_ALERTS = {
     "LeadScoringPredictorUnavailable",
     "LeadScoringDataLakeBacklog",
     "LeadScoringRecordsDropped",
+    "LeadScoringSinkFileQuarantined",
     "LeadScoringTierMixDrift",
     "LeadScoringFeatureDrift",
     "LeadScoringScoreDrift",

@@ -9,7 +9,6 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from prometheus_client import REGISTRY
 
-from tests.integration.conftest_sink import azurite  # noqa: F401 - fixture
 from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorted_rows, wait_for
 from transformer.sink import SCHEMA_VERSION, ScoreSink, SinkConfig, lake_schema
 from transformer.sink.azure import AzureBlobWriter
@@ -49,7 +48,7 @@ def read_lake(server) -> tuple[list[str], pa.Table]:
     return names, pa.concat_tables(tables) if tables else lake_schema(FEATURE_NAMES).empty_table()
 
 
-def test_records_arrive_with_schema_and_partitions(azurite, tmp_path):  # noqa: F811
+def test_records_arrive_with_schema_and_partitions(azurite, tmp_path):
     container(azurite)
     sink = ScoreSink(sink_config(azurite, tmp_path, flush_records=25))
     sink.start()
@@ -63,7 +62,7 @@ def test_records_arrive_with_schema_and_partitions(azurite, tmp_path):  # noqa: 
     assert sorted_rows(table) == expected_rows(batches)
 
 
-def test_every_record_arrives_after_an_outage(azurite, tmp_path):  # noqa: F811
+def test_every_record_arrives_after_an_outage(azurite, tmp_path):
     container(azurite)
     azurite.stop()
     sink = ScoreSink(sink_config(azurite, tmp_path))
@@ -84,7 +83,7 @@ def test_every_record_arrives_after_an_outage(azurite, tmp_path):  # noqa: F811
     assert sorted_rows(table) == expected_rows(batches)
 
 
-def test_an_existing_blob_is_never_overwritten(azurite, tmp_path):  # noqa: F811
+def test_an_existing_blob_is_never_overwritten(azurite, tmp_path):
     container(azurite)
     writer = AzureBlobWriter.from_uri(azurite.url("lake", "scores"), connection_string=azurite.connection_string)
     first, second = tmp_path / "first", tmp_path / "second"

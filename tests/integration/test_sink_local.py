@@ -1,9 +1,17 @@
-"""The file:// backend end to end with the worker threads, read back as a Hive-partitioned dataset."""
+"""The file:// backend end to end with the worker threads, read back as a Hive-partitioned dataset; partial copies
+of a killed process cleaned at start."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pyarrow.dataset as ds
 
-from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorted_rows
+from tests.sink_servers import FEATURE_NAMES, REPO, expected_rows, sample_batch, sorted_rows, wait_for
 from transformer.sink import ScoreSink, SinkConfig
+from transformer.sink.local import INCOMING_DIR, LocalFolderWriter
 
 
 def test_lake_reads_back_as_a_hive_partitioned_dataset(tmp_path):
@@ -23,3 +31,40 @@ def test_lake_reads_back_as_a_hive_partitioned_dataset(tmp_path):
     rows = [{k: v for k, v in r.items() if k not in ("model", "dt", "hour")} for r in sorted_rows(table)]
     assert rows == expected_rows(batches)
     assert not list((tmp_path / "lake").rglob("*.tmp"))
+
+
+KILLED_COPY = """
+import sys
+from pathlib import Path
+from transformer.sink.local import LocalFolderWriter
+LocalFolderWriter(Path(sys.argv[1])).put("model=m/dt=2025-01-01/hour=00/a.parquet", Path(sys.argv[2]))
+"""
+
+
+def test_partial_copies_of_a_killed_process_are_removed_at_start(tmp_path):
+    lake, source = tmp_path / "lake", tmp_path / "source.fifo"
+    os.mkfifo(source)  # the copy blocks on it: the child is certainly mid-copy when it is killed
+    child = subprocess.Popen([sys.executable, "-c", KILLED_COPY, str(lake), str(source)], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        with open(source, "wb") as feed:
+            feed.write(b"PAR1" + b"\0" * (1 << 20))
+            feed.flush()
+            wait_for(lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20)
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    (partial,) = (lake / INCOMING_DIR).glob(".*.tmp")
+    assert not (lake / "model=m").exists() or not list((lake / "model=m").rglob("*.parquet"))
+    # Another replica's temp files: an old one (its process is long dead) and one being written right now.
+    stale, live = lake / INCOMING_DIR / ".other-pod-1.tmp", lake / INCOMING_DIR / ".other-pod-2.tmp"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    LocalFolderWriter(lake)  # this replica starts again (same $HOSTNAME)
+    assert not partial.exists() and not stale.exists()
+    assert live.exists()  # may be a live copy of another replica: left alone

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import REGISTRY
 
-from tests.integration.conftest_sink import moto_s3  # noqa: F401 - fixture
 from tests.sink_servers import (
     FEATURE_NAMES,
     REPO,
@@ -57,7 +56,7 @@ def failures() -> float:
     return REGISTRY.get_sample_value("lead_scoring_sink_upload_failures_total")
 
 
-def test_records_arrive_with_schema_and_partitions(moto_s3, tmp_path):  # noqa: F811
+def test_records_arrive_with_schema_and_partitions(moto_s3, tmp_path):
     moto_s3.client().create_bucket(Bucket="lake")
     sink = ScoreSink(sink_config(moto_s3, tmp_path, flush_records=25))
     sink.start()
@@ -72,7 +71,7 @@ def test_records_arrive_with_schema_and_partitions(moto_s3, tmp_path):  # noqa: 
     assert sink.spool.pending() == []
 
 
-def test_every_record_arrives_after_an_outage(moto_s3, tmp_path):  # noqa: F811
+def test_every_record_arrives_after_an_outage(moto_s3, tmp_path):
     moto_s3.client().create_bucket(Bucket="lake")
     moto_s3.stop()  # storage unreachable from the start
     sink = ScoreSink(sink_config(moto_s3, tmp_path))
@@ -115,7 +114,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_spool_of_a_killed_process_is_uploaded_by_the_next(moto_s3, tmp_path):  # noqa: F811
+def test_spool_of_a_killed_process_is_uploaded_by_the_next(moto_s3, tmp_path):
     from datetime import UTC, datetime
 
     moto_s3.client().create_bucket(Bucket="lake")

@@ -68,4 +68,7 @@ def test_local_writer_never_overwrites(tmp_path):
     writer.put("model=m/dt=2025-01-01/hour=00/a.parquet", first)
     writer.put("model=m/dt=2025-01-01/hour=00/a.parquet", second)  # a retry after a crash: already stored
     assert (tmp_path / "lake/model=m/dt=2025-01-01/hour=00/a.parquet").read_bytes() == b"first"
-    assert [p.name for p in (tmp_path / "lake").rglob("*")] == ["model=m", "dt=2025-01-01", "hour=00", "a.parquet"]
+    # Nothing else: no temp file left in the (empty) staging folder, which readers skip as a dot-folder.
+    assert sorted(p.relative_to(tmp_path / "lake").as_posix() for p in (tmp_path / "lake").rglob("*")) == [
+        ".incoming", "model=m", "model=m/dt=2025-01-01", "model=m/dt=2025-01-01/hour=00",
+        "model=m/dt=2025-01-01/hour=00/a.parquet"]

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 
-from .writers import join_key
+from .layout import join_key
 
 # Our own loop retries forever with backoff; the SDK only smooths over brief blips. Its default policy waits
 # 15 s before the first retry, which would hide an outage from the failure metric for half a minute.

@@ -21,7 +21,8 @@ def partition_path(model_name: str, hour_index: int) -> str:
     return f"model={quote(model_name, safe='')}/dt={start:%Y-%m-%d}/hour={start:%H}"
 
 
-def _replica_name() -> str:
+def replica_name() -> str:
+    """The pod name ($HOSTNAME), safe in a file name."""
     return _UNSAFE.sub("-", os.environ.get("HOSTNAME") or socket.gethostname())[:63] or "host"
 
 
@@ -29,8 +30,14 @@ def unique_file_name(now: datetime | None = None) -> str:
     """`<UTC time>-<replica>-<uuid4>.parquet`: sorts by write time; the uuid4 makes collisions impossible in
     practice across replicas and restarts, so an object is never overwritten by another batch."""
     moment = now or datetime.now(UTC)
-    return f"{moment:%Y%m%dT%H%M%S}Z-{_replica_name()}-{uuid.uuid4().hex}.parquet"
+    return f"{moment:%Y%m%dT%H%M%S}Z-{replica_name()}-{uuid.uuid4().hex}.parquet"
 
 
 def object_key(model_name: str, hour_index: int, now: datetime | None = None) -> str:
     return f"{partition_path(model_name, hour_index)}/{unique_file_name(now)}"
+
+
+def join_key(prefix: str, key: str) -> str:
+    """The object name in a bucket or container: the backend's prefix, then the key."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/{key}" if prefix else key

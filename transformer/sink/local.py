@@ -1,17 +1,35 @@
-"""A local (or mounted) folder as the lake: useful in development and for tests."""
+"""A local (or mounted) folder as the lake: useful in development and for tests.
+
+A file is copied to `<root>/.incoming/.<replica>-<uuid>.tmp`, fsynced, then linked under its key. Readers skip
+dot-files and dot-folders (pyarrow, Hive, Athena), so they never see a partial file. A process killed mid-copy leaves its temp file
+behind; the writer's start removes this replica's leftovers and anybody's older than an hour (no copy of a spool
+file takes that long, so it is never one a live replica is still writing).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from .layout import replica_name
+
+log = logging.getLogger(__name__)
+
+INCOMING_DIR = ".incoming"
+STALE_TEMP_SECONDS = 3600.0
 
 
 class LocalFolderWriter:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.incoming = self.root / INCOMING_DIR
+        self._prefix = f".{replica_name()}-"
+        self._remove_leftover_temps()
 
     @classmethod
     def from_uri(cls, uri: str) -> LocalFolderWriter:
@@ -20,12 +38,27 @@ class LocalFolderWriter:
             raise ValueError(f"file URI must be file:///absolute/path, got {uri!r}")
         return cls(Path(unquote(parsed.path)))
 
+    def _remove_leftover_temps(self) -> None:
+        try:
+            temps = list(self.incoming.glob(".*.tmp"))
+        except OSError:
+            return  # no folder yet (or unreadable: put() will say so)
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for temp in temps:
+            try:
+                if temp.name.startswith(self._prefix) or temp.stat().st_mtime < cutoff:
+                    temp.unlink()
+                    log.warning("sink lake folder: removed the partial copy %s left by a killed process", temp)
+            except OSError:
+                continue  # gone already, or not ours to remove: the next start tries again
+
     def put(self, key: str, local_path: Path) -> None:
         final = self.root / key
-        if final.exists():
+        if final.is_file():
             return  # stored by an earlier attempt; never overwrite
         final.parent.mkdir(parents=True, exist_ok=True)
-        temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        temp = self.incoming / f"{self._prefix}{uuid.uuid4().hex}.tmp"
         try:
             with open(local_path, "rb") as source, open(temp, "wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)

@@ -10,7 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .writers import join_key
+from .layout import join_key
 
 # Our own loop retries forever with backoff; the SDK only smooths over brief blips.
 _CLIENT_CONFIG = Config(

@@ -5,23 +5,31 @@
 submit() is O(1) and never waits on I/O: it counts, appends to a deque and returns. Memory is bounded by
 queue_max_records (records in memory, queued or buffered), the disk by spool_max_bytes; beyond either bound
 records are dropped visibly (counter + throttled log), never by blocking the caller.
-Delivery is at-least-once: a file leaves the spool only after the backend confirmed it; a crash between the
-two re-uploads the same key, which the writers treat as already stored. Dedupe key: (request_id, row).
+Delivery is at-least-once while the spool survives: a file leaves the spool only after the backend confirmed it; a
+crash between the two re-uploads the same key, which the writers treat as already stored. Dedupe key:
+(request_id, row). docs/data-lake.md states what a lost spool volume (a deleted pod) costs.
+
+The uploader never lets one file hold up the others: each file has its own retry schedule, a file that cannot be
+read or fails the integrity check is set aside (quarantine), a vanished one is counted as lost, and no error ends
+the thread.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
 import logging
 import os
 import random
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import sink_metrics as metrics
 from .batcher import Batcher
+from .integrity import CorruptSpoolFile, check_spool_file
 from .layout import object_key
 from .records import ScoredBatch, SinkConfig
 from .schema import MICROS_PER_HOUR, build_table, epoch_micros, lake_schema
@@ -36,6 +44,32 @@ LOCK_FILE = ".lock"
 
 class SpoolInUse(RuntimeError):
     """Another live sink owns this spool directory (give every replica its own, e.g. an emptyDir)."""
+
+
+@dataclass
+class _Retry:
+    """Upload schedule of one spool file."""
+
+    failures: int = 0
+    not_before: float = 0.0  # monotonic
+    checked: bool = False  # passed the integrity check (done once: it decodes the whole file)
+
+
+def _drop_reason(error: BaseException) -> str:
+    if isinstance(error, SpoolFull):
+        return "spool_full"
+    if isinstance(error, OSError):
+        code = error.errno or _errno_in_message(str(error))
+        return "disk_full" if code in (errno.ENOSPC, errno.EDQUOT) else "disk_error"
+    return "build_error"
+
+
+def _errno_in_message(message: str) -> int | None:
+    """pyarrow's IOError often carries the errno only in its text ("... No space left on device")."""
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        if os.strerror(code) in message:
+            return code
+    return None
 
 
 class ScoreSink:
@@ -67,10 +101,12 @@ class ScoreSink:
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-        self._dropped_queue_full = metrics.DROPPED_RECORDS.labels(reason="queue_full")
-        self._dropped_spool_full = metrics.DROPPED_RECORDS.labels(reason="spool_full")
+        self._dropped = {reason: metrics.DROPPED_RECORDS.labels(reason=reason) for reason in metrics.DROP_REASONS}
+        self._retries: dict[str, _Retry] = {}  # by spool key; owned by whoever runs _upload_pending
+        self._store_failures = 0  # consecutive failed uploads of any file: paces attempts while the store is down
         self._drop_log = ThrottledLog(log)
         self._upload_log = ThrottledLog(log)
+        self._delete_log = ThrottledLog(log)
         self._update_gauges()
 
     # ---- the scoring path -------------------------------------------------------------------------------------
@@ -96,7 +132,7 @@ class ScoreSink:
                 self._in_memory += n
                 depth = self._in_memory
         if dropped:
-            self._dropped_queue_full.inc(n)
+            self._dropped["queue_full"].inc(n)
             self._drop_log.warning(
                 "sink queue full (%d records in memory): dropped %d scored records of request %s",
                 self.config.queue_max_records,
@@ -117,7 +153,8 @@ class ScoreSink:
             return
         leftovers = self.spool.pending()
         if leftovers:
-            log.info("sink: %d leftover spool files (%d bytes) to upload", len(leftovers), self.spool.bytes)
+            log.warning("sink: %d records in %d spool files (%d bytes) left by an earlier process; uploading them "
+                        "first", sum(f.records for f in leftovers), len(leftovers), self.spool.bytes)
         for target, name in ((self._batch_loop, "sink-batcher"), (self._upload_loop, "sink-uploader")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -141,17 +178,20 @@ class ScoreSink:
         self.flush()
         self._draining = True
         self._upload_wake.set()
-        if uploader is not None:
+        if uploader is not None and uploader.is_alive():
             uploader.join(max(0.0, deadline - time.monotonic()))
             self._halted = True
             self._upload_wake.set()
             uploader.join(1.0)  # an attempt in flight keeps the daemon thread; we do not wait for it
         elif grace_seconds > 0:
-            self._upload_pending(deadline)
+            self._upload_pending(deadline)  # no uploader (never started, or it died): drain from here
         self._halted = True
         left = self.spool.pending()
         if left:
-            log.warning("sink closed with %d files (%d bytes) still on the spool", len(left), self.spool.bytes)
+            # Kept for the next start on this spool; lost if the spool's volume goes with the pod (an emptyDir).
+            log.warning("sink closed with %d records in %d files (%d bytes) still on the spool %s: the next start "
+                        "on this spool uploads them; they are lost if the volume is deleted",
+                        sum(f.records for f in left), len(left), self.spool.bytes, self.config.spool_dir)
         self._update_gauges()
         self._closed = True
         os.close(self._lock_fd)
@@ -187,22 +227,41 @@ class ScoreSink:
             groups.setdefault((batch.model_name, micros // MICROS_PER_HOUR), []).append(batch)
         for (model_name, hour_index), group in groups.items():
             records = sum(len(b.lead_ids) for b in group)
+            kept = group
             try:
-                table = build_table(group, self.schema)
-                oldest = group[0].scored_at.timestamp()
-                self.spool.write(object_key(model_name, hour_index), table, oldest)
-            except SpoolFull as full:
-                self._drop_spooled(records, "spool full: %s", full)
-            except Exception as error:  # noqa: BLE001 - e.g. disk error: the records cannot be kept
-                self._drop_spooled(records, "cannot write to the spool: %r", error)
+                table, kept = self._build(group)
+                if table is not None:
+                    oldest = kept[0].scored_at.timestamp()
+                    self.spool.write(object_key(model_name, hour_index), table, oldest)
+            except Exception as error:  # noqa: BLE001 - full spool, disk error …: the records cannot be kept
+                reason = _drop_reason(error)
+                message = "spool full: %s" if reason == "spool_full" else "cannot write to the spool: %r"
+                self._drop(reason, sum(len(b.lead_ids) for b in kept), message, error)
             finally:
                 with self._count_lock:
                     self._in_memory -= records
         self._upload_wake.set()
 
-    def _drop_spooled(self, records: int, reason: str, detail: object) -> None:
-        self._dropped_spool_full.inc(records)
-        self._drop_log.warning("sink dropped %d scored records, " + reason, records, detail)
+    def _build(self, group: list[ScoredBatch]):
+        """The table of a group; when that fails, of its requests that can be encoded (the others are dropped as
+        build_error), so one malformed request never costs the records of its neighbours."""
+        try:
+            return build_table(group, self.schema), group
+        except Exception:  # noqa: BLE001 - find the culprit below
+            good = []
+            for batch in group:
+                try:
+                    build_table([batch], self.schema)
+                except Exception as error:  # noqa: BLE001 - a caller bug the submit() checks do not catch
+                    self._drop("build_error", len(batch.lead_ids), "cannot encode request %s: %r",
+                               batch.request_id, error)
+                else:
+                    good.append(batch)
+            return (build_table(good, self.schema) if good else None), good
+
+    def _drop(self, reason: str, records: int, message: str, *args: object) -> None:
+        self._dropped[reason].inc(records)
+        self._drop_log.warning("sink dropped %d scored records (%s): " + message, records, reason, *args)
 
     # ---- uploading: spool -> backend ---------------------------------------------------------------------------
 
@@ -210,41 +269,102 @@ class ScoreSink:
         self._upload_pending(deadline=None)
 
     def _upload_pending(self, deadline: float | None) -> None:
-        """Upload spool files oldest first, retrying each with capped exponential backoff until it is stored.
-        With a deadline (close without threads) return when it passes; otherwise run until halted."""
-        attempt = 0
+        """Upload spool files oldest first until halted (or, with a deadline, until it passes or the spool is
+        empty). A failed file waits out its own backoff while the others go on; while every upload fails (the
+        store is down) attempts are paced by the same capped backoff. Nothing raised here ends the loop."""
         while not self._halted and (deadline is None or time.monotonic() < deadline):
-            pending = self.spool.pending()
-            if not pending:
+            try:
+                wait = self._upload_next()
+            except Exception:  # noqa: BLE001 - the uploader must outlive any error; the files stay spooled
+                self._upload_log.warning("sink uploader: unexpected error, carrying on", exc_info=True)
+                wait = self._tick
+            if wait is None:  # the spool is empty
                 if self._draining or deadline is not None:
                     return
-                self._upload_wake.wait(self._tick)
+                wait = self._tick
+            if wait > 0:
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                self._upload_wake.wait(wait)
                 self._upload_wake.clear()
-                continue
-            entry = pending[0]
-            if self._upload(entry):
-                attempt = 0
-                continue
-            delay = self._backoff(attempt)
-            attempt += 1
-            if deadline is not None:
-                delay = min(delay, max(0.0, deadline - time.monotonic()))
-            self._upload_wake.wait(delay)
-            self._upload_wake.clear()
+
+    def _upload_next(self) -> float | None:
+        """Try the oldest file that is due. Seconds to wait before the next try; None when nothing is pending."""
+        pending = self.spool.pending()
+        if not pending:
+            self._retries.clear()
+            return None
+        now = time.monotonic()
+        due = next((f for f in pending if self._retry(f).not_before <= now), None)
+        if due is None:
+            return min(self._retry(f).not_before for f in pending) - now
+        try:
+            stored = self._upload(due)
+        except Exception:  # noqa: BLE001 - e.g. stat() of the file fails: this file waits, the others go on
+            self._schedule_retry(due)
+            self._upload_log.warning("sink upload of %s failed unexpectedly, will retry", due.key, exc_info=True)
+            stored = False
+        if stored:
+            self._store_failures = 0
+            return 0.0
+        if due.key not in self._retries:  # set aside (quarantined, lost): nothing to wait for
+            return 0.0
+        self._store_failures += 1
+        return self._backoff(self._store_failures - 1)
+
+    def _retry(self, entry: SpoolFile) -> _Retry:
+        return self._retries.setdefault(entry.key, _Retry())
+
+    def _schedule_retry(self, entry: SpoolFile) -> None:
+        retry = self._retry(entry)
+        retry.not_before = time.monotonic() + self._backoff(retry.failures)
+        retry.failures += 1
 
     def _upload(self, entry: SpoolFile) -> bool:
+        """One attempt. True when stored; False when it failed (retry scheduled) or was set aside (no retry)."""
+        if not entry.path.exists():
+            self._set_aside(entry)
+            self._drop("spool_file_lost", entry.records, "spool file %s vanished before upload", entry.path)
+            return False
+        retry = self._retry(entry)
+        if not retry.checked:
+            try:
+                check_spool_file(entry.path)
+            except CorruptSpoolFile as error:
+                self._quarantine(entry, error)
+                return False
+            retry.checked = True
         try:
             self.writer.put(entry.key, entry.path)
         except Exception as error:  # noqa: BLE001 - any failure is retried; the file stays on the spool
+            self._schedule_retry(entry)
             metrics.UPLOAD_FAILURES.inc()
-            self._upload_log.warning("sink upload of %s failed, will retry: %r", entry.key, error)
+            self._upload_log.warning("sink upload of %s failed (attempt %d), will retry: %r",
+                                     entry.key, self._retry(entry).failures, error)
             self._update_gauges()
             return False
         metrics.RECORDS_WRITTEN.inc(entry.records)
         metrics.BYTES_WRITTEN.inc(entry.size)
-        self.spool.remove(entry)
+        self._retries.pop(entry.key, None)
+        try:
+            self.spool.remove(entry)
+        except OSError as error:  # EROFS, EIO, ESTALE …: stored all the same; a later start re-puts the same key
+            self._delete_log.warning("sink stored %s but cannot delete its spool file: %r", entry.key, error)
         self._update_gauges()
         return True
+
+    def _set_aside(self, entry: SpoolFile) -> None:
+        self.spool.forget(entry)
+        self._retries.pop(entry.key, None)
+        self._update_gauges()
+
+    def _quarantine(self, entry: SpoolFile, error: Exception) -> None:
+        self._retries.pop(entry.key, None)
+        target = self.spool.quarantine(entry)
+        metrics.QUARANTINED_FILES.inc()
+        log.error("sink: spool file %s (%d records) failed the integrity check and was not uploaded: %s; moved to %s",
+                  entry.key, entry.records, error, target or "nowhere (left in place)")
+        self._update_gauges()
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.config.upload_retry_max_seconds, self.config.upload_retry_initial_seconds * 2**attempt)

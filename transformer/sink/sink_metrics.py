@@ -10,6 +10,10 @@ BYTES_WRITTEN = Counter("lead_scoring_sink_bytes_written_total", "Parquet bytes 
 UPLOAD_FAILURES = Counter(
     "lead_scoring_sink_upload_failures_total", "Failed upload attempts (each is retried with backoff)."
 )
+QUARANTINED_FILES = Counter(
+    "lead_scoring_sink_quarantined_files_total",
+    "Spool files that failed the integrity check before upload, moved to <spool>/quarantine instead of the lake.",
+)
 SPOOL_BYTES = Gauge("lead_scoring_sink_spool_bytes", "Bytes of Parquet files on the local spool, awaiting upload.")
 OLDEST_UNSTORED_AGE = Gauge(
     "lead_scoring_sink_oldest_unstored_age_seconds",
@@ -17,9 +21,12 @@ OLDEST_UNSTORED_AGE = Gauge(
 )
 DROPPED_RECORDS = Counter(
     "lead_scoring_sink_dropped_records_total",
-    "Scored records the sink dropped to protect scoring (queue full) or the disk (spool full).",
+    "Scored records lost before reaching the data lake, by reason (see docs/data-lake.md).",
     ["reason"],
 )
-DROP_REASONS = ("queue_full", "spool_full")
+# queue_full: the in-memory bound; spool_full: the spool's byte budget; disk_full: ENOSPC/EDQUOT while spooling;
+# disk_error: any other OS error while spooling (EIO, EROFS …); build_error: the records could not be encoded;
+# spool_file_lost: a spool file vanished before it was uploaded.
+DROP_REASONS = ("queue_full", "spool_full", "disk_full", "disk_error", "build_error", "spool_file_lost")
 for _reason in DROP_REASONS:
     DROPPED_RECORDS.labels(reason=_reason)  # so the series exist at 0 before the first drop

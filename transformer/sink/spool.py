@@ -3,6 +3,7 @@
 A file appears under its final name only once complete (temp name, fsync, rename, fsync of the directory),
 so after a crash the spool holds complete files plus stray temp files, which are discarded.
 The relative path of a spool file is its object key in the lake: re-uploading it after a crash writes the same key.
+Files that fail the integrity check before upload are moved to `<spool>/quarantine/<key>`, out of the upload queue.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
+QUARANTINE_DIR = "quarantine"  # never a partition name: those are `model=...`
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,12 @@ class Spool:
 
     def recover(self) -> list[SpoolFile]:
         """Adopt complete files left by an earlier process (oldest first); discard half-written temp files."""
+        quarantine = self.directory / QUARANTINE_DIR
         for temp in self.directory.rglob(f"*{TEMP_SUFFIX}"):
             log.warning("sink spool: discarding incomplete file %s", temp)
             temp.unlink(missing_ok=True)
-        found = sorted(self.directory.rglob("*.parquet"), key=lambda p: p.stat().st_mtime)
+        found = sorted((p for p in self.directory.rglob("*.parquet") if quarantine not in p.parents),
+                       key=lambda p: p.stat().st_mtime)
         adopted = []
         with self._lock:
             for path in found:
@@ -85,8 +89,8 @@ class Spool:
                     continue
                 try:
                     records, oldest = _describe_leftover(path)
-                except Exception:  # noqa: BLE001 - cannot happen for files we renamed into place; keep, do not lose
-                    log.exception("sink spool: unreadable footer in %s; uploading it as is", path)
+                except Exception:  # noqa: BLE001 - the upload's integrity check decides; keep, do not lose
+                    log.warning("sink spool: unreadable footer in %s; it is checked again before upload", path)
                     records, oldest = 0, path.stat().st_mtime
                 entry = SpoolFile(key, path, path.stat().st_size, records, oldest)
                 self._files[key] = entry
@@ -103,7 +107,9 @@ class Spool:
                 # Dictionary-encode only the text columns: on the 50 float feature columns it costs ~2/3 of the write
                 # time and makes files larger, not smaller.
                 text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-                pq.write_table(table, temp, compression=self.compression, use_dictionary=text)
+                # Page checksums let the pre-upload check find a flipped bit, not only a broken footer.
+                pq.write_table(table, temp, compression=self.compression, use_dictionary=text,
+                               write_page_checksum=True)
             size = temp.stat().st_size
             with self._lock:
                 if self._bytes + size > self.max_bytes:
@@ -137,14 +143,39 @@ class Spool:
         with self._lock:
             return min((f.oldest_scored_at for f in self._files.values()), default=None)
 
-    def remove(self, entry: SpoolFile) -> None:
-        entry.path.unlink(missing_ok=True)
+    def forget(self, entry: SpoolFile) -> None:
+        """Take the file out of the upload queue and the byte budget (whatever happens to it on disk)."""
         with self._lock:
             if self._files.pop(entry.key, None) is not None:
                 self._bytes -= entry.size
-        # Drop partition folders that became empty.
+
+    def remove(self, entry: SpoolFile) -> None:
+        """Delete a stored file. It leaves the queue even when the delete fails (the OSError is raised): the object
+        is in the lake, and a later start that finds the file again uploads the same key, which the backends treat
+        as already stored."""
+        try:
+            entry.path.unlink(missing_ok=True)
+        finally:
+            self.forget(entry)
+        self._prune_empty_folders(entry.path.parent)
+
+    def quarantine(self, entry: SpoolFile) -> Path | None:
+        """Move a file that must not be uploaded to `<spool>/quarantine/<key>`; None when even that failed (then
+        it stays where it is, out of the queue: a later start checks it again)."""
+        target = self.directory / QUARANTINE_DIR / entry.key
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(entry.path, target)
+        except OSError:
+            log.exception("sink spool: cannot move %s to the quarantine", entry.path)
+            return None
+        finally:
+            self.forget(entry)
+        self._prune_empty_folders(entry.path.parent)
+        return target
+
+    def _prune_empty_folders(self, parent: Path) -> None:
         with self._tree_lock:
-            parent = entry.path.parent
             while parent != self.directory:
                 try:
                     parent.rmdir()

@@ -2,6 +2,9 @@
 
 Contract of `put`: when it returns, the object is durably stored; it never replaces an existing object
 (an existing key means an earlier attempt of the same spool file already succeeded); it raises on failure.
+
+The backends are imported only when chosen (boto3 and the Azure SDK are slow to import), and they import nothing
+from here: the key helpers they share live in layout.py.
 """
 
 from __future__ import annotations
@@ -15,18 +18,12 @@ class Writer(Protocol):
     def put(self, key: str, local_path: Path) -> None: ...
 
 
-def join_key(prefix: str, key: str) -> str:
-    prefix = prefix.strip("/")
-    return f"{prefix}/{key}" if prefix else key
-
-
 def writer_for_uri(
     uri: str,
     *,
     s3_endpoint_url: str | None = None,
     azure_connection_string: str | None = None,
     azure_credential: object | None = None,
-    **_ignored: object,
 ) -> Writer:
     """`file:///path` | `s3://bucket/prefix` | `https://<account>.blob.core.windows.net/<container>/<prefix>`
     (or the emulator's path-style `http://host:port/<account>/<container>/<prefix>` with a connection string)."""

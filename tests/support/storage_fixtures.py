@@ -1,6 +1,5 @@
-"""Fixtures for real storage servers (azurite, moto S3). Not auto-loaded: tests/conftest.py imports them
-(`from tests.integration.conftest_sink import azurite, moto_s3  # noqa: F401`), and the sink tests import them too.
-Function-scoped so a test may stop and restart its server without disturbing others."""
+"""Fixtures for real storage servers (azurite, moto S3), registered for every test by `pytest_plugins` in
+tests/conftest.py. Function-scoped so a test may stop and restart its server without disturbing others."""
 
 from __future__ import annotations
 

@@ -1,0 +1,300 @@
+"""Fault injection on the sink (issue 19): real spool files made to vanish, rot or refuse deletion, real stores
+(moto's S3 server, azurite, a lake folder) refusing one object, a real full disk. In every case the files behind a
+bad one keep flowing, the uploader outlives the error, and every record is either stored or counted."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from azure.storage.blob import BlobServiceClient
+from prometheus_client import REGISTRY
+
+from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorted_rows, wait_for
+from transformer.sink import ScoreSink, SinkConfig, lake_schema
+
+FAST_RETRIES = dict(upload_retry_initial_seconds=0.05, upload_retry_max_seconds=0.5)
+PATIENCE = 20.0  # seconds; only guards against hanging
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def dropped(reason: str) -> float:
+    return metric("lead_scoring_sink_dropped_records_total", reason=reason)
+
+
+def quarantined() -> float:
+    return metric("lead_scoring_sink_quarantined_files_total")
+
+
+def spool_one(sink: ScoreSink, batch):
+    """Put one request on the spool as its own file; the spool entry."""
+    known = {f.key for f in sink.spool.pending()}
+    assert sink.submit(batch)
+    sink.flush()
+    (entry,) = [f for f in sink.spool.pending() if f.key not in known]
+    return entry
+
+
+@contextlib.contextmanager
+def refusing_changes(path: Path):
+    """Make the filesystem itself refuse to delete `path` (a file) or to add names to it (a directory): the
+    immutable attribute as root (EPERM), a read-only directory otherwise (EACCES)."""
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip(f"chattr +i is not supported on the filesystem of {path}")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        folder = path if path.is_dir() else path.parent
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+
+
+# ---- reading the stores back -------------------------------------------------------------------------------------
+
+
+def s3_config(server, tmp_path, **overrides) -> SinkConfig:
+    return SinkConfig(uri="s3://lake/scores", spool_dir=tmp_path / "spool", s3_endpoint_url=server.endpoint_url,
+                      feature_names=FEATURE_NAMES, **{**FAST_RETRIES, **overrides})
+
+
+def s3_objects(server) -> dict[str, bytes]:
+    client = server.client()
+    listed = client.list_objects_v2(Bucket="lake", Prefix="scores/").get("Contents", [])
+    return {o["Key"]: client.get_object(Bucket="lake", Key=o["Key"])["Body"].read() for o in listed}
+
+
+def read_all(objects: dict[str, bytes]) -> pa.Table:
+    """Every object decodes in full, as a query engine would read it."""
+    tables = [pq.read_table(io.BytesIO(data)) for data in objects.values()]
+    return pa.concat_tables(tables) if tables else lake_schema(FEATURE_NAMES).empty_table()
+
+
+def blob_objects(server) -> dict[str, bytes]:
+    container = BlobServiceClient.from_connection_string(server.connection_string).get_container_client("lake")
+    return {b.name: container.download_blob(b.name).readall() for b in container.list_blobs(name_starts_with="scores/")}
+
+
+# ---- defect 1: one bad file must not hold up the files behind it -------------------------------------------------
+
+
+def test_a_vanished_spool_file_is_counted_and_the_files_behind_it_still_upload(moto_s3, tmp_path):
+    moto_s3.client().create_bucket(Bucket="lake")
+    sink = ScoreSink(s3_config(moto_s3, tmp_path))
+    lost, behind = sample_batch(4, seed=1), sample_batch(6, seed=2)
+    first = spool_one(sink, lost)
+    spool_one(sink, behind)
+    first.path.unlink()  # gone before its upload: an operator's cleanup, a damaged volume
+    before = dropped("spool_file_lost")
+    sink.start()
+    try:
+        wait_for(lambda: s3_objects(moto_s3), timeout=PATIENCE)
+        wait_for(lambda: not sink.spool.pending(), timeout=PATIENCE)
+    finally:
+        sink.close(grace_seconds=2)
+    assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows([behind])
+    assert dropped("spool_file_lost") - before == len(lost)
+
+
+def test_damaged_and_unreadable_spool_files_are_quarantined_and_never_reach_the_lake(azurite, tmp_path):
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.get_container_client("lake").create_container()
+    sink = ScoreSink(SinkConfig(uri=azurite.url("lake", "scores"), spool_dir=tmp_path / "spool",
+                                azure_connection_string=azurite.connection_string, feature_names=FEATURE_NAMES,
+                                **FAST_RETRIES))
+    good = sample_batch(5, seed=3)
+    truncated = spool_one(sink, sample_batch(7, seed=1))
+    unreadable = spool_one(sink, sample_batch(2, seed=2))
+    spool_one(sink, good)
+    data = truncated.path.read_bytes()
+    truncated.path.write_bytes(data[: len(data) // 2])  # a torn write: footer gone
+    unreadable.path.unlink()
+    unreadable.path.mkdir()  # open() now fails with EISDIR, as root too
+    before = quarantined()
+    sink.start()
+    try:
+        wait_for(lambda: not sink.spool.pending(), timeout=PATIENCE)
+    finally:
+        sink.close(grace_seconds=2)
+    # The lake holds the good file only, and every object in it decodes: queries over the partition keep working.
+    assert sorted_rows(read_all(blob_objects(azurite))) == expected_rows([good])
+    assert quarantined() - before == 2
+    quarantine = tmp_path / "spool" / "quarantine"
+    assert (quarantine / truncated.key).read_bytes() == data[: len(data) // 2]
+    assert (quarantine / unreadable.key).is_dir()
+    # A restart does not try them again: the quarantine is not part of the spool's queue.
+    again = ScoreSink(SinkConfig(uri=azurite.url("lake", "scores"), spool_dir=tmp_path / "spool",
+                                 azure_connection_string=azurite.connection_string, feature_names=FEATURE_NAMES))
+    assert again.spool.pending() == []
+    again.close(grace_seconds=0)
+
+
+def test_a_bit_flip_inside_a_data_page_is_caught_before_upload(moto_s3, tmp_path):
+    moto_s3.client().create_bucket(Bucket="lake")
+    sink = ScoreSink(s3_config(moto_s3, tmp_path))
+    damaged = spool_one(sink, sample_batch(50, seed=4))
+    data = bytearray(damaged.path.read_bytes())
+    data[len(data) // 4] ^= 0xFF  # inside the column chunks; the footer still parses
+    damaged.path.write_bytes(bytes(data))
+    pq.read_metadata(damaged.path)  # a footer-only check would let it through
+    before = quarantined()
+    sink.start()
+    try:
+        wait_for(lambda: quarantined() > before, timeout=PATIENCE)
+    finally:
+        sink.close(grace_seconds=1)
+    assert s3_objects(moto_s3) == {}
+
+
+def test_a_store_refusing_one_object_does_not_hold_up_the_others(tmp_path):
+    lake = tmp_path / "lake"
+    refused = lake / "model=lead-scoring" / "dt=2025-01-01" / "hour=03"
+    refused.mkdir(parents=True)
+    sink = ScoreSink(SinkConfig(uri=lake.as_uri(), spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES,
+                                **FAST_RETRIES))
+    stuck_batch = sample_batch(3, seed=1, scored_at=datetime(2025, 1, 1, 3, 10, tzinfo=UTC))
+    later_batch = sample_batch(4, seed=2, scored_at=datetime(2025, 1, 1, 4, 10, tzinfo=UTC))
+    stuck = spool_one(sink, stuck_batch)  # oldest: first in line
+    spool_one(sink, later_batch)
+    failures = metric("lead_scoring_sink_upload_failures_total")
+    with refusing_changes(refused):
+        sink.start()
+        wait_for(lambda: list((lake / "model=lead-scoring" / "dt=2025-01-01" / "hour=04").glob("*.parquet")),
+                 timeout=PATIENCE)
+        wait_for(lambda: metric("lead_scoring_sink_upload_failures_total") - failures >= 2, timeout=PATIENCE)
+        assert [f.key for f in sink.spool.pending()] == [stuck.key]  # retried, kept, not given up
+    wait_for(lambda: not sink.spool.pending(), timeout=PATIENCE)  # the store takes it once it can
+    sink.close(grace_seconds=2)
+    table = pq.read_table(lake, partitioning=None, schema=lake_schema(FEATURE_NAMES))
+    assert sorted_rows(table) == expected_rows([stuck_batch, later_batch])
+
+
+# ---- defect 2: a failed delete must not kill the uploader --------------------------------------------------------
+
+
+def test_a_spool_file_that_cannot_be_deleted_does_not_stop_the_uploader(moto_s3, tmp_path):
+    moto_s3.client().create_bucket(Bucket="lake")
+    config = s3_config(moto_s3, tmp_path, flush_seconds=3600, flush_records=1_000_000)
+    sink = ScoreSink(config)
+    first_batch, second_batch, late_batch = (sample_batch(n, seed=s) for s, n in ((1, 3), (2, 4), (3, 5)))
+    undeletable = spool_one(sink, first_batch)
+    spool_one(sink, second_batch)
+    with refusing_changes(undeletable.path):
+        sink.start()
+        wait_for(lambda: len(s3_objects(moto_s3)) == 2, timeout=PATIENCE)  # the file after it went too
+        assert sink.submit(late_batch)  # still accepting; only close() flushes it (no size or age flush due)
+        sink.close(grace_seconds=10)
+        assert undeletable.path.exists()
+    objects = s3_objects(moto_s3)
+    assert sorted_rows(read_all(objects)) == expected_rows([first_batch, second_batch, late_batch])
+    # The stored file stayed on disk; the next start on this spool re-puts the same key, which the store
+    # reports as existing: no duplicate, and the file is gone.
+    again = ScoreSink(config)
+    again.start()
+    wait_for(lambda: not again.spool.pending(), timeout=PATIENCE)
+    again.close(grace_seconds=2)
+    assert not undeletable.path.exists()
+    assert s3_objects(moto_s3).keys() == objects.keys()
+
+
+# ---- drop reasons say what happened ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a real ENOSPC. Needs root (mount)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_is_counted_as_disk_full_not_spool_full(tiny_disk, tmp_path, caplog):
+    sink = ScoreSink(SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tiny_disk / "spool",
+                                feature_names=FEATURE_NAMES))  # the byte budget (1 GiB) is far away
+    before = {reason: dropped(reason) for reason in ("disk_full", "spool_full")}
+    with caplog.at_level(logging.WARNING, logger="transformer.sink"):
+        assert sink.submit(sample_batch(3000, seed=1))  # ~800 KB of Parquet
+        sink.flush()
+    sink.close(grace_seconds=0)
+    assert dropped("disk_full") - before["disk_full"] == 3000
+    assert dropped("spool_full") == before["spool_full"]
+    assert any("disk_full" in r.getMessage() and "No space left" in r.getMessage() for r in caplog.records)
+    assert not [p for p in (tiny_disk / "spool").rglob("*") if p.is_file() and p.name != ".lock"]
+
+
+def test_a_spool_that_refuses_writes_is_counted_as_disk_error(tmp_path):
+    sink = ScoreSink(SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool",
+                                feature_names=FEATURE_NAMES))
+    before = {reason: dropped(reason) for reason in ("disk_error", "spool_full")}
+    with refusing_changes(tmp_path / "spool"):  # EPERM/EACCES, as a read-only or failing volume would
+        assert sink.submit(sample_batch(8, seed=1))
+        sink.flush()
+    sink.close(grace_seconds=0)
+    assert dropped("disk_error") - before["disk_error"] == 8
+    assert dropped("spool_full") == before["spool_full"]
+
+
+def test_a_request_that_cannot_be_encoded_costs_only_its_own_records(tmp_path):
+    sink = ScoreSink(SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool",
+                                feature_names=FEATURE_NAMES))
+    good = sample_batch(6, seed=1)
+    bad = sample_batch(2, seed=2)
+    bad.lead_ids[1] = 12345  # not a string: submit() does not look inside, the Parquet encoder refuses it
+    before = {reason: dropped(reason) for reason in ("build_error", "spool_full")}
+    assert sink.submit(good) and sink.submit(bad)
+    sink.close(grace_seconds=5)  # both requests are in one file's worth of records
+    assert dropped("build_error") - before["build_error"] == 2
+    assert dropped("spool_full") == before["spool_full"]
+    table = pq.read_table(tmp_path / "lake", partitioning=None, schema=lake_schema(FEATURE_NAMES))
+    assert sorted_rows(table) == expected_rows([good])
+
+
+# ---- what is left at shutdown is counted, and delivered by the next start ---------------------------------------
+
+
+def test_records_left_on_the_spool_at_shutdown_are_logged_and_uploaded_by_the_next_start(moto_s3, tmp_path,
+                                                                                          caplog):
+    moto_s3.client().create_bucket(Bucket="lake")
+    moto_s3.stop()  # the store is down for the whole first life
+    sink = ScoreSink(s3_config(moto_s3, tmp_path))
+    sink.start()
+    batches = [sample_batch(4, seed=1), sample_batch(3, seed=2)]
+    for batch in batches:
+        assert sink.submit(batch)
+    with caplog.at_level(logging.WARNING, logger="transformer.sink"):
+        sink.close(grace_seconds=0.5)
+    closing = [r.getMessage() for r in caplog.records if "sink closed with" in r.getMessage()]
+    assert closing and "7 records in 1 files" in closing[0]
+
+    moto_s3.start()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="transformer.sink"):
+        again = ScoreSink(s3_config(moto_s3, tmp_path))
+        again.start()
+    assert any("7 records in 1 spool files" in r.getMessage() for r in caplog.records)
+    wait_for(lambda: not again.spool.pending(), timeout=PATIENCE)
+    again.close(grace_seconds=2)
+    assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows(batches)
