@@ -209,7 +209,7 @@ class KeyStore:
             raise Unauthorized("invalid API key")
         return match
 
-    def charge(self, entry: KeyEntry, leads: int = 1) -> None:
+    def charge(self, entry: KeyEntry) -> None:
         """Token bucket per key name, one token per request. Every key of a name draws from the same bucket
         (their limits agree: check_shared_limits), so switching keys never refills it."""
         if entry.rate_per_second is None:
