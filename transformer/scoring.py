@@ -110,6 +110,15 @@ def request_id_from(headers: Mapping | None) -> str:
     return rid[:128] if rid else uuid.uuid4().hex
 
 
+class _Ok:
+    @staticmethod
+    def status_for(protocol: str) -> int | str:
+        return "OK" if protocol == "grpc" else 200
+
+
+_OK = _Ok()
+
+
 class Scorer:
     def __init__(self, card: ModelCard, predictor: Predictor, keys: KeyStore, *, model_name: str,
                  limits: ScoringLimits = ScoringLimits(), extras: Extras = Extras()):
@@ -129,11 +138,11 @@ class Scorer:
 
     async def score_v1(self, request: ScoringRequest, api_key: str | None, payload: object) -> dict:
         """A V1 `{"instances": [...]}` body → the V1 answer body. Raises ScoringError, already counted and logged."""
-        request.form = "v1_instances"
         try:
             self.admit(request, api_key)
             parameters = payload.get("parameters") if isinstance(payload, dict) else None
             self._reasons_requested(request, parameters.get("reasons") if isinstance(parameters, dict) else None)
+            request.form = "v1_instances"
             self._accept(request, decode_v1(payload, self.limits.max_leads, self.limits.max_reported))
             await self._predict(request)
             explainer = self.extras.explainer
@@ -246,7 +255,7 @@ class Scorer:
         metrics.REQUESTS.labels(request.protocol, request.form, outcome).inc()
         metrics.REQUEST_DURATION.labels(request.protocol).observe(elapsed)
         entry = {"request_id": request.request_id, "protocol": request.protocol, "form": request.form,
-                 "outcome": outcome, "status": error.status_for(request.protocol) if error else "ok",
+                 "outcome": outcome, "status": (error or _OK).status_for(request.protocol),
                  "latency_ms": round(elapsed * 1000, 3), "model_version": self.card.version,
                  "key_name": request.key.name if request.key else None}
         if outcome == "ok":
