@@ -17,7 +17,14 @@ import re
 
 import pytest
 
-from tests.deploy.rendering import OVERLAYS, isvc_of, one, parse_transformer_args, rendered, transformer_container
+from tests.deploy.rendering import (
+    OVERLAYS,
+    isvc_of,
+    one,
+    parse_transformer_args,
+    rendered,
+    transformer_container,
+)
 
 # Ports the queue-proxy (same network namespace) listens on: pkg/networking/constants.go and pprof's 8008.
 QUEUE_PROXY_PORTS = {8008, 8012, 8013, 8022, 8112, 9090, 9091}
