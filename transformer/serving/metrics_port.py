@@ -1,7 +1,8 @@
 """`--metrics_port`: Prometheus metrics on a port of their own, and none on the public API port.
 
 On Knative the API port is the one the queue-proxy forwards from the public ingress, and Kourier cannot block a
-path, so /metrics there would hand anyone on the internet the label values (key names among them). A second,
+path, so /metrics there would hand anyone on the internet our traffic, outcomes, tier mix, model version and
+drift (no keys or lead ids: tests/integration/test_observability_e2e.py checks the labels). A second,
 undeclared port is reachable only at the pod IP: the queue-proxy proxies exactly USER_PORT and the Knative
 Services target only the queue-proxy (docs/kubernetes.md, Metrics). prometheus_client's own HTTP server serves
 the process registry there, the same registry KServe's /metrics renders.
