@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hack.stack import ROOT, free_port, start_transformer
 from predictor.synthetic import as_records, sample_features
+from tests.prometheus_server import PROMETHEUS, scalar, start_prometheus, stop, wait_until
 
 V1 = "/v1/models/lead-scoring:predict"
 KEY_NAME = "metrics-port"
@@ -72,6 +73,20 @@ def test_metrics_port_serves_the_process_registry_with_the_traffic(separate, api
     assert sum(v for (name, _), v in found.items() if name == "lead_scoring_leads_scored_total") == 3
     # KServe's own stage histograms live in the same default registry: one scrape sees both.
     assert {"request_preprocess_seconds", "lead_scoring_request_duration_seconds"} <= family_names(answer.text)
+
+
+@pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus not installed (make tools)")
+def test_a_real_prometheus_scrapes_the_metrics_port(separate, api_key, tmp_path):
+    server, metrics_port = separate
+    prometheus, url = start_prometheus(f"127.0.0.1:{metrics_port}", tmp_path)
+    leads = 'sum(lead_scoring_leads_scored_total{namespace="lead-scoring"})'
+    try:
+        wait_until(lambda: scalar(url, 'up{job="lead-scoring-transformer"}') == 1, "first scrape", process=prometheus)
+        before = scalar(url, leads)
+        score(server, api_key, 4, seed=903)
+        wait_until(lambda: scalar(url, leads) == before + 4, "the 4 new leads scraped", process=prometheus)
+    finally:
+        stop(prometheus)
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/metrics/"])
