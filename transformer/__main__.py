@@ -62,6 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         # scale with replicas (Knative does) instead.
         raise SystemExit("--workers > 1 is not supported: metrics would split per process (kserve issue #2979). "
                          "Run one worker per pod and scale with replicas (minReplicas/maxReplicas).")
+    if args.metrics_port is not None:
+        from transformer.serving.metrics_port import check_ports
+
+        try:
+            check_ports(args.metrics_port, http_port=args.http_port,
+                        grpc_port=args.grpc_port if args.enable_grpc else None)
+        except ValueError as exc:
+            raise SystemExit(f"transformer: cannot start: {exc}") from None
     if not args.model_card_uri:
         raise SystemExit("--model_card_uri (env MODEL_CARD_URI) is required: the storage URI of the model artifact, "
                          "the same as the predictor's storageUri")
@@ -129,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
             predictor_health_check=True)
     log.info("starting", extra={"model": args.model_name, "version": card.version, "mode": predictor.mode,
                                 "predictor_host": args.predictor_host, "http_port": args.http_port,
-                                "grpc_port": args.grpc_port, "sink": bool(recorder)})
+                                "grpc_port": args.grpc_port, "metrics_port": args.metrics_port or args.http_port,
+                                "sink": bool(recorder)})
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
                                 enable_grpc=args.enable_grpc, enable_docs_url=args.enable_docs_url,
                                 enable_latency_logging=args.enable_latency_logging,
@@ -142,6 +151,16 @@ def main(argv: list[str] | None = None) -> None:
         from transformer.serving import fast_path as fast_routes
 
         fast_routes.install(app, scorer, args.max_body_bytes)
+    if args.metrics_port is not None:
+        from kserve.model_server import app
+
+        from transformer.serving.metrics_port import MetricsOnOwnPort, serve_metrics
+
+        app.add_middleware(MetricsOnOwnPort)   # KServe always mounts /metrics on the API port
+        try:
+            serve_metrics(args.metrics_port)
+        except ValueError as exc:
+            raise SystemExit(f"transformer: cannot start: {exc}") from None
     drain.attach(server)
     with contextlib.suppress(KeyboardInterrupt):
         server.start([model])

@@ -28,6 +28,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 1-65535, got {number}")
+    return number
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
@@ -78,6 +85,11 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fast_path", type=_bool, default=True,
                        help="Serve the JSON V1/V2 scoring routes on a lean ASGI path in front of KServe's FastAPI app "
                             "(same answers; ~2x less CPU per request). false = KServe's own REST path only.")
+    group.add_argument("--metrics_port", type=_port, default=None,
+                       help="Serve Prometheus /metrics on this port (all interfaces) instead of the API port, where "
+                            "GET /metrics then answers 404. Unset: /metrics stays on --http_port (local use). "
+                            "In Kubernetes set it and do not declare it as a containerPort: only the public port "
+                            "goes through the ingress (docs/kubernetes.md, Metrics).")
     group.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="Level of the JSON log lines (one per request at INFO).")
     group.add_argument("--reasons_max", type=_positive_int, default=50,

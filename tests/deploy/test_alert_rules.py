@@ -25,6 +25,7 @@ from tests.deploy.promql_inventory import (
     plain_rules_file,
     recording_rules,
 )
+from tests.deploy.rendering import parse_transformer_args, transformer_container
 from tests.support.scrape import free_port
 
 PROMTOOL_TESTS_DIR = Path(__file__).parent / "promtool"
@@ -290,9 +291,18 @@ def discovered_container(pod_ip: str, container: str, port: int | None) -> dict:
     return {"targets": [f"{pod_ip}:{port}" if port else pod_ip], "labels": labels}
 
 
-def test_pod_monitor_relabelings_keep_only_the_transformers_8080(tmp_path):
+def transformer_metrics_port() -> int:
+    """--metrics_port as the transformer's own parser reads it from manifests/inferenceservice.yaml."""
+    isvc = yaml.safe_load((REPO_ROOT / "manifests" / "inferenceservice.yaml").read_text())
+    args = parse_transformer_args(transformer_container(isvc))
+    assert args.metrics_port is not None, "the transformer serves /metrics on the public API port"
+    return args.metrics_port
+
+
+def test_pod_monitor_relabelings_scrape_each_transformer_pod_once_on_its_metrics_port(tmp_path):
     """Runs the PodMonitor's relabelings in a real Prometheus over the targets Kubernetes discovery would give
-    a Serverless pod (queue-proxy next to kserve-container) and a RawDeployment pod without declared ports."""
+    a Serverless pod (queue-proxy next to kserve-container) and a RawDeployment pod without declared ports.
+    The metrics port is undeclared, so discovery never reports it: the relabelings must point a kept target at it."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.fail("prometheus is missing: run `bash hack/install-tools.sh` (or `make tools`)")
@@ -347,9 +357,10 @@ def test_pod_monitor_relabelings_keep_only_the_transformers_8080(tmp_path):
     scraped = sorted(
         (target["scrapeUrl"], target["labels"]["component"]) for target in targets["activeTargets"]
     )
+    metrics_port = transformer_metrics_port()
     assert scraped == [
-        ("http://10.0.0.1:8080/metrics", "transformer"),
-        ("http://10.0.0.3:8080/metrics", "transformer"),
+        (f"http://10.0.0.1:{metrics_port}/metrics", "transformer"),
+        (f"http://10.0.0.3:{metrics_port}/metrics", "transformer"),
     ]
 
 
