@@ -40,8 +40,10 @@ def _describe(rule: str, column: int) -> str:
     return f"must be <= {spec.range_text.split(' … ')[-1]}"
 
 
-def find_problems(matrix: np.ndarray) -> tuple[list[tuple[int, int, str, float]], int]:
-    """All (row, column, rule, value) violations, in row order, and their count. `matrix` is [N, 50], NaN = missing."""
+def find_problems(matrix: np.ndarray, limit: int | None = 1000) -> tuple[list[tuple[int, int, str, float]], int]:
+    """(row, column, rule, value) violations, in row order, and their count. `matrix` is [N, 50], NaN = missing.
+
+    At most `limit` cells per rule are listed (all of them with None: batch scoring must reject every bad row)."""
     missing = np.isnan(matrix)
     infinite = np.isinf(matrix)
     with np.errstate(invalid="ignore"):
@@ -58,7 +60,7 @@ def find_problems(matrix: np.ndarray) -> tuple[list[tuple[int, int, str, float]]
         rows, cols = np.nonzero(mask)
         total += rows.size
         found.extend((int(r), int(c), _rule_for_kind(int(c), rule) if rule in {"integer", "minimum", "maximum"} else rule,
-                      float(matrix[r, c])) for r, c in zip(rows[:1000], cols[:1000], strict=True))
+                      float(matrix[r, c])) for r, c in zip(rows[:limit], cols[:limit], strict=True))
     found.sort(key=lambda p: (p[0], p[1]))
     return found, total
 
@@ -91,13 +93,18 @@ def _json_value(value: float) -> object:
     return int(value) if float(value).is_integer() and abs(value) <= _JSON_SAFE_INT else float(value)
 
 
+def describe_problem(row: int, column: int, rule: str, value: float) -> dict:
+    """One problem of `find_problems` as the client sees it: row, field, rule, value and the message."""
+    shown = _json_value(value)
+    return problem_dict(row, str(_NAMES[column]), rule, shown, f"row {row}: {_NAMES[column]} {_describe(rule, column)}, got {shown}")
+
+
 def validate_matrix(matrix: np.ndarray, max_reported: int = 20) -> None:
     """Raise LeadsRejected naming row, field, rule and value of every problem (the first `max_reported`)."""
     found, total = find_problems(matrix)
     if not total:
         return
-    problems = [problem_dict(r, str(_NAMES[c]), rule, _json_value(v), f"row {r}: {_NAMES[c]} {_describe(rule, c)}, got {_json_value(v)}")
-                for r, c, rule, v in found[:max_reported]]
+    problems = [describe_problem(r, c, rule, v) for r, c, rule, v in found[:max_reported]]
     more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
     raise LeadsRejected(f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more,
                          problems, total)

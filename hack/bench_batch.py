@@ -1,0 +1,148 @@
+"""Batch scoring throughput on one core: Parquet in → Parquet out with full validation and tiers, against bare
+`booster.inplace_predict` on the same float32 matrix, plus the peak RSS of a 10 M-row input.
+
+    python -m hack.bench_batch --model-dir predictor/model [--rows 2000000] [--big-rows 10000000]
+
+Everything is generated into a temporary folder and deleted afterwards. Each measurement runs `python -m batch` in
+a child process pinned to one CPU (taskset when available) with xgboost's nthread=1, so the numbers are per core.
+The machine may be shared: run it on an idle machine for numbers you quote; the rates printed are best of `--repeat`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from contract.features import FEATURE_NAMES, FEATURES
+from predictor.synthetic import sample_features
+
+ROOT = Path(__file__).resolve().parents[1]
+_ARROW_TYPE = {"float": pa.float64(), "int": pa.int64(), "category": pa.int8(), "bool": pa.bool_()}
+
+
+def crm_table(x: np.ndarray, first_id: int = 0) -> pa.Table:
+    """A CRM export as the CRM would type it: ints as int64, codes as int8, flags as booleans, nulls for missing."""
+    columns = {"lead_id": pa.array([f"L{first_id + i:010d}" for i in range(len(x))])}
+    for j, spec in enumerate(FEATURES):
+        values = x[:, j]
+        mask = np.isnan(values)
+        kind = _ARROW_TYPE[spec.kind]
+        if spec.kind == "float":
+            columns[spec.name] = pa.array(values, kind, mask=mask)
+        elif spec.kind == "bool":
+            columns[spec.name] = pa.array(np.nan_to_num(values) != 0, kind, mask=mask)
+        else:
+            columns[spec.name] = pa.array(np.nan_to_num(values).astype(np.int64), pa.int64(), mask=mask).cast(kind)
+    return pa.table(columns)
+
+
+def write_export(path: Path, rows: int, seed: int = 11, chunk: int = 500_000, row_group: int = 250_000) -> None:
+    """Written in chunks so generating a 10 M-row file does not itself need the file's size in memory."""
+    writer = None
+    try:
+        for start in range(0, rows, chunk):
+            n = min(chunk, rows - start)
+            table = crm_table(sample_features(n, seed=seed + start), first_id=start)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table, row_group_size=row_group)
+    finally:
+        if writer:
+            writer.close()
+
+
+def _pin() -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", "0"] if taskset else []
+
+
+def run_batch(model_dir: Path, source: Path, out: Path) -> tuple[float, int, dict]:
+    """Seconds, peak RSS (bytes) and the JSON summary of one `python -m batch` child."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        child = subprocess.Popen([*_pin(), sys.executable, "-m", "batch", "--input", str(source), "--output",
+                                  str(out), "--model", str(model_dir), "--progress", "none"],
+                                 stdout=stdout, stderr=stderr, env=env)
+        # wait4: this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would be the max over all children).
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        if child.returncode:
+            raise SystemExit(f"batch failed: {stderr.read()}")
+        lines = stdout.read().splitlines()
+    peak = usage.ru_maxrss * 1024
+    done = [json.loads(line) for line in lines if '"shard_done"' in line][0]
+    return seconds, peak, done
+
+
+_BARE = """
+import sys, time, numpy as np, pyarrow.parquet as pq
+from contract.features import FEATURE_NAMES
+from transformer.predictors.inprocess import InProcessBooster
+from pathlib import Path
+booster = InProcessBooster(Path(sys.argv[1]), nthread=1).booster
+table = pq.read_table(sys.argv[2], columns=list(FEATURE_NAMES))
+x = np.column_stack([table.column(n).cast("float64").to_numpy() for n in FEATURE_NAMES]).astype(np.float32)
+started = time.perf_counter()
+for i in range(0, len(x), 65536):
+    booster.inplace_predict(x[i:i + 65536], missing=np.nan)
+print(time.perf_counter() - started)
+"""
+
+
+def bare_predict_seconds(model_dir: Path, source: Path) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([*_pin(), sys.executable, "-c", _BARE, str(model_dir), str(source)],
+                            capture_output=True, text=True, env=env, check=True)
+    return float(result.stdout.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "predictor" / "model")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the throughput input")
+    parser.add_argument("--big-rows", type=int, default=10_000_000, help="rows of the RSS input (0: skip)")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args(argv)
+    if len(FEATURE_NAMES) != 50:
+        raise SystemExit("feature contract changed")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    try:
+        source = scratch / "export.parquet"
+        write_export(source, args.rows)
+        best_batch = min(run_batch(args.model_dir, source, scratch / f"out-{i}")[0] for i in range(args.repeat))
+        best_bare = min(bare_predict_seconds(args.model_dir, source) for _ in range(args.repeat))
+        per_min = args.rows / best_batch * 60
+        print(f"batch scoring, 1 core, {args.rows:,} rows Parquet → Parquet (validation + tiers, process start "
+              f"and model load included): {best_batch:.2f} s = {per_min:,.0f} leads/min")
+        print(f"bare booster.inplace_predict, same float32 matrix, 1 thread: {best_bare:.2f} s = "
+              f"{args.rows / best_bare * 60:,.0f} leads/min")
+        print(f"overhead over bare predict: {best_batch / best_bare:.2f}x")
+        if args.big_rows:
+            big = scratch / "big.parquet"
+            write_export(big, args.big_rows)
+            seconds, peak, done = run_batch(args.model_dir, big, scratch / "out-big")
+            print(f"{args.big_rows:,} rows ({big.stat().st_size / 2**20:,.0f} MiB Parquet): {seconds:.1f} s, "
+                  f"peak RSS {peak / 2**20:,.0f} MiB, {done['rows_scored']:,} scored")
+        print("note: the machine may be shared with other work; rates are best of "
+              f"{args.repeat} and still noisy")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
