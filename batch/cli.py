@@ -43,7 +43,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
                         help="shards in the run: the Job's completions [BATCH_SHARD_COUNT]")
     parser.add_argument("--reasons", type=int, default=_int_env(env, "BATCH_REASONS", 0), metavar="K",
                         help="add the top-K reason codes per lead (0 = none) [BATCH_REASONS]")
-    parser.add_argument("--window-rows", type=int, default=_int_env(env, "BATCH_WINDOW_ROWS", 65_536),
+    parser.add_argument("--window-rows", type=int, default=_int_env(env, "BATCH_WINDOW_ROWS", 16_384),
                         help="rows read, validated and scored at a time: bounds memory [BATCH_WINDOW_ROWS]")
     parser.add_argument("--work-dir", type=Path, default=Path(env.get("BATCH_WORK_DIR") or env.get("TMPDIR") or "/tmp"),  # noqa: S108 - the conventional default
                         help="local scratch for the shard's files before they are committed [BATCH_WORK_DIR]")

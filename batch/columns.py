@@ -97,8 +97,26 @@ def lead_ids(batch: pa.RecordBatch) -> pa.Array:
     return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
 
 
+def _all_numbers(batch: pa.RecordBatch) -> bool:
+    return all(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+               for t in (batch.schema.field(name).type for name in FEATURE_NAMES))
+
+
+def _typed_matrix(batch: pa.RecordBatch) -> np.ndarray:
+    """The common case, a typed export: one C++ conversion of all 50 columns (nulls → NaN), column-major."""
+    # to_tensor takes mixed ints and floats (not booleans) and widens to float64, as the JSON API's parser does.
+    columns = [pc.cast(c, pa.uint8()) if pa.types.is_boolean(c.type) else c
+               for c in (batch.column(name) for name in FEATURE_NAMES)]
+    tensor = pa.RecordBatch.from_arrays(columns, names=list(FEATURE_NAMES)).to_tensor(null_to_nan=True,
+                                                                                      row_major=False)
+    matrix = tensor.to_numpy()
+    return matrix if matrix.dtype == np.float64 else matrix.astype(np.float64)
+
+
 def feature_matrix(batch: pa.RecordBatch, where: str) -> tuple[np.ndarray, dict[int, list[tuple[str, str]]]]:
     """float64 [N, 50] in feature order and, per row, the (field, text) cells that are no number (CSV only)."""
+    if _all_numbers(batch):
+        return _typed_matrix(batch), {}
     matrix = np.empty((batch.num_rows, N_FEATURES), dtype=np.float64, order="F")
     unparsable: dict[int, list[tuple[str, str]]] = {}
     for j, name in enumerate(FEATURE_NAMES):

@@ -156,6 +156,8 @@ def read_unit(location: Location, unit: Unit, window_rows: int) -> Iterator[pa.R
     try:
         if unit.kind == "parquet":
             with location.open_input_file(unit.key) as handle:
+                # Window by window, not a row group at once: memory stays bounded whatever the row group size, and
+                # the small buffers are reused (measured: less CPU than decoding 250k-row groups whole).
                 parquet = pq.ParquetFile(handle, pre_buffer=False)
                 yield from parquet.iter_batches(batch_size=window_rows, row_groups=[unit.row_group],
                                                 columns=list(REQUIRED_COLUMNS), use_threads=False)

@@ -29,15 +29,18 @@ from contract.features import FEATURE_NAMES
 from contract.tiers import TIER_OF_BUCKET
 
 MANIFEST_KEY = "_manifest.json"
+OUTPUT_ROW_GROUP_ROWS = 131_072
 MARKERS = "_shards"
 _REASON = pa.struct([("feature", pa.dictionary(pa.int8(), pa.string())), ("contribution", pa.float32())])
 _FEATURE_DICTIONARY = pa.array(FEATURE_NAMES)
-_TIER_DICTIONARY = pa.array(TIER_OF_BUCKET)   # index = bucket - 1, the card's TierMap convention
+_TIER_DICTIONARY = pa.array(TIER_OF_BUCKET)
+_LABEL = pa.dictionary(pa.int8(), pa.string())   # index = bucket - 1, the card's TierMap convention
 
 
 def scores_schema(with_reasons: bool) -> pa.Schema:
-    fields = [("lead_id", pa.string()), ("score", pa.float32()), ("bucket", pa.int8()), ("tier", pa.string()),
-              ("model_version", pa.string()), ("scored_at", pa.timestamp("ms", tz="UTC"))]
+    # tier and model_version are dictionary-encoded (as Parquet stores them anyway): no string per row is built.
+    fields = [("lead_id", pa.string()), ("score", pa.float32()), ("bucket", pa.int8()), ("tier", _LABEL),
+              ("model_version", _LABEL), ("scored_at", pa.timestamp("ms", tz="UTC"))]
     if with_reasons:
         fields.append(("reasons", pa.list_(_REASON)))
     return pa.schema(fields)
@@ -57,7 +60,7 @@ def marker_key(index: int, count: int) -> str:
 
 
 def _repeat(text: str, n: int) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([text])).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([text]))
 
 
 def _reasons(index: np.ndarray, contribution: np.ndarray) -> pa.Array:
@@ -78,8 +81,12 @@ class ShardOutput:
         self.folder = Path(tempfile.mkdtemp(prefix=f"batch-{self.name}-", dir=work_dir))
         self.scores_path = self.folder / "scores.parquet"
         self.rejects_path = self.folder / "rejects.parquet"
-        self._scores = pq.ParquetWriter(self.scores_path, self.schema)
+        # Dictionary pages only where values repeat: trying them on unique lead ids costs time for nothing.
+        self._scores = pq.ParquetWriter(self.scores_path, self.schema,
+                                        use_dictionary=["tier", "model_version", "reasons.list.element.feature"])
         self._rejects = pq.ParquetWriter(self.rejects_path, REJECTS_SCHEMA)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
 
     @property
     def scores_key(self) -> str:
@@ -95,13 +102,16 @@ class ShardOutput:
             ids = lead_ids if scored.valid.all() else lead_ids.filter(pa.array(scored.valid))
             columns = [ids, pa.array(scored.scores, pa.float32()), pa.array(scored.buckets.astype(np.int8)),
                        pa.DictionaryArray.from_arrays(pa.array((scored.buckets - 1).astype(np.int8)),
-                                                      _TIER_DICTIONARY).cast(pa.string()),
+                                                      _TIER_DICTIONARY),
                        _repeat(self.model_version, n),
                        pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None), "ms")),
                                 pa.timestamp("ms", tz="UTC"))]
             if "reasons" in self.schema.names:
                 columns.append(_reasons(scored.reasons[0], scored.reasons[1]))
-            self._scores.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+            self._pending.append(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+            self._pending_rows += n
+            if self._pending_rows >= OUTPUT_ROW_GROUP_ROWS:
+                self._flush()
         if scored.problems:
             rows = [p["row"] for p in scored.problems]
             self._rejects.write_batch(pa.RecordBatch.from_arrays([
@@ -112,8 +122,15 @@ class ShardOutput:
                          pa.string()),
                 pa.array([p["message"] for p in scored.problems])], schema=REJECTS_SCHEMA))
 
+    def _flush(self) -> None:
+        # Windows are small (cache-friendly validation); row groups of the output are not.
+        if self._pending:
+            self._scores.write_table(pa.Table.from_batches(self._pending), row_group_size=1 << 30)
+        self._pending, self._pending_rows = [], 0
+
     def commit(self, marker: dict) -> None:
         """Data first, marker last: a marker only ever points at whole files."""
+        self._flush()
         self._scores.close()
         self._rejects.close()
         self.output.put(self.scores_key, self.scores_path)

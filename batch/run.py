@@ -32,7 +32,7 @@ class Settings:
     shard_index: int = 0
     shard_count: int = 1
     reasons: int = 0
-    window_rows: int = 65_536
+    window_rows: int = 16_384
     work_dir: Path = field(default_factory=lambda: Path(__import__("tempfile").gettempdir()))
     pushgateway_url: str | None = None
     s3_endpoint_url: str | None = None
@@ -95,7 +95,7 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
     known = [u.rows for u in units]
     progress = Progress(f"shard {settings.shard_index + 1}/{settings.shard_count}",
                         sum(known) if all(r >= 0 for r in known) else None, enabled=settings.progress)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     scored_at = datetime.now(UTC)
     tiers: Counter[int] = Counter()
     rows_read = rows_rejected = problems = 0
@@ -124,7 +124,8 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
                   "model_version": scorer.model_version, "units": len(units), "rows_read": rows_read,
                   "rows_scored": rows_read - rows_rejected, "rows_rejected": rows_rejected, "problems": problems,
                   "tiers": {TIER_OF_BUCKET[b - 1]: int(tiers.get(b, 0)) for b in range(5, 0, -1)},
-                  "scored_at": scored_at.isoformat(), "seconds": round(seconds, 3)}
+                  "scored_at": scored_at.isoformat(), "seconds": round(seconds, 3),
+                  "cpu_seconds": round(time.process_time() - cpu_started, 3)}
         out.commit(marker)
     except OSError as error:
         raise BatchError(f"cannot write the output {output.uri}: {error}") from None

@@ -15,6 +15,8 @@ _HIGH = np.array([f.maximum for f in FEATURES])
 _REQUIRED = np.array([f.required for f in FEATURES])
 _INTEGRAL = np.array([f.kind != "float" for f in FEATURES])
 _NAMES = np.array([f.name for f in FEATURES], dtype=object)
+_REQUIRED_COLUMNS = np.flatnonzero(_REQUIRED)
+_INTEGRAL_COLUMNS = np.flatnonzero(_INTEGRAL)
 _KINDS = [f.kind for f in FEATURES]
 
 
@@ -44,6 +46,8 @@ def find_problems(matrix: np.ndarray, limit: int | None = 1000) -> tuple[list[tu
     """(row, column, rule, value) violations, in row order, and their count. `matrix` is [N, 50], NaN = missing.
 
     At most `limit` cells per rule are listed (all of them with None: batch scoring must reject every bad row)."""
+    if _surely_clean(matrix):
+        return [], 0
     missing = np.isnan(matrix)
     infinite = np.isinf(matrix)
     with np.errstate(invalid="ignore"):
@@ -63,6 +67,21 @@ def find_problems(matrix: np.ndarray, limit: int | None = 1000) -> tuple[list[tu
                       float(matrix[r, c])) for r, c in zip(rows[:limit], cols[:limit], strict=True))
     found.sort(key=lambda p: (p[0], p[1]))
     return found, total
+
+
+def _surely_clean(matrix: np.ndarray) -> bool:
+    """True only when the masks of find_problems would all be empty, from column reductions (a clean batch, the
+    common case, costs ~4 passes over the matrix instead of ~20). False means "look closer", not "invalid"."""
+    with np.errstate(invalid="ignore"):
+        lowest = np.fmin.reduce(matrix, axis=0, initial=np.inf)    # NaN ignored; ±inf lands outside the bounds
+        highest = np.fmax.reduce(matrix, axis=0, initial=-np.inf)
+        if np.any(lowest < _LOW) or np.any(highest > _HIGH):
+            return False
+        # Column by column: a fancy-indexed copy of the columns would cost more than the checks themselves.
+        if any(np.isnan(matrix[:, j].sum()) for j in _REQUIRED_COLUMNS):   # a NaN survives the sum; no inf is left
+            return False
+        # NaN compares False, so missing optional cells pass; x > floor(x) exactly when x is not whole.
+        return not any(np.any(matrix[:, j] > np.floor(matrix[:, j])) for j in _INTEGRAL_COLUMNS)
 
 
 class LeadsRejected(ValueError):
