@@ -64,7 +64,11 @@ def _kind_of(key: str) -> str | None:
 
 
 def _arrow_message(error: Exception) -> str:
-    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    """Arrow's first line, without the cell content it quotes (which may be megabytes, or personal data)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if text.startswith("CSV parse error:"):
+        text = ":".join(text.split(":", 2)[:2])   # "CSV parse error: Expected 51 columns, got 1"
+    return text[:200]
 
 
 def plan_input(location: Location) -> Plan:
@@ -132,7 +136,7 @@ def _csv_reader(location: Location, key: str, column_types: dict | None, include
 def _csv_error(where: str, error: Exception) -> InputError:
     text = _arrow_message(error)
     if "straddling" in text or "block size" in text:
-        text = f"a row is larger than {CSV_BLOCK_BYTES >> 20} MiB (no line breaks, or a runaway quoted field)"
+        text = f"a row is larger than {CSV_BLOCK_BYTES >> 20} MiB (a runaway quoted field?)"
     return InputError(f"cannot read {where} as CSV: {text}")
 
 
@@ -141,12 +145,18 @@ def _csv_units(location: Location, key: str, size: int) -> list[Unit]:
     try:
         reader = _csv_reader(location, key, csv_column_types(), None)
         schema = reader.schema
+        try:
+            has_rows = reader.read_next_batch().num_rows > 0   # one block: a header alone is an empty file
+        except StopIteration:
+            has_rows = False
         reader.close()
     except (OSError, pa.ArrowException) as error:
         if "Empty CSV file" in str(error):
             return []
         raise _csv_error(where, error) from None
     check_columns(schema, where, text_cells=True)
+    if not has_rows:
+        return []
     return [Unit(key, "csv", -1, 0, -1, size)]
 
 

@@ -17,7 +17,7 @@ from batch.errors import BatchError, OutputConflict
 from batch.inputs import Plan, plan_input, read_unit
 from batch.metrics import push_shard_metrics
 from batch.output import ShardOutput, marker_key, read_markers, write_manifest_if_complete
-from batch.progress import Progress, log_line
+from batch.progress import Progress
 from batch.scorer import Scorer
 from batch.storage import Location, StorageOptions
 from contract.model_card import fetch_artifact
