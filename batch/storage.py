@@ -80,8 +80,13 @@ class Location:
         if options.azure_connection_string:
             conn = _connection_string_parts(options.azure_connection_string)
             endpoint = urlparse(conn.get("BlobEndpoint", f"{parsed.scheme}://{parsed.netloc}"))
+            custom = {}
+            if not endpoint.netloc.endswith(".blob.core.windows.net"):
+                # An emulator serves blob and DFS (hierarchical namespace probe) APIs on one endpoint.
+                custom = {"blob_storage_authority": endpoint.netloc, "blob_storage_scheme": endpoint.scheme,
+                          "dfs_storage_authority": endpoint.netloc, "dfs_storage_scheme": endpoint.scheme}
             fs = pafs.AzureFileSystem(account_name=conn.get("AccountName", account), account_key=conn.get("AccountKey"),
-                                      blob_storage_authority=endpoint.netloc, blob_storage_scheme=endpoint.scheme)
+                                      **custom)
         else:
             # No key: arrow's default credential chain (workload identity on AKS, like the sink's DefaultAzureCredential).
             fs = pafs.AzureFileSystem(account_name=account)
