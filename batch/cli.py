@@ -98,6 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         result = run_shard(settings)
+        if interactive:
+            _summary(result, settings, sys.stdout)
+        else:
+            log_line("shard_skipped" if result.skipped else "shard_done", **result.marker)
+            if result.manifest:
+                log_line("run_done", **{k: v for k, v in result.manifest.items() if k != "shards"})
     except BatchError as error:
         sys.stderr.write(f"batch: {error.message}\n")
         if not interactive:
@@ -112,10 +118,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"batch: unexpected {type(error).__name__}: {str(error)[:300]} "
                          "(re-run to resume: committed shards are skipped; BATCH_DEBUG=1 shows the traceback)\n")
         return 1
-    if interactive:
-        _summary(result, settings, sys.stdout)
-    else:
-        log_line("shard_skipped" if result.skipped else "shard_done", **result.marker)
-        if result.manifest:
-            log_line("run_done", **{k: v for k, v in result.manifest.items() if k != "shards"})
     return 0

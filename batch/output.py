@@ -135,9 +135,9 @@ class ShardOutput:
         self._rejects.close()
         self.output.put(self.scores_key, self.scores_path)
         self.output.put(self.rejects_key, self.rejects_path)
+        marker.update(scores=self.scores_key, rejects=self.rejects_key)
         marker_path = self.folder / "marker.json"
-        marker_path.write_text(json.dumps({**marker, "scores": self.scores_key, "rejects": self.rejects_key},
-                                          indent=1))
+        marker_path.write_text(json.dumps(marker, indent=1))
         self.output.put(f"{MARKERS}/{self.name}.json", marker_path)
 
     def discard(self) -> None:
