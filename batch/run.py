@@ -47,6 +47,17 @@ class ShardResult:
     manifest: dict | None
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak RSS since exec (VmHWM; getrusage's ru_maxrss would include the parent's before exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def load_model(uri: str, reasons: int) -> Scorer:
     try:
         return Scorer(fetch_artifact(uri), reasons_k=reasons)
@@ -113,7 +124,7 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
                 scored = scorer.score(matrix, first, unparsable,
                                       missing_ids.to_numpy(zero_copy_only=False) if missing_ids.true_count else None)
                 out.write(ids, scored, scored_at, name, first)
-                tiers.update(dict(zip(*np.unique(scored.buckets, return_counts=True), strict=True)))
+                tiers.update(dict(enumerate(np.bincount(scored.buckets, minlength=6).tolist())))
                 rows_read += batch.num_rows
                 rows_rejected += batch.num_rows - len(scored.scores)
                 problems += len(scored.problems)
@@ -125,7 +136,7 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
                   "rows_scored": rows_read - rows_rejected, "rows_rejected": rows_rejected, "problems": problems,
                   "tiers": {TIER_OF_BUCKET[b - 1]: int(tiers.get(b, 0)) for b in range(5, 0, -1)},
                   "scored_at": scored_at.isoformat(), "seconds": round(seconds, 3),
-                  "cpu_seconds": round(time.process_time() - cpu_started, 3)}
+                  "cpu_seconds": round(time.process_time() - cpu_started, 3), "peak_rss_mib": peak_rss_mib()}
         out.commit(marker)
     except OSError as error:
         raise BatchError(f"cannot write the output {output.uri}: {error}") from None
