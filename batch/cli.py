@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
                         help="add the top-K reason codes per lead (0 = none) [BATCH_REASONS]")
     parser.add_argument("--window-rows", type=int, default=_int_env(env, "BATCH_WINDOW_ROWS", 16_384),
                         help="rows read, validated and scored at a time: bounds memory [BATCH_WINDOW_ROWS]")
-    parser.add_argument("--work-dir", type=Path, default=Path(env.get("BATCH_WORK_DIR") or env.get("TMPDIR") or "/tmp"),  # noqa: S108 - the conventional default
+    parser.add_argument("--work-dir", type=Path,
+                        default=Path(env.get("BATCH_WORK_DIR") or env.get("TMPDIR") or tempfile.gettempdir()),
                         help="local scratch for the shard's files before they are committed [BATCH_WORK_DIR]")
     parser.add_argument("--pushgateway-url", default=env.get("BATCH_PUSHGATEWAY_URL") or None,
                         help="push shard metrics to this Prometheus Pushgateway [BATCH_PUSHGATEWAY_URL]")

@@ -55,3 +55,14 @@ def test_a_bad_index_from_the_environment_is_named():
     with pytest.raises(SystemExit) as exit_info:
         parse_args(RUN, {"JOB_COMPLETION_INDEX": "three"})
     assert "JOB_COMPLETION_INDEX must be a whole number" in str(exit_info.value.code)
+
+
+def test_batch_imports_no_serving_framework():
+    """Batch is domain code: it shares the contract, booster and sink writers, not KServe or the API server."""
+    import subprocess
+    import sys
+
+    code = ("import sys, batch.cli, batch.run; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'kserve', 'fastapi', 'starlette', 'grpc', 'uvicorn'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
