@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.columns import LEAD_ID, REQUIRED_COLUMNS, check_columns, csv_column_types
+from batch.columns import REQUIRED_COLUMNS, check_columns, csv_column_types
 from batch.errors import InputError
 from batch.storage import Location
 
@@ -179,6 +179,3 @@ def read_unit(location: Location, unit: Unit, window_rows: int) -> Iterator[pa.R
         if unit.kind == "csv":
             raise _csv_error(where, error) from None
         raise InputError(f"cannot read {where} ({unit.name}): {_arrow_message(error)}") from None
-
-
-__all__ = ["LEAD_ID", "Plan", "Unit", "plan_input", "read_unit"]

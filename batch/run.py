@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ class Settings:
     shard_count: int = 1
     reasons: int = 0
     window_rows: int = 16_384
-    work_dir: Path = field(default_factory=lambda: Path(__import__("tempfile").gettempdir()))
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     pushgateway_url: str | None = None
     s3_endpoint_url: str | None = None
     azure_connection_string: str | None = None

@@ -102,7 +102,11 @@ class Location:
 
     def put(self, key: str, local_path: Path) -> None:
         """Atomic, never replacing: an existing key means an earlier attempt already committed it."""
-        self.writer.put(key, local_path)
+        try:
+            self.writer.put(key, local_path)
+        except Exception as error:  # noqa: BLE001 - boto3, azure-core and OS errors alike end the shard cleanly
+            text = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise BatchError(f"cannot write {self.describe(key)}: {text}") from None
 
     def info(self, key: str = "") -> pafs.FileInfo:
         return self.fs.get_file_info(self.path(key))

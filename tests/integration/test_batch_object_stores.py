@@ -97,3 +97,15 @@ def test_azure_blob_in_and_out(azurite, small_artifact):
         return [b.name[len("batch/run-1/"):] for b in lake.list_blobs(name_starts_with="batch/run-1/")]
 
     _check_outputs(read, list_keys, load_card(small_artifact))
+
+
+def test_an_output_bucket_that_does_not_exist_is_a_clear_error(moto_s3, small_artifact, tmp_path):
+    s3 = moto_s3.client()
+    s3.create_bucket(Bucket="crm")
+    first, _ = _two_files()
+    s3.put_object(Bucket="crm", Key="exports/crm-1.parquet", Body=_parquet_bytes(first))
+    result = run_batch("--input", "s3://crm/exports/", "--output", "s3://no-such-bucket/batch/",
+                       "--model", str(small_artifact), env={"AWS_ENDPOINT_URL": moto_s3.endpoint_url})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("batch: cannot write s3://no-such-bucket/batch/scores/part-00000-of-00001.parquet")
