@@ -98,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         work_dir=args.work_dir, pushgateway_url=args.pushgateway_url,
                         s3_endpoint_url=args.s3_endpoint_url, progress=interactive)
     try:
-        settings.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BatchError(f"cannot use the work folder {settings.work_dir}: {error}") from None
         result = run_shard(settings)
         if interactive:
             _summary(result, settings, sys.stdout)

@@ -111,8 +111,11 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
     scored_at = datetime.now(UTC)
     tiers: Counter[int] = Counter()
     rows_read = rows_rejected = problems = 0
-    out = ShardOutput(output, settings.shard_index, settings.shard_count, settings.work_dir,
-                      model_version=scorer.model_version, with_reasons=bool(settings.reasons))
+    try:
+        out = ShardOutput(output, settings.shard_index, settings.shard_count, settings.work_dir,
+                          model_version=scorer.model_version, with_reasons=bool(settings.reasons))
+    except OSError as error:
+        raise BatchError(f"cannot use the work folder {settings.work_dir}: {error}") from None
     try:
         for unit in units:
             where = source.describe(unit.key)
@@ -139,8 +142,8 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
                   "scored_at": scored_at.isoformat(), "seconds": round(seconds, 3),
                   "cpu_seconds": round(time.process_time() - cpu_started, 3), "peak_rss_mib": peak_rss_mib()}
         out.commit(marker)
-    except OSError as error:
-        raise BatchError(f"cannot write the output {output.uri}: {error}") from None
+    except OSError as error:   # the shard's local files (work folder full, removed); the output's are Location.put's
+        raise BatchError(f"cannot write the shard's files in {settings.work_dir}: {error}") from None
     finally:
         progress.close()
         out.discard()

@@ -254,3 +254,13 @@ def test_bad_model_and_arguments(export, tmp_path):
                        "--shard-count", "2")
     assert result.returncode == 2 and "--shard-index must be in 0..1" in result.stderr
     assert "Traceback" not in result.stderr and math.isfinite(0)
+
+
+def test_unusable_work_folder(export, small_artifact, tmp_path):
+    source, _ = export
+    blocker = tmp_path / "work"
+    blocker.write_text("a file where the work folder should be")
+    out = tmp_path / "out"
+    result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact),
+                       "--work-dir", str(blocker / "batch"))
+    _assert_clean_failure(result, out, "cannot use the work folder")
