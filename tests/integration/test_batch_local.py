@@ -132,7 +132,7 @@ def test_shards_cover_every_row_once_and_the_last_writes_the_manifest(export, sm
 
 
 def test_a_killed_shard_rerun_leaves_no_duplicates_and_no_gaps(small_artifact, tmp_path):
-    rows = 200_000
+    rows = 400_000
     table, _ = crm_export(rows, seed=9, planted=False)
     source = tmp_path / "big.parquet"
     pq.write_table(table, source, row_group_size=20_000)
@@ -143,13 +143,14 @@ def test_a_killed_shard_rerun_leaves_no_duplicates_and_no_gaps(small_artifact, t
     child = subprocess.Popen(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    # Kill it while the shard's scores file is growing in the work folder (mid-run, nothing committed yet).
-    while not any(p.stat().st_size > 0 for p in work.glob("batch-*/scores.parquet")):
+    # Kill it once the shard's scores file has its first row group (131,072 of its 200,000 rows) in the work
+    # folder: mid-run, nothing committed yet.
+    while not any(p.stat().st_size > 4096 for p in work.glob("batch-*/scores.parquet")):
         assert child.poll() is None, child.stderr.read()
         assert time.monotonic() < deadline
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
-    child.wait()
+    assert child.wait() == -signal.SIGKILL
     assert not (out / "scores").exists() or not list((out / "scores").iterdir())
 
     for index in (0, 1):
