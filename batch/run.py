@@ -84,6 +84,9 @@ def _check_earlier_shards(output: Location, plan: Plan, settings: Settings, mode
 def run_shard(settings: Settings) -> ShardResult:
     options = StorageOptions.from_env(settings.s3_endpoint_url, settings.azure_connection_string)
     source, output = Location(settings.input, options), Location(settings.output, options)
+    if type(source.fs) is type(output.fs) and (output.root + "/").startswith(source.root.rstrip("/") + "/"):
+        # The next run would read this run's Parquet as input.
+        raise BatchError(f"the output {settings.output} lies inside the input {settings.input}: choose another folder")
     scorer = load_model(settings.model, settings.reasons)
     plan = plan_input(source)
     try:

@@ -236,3 +236,13 @@ def test_hack_batch_passes_shellcheck():
     assert shellcheck, "shellcheck missing: run `bash hack/install-tools.sh`"
     result = subprocess.run([shellcheck, str(BATCH)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_dry_run_prints_the_job_and_creates_nothing(kubectl):
+    template = one(rendered("dev-aws"), "Job", "lead-scoring-batch")
+    result, calls = kubectl("run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--shards", "3",
+                            "--name", "try-1", "--dry-run", objects={"lead-scoring-batch": as_served(template)})
+    assert result.returncode == 0, result.stderr
+    assert [c["args"][0] for c in calls] == ["get"]
+    job = json.loads(result.stdout)
+    assert job["metadata"]["name"] == "try-1" and job["spec"]["completions"] == job["spec"]["parallelism"] == 3

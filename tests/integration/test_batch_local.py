@@ -265,3 +265,13 @@ def test_unusable_work_folder(export, small_artifact, tmp_path):
     result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact),
                        "--work-dir", str(blocker / "batch"))
     _assert_clean_failure(result, out, "cannot use the work folder")
+
+
+def test_output_inside_the_input_is_refused(small_artifact, tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    table, _ = crm_export(20, planted=False)
+    pq.write_table(table, folder / "crm.parquet")
+    out = folder / "scored"
+    result = run_batch("--input", str(folder), "--output", str(out), "--model", str(small_artifact))
+    _assert_clean_failure(result, out, "lies inside the input")
