@@ -18,6 +18,7 @@ from contract.features import FEATURE_NAMES, FEATURES, N_FEATURES
 LEAD_ID = "lead_id"
 REQUIRED_COLUMNS = (LEAD_ID, *FEATURE_NAMES)
 _BOOL_COLUMNS = frozenset(f.name for f in FEATURES if f.kind == "bool")
+_TEXT_COLUMN_EVIDENCE = 10
 
 
 def _numeric(kind: pa.DataType) -> bool:
@@ -82,10 +83,13 @@ def _parse_text(column: pa.Array, name: str, where: str) -> tuple[np.ndarray, li
         if text is None:
             continue
         try:
+            if "_" in text:   # Python's float() takes "1_000"; Arrow's parser (the fast path) does not
+                raise ValueError(text)
             values[row] = float(text)
         except ValueError:
             bad.append((row, text))
-    if len(bad) == len(cleaned) - cleaned.null_count:
+    # Text in every filled cell (and enough of them to tell) is a text column, not a few stray cells.
+    if len(bad) >= _TEXT_COLUMN_EVIDENCE and len(bad) == len(cleaned) - cleaned.null_count:
         examples = ", ".join(repr(t[:20]) for _, t in bad[:3])
         raise InputError(f"{where}: column {name} holds text ({examples}, …) where the contract needs numbers "
                          "(categories as their codes, see docs/features.md)")

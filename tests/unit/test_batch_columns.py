@@ -64,10 +64,10 @@ def test_csv_cells_flags_blanks_and_stray_text():
 
 
 def test_a_column_of_words_is_a_wrong_export():
-    batch, _ = _batch(3)
+    batch, _ = _batch(13)
     text = _as_text(batch)
     columns = text.columns
-    columns[FEATURE_INDEX["industry"] + 1] = pa.array(["software", "retail", None])
+    columns[FEATURE_INDEX["industry"] + 1] = pa.array(["software", "retail"] * 6 + [None])
     with pytest.raises(InputError, match="column industry holds text"):
         feature_matrix(pa.RecordBatch.from_arrays(columns, names=text.schema.names), "crm.csv")
 
@@ -95,3 +95,13 @@ def test_integer_lead_ids_are_fine():
     schema = batch.schema.set(0, pa.field("lead_id", pa.int64()))
     check_columns(schema, "crm.parquet")
     assert FEATURE_NAMES[0] in schema.names
+
+
+def test_one_stray_cell_in_a_sparse_column_rejects_its_row_only():
+    batch, _ = _batch(30)
+    text = _as_text(batch)
+    columns = text.columns
+    columns[FEATURE_INDEX["intent_score"] + 1] = pa.array([None] * 29 + ["n/a"])
+    columns[FEATURE_INDEX["touches_30d"] + 1] = pa.array(["1_000"] + ["2"] * 29)
+    _, unparsable = feature_matrix(pa.RecordBatch.from_arrays(columns, names=text.schema.names), "crm.csv")
+    assert unparsable == {29: [("intent_score", "n/a")], 0: [("touches_30d", "1_000")]}
