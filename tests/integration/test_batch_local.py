@@ -275,3 +275,19 @@ def test_output_inside_the_input_is_refused(small_artifact, tmp_path):
     out = folder / "scored"
     result = run_batch("--input", str(folder), "--output", str(out), "--model", str(small_artifact))
     _assert_clean_failure(result, out, "lies inside the input")
+
+
+def test_a_rerun_over_a_changed_input_is_refused(small_artifact, tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    table, _ = crm_export(300, planted=False)
+    pq.write_table(table.slice(0, 200), folder / "a.parquet")
+    out = tmp_path / "out"
+    first = run_batch("--input", str(folder), "--output", str(out), "--model", str(small_artifact),
+                      "--shard-count", "2", "--shard-index", "0")
+    assert first.returncode == 0, first.stderr
+    pq.write_table(table.slice(200, 100), folder / "b.parquet")   # the export changed between two pods' starts
+    second = run_batch("--input", str(folder), "--output", str(out), "--model", str(small_artifact),
+                       "--shard-count", "2", "--shard-index", "1")
+    assert second.returncode == 2 and "scored from a different input" in second.stderr
+    assert not (out / "_shards" / "part-00001-of-00002.json").exists()
