@@ -40,6 +40,8 @@ ENTRYPOINT ["python", "-m", "predictor.server"]
 
 # Last stage = default target.
 FROM runtime AS transformer
+# Batch scoring (`python -m batch`, the Indexed Job of kustomize/components/batch-job) runs from this same image.
+COPY batch/ /app/batch/
 EXPOSE 8080 8081
 # Kubernetes uses the probes of the InferenceService; this is for `docker run`.
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/live', timeout=2)"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the non-Python tools the tests drive for real: Prometheus/promtool, shellcheck, wrk, hey and jq (Debian),
+# Installs the non-Python tools the tests drive for real: Prometheus/promtool, the Pushgateway, shellcheck, wrk, hey and jq (Debian),
 # azurite (npm), checkov (its own venv: it pins boto3 and clobbers python-hcl2). Idempotent; fast when done.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,6 +12,7 @@ command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v hey >/dev/null 2>&1 || need_apt+=(hey)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+command -v prometheus-pushgateway >/dev/null 2>&1 || need_apt+=(prometheus-pushgateway)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

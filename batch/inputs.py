@@ -1,0 +1,181 @@
+"""The input as work units, and a unit as a stream of Arrow record batches of bounded size.
+
+A unit is one Parquet row group or one whole CSV file (CSV has no index to split on). Every pod of the Job lists the
+input and computes the same ordered unit list from file names and Parquet footers; unit i belongs to shard
+i mod shard_count. The plan's fingerprint is stamped on every shard so a re-run over a changed input is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from batch.columns import REQUIRED_COLUMNS, check_columns, csv_column_types
+from batch.errors import InputError
+from batch.storage import Location
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+# A CSV row must fit in one block; a file without line breaks (or one absurd field) fails with a clear message.
+CSV_BLOCK_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: str               # file key below the input location ('' when the input is one file)
+    kind: str              # parquet | csv
+    row_group: int         # -1 for CSV
+    first_row: int         # row number of the unit's first row within its file
+    rows: int              # -1 when unknown (CSV)
+    size: int              # bytes: the row group's compressed size, or the CSV file's size
+
+    @property
+    def name(self) -> str:
+        return self.key if self.kind == "csv" else f"{self.key}#rg{self.row_group}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    units: tuple[Unit, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for u in self.units:
+            digest.update(f"{u.key}|{u.row_group}|{u.rows}|{u.size}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def shard(self, index: int, count: int) -> list[Unit]:
+        return [u for i, u in enumerate(self.units) if i % count == index]
+
+
+def _kind_of(key: str) -> str | None:
+    lower = key.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    return None
+
+
+def _arrow_message(error: Exception) -> str:
+    """Arrow's first line, without the cell content it quotes (which may be megabytes, or personal data)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if text.startswith("CSV parse error:"):
+        text = ":".join(text.split(":", 2)[:2])   # "CSV parse error: Expected 51 columns, got 1"
+    return text[:200]
+
+
+def plan_input(location: Location) -> Plan:
+    """Every unit of the input, in a deterministic order; the columns of every file are checked here, before any
+    shard writes anything."""
+    try:
+        info = location.info("")
+    except OSError as error:
+        raise InputError(f"cannot read the input {location.uri}: {_arrow_message(error)}") from None
+    if info.type == pa.fs.FileType.File:
+        kind = _kind_of(location.root)
+        if kind is None:
+            raise InputError(f"input {location.uri} is neither .parquet nor .csv / .csv.gz")
+        files = [("", info.size or 0, kind)]
+    elif info.type == pa.fs.FileType.Directory or location.uri.startswith(("s3://", "http")):
+        try:
+            listed = location.list_files()
+        except OSError as error:
+            raise InputError(f"cannot list the input {location.uri}: {_arrow_message(error)}") from None
+        files = [(key, size, _kind_of(key)) for key, size in listed
+                 if _kind_of(key) and not key.rsplit("/", 1)[-1].startswith(("_", "."))]
+    else:
+        raise InputError(f"input {location.uri} does not exist")
+    if not files:
+        raise InputError(f"input {location.uri} holds no .parquet or .csv files")
+    units: list[Unit] = []
+    for key, size, kind in files:
+        units.extend(_parquet_units(location, key) if kind == "parquet" else _csv_units(location, key, size))
+    if not units:
+        raise InputError(f"input {location.uri} holds no leads (every file is empty)")
+    return Plan(tuple(units))
+
+
+def _parquet_units(location: Location, key: str) -> list[Unit]:
+    where = location.describe(key)
+    try:
+        with location.open_input_file(key) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+            schema = metadata.schema.to_arrow_schema()
+    except (OSError, pa.ArrowException) as error:
+        raise InputError(f"cannot read {where} as Parquet: {_arrow_message(error)}") from None
+    check_columns(schema, where)
+    units, first = [], 0
+    for rg in range(metadata.num_row_groups):
+        group = metadata.row_group(rg)
+        if group.num_rows:
+            units.append(Unit(key, "parquet", rg, first, group.num_rows, group.total_byte_size))
+        first += group.num_rows
+    return units
+
+
+def _csv_reader(location: Location, key: str, column_types: dict | None, include: list[str] | None):
+    stream = location.open_input_stream(key)
+    compression = "gzip" if key.lower().endswith(".gz") or location.root.lower().endswith(".gz") else None
+    if compression:
+        stream = pa.CompressedInputStream(stream, compression)
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        convert_options=pacsv.ConvertOptions(column_types=column_types, include_columns=include,
+                                             strings_can_be_null=True, quoted_strings_can_be_null=False),
+    )
+
+
+def _csv_error(where: str, error: Exception) -> InputError:
+    text = _arrow_message(error)
+    if "straddling" in text or "block size" in text:
+        text = f"a row is larger than {CSV_BLOCK_BYTES >> 20} MiB (a runaway quoted field?)"
+    return InputError(f"cannot read {where} as CSV: {text}")
+
+
+def _csv_units(location: Location, key: str, size: int) -> list[Unit]:
+    where = location.describe(key)
+    try:
+        reader = _csv_reader(location, key, csv_column_types(), None)
+        schema = reader.schema
+        try:
+            has_rows = reader.read_next_batch().num_rows > 0   # one block: a header alone is an empty file
+        except StopIteration:
+            has_rows = False
+        reader.close()
+    except (OSError, pa.ArrowException) as error:
+        if "Empty CSV file" in str(error):
+            return []
+        raise _csv_error(where, error) from None
+    check_columns(schema, where, text_cells=True)
+    if not has_rows:
+        return []
+    return [Unit(key, "csv", -1, 0, -1, size)]
+
+
+def read_unit(location: Location, unit: Unit, window_rows: int) -> Iterator[pa.RecordBatch]:
+    """The unit's rows as record batches of at most `window_rows` rows (CSV: one block each), required columns only."""
+    where = location.describe(unit.key)
+    try:
+        if unit.kind == "parquet":
+            with location.open_input_file(unit.key) as handle:
+                # Window by window, not a row group at once: memory stays bounded whatever the row group size, and
+                # the small buffers are reused (measured: less CPU than decoding 250k-row groups whole).
+                parquet = pq.ParquetFile(handle, pre_buffer=False)
+                yield from parquet.iter_batches(batch_size=window_rows, row_groups=[unit.row_group],
+                                                columns=list(REQUIRED_COLUMNS), use_threads=False)
+        else:
+            reader = _csv_reader(location, unit.key, csv_column_types(), list(REQUIRED_COLUMNS))
+            with reader:
+                yield from reader
+    except (OSError, pa.ArrowException) as error:
+        if unit.kind == "csv":
+            raise _csv_error(where, error) from None
+        raise InputError(f"cannot read {where} ({unit.name}): {_arrow_message(error)}") from None

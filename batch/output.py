@@ -1,0 +1,178 @@
+"""A shard's output: scores and rejects as Parquet, committed atomically, then a marker that says "done".
+
+Layout below the output URI (shard i of n, names zero-padded so they sort):
+  scores/part-0000i-of-0000n.parquet    lead_id, score, bucket, tier, model_version, scored_at[, reasons]
+  rejects/part-0000i-of-0000n.parquet   source, row, lead_id, field, rule, value, message
+  _shards/part-0000i-of-0000n.json      the shard's counts: written last, so its presence means both files are whole
+  _manifest.json                        all shards' counts, written once every marker is there
+
+The files grow in a local work folder and are `put` only when the shard is complete: a killed pod leaves nothing
+in the output. A re-run skips shards whose marker exists; if a pod died between its puts, the re-run's `put`s
+find the earlier objects already there and keep them (they never replace), so no row is written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batch.scorer import Scored
+from batch.storage import Location
+from contract.features import FEATURE_NAMES
+from contract.tiers import TIER_OF_BUCKET
+
+MANIFEST_KEY = "_manifest.json"
+OUTPUT_ROW_GROUP_ROWS = 131_072
+MARKERS = "_shards"
+_REASON = pa.struct([("feature", pa.dictionary(pa.int8(), pa.string())), ("contribution", pa.float32())])
+_FEATURE_DICTIONARY = pa.array(FEATURE_NAMES)
+_TIER_DICTIONARY = pa.array(TIER_OF_BUCKET)
+_LABEL = pa.dictionary(pa.int8(), pa.string())   # index = bucket - 1, the card's TierMap convention
+
+
+def scores_schema(with_reasons: bool) -> pa.Schema:
+    # tier and model_version are dictionary-encoded (as Parquet stores them anyway): no string per row is built.
+    fields = [("lead_id", pa.string()), ("score", pa.float32()), ("bucket", pa.int8()), ("tier", _LABEL),
+              ("model_version", _LABEL), ("scored_at", pa.timestamp("ms", tz="UTC"))]
+    if with_reasons:
+        fields.append(("reasons", pa.list_(_REASON)))
+    return pa.schema(fields)
+
+
+REJECTS_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()), ("lead_id", pa.string()),
+                            ("field", pa.string()), ("rule", pa.string()), ("value", pa.string()),
+                            ("message", pa.string())])
+
+
+def part_name(index: int, count: int) -> str:
+    return f"part-{index:05d}-of-{count:05d}"
+
+
+def marker_key(index: int, count: int) -> str:
+    return f"{MARKERS}/{part_name(index, count)}.json"
+
+
+def _repeat(text: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([text]))
+
+
+def _reasons(index: np.ndarray, contribution: np.ndarray) -> pa.Array:
+    n, k = index.shape
+    features = pa.DictionaryArray.from_arrays(pa.array(index.ravel().astype(np.int8)), _FEATURE_DICTIONARY)
+    items = pa.StructArray.from_arrays([features, pa.array(contribution.ravel().astype(np.float32))],
+                                       fields=list(_REASON))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), items)
+
+
+class ShardOutput:
+    def __init__(self, output: Location, index: int, count: int, work_dir: Path, *, model_version: str,
+                 with_reasons: bool):
+        self.output = output
+        self.name = part_name(index, count)
+        self.model_version = model_version
+        self.schema = scores_schema(with_reasons)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"batch-{self.name}-", dir=work_dir))
+        self.scores_path = self.folder / "scores.parquet"
+        self.rejects_path = self.folder / "rejects.parquet"
+        # Dictionary pages only where values repeat: trying them on unique lead ids costs time for nothing.
+        self._scores = pq.ParquetWriter(self.scores_path, self.schema,
+                                        use_dictionary=["tier", "model_version", "reasons.list.element.feature"])
+        self._rejects = pq.ParquetWriter(self.rejects_path, REJECTS_SCHEMA)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+
+    @property
+    def scores_key(self) -> str:
+        return f"scores/{self.name}.parquet"
+
+    @property
+    def rejects_key(self) -> str:
+        return f"rejects/{self.name}.parquet"
+
+    def write(self, lead_ids: pa.Array, scored: Scored, scored_at: datetime, source: str, first_row: int) -> None:
+        n = len(scored.scores)
+        if n:
+            ids = lead_ids if scored.valid.all() else lead_ids.filter(pa.array(scored.valid))
+            columns = [ids, pa.array(scored.scores, pa.float32()), pa.array(scored.buckets.astype(np.int8)),
+                       pa.DictionaryArray.from_arrays(pa.array((scored.buckets - 1).astype(np.int8)),
+                                                      _TIER_DICTIONARY),
+                       _repeat(self.model_version, n),
+                       pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None), "ms")),
+                                pa.timestamp("ms", tz="UTC"))]
+            if "reasons" in self.schema.names:
+                columns.append(_reasons(scored.reasons[0], scored.reasons[1]))
+            self._pending.append(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+            self._pending_rows += n
+            if self._pending_rows >= OUTPUT_ROW_GROUP_ROWS:
+                self._flush()
+        if scored.problems:
+            rows = [p["row"] for p in scored.problems]
+            self._rejects.write_batch(pa.RecordBatch.from_arrays([
+                pa.array([source] * len(rows)), pa.array(rows, pa.int64()),
+                lead_ids.take(pa.array(np.asarray(rows, dtype=np.int64) - first_row)),
+                pa.array([p["field"] for p in scored.problems]), pa.array([p["rule"] for p in scored.problems]),
+                pa.array([None if p["value"] is None else json.dumps(p["value"]) for p in scored.problems],
+                         pa.string()),
+                pa.array([p["message"] for p in scored.problems])], schema=REJECTS_SCHEMA))
+
+    def _flush(self) -> None:
+        # Windows are small (cache-friendly validation); row groups of the output are not.
+        if self._pending:
+            self._scores.write_table(pa.Table.from_batches(self._pending), row_group_size=1 << 30)
+        self._pending, self._pending_rows = [], 0
+
+    def commit(self, marker: dict) -> None:
+        """Data first, marker last: a marker only ever points at whole files."""
+        self._flush()
+        self._scores.close()
+        self._rejects.close()
+        self.output.put(self.scores_key, self.scores_path)
+        self.output.put(self.rejects_key, self.rejects_path)
+        marker.update(scores=self.scores_key, rejects=self.rejects_key)
+        marker_path = self.folder / "marker.json"
+        marker_path.write_text(json.dumps(marker, indent=1))
+        self.output.put(f"{MARKERS}/{self.name}.json", marker_path)
+
+    def discard(self) -> None:
+        for writer in (self._scores, self._rejects):
+            try:
+                writer.close()
+            except (OSError, pa.ArrowException):
+                pass   # the files are deleted next; closing only frees the handle
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def read_markers(output: Location) -> list[dict]:
+    return [json.loads(output.read_bytes(key)) for key, _ in output.list_files(MARKERS) if key.endswith(".json")]
+
+
+def write_manifest_if_complete(output: Location, count: int, work_dir: Path, extra: dict) -> dict | None:
+    """The manifest, once every shard's marker is there (any shard may be last; `put` keeps the first manifest)."""
+    markers = sorted(read_markers(output), key=lambda m: m["shard"])
+    if len({m["shard"] for m in markers if m["shard_count"] == count}) < count:
+        return None
+    tiers: dict[str, int] = dict.fromkeys(reversed(TIER_OF_BUCKET), 0)
+    for m in markers:
+        for tier, n in m["tiers"].items():
+            tiers[tier] += n
+    manifest = {**extra, "model_version": markers[0]["model_version"], "plan": markers[0]["plan"],
+                "shard_count": count, "rows_read": sum(m["rows_read"] for m in markers),
+                "rows_scored": sum(m["rows_scored"] for m in markers),
+                "rows_rejected": sum(m["rows_rejected"] for m in markers),
+                "problems": sum(m["problems"] for m in markers), "tiers": tiers,
+                "shards": [{k: m[k] for k in ("shard", "units", "rows_read", "rows_scored", "rows_rejected",
+                                               "scores", "rejects", "seconds")} for m in markers]}
+    path = work_dir / f"manifest-{count}.json"
+    path.write_text(json.dumps(manifest, indent=1))
+    try:
+        output.put(MANIFEST_KEY, path)
+    finally:
+        path.unlink(missing_ok=True)
+    return manifest

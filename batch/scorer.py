@@ -1,0 +1,69 @@
+"""One window of leads → scores, buckets, tiers (and reason codes) for the valid rows, rejects for the others.
+
+Every step is the online path's own code: `contract.validation` finds the problems and words them, the booster is
+loaded and called like the in-process predictor (`transformer/predictors/inprocess.py`), the card's `TierMap` cuts
+buckets and tiers, and `transformer/extras/reasons.py` explains. Nothing here re-states a rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contract.model_card import ModelCard, load_card
+from contract.validation import describe_problem, find_problems, problem_dict
+from transformer.extras.reasons import ReasonExplainer
+from transformer.predictors.inprocess import InProcessBooster
+
+
+@dataclass
+class Scored:
+    valid: np.ndarray                  # bool [N]: rows that were scored
+    scores: np.ndarray                 # float32 [n_valid]
+    buckets: np.ndarray                # int32 [n_valid], 1..5
+    reasons: tuple | None              # ReasonExplainer.top() of the valid rows, or None
+    problems: list[dict]               # every problem of the rejected rows (row = index within the window)
+
+
+class Scorer:
+    def __init__(self, model_dir: Path, reasons_k: int = 0):
+        self.card: ModelCard = load_card(model_dir)   # checks the booster's sha256 against the card
+        self.tier_map = self.card.tier_map
+        self.booster = InProcessBooster(model_dir, nthread=1).booster
+        self.reasons_k = reasons_k
+        self.explainer = ReasonExplainer(self.booster) if reasons_k else None
+
+    @property
+    def model_version(self) -> str:
+        return self.card.version
+
+    def score(self, matrix: np.ndarray, first_row: int = 0, unparsable: dict[int, list[tuple[str, str]]] | None = None,
+              missing_ids: np.ndarray | None = None) -> Scored:
+        """`first_row` is the window's first row number in its file: problems name rows as the file counts them."""
+        found, _ = find_problems(matrix, limit=None)
+        problems = [describe_problem(first_row + r, c, rule, v) for r, c, rule, v in found]
+        for r, cells in (unparsable or {}).items():
+            row = first_row + r
+            problems.extend(problem_dict(row, name, "type", text[:40], f"row {row}: {name} must be a number, "
+                                                                       f"true/false or empty, got {text[:40]!r}")
+                            for name, text in cells)
+        if missing_ids is not None and missing_ids.any():
+            problems.extend(problem_dict(first_row + int(r), "lead_id", "required", None,
+                                         f"row {first_row + int(r)}: lead_id is required (the CRM's key to write "
+                                         "the tier back)")
+                            for r in np.flatnonzero(missing_ids))
+        valid = np.ones(matrix.shape[0], dtype=bool)
+        if problems:
+            valid[[p["row"] - first_row for p in problems]] = False
+            problems.sort(key=lambda p: p["row"])
+            matrix = matrix[valid]
+        # Validated in float64, scored in float32: the online path's order (transformer/scoring.py).
+        features = np.ascontiguousarray(matrix, dtype=np.float32)
+        if not len(features):
+            return Scored(valid, np.empty(0, np.float32), np.empty(0, np.int32), None, problems)
+        scores = self.booster.inplace_predict(features, missing=np.nan).astype(np.float32, copy=False)
+        buckets = self.tier_map.buckets(scores)
+        reasons = self.explainer.top(features, self.reasons_k) if self.explainer else None
+        return Scored(valid, scores, buckets, reasons, problems)
