@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from batch.errors import BatchError
-from transformer.sink.writers import Writer, join_key, writer_for_uri
+from transformer.sink.layout import join_key
+from transformer.sink.writers import Writer, writer_for_uri
 
 # The emulator's blob endpoint: http://127.0.0.1:10000/<account>/<container>/<prefix> (path style).
 _PATH_STYLE_HOSTS = ("127.0.0.1", "localhost", "[::1]")

@@ -30,12 +30,17 @@ def test_contract_and_domain_import_no_serving_framework():
     assert loaded_after_import(DOMAIN) & set(FRAMEWORKS) == set()
 
 
+def test_batch_scoring_imports_no_serving_framework():
+    """Batch scoring reuses the contract, the booster and the lake writers, never the online server."""
+    assert loaded_after_import(["batch.cli", "batch.run"]) & set(FRAMEWORKS) == set()
+
+
 def test_training_and_the_stand_in_data_import_no_transformer_code():
     loaded = loaded_after_import(["predictor.train", "predictor.synthetic"])
     assert "transformer" not in loaded and loaded & set(FRAMEWORKS) == set()
 
 
-@pytest.mark.parametrize("package", ["contract", "transformer", "predictor", "hack", "tests"])
+@pytest.mark.parametrize("package", ["contract", "transformer", "predictor", "batch", "hack", "tests"])
 def test_no_source_points_beside_the_clone(package):
     """`../shared` (the workspace's reference folder) is not part of the project: a clone has nothing beside it."""
     needles = ("../shared", "shared/reference", "LEAD_SCORING_REFERENCE_DIR")
