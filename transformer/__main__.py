@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     model = LeadScoringModel(args.model_name, scorer)
     drain = Drain(args.drain_delay_seconds)
     server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,
-                       drain_seconds=args.drain_seconds)
+                       drain_seconds=args.drain_seconds, enable_docs=args.enable_docs_url)
     predictor_config = None
     if args.predictor_host:
         predictor_config = PredictorConfig(

@@ -9,11 +9,13 @@ The codec speaks in plain `Tensor`s; the KServe adapter converts them from/to KS
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
 
+from contract import lead_ids as lead_id_rule
 from contract.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES, N_FEATURES
 from contract.validation import problem_dict
 from transformer.errors import InvalidRequest
@@ -22,6 +24,9 @@ LEAD_ID = "lead_id"
 _ALLOWED_V1_KEYS = frozenset(FEATURE_NAMES) | {LEAD_ID}
 _NUMERIC_DATATYPES = frozenset({"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
                                 "FP16", "FP32", "FP64"})
+DATATYPES = _NUMERIC_DATATYPES | {"BYTES"}
+# The Open Inference Protocol's shapes are int64: a larger dimension is malformed whatever the body holds.
+_MAX_DIM = 2**63 - 1
 _MISSING_REQUIRED = [f.name for f in FEATURES if f.required]
 # JSON cell types a feature may hold. numpy would also turn "1.5" into 1.5 and [1] into an extra axis: check first.
 _CELL_TYPES = frozenset({int, float, bool, type(None)})
@@ -56,14 +61,81 @@ def _check_count(n: int, max_leads: int) -> None:
                              [problem_dict(None, "leads", "lead_count", n, f"at most {max_leads} leads per request")])
 
 
-def _lead_ids(values: list | np.ndarray | None, n: int) -> list[str]:
-    if values is None:
-        return [str(i) for i in range(n)]
-    ids = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
-    if len(ids) != n:
-        raise InvalidRequest(f"{LEAD_ID} has {len(ids)} values for {n} leads",
-                             [problem_dict(None, LEAD_ID, "shape", len(ids), f"expected {n} values")])
+def _default_ids(n: int) -> list[str]:
+    return [str(i) for i in range(n)]
+
+
+def _id_problem(row: int, value: object) -> dict | None:
+    """The problem with one lead id as the client sent it (str, bytes, or — V1 only — an int), or None."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return problem_dict(row, LEAD_ID, "encoding", None, f"row {row}: lead_id is not valid UTF-8")
+    if not isinstance(value, str):
+        return problem_dict(row, LEAD_ID, "type", type(value).__name__,
+                            f"row {row}: lead_id must be {lead_id_rule.RULE_TEXT}, got {_json_type(value)}")
+    found = lead_id_rule.problem(value)
+    if found is None:
+        return None
+    rule, message = found
+    return problem_dict(row, LEAD_ID, rule, lead_id_rule.shown(value), f"row {row}: {message}")
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a value's type: what a client sees in its own payload, not a Python class name."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float | np.number):
+        return "a number"
+    if isinstance(value, list | tuple | np.ndarray):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value of another type"
+
+
+def _v1_lead_ids(instances: list[dict], problems: list[dict]) -> list[str]:
+    """V1: a string, or a whole number written as its decimal string; absent/null → the row number."""
+    ids = []
+    for row, inst in enumerate(instances):
+        value = inst.get(LEAD_ID)
+        if value is None:
+            ids.append(str(row))
+            continue
+        if type(value) is int:
+            text = lead_id_rule.from_integer(value)
+            if text is None:
+                problems.append(problem_dict(row, LEAD_ID, "length", None, f"row {row}: lead_id must be "
+                                             f"{lead_id_rule.RULE_TEXT}, got a number of more digits"))
+                continue
+            value = text
+        found = _id_problem(row, value)
+        if found is not None:
+            problems.append(found)
+        ids.append(value)
     return ids
+
+
+def _v2_lead_ids(tensor: Tensor, n: int, max_reported: int) -> list[str]:
+    """V2: one BYTES input of shape [N], N strings; never a nested or ragged list, never numbers."""
+    if tensor.datatype != "BYTES":
+        raise InvalidRequest(f"input {LEAD_ID} must be BYTES, got {tensor.datatype[:16]}",
+                             [problem_dict(None, LEAD_ID, "datatype", tensor.datatype[:16], "expected BYTES")])
+    if len(tensor.shape) != 1 or tensor.shape[0] != n:
+        raise InvalidRequest(f"input {LEAD_ID} must have shape [{n}] (one string per lead), got {tensor.shape}",
+                             [problem_dict(None, LEAD_ID, "shape", tensor.shape, f"expected [{n}]")])
+    data = tensor.data
+    values = data.tolist() if isinstance(data, np.ndarray) else data
+    if not isinstance(values, list) or len(values) != n:
+        raise InvalidRequest(f"input {LEAD_ID} must be a flat list of {n} strings",
+                             [problem_dict(None, LEAD_ID, "shape", None, f"expected {n} strings")])
+    problems = [p for p in (_id_problem(row, v) for row, v in enumerate(values)) if p is not None]
+    if problems:
+        _raise(problems, max_reported, "invalid lead id(s)")
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _cell_problem(row: int, name: str, value: object) -> dict:
@@ -97,7 +169,7 @@ def _as_float_matrix(data: object, shape: tuple[int, ...], what: str) -> np.ndar
     except (TypeError, ValueError, OverflowError):
         raise InvalidRequest(f"{what}: data must be numbers", [problem_dict(None, what[:64], "type", None,
                                                                             "data must be numbers")]) from None
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)   # Python ints: an int64 product would wrap around
     if array.size != expected:
         raise InvalidRequest(f"{what}: {array.size} values do not fill shape {list(shape)} ({expected} values)",
                              [problem_dict(None, what[:64], "shape", list(shape), f"expected {expected} values")])
@@ -129,6 +201,7 @@ def decode_v1(payload: object, max_leads: int, max_reported: int = 20) -> Decode
             problems.append(problem_dict(r, name[:64], "unknown_feature", None,
                                          f"row {r}: unknown feature '{name[:64]}' (see docs/features.md)"))
         rows.append([inst.get(name) for name in FEATURE_NAMES])
+    lead_ids = _v1_lead_ids(instances, problems) if not problems else []   # every instance is an object here
     if problems:
         _raise(problems, max_reported, "malformed lead(s)")
     matrix = None
@@ -143,31 +216,44 @@ def decode_v1(payload: object, max_leads: int, max_reported: int = 20) -> Decode
                 if _bad_cell(value):
                     problems.append(_cell_problem(r, name, value))
         _raise(problems or [_cell_problem(0, "instances", "?")], max_reported, "malformed value(s)")
-    ids = [inst.get(LEAD_ID) for inst in instances]
-    lead_ids = [str(v) if v is not None else str(i) for i, v in enumerate(ids)]
     return DecodedLeads(matrix, lead_ids, "v1_instances")
 
 
 def decode_v2(inputs: list[Tensor], max_leads: int, max_reported: int = 20) -> DecodedLeads:
     if not inputs:
         raise InvalidRequest("V2 request has no inputs", [problem_dict(None, "inputs", "shape", 0, "no inputs")])
-    id_tensor = next((t for t in inputs if t.name == LEAD_ID), None)
+    for t in inputs:
+        check_shape(t.name, t.shape)
+    id_tensors = [t for t in inputs if t.name == LEAD_ID]
+    if len(id_tensors) > 1:
+        raise InvalidRequest(f"input '{LEAD_ID}' appears {len(id_tensors)} times",
+                             [problem_dict(None, LEAD_ID, "duplicate", None, f"input '{LEAD_ID}' appears twice")])
+    id_tensor = id_tensors[0] if id_tensors else None
     features = [t for t in inputs if t.name != LEAD_ID]
+    if not features:
+        raise InvalidRequest("V2 request has no feature inputs: send one [N, 50] tensor or one input per feature",
+                             [problem_dict(None, "inputs", "required", None, "no feature inputs")])
     if len(features) == 1 and features[0].name not in FEATURE_INDEX:
         decoded = _decode_tensor(features[0], max_leads)
     else:
         decoded = _decode_columns(features, max_leads, max_reported)
     if id_tensor is not None:
-        if id_tensor.datatype != "BYTES":
-            raise InvalidRequest(f"input {LEAD_ID} must be BYTES, got {id_tensor.datatype}",
-                                 [problem_dict(None, LEAD_ID, "datatype", id_tensor.datatype, "expected BYTES")])
-        try:
-            ids = list(np.asarray(id_tensor.data, dtype=object).reshape(-1))
-        except ValueError:   # ragged nesting
-            raise InvalidRequest(f"input {LEAD_ID} must be a flat list of strings",
-                                 [problem_dict(None, LEAD_ID, "shape", None, "expected [N] strings")]) from None
-        decoded.lead_ids = _lead_ids(ids, decoded.count)
+        decoded.lead_ids = _v2_lead_ids(id_tensor, decoded.count, max_reported)
     return decoded
+
+
+def check_shape(name: str, shape: object) -> int:
+    """The number of values `shape` holds, or InvalidRequest: whole numbers from 0 to 2**63-1, the product taken
+    in Python ints (no wrap-around)."""
+    if not isinstance(shape, list | tuple) or not all(type(d) is int for d in shape):
+        raise InvalidRequest(f"input '{name[:64]}': shape must be a list of whole numbers",
+                             [problem_dict(None, name[:64], "shape", None, "a list of whole numbers")])
+    bad = next((d for d in shape if not 0 <= d <= _MAX_DIM), None)
+    if bad is not None:
+        shown = bad if abs(bad) <= _MAX_DIM else f"{str(bad)[:20]}…"
+        raise InvalidRequest(f"input '{name[:64]}': shape dimension {shown} is out of range (0 to 2**63-1)",
+                             [problem_dict(None, name[:64], "shape", shown, "dimensions from 0 to 2**63-1")])
+    return math.prod(shape)
 
 
 def _decode_tensor(tensor: Tensor, max_leads: int) -> DecodedLeads:
@@ -180,7 +266,7 @@ def _decode_tensor(tensor: Tensor, max_leads: int) -> DecodedLeads:
                              [problem_dict(None, tensor.name, "shape", tensor.shape, f"expected [N, {N_FEATURES}]")])
     _check_count(tensor.shape[0], max_leads)
     matrix = _as_float_matrix(tensor.data, (tensor.shape[0], N_FEATURES), f"input '{tensor.name[:64]}'")
-    return DecodedLeads(matrix, _lead_ids(None, tensor.shape[0]), "v2_tensor")
+    return DecodedLeads(matrix, _default_ids(tensor.shape[0]), "v2_tensor")
 
 
 def _decode_columns(columns: list[Tensor], max_leads: int, max_reported: int) -> DecodedLeads:
@@ -216,7 +302,7 @@ def _decode_columns(columns: list[Tensor], max_leads: int, max_reported: int) ->
     matrix = np.full((n, N_FEATURES), np.nan, dtype=np.float64)
     for t in columns:
         matrix[:, FEATURE_INDEX[t.name]] = _as_float_matrix(t.data, (n,), f"input '{t.name}'")
-    return DecodedLeads(matrix, _lead_ids(None, n), "v2_columns")
+    return DecodedLeads(matrix, _default_ids(n), "v2_columns")
 
 
 def tensor_from_json(item: object) -> Tensor:

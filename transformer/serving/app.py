@@ -1,7 +1,11 @@
 """What the transformer adds to KServe's FastAPI app before ModelServer starts it.
 
 * domain errors → their HTTP status with `{"error": ...}` (+ `Retry-After` on 429), never a stack trace;
+* one error shape for every answer: unknown routes (404), wrong methods (405) and bugs (500, no exception class
+  name: KServe's own handler would answer `{"error": "KeyError : 'inputs'"}`) are `{"error": ...}` too;
 * malformed JSON → 400 instead of FastAPI's 422;
+* this API's own OpenAPI document at /openapi.json (transformer/serving/openapi.py), Swagger UI and ReDoc at
+  /docs and /redoc with --enable_docs_url;
 * a body-size limit → 413 before the body is parsed;
 * model metadata that carries the model version;
 * readiness that follows the predictor and goes false first when draining (transformer/serving/drain.py);
@@ -17,14 +21,17 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import Response
 from kserve.model_server import app
+from starlette.exceptions import HTTPException
 
 from contract.features import FEATURES
 from transformer.codec import input_metadata, output_metadata
 from transformer.errors import NotServed, PayloadTooLarge, ScoringError
 from transformer.extras.reasons import output_metadata as reason_metadata
 from transformer.scoring import Scorer
+from transformer.serving import openapi
 from transformer.serving.drain import Drain
 from transformer.serving.repository import ClosedRoutes
 
@@ -52,6 +59,26 @@ async def _malformed_body(request: Request, error: RequestValidationError) -> Re
                  "rule": e.get("type", "invalid"), "message": str(e.get("msg", ""))[:200]} for e in error.errors()[:20]]
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
     return json_response({"error": f"malformed request body: {summary}", "problems": problems}, status_code=400)
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    """Starlette's routing errors (no such route, wrong method) in the one error shape."""
+    method, path = request.method, request.url.path[:200]
+    if error.status_code == 404:
+        message = f"no route {method} {path} on this server (see /openapi.json)"
+    elif error.status_code == 405:
+        message = f"method {method} is not allowed on {path}"
+    else:
+        message = str(error.detail)[:200]
+    return json_response({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
+async def _bug(request: Request, error: Exception) -> Response:
+    """The last resort: logged with its traceback, answered without it (and without the exception's class)."""
+    request_id = request.headers.get("x-request-id", "")[:128] or None
+    log.error("unexpected error", exc_info=error, extra={"path": request.url.path[:200], "request_id": request_id})
+    return json_response({"error": "internal error; see the server log" + (f" for request {request_id}"
+                                                                          if request_id else "")}, status_code=500)
 
 
 class BodyLimit:
@@ -96,9 +123,42 @@ class _TooLarge(Exception):
     pass
 
 
-def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float) -> None:
+def _keep_our_bug_handler() -> None:
+    """KServe registers its catch-all Exception handler when the server starts, after install(): put ours back
+    just before Starlette builds the middleware stack (which reads the handlers)."""
+    build = app.build_middleware_stack
+
+    def build_with_our_handler():
+        app.exception_handlers[Exception] = _bug
+        return build()
+
+    app.build_middleware_stack = build_with_our_handler
+
+
+def _docs_routes() -> None:
+    """Swagger UI and ReDoc over /openapi.json (KServe mounts /docs only when its own flag was on the command line
+    when kserve was imported; environment variables would not reach it)."""
+    title = "Lead scoring API"
+    paths = {route.path for route in app.routes}
+    if "/docs" not in paths:
+        app.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json", title=title),
+                          methods=["GET"], include_in_schema=False)
+    if "/redoc" not in paths:
+        app.add_api_route("/redoc", lambda: get_redoc_html(openapi_url="/openapi.json", title=title),
+                          methods=["GET"], include_in_schema=False)
+
+
+def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float,
+            enable_docs: bool = False) -> None:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
+    app.add_exception_handler(HTTPException, _http_error)
+    _keep_our_bug_handler()
+    document = openapi.build(scorer.model_name, scorer.card.version, max_leads=scorer.limits.max_leads,
+                             reasons_max=scorer.limits.reasons_max)
+    app.openapi = lambda: document
+    if enable_docs:
+        _docs_routes()
     app.add_exception_handler(_TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes)))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(ClosedRoutes)
