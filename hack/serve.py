@@ -1,5 +1,7 @@
 """`make serve`: the local stack — stand-in predictor + transformer (gRPC hop) on loopback, with a dev API key.
 
+Keys: a fresh dev key (or DEV_API_KEY), plus the `name:key` pairs of API_KEYS and the keys file of --api-keys-file
+(or API_KEYS_FILE), exactly as the transformer reads them; the names of the extra keys are printed, never the keys.
 Ports: transformer REST 8080 / gRPC 8081, predictor REST 9080 / gRPC 9081 (override with TRANSFORMER_HTTP_PORT,
 TRANSFORMER_GRPC_PORT, PREDICTOR_HTTP_PORT, PREDICTOR_GRPC_PORT). Data lake: var/lake (file://), spool var/spool.
 Ctrl-C stops both servers cleanly (the transformer flushes the data lake first).
@@ -18,7 +20,7 @@ from pathlib import Path
 from hack.stack import ROOT, start_predictor, start_transformer
 
 EXAMPLES = """
-  Dev API key: {key}
+  Dev API key: {key}{more_keys}
 
   V1, named features (one JSON object per lead):
     curl -s localhost:{port}/v1/models/lead-scoring:predict -H 'X-API-Key: {key}' \\
@@ -43,8 +45,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m hack.serve")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "predictor" / "model")
     parser.add_argument("--var", type=Path, default=ROOT / "var")
+    parser.add_argument("--api-keys-file", type=Path, default=os.environ.get("API_KEYS_FILE") or None,
+                        help="YAML keys file the transformer also accepts (env API_KEYS_FILE)")
     args = parser.parse_args()
     key = os.environ.get("DEV_API_KEY") or "dev-" + secrets.token_urlsafe(18)
+    api_keys, more_keys = _api_keys(key, os.environ.get("API_KEYS", ""), args.api_keys_file)
     lake = args.var / "lake"
     port = int(os.environ.get("TRANSFORMER_HTTP_PORT", "8080"))
     grpc = int(os.environ.get("TRANSFORMER_GRPC_PORT", "8081"))
@@ -62,14 +67,15 @@ def main() -> int:
     try:
         predictor.wait_ready()
         transformer = start_transformer(
-            args.model_dir, args.var / "logs", api_keys=f"dev:{key}", predictor=predictor.grpc_target,
+            args.model_dir, args.var / "logs", api_keys=api_keys, predictor=predictor.grpc_target,
             http_port=port, grpc_port=grpc,
             extra_args=["--sink_uri", lake.resolve().as_uri(), "--sink_spool_dir", str(args.var / "spool"),
-                        "--sink_flush_seconds", "2", "--drain_delay_seconds", "0"])
+                        "--sink_flush_seconds", "2", "--drain_delay_seconds", "0",
+                        *(["--api_keys_file", str(args.api_keys_file.resolve())] if args.api_keys_file else [])])
         transformer.wait_ready()
         print(f"lead scoring is up: transformer http://localhost:{port} (gRPC {grpc}) → predictor "
               f"{predictor.grpc_target}\nlogs in {args.var / 'logs'}", flush=True)
-        print(EXAMPLES.format(key=key, port=port, grpc=grpc, lake=lake), flush=True)
+        print(EXAMPLES.format(key=key, more_keys=more_keys, port=port, grpc=grpc, lake=lake), flush=True)
         while not stopping:
             for server in (predictor, transformer):
                 if server.process.poll() is not None:
@@ -82,6 +88,19 @@ def main() -> int:
         if transformer is not None:
             transformer.stop()
         predictor.stop()
+
+
+def _api_keys(dev_key: str, from_env: str, keys_file: Path | None) -> tuple[str, str]:
+    """API_KEYS for the transformer (the dev key first, then the caller's pairs) and what to print about them."""
+    pairs = [p.strip() for p in from_env.split(",") if p.strip()]
+    names = [p.split(":", 1)[0] for p in pairs]
+    notes = []
+    if names:
+        notes.append("API_KEYS: " + ", ".join(names))
+    if keys_file:
+        notes.append(f"keys file {keys_file}")
+    more = f"   (also accepted: {'; '.join(notes)})" if notes else ""
+    return ",".join([f"dev:{dev_key}", *pairs]), more
 
 
 if __name__ == "__main__":

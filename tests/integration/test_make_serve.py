@@ -1,5 +1,5 @@
-"""`make serve` on a clone with a built venv: trains the default model, starts both servers, answers a curl,
-and stops both cleanly on Ctrl-C."""
+"""`make serve` on a clone with a built venv: trains the default model, starts both servers, answers a curl with
+its printed dev key and with a key the user gave in API_KEYS, and stops both cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import secrets
+
 import httpx
 
 from hack.stack import free_port
@@ -21,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_make_serve_answers_a_curl_within_a_minute(tmp_path):
     ports = {name: str(free_port()) for name in ("TRANSFORMER_HTTP_PORT", "TRANSFORMER_GRPC_PORT",
                                                  "PREDICTOR_HTTP_PORT", "PREDICTOR_GRPC_PORT")}
-    env = {**os.environ, **ports}
+    own_key = "mine-" + secrets.token_hex(12)
+    env = {**os.environ, **ports, "API_KEYS": f"me:{own_key}"}
     env.pop("DEV_API_KEY", None)
     started = time.monotonic()
     process = subprocess.Popen(["make", "--no-print-directory", "serve", f"MODEL_DIR={tmp_path / 'model'}"],
@@ -48,6 +51,13 @@ def test_make_serve_answers_a_curl_within_a_minute(tmp_path):
         assert [p["lead_id"] for p in predictions] == ["acme-001", "globex-042"]
         assert all(p["tier"] in "ABCDE" for p in predictions)
         assert httpx.get(f"http://127.0.0.1:{ports['PREDICTOR_HTTP_PORT']}/v2/health/ready").status_code == 200
+        # API_KEYS=name:key make serve: that key is accepted too, and only its name is printed.
+        with open(ROOT / "docs/examples/v1-instances.json", "rb") as example:
+            body = example.read()
+        url = f"http://127.0.0.1:{ports['TRANSFORMER_HTTP_PORT']}/v1/models/lead-scoring:predict"
+        assert httpx.post(url, content=body, headers={"x-api-key": own_key}, timeout=30).status_code == 200
+        assert httpx.post(url, content=body, headers={"x-api-key": own_key + "x"}, timeout=30).status_code == 401
+        assert "API_KEYS: me" in "".join(output) and own_key not in "".join(output)
     finally:
         os.killpg(process.pid, signal.SIGINT)     # Ctrl-C reaches make and its children
         rest, _ = process.communicate(timeout=60)
