@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, limits=limits, extras=extras)
     model = LeadScoringModel(args.model_name, scorer)
     drain = Drain(args.drain_delay_seconds)
-    server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,
+    readiness = server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,
                        drain_seconds=args.drain_seconds, enable_docs=args.enable_docs_url)
     predictor_config = None
     if args.predictor_host:
@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                                 access_log_format=args.access_log_format, grace_period=int(args.drain_seconds),
                                 predictor_config=predictor_config)
     server.model_repository_extension = NoModelRepository()   # one model from its card: nothing to (un)load
+    readiness.registry = server.registered_models
     if args.fast_path:
         from kserve.model_server import app
 

@@ -148,8 +148,30 @@ def _docs_routes() -> None:
                           methods=["GET"], include_in_schema=False)
 
 
+class Readiness:
+    """Ready only when every protocol can score: not draining, the model registered and ready in KServe's model
+    registry (gRPC and KServe's REST routes score through it, the fast JSON path does not), and the predictor up.
+    `registry` is KServe's ModelRepository, attached once the ModelServer exists."""
+
+    def __init__(self, scorer: Scorer, drain: Drain, registry=None):
+        self.scorer = scorer
+        self.drain = drain
+        self.registry = registry
+
+    async def problem(self) -> str | None:
+        if self.drain.draining:
+            return "draining: this replica is shutting down"
+        name = self.scorer.model_name
+        if self.registry is None or not await self.registry.is_model_ready(name):
+            return (f"model {name} is not loaded in KServe's model registry: gRPC and the binary V2 route "
+                    "cannot score")
+        if not await self.scorer.predictor.ready():
+            return f"predictor ({self.scorer.predictor.mode} hop) is not ready or unreachable"
+        return None
+
+
 def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float,
-            enable_docs: bool = False) -> None:
+            enable_docs: bool = False) -> Readiness:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
     app.add_exception_handler(HTTPException, _http_error)
@@ -171,15 +193,15 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
                 "parameters": {"tensor_form": {"datatype": "FP32", "shape": [-1, len(FEATURES)],
                                                "feature_order": [f.name for f in FEATURES]}}}
 
+    readiness = Readiness(scorer, drain)
+
     async def predictor_ready() -> Response:
         # KServe's own check turns an unreachable predictor into a 500; readiness must say 503 so Knative and
         # load balancers stop routing here, with a message an operator can act on.
-        if drain.draining:
-            return json_response({"error": "draining: this replica is shutting down", "ready": False}, status_code=503)
-        if await scorer.predictor.ready():
+        problem = await readiness.problem()
+        if problem is None:
             return json_response({"name": model_name, "ready": True})
-        return json_response({"error": f"predictor ({scorer.predictor.mode} hop) is not ready or unreachable",
-                               "ready": False}, status_code=503)
+        return json_response({"error": problem, "ready": False}, status_code=503)
 
     async def versioned(version: str, answer):
         if version != scorer.card.version:
@@ -222,3 +244,4 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         await scorer.predictor.close()
 
     app.router.lifespan_context = lifespan
+    return readiness
