@@ -305,30 +305,6 @@ def _decode_columns(columns: list[Tensor], max_leads: int, max_reported: int) ->
     return DecodedLeads(matrix, _default_ids(n), "v2_columns")
 
 
-def tensor_from_json(item: object) -> Tensor:
-    """One V2 JSON input object → a Tensor (null → NaN, true/false → 1/0), or InvalidRequest naming what is wrong."""
-    if not isinstance(item, dict):
-        raise InvalidRequest("each V2 input must be an object with name, datatype, shape and data")
-    name, datatype, shape, data = item.get("name"), item.get("datatype"), item.get("shape"), item.get("data")
-    if not isinstance(name, str) or not isinstance(datatype, str):
-        raise InvalidRequest("each V2 input needs a string 'name' and 'datatype'")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidRequest(f"input '{name[:64]}': 'shape' must be a list of non-negative whole numbers")
-    try:
-        if datatype == "BYTES":
-            array = np.asarray(data, dtype=object).reshape(-1)
-        elif datatype in _NUMERIC_DATATYPES:
-            array = np.asarray(data, dtype=np.float64).reshape(-1)
-        else:
-            raise InvalidRequest(f"input '{name[:64]}': unknown datatype {datatype[:16]!r}")
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"input '{name[:64]}': data does not match datatype {datatype[:16]}") from None
-    expected = int(np.prod(shape)) if shape else 1
-    if array.size != expected:
-        raise InvalidRequest(f"input '{name[:64]}': shape {shape} needs {expected} values, data has {array.size}")
-    return Tensor(name, datatype, shape, array.reshape(shape) if datatype != "BYTES" else array)
-
-
 def encode_v2(scores: np.ndarray, buckets: np.ndarray, tiers: np.ndarray, lead_ids: list[str],
               reasons: list[Tensor] | None = None) -> list[Tensor]:
     n = len(scores)

@@ -238,6 +238,11 @@ class Scorer:
 
     # --- the end of every request ----------------------------------------------------------------------------
 
+    def fail(self, request: ScoringRequest, error: ScoringError) -> ScoringError:
+        """An adapter's refusal before the entry point (a body it could not parse): counted and logged the same."""
+        self._fail(request, error)
+        return error
+
     def _fail(self, request: ScoringRequest, exc: BaseException) -> BaseException:
         if isinstance(exc, ScoringError):
             error = exc

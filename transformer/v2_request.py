@@ -98,6 +98,29 @@ def _request(payload: object, binary: memoryview | None) -> V2Request:
     return V2Request(tensors, request_id, parameters or {}, _outputs(payload.get("outputs")), binary is not None)
 
 
+def tensor_from_json(item: object, index: int = 0) -> Tensor:
+    """One V2 JSON input object → a Tensor (null → NaN, true/false → 1/0), or InvalidRequest naming what is wrong."""
+    return _input(index, item, None, 0)[0]
+
+
+def tensor_from_grpc(name: str, datatype: str, shape: list[int], contents: list | None, raw: bytes | None) -> Tensor:
+    """One gRPC input → a Tensor: `raw` (raw_input_contents) in the binary layout, else the typed `contents`."""
+    label = f"input '{name[:64]}'"
+    if datatype not in DATATYPES:
+        raise _bad(f"{label}: 'datatype' must be one of {', '.join(sorted(DATATYPES))}, got {datatype[:16]!r}",
+                   name, "datatype", datatype[:16])
+    count = check_shape(name, shape)
+    if raw is not None:
+        return Tensor(name, datatype, list(shape), _binary_data(label, name, datatype, memoryview(raw), count))
+    values = list(contents or ())
+    if len(values) != count:
+        raise _bad(f"{label}: shape {_shown_shape(shape)} needs {count} values, contents has {len(values)}", name,
+                   "shape", len(values))
+    if datatype == "BYTES":
+        return Tensor(name, datatype, list(shape), np.asarray(values, dtype=object))
+    return Tensor(name, datatype, list(shape), np.asarray(values, dtype=np.float64))
+
+
 def _outputs(outputs: object) -> list[dict] | None:
     if outputs is None:
         return None

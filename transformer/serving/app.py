@@ -32,6 +32,7 @@ from transformer.errors import NotServed, PayloadTooLarge, ScoringError
 from transformer.extras.reasons import output_metadata as reason_metadata
 from transformer.scoring import Scorer
 from transformer.serving import openapi
+from transformer.serving.binary_guard import BinaryExtensionGuard
 from transformer.serving.drain import Drain
 from transformer.serving.repository import ClosedRoutes
 
@@ -182,6 +183,7 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
     if enable_docs:
         _docs_routes()
     app.add_exception_handler(_TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes)))
+    app.add_middleware(BinaryExtensionGuard, scorer=scorer)   # innermost: reads bodies BodyLimit has bounded
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(ClosedRoutes)
     model_name = scorer.model_name

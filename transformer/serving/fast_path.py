@@ -15,9 +15,10 @@ from urllib.parse import unquote
 import orjson
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
 
-from transformer.codec import Tensor, tensor_from_json
+from transformer.codec import Tensor
 from transformer.errors import InvalidRequest, NotServed, PayloadTooLarge, ScoringError
 from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.v2_request import parse_json
 
 _JSON = [(b"content-type", b"application/json")]
 
@@ -57,7 +58,7 @@ class FastPath:
         for key, value in scope["headers"]:
             headers[key.decode("latin-1")] = value.decode("latin-1")
         if "inference-header-content-length" in headers:
-            # Binary tensor extension: KServe's decoder, after the key is checked (nothing parsed without one).
+            # Binary tensor extension: checked whole by serving/binary_guard.py, then KServe's decoder.
             return await self._to_kserve(scope, receive, send, headers)
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
@@ -131,10 +132,7 @@ class FastPath:
 
 
 def _v2_inputs(payload: object) -> list[Tensor]:
-    inputs = payload.get("inputs") if isinstance(payload, dict) else None
-    if not isinstance(inputs, list):
-        raise InvalidRequest('V2 body must be a JSON object {"inputs": [ ... ]}')
-    return [tensor_from_json(item) for item in inputs]
+    return parse_json(payload).inputs
 
 
 def _replay(body: bytes):

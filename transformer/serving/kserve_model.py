@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from grpc_interceptor import exceptions as grpc_errors
 from kserve import InferOutput, InferRequest, InferResponse, Model
 
-from transformer.codec import Tensor, input_metadata, output_metadata, tensor_from_json
-from transformer.errors import InvalidRequest, ScoringError
+from transformer.codec import Tensor, input_metadata, output_metadata
+from transformer.errors import ScoringError
 from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.v2_request import tensor_from_grpc, tensor_from_json
 
 _GRPC_ERRORS = {
     "INVALID_ARGUMENT": grpc_errors.InvalidArgument,
@@ -37,19 +38,18 @@ def parameter_value(parameters, name: str):
 
 
 def to_tensors(request: InferRequest) -> list[Tensor]:
+    """KServe's inputs → Tensors through transformer/v2_request.py, so every protocol checks shapes, datatypes and
+    byte counts with the same rules and words (KServe's own as_numpy would reshape with int64 arithmetic)."""
     tensors = []
-    for item in request.inputs:
-        if not request.from_grpc and isinstance(item.data, list):
-            # JSON data: the fast path's decoder, so both REST paths answer a bad tensor with the same words.
+    for index, item in enumerate(request.inputs):
+        if request.from_grpc:
+            raw = item._raw_data   # raw_input_contents: KServe keeps them on the input, unparsed
+            tensors.append(tensor_from_grpc(item.name, item.datatype, list(item.shape),
+                                            None if raw is not None else item.data, raw))
+        else:
+            # JSON data, or binary data KServe decoded after v2_request.parse_binary accepted the body (app.py).
             tensors.append(tensor_from_json({"name": item.name, "datatype": item.datatype,
-                                             "shape": list(item.shape), "data": item.data}))
-            continue
-        try:
-            data = item.as_numpy()
-        except Exception as exc:  # noqa: BLE001 - KServe raises several types for data that does not fit the shape
-            raise InvalidRequest(f"input '{item.name}': data does not match datatype {item.datatype} and shape "
-                                 f"{list(item.shape)}: {str(exc)[:200]}") from None
-        tensors.append(Tensor(item.name, item.datatype, [int(d) for d in item.shape], data))
+                                             "shape": list(item.shape), "data": item.data}, index))
     return tensors
 
 
