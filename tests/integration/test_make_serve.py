@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
 from pathlib import Path
-
-import secrets
 
 import httpx
 

@@ -1,0 +1,203 @@
+"""Issue 18, row by row, against `python -m transformer` (in-process mode, a valid key on every request): each
+request that used to answer 500 (two of them with a Python exception name) is a 400 naming what is wrong; lead ids
+follow their rule on all three request forms and in the data lake; unknown routes and methods answer `{"error"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+
+import grpc
+import httpx
+import numpy as np
+import orjson
+import pyarrow.dataset as ds
+import pytest
+from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+from contract.features import FEATURES, N_FEATURES
+from hack.stack import MODEL_NAME, start_transformer
+from predictor.synthetic import as_records, sample_features
+
+KEY = "rows-" + secrets.token_hex(12)
+V1 = f"/v1/models/{MODEL_NAME}:predict"
+V2 = f"/v2/models/{MODEL_NAME}/infer"
+CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
+X = np.where(np.isnan(sample_features(3, seed=51)), [f.minimum for f in FEATURES], sample_features(3, seed=51))
+
+
+@pytest.fixture(scope="module")
+def server(small_artifact, tmp_path_factory):
+    lake = tmp_path_factory.mktemp("rows-lake")
+    transformer = start_transformer(small_artifact, tmp_path_factory.mktemp("rows-logs"), api_keys=f"rows:{KEY}",
+                                    extra_args=["--sink_uri", lake.as_uri(), "--sink_spool_dir",
+                                                str(tmp_path_factory.mktemp("rows-spool")),
+                                                "--sink_flush_seconds", "0.2"])
+    transformer.wait_ready()
+    transformer.lake = lake
+    yield transformer
+    transformer.stop()
+
+
+def post(server, path: str, **kwargs) -> httpx.Response:
+    headers = {"x-api-key": KEY, **kwargs.pop("headers", {})}
+    return httpx.post(server.url + path, headers=headers, timeout=20, **kwargs)
+
+
+def binary(server, header: bytes, tail: bytes = b"", length: str | None = None) -> httpx.Response:
+    return post(server, V2, content=header + tail,
+                headers={"content-type": "application/octet-stream",
+                         "inference-header-content-length": str(len(header)) if length is None else length})
+
+
+def refused(response: httpx.Response, *words: str) -> dict:
+    """A 400 `{"error"}` that names the problem and no Python exception class."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert not CLASS_NAME.search(response.text), response.text
+    for word in words:
+        assert word in body["error"], (word, body["error"])
+    return body
+
+
+# The table of the issue: one test per row.
+
+def test_row1_json_shape_whose_int64_product_wraps_around(server):
+    body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [368934881474191033, 50], "data": [0.5] * 34}]}
+    refused(post(server, V2, json=body), "368934881474191033", "needs 18446744073709551650 values", "has 34")
+
+
+def test_row2_json_shape_of_two_to_the_64_values_and_no_data(server):
+    body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [4294967296, 4294967296, 1], "data": []}]}
+    refused(post(server, V2, json=body), "needs 18446744073709551616 values", "has 0")
+
+
+def test_row3_binary_header_without_inputs(server):
+    header = b'{"no_inputs": 1}'
+    assert len(header) == 16
+    refused(binary(server, header, length="16"), "'inputs'")
+
+
+def test_row4_binary_input_without_shape(server):
+    refused(binary(server, orjson.dumps({"inputs": [{"name": "input-0"}]})), "input 'input-0'")
+    refused(binary(server, orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP32"}]})), "'shape' is missing")
+
+
+def test_row5_header_length_that_is_not_a_number(server):
+    refused(binary(server, b'{"inputs": []}', length="abc"), "Inference-Header-Content-Length", "'abc'")
+
+
+def test_row6_inputs_that_is_not_a_list(server):
+    refused(binary(server, b'{"inputs":"x"}'), "'inputs' must be a non-empty list")
+
+
+def test_row7_negative_binary_data_size(server):
+    header = orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 50],
+                                       "parameters": {"binary_data_size": -8}}]})
+    refused(binary(server, header, bytes(200)), "binary_data_size", "-8")
+
+
+def test_binary_byte_counts_that_do_not_fill_the_shape(server):
+    header = orjson.dumps({"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, N_FEATURES],
+                                       "parameters": {"binary_data_size": 196}}]})
+    refused(binary(server, header, bytes(196)), "196 bytes", "50 FP32 values take 200")
+    exact = header.replace(b"196", b"200")
+    refused(binary(server, exact, bytes(300)), "100 bytes follow the last input")
+    refused(binary(server, exact, bytes(150)), "binary_data_size is 200 but only 150 bytes are left")
+
+
+# Lead ids, on the three request forms, and what reaches the lake.
+
+def v1_body(ids: list) -> dict:
+    records = as_records(X[:len(ids)])
+    for record, lead_id in zip(records, ids, strict=True):
+        record["lead_id"] = lead_id
+    return {"instances": records}
+
+
+def v2_body(ids: list, shape: list | None = None) -> dict:
+    n = len(ids)
+    return {"inputs": [{"name": "leads", "datatype": "FP64", "shape": [n, N_FEATURES], "data": X[:n].ravel().tolist()},
+                       {"name": "lead_id", "datatype": "BYTES", "shape": shape or [n], "data": ids}]}
+
+
+def grpc_ids(server, ids: list[bytes]):
+    async def call():
+        client = InferenceGRPCClient(server.grpc_target, retries=0, timeout=20)
+        leads = InferInput("leads", [len(ids), N_FEATURES], "FP32")
+        leads.set_data_from_numpy(X[:len(ids)].astype(np.float32), binary_data=True)
+        lead_id = InferInput("lead_id", [len(ids)], "BYTES")
+        lead_id.set_data_from_numpy(np.array(ids, dtype=object), binary_data=True)
+        try:
+            return await client.infer(InferRequest(MODEL_NAME, [leads, lead_id]), headers=[("x-api-key", KEY)])
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(call())
+    except grpc.RpcError as error:
+        return error
+
+
+@pytest.mark.parametrize("ids,rule", [
+    ([{"a": [1, 2]}, "b"], "type"),                 # the issue's V1 example
+    (["a", "x" * 10_000], "length"),                # echoed in full and stored before
+    (["a", "line\nbreak"], "printable"),
+    (["a", 1.5], "type"),
+    (["a", True], "type"),
+])
+def test_v1_lead_id_rule(server, ids, rule):
+    body = refused(post(server, V1, json=v1_body(ids)), "lead_id")
+    assert body["problems"][0]["rule"] == rule and "x" * 200 not in body["error"]
+
+
+def test_v2_json_ragged_nested_non_string_long_and_control_character_ids(server):
+    refused(post(server, V2, json=v2_body([["a"], ["b", "c"]], [2])), "lead_id")       # the issue's example
+    refused(post(server, V2, json=v2_body([["a"], ["b"]], [2])), "lead_id")
+    refused(post(server, V2, json=v2_body([7, 8])), "lead_id")
+    refused(post(server, V2, json=v2_body(["a", "x" * 129])), "129 characters")
+    refused(post(server, V2, json=v2_body(["a", "bell\x07"])), "printable")
+
+
+def test_grpc_ids_are_checked_too(server):
+    for bad, words in (([b"a", b"x" * 200], "200 characters"), ([b"a", b"\xff\xfe"], "UTF-8"),
+                       ([b"a", b"esc\x1b"], "printable")):
+        error = grpc_ids(server, bad)
+        assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+        assert words in error.details() and not CLASS_NAME.search(error.details())
+
+
+def test_only_valid_normalised_ids_reach_the_answer_and_the_lake(server):
+    marker = secrets.token_hex(4)
+    answer = post(server, V1, json=v1_body([f"v1-{marker}", 4242, None]))
+    assert answer.status_code == 200, answer.text
+    assert [p["lead_id"] for p in answer.json()["predictions"]] == [f"v1-{marker}", "4242", "2"]
+    answer = post(server, V2, json=v2_body([f"v2-{marker}", f"ü-{marker}"]))
+    assert answer.status_code == 200, answer.text
+    grpc_answer = grpc_ids(server, [f"g-{marker}".encode()])
+    assert not isinstance(grpc_answer, grpc.RpcError), grpc_answer
+    post(server, V1, json=v1_body([f"bad-{marker}", "x" * 10_000]))   # refused: nothing of it is stored
+    expected = {f"v1-{marker}", "4242", "2", f"v2-{marker}", f"ü-{marker}", f"g-{marker}"}
+    deadline = time.monotonic() + 20
+    stored: set = set()
+    while time.monotonic() < deadline and not expected <= stored:
+        time.sleep(0.3)
+        files = [p for p in server.lake.rglob("*.parquet") if not p.name.startswith(".")]
+        if files:
+            stored = set(ds.dataset(files, format="parquet").to_table(columns=["lead_id"]).column("lead_id").to_pylist())
+    assert expected <= stored
+    assert not any(marker in i and i.startswith("bad-") for i in stored)
+    assert all(0 < len(i) <= 128 and i.isprintable() for i in stored)
+
+
+# One error shape for every answer.
+
+def test_unknown_routes_and_wrong_methods_answer_the_error_shape(server):
+    unknown = httpx.get(server.url + "/no/such/route", timeout=10)
+    assert unknown.status_code == 404 and "/no/such/route" in unknown.json()["error"]
+    assert "detail" not in unknown.json()
+    wrong = httpx.get(server.url + V2, timeout=10)
+    assert wrong.status_code == 405 and "GET" in wrong.json()["error"] and "allow" in wrong.headers
