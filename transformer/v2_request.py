@@ -174,17 +174,16 @@ def _input(index: int, item: object, binary: memoryview | None, offset: int) -> 
 
 
 def _json_data(label: str, name: str, datatype: str, data: object, shape: list, count: int) -> object:
-    values = data if isinstance(data, list) else [data]
+    flat: list = data if isinstance(data, list) else [data]
+    kinds = set(map(type, flat))   # one C-level pass: per-element Python loops cost more than the decoding
     if datatype == "BYTES":
-        if not all(type(v) is str for v in values):
+        if not kinds <= {str}:
             raise _bad(f"{label}: BYTES data must be a flat list of strings", name, "type")
-        flat: list = values
     else:
-        flat = values
-        if any(type(v) is list for v in values):   # nested row-major lists: one level at a time
-            while flat and all(type(v) is list for v in flat):
-                flat = list(chain.from_iterable(flat))
-        if not set(map(type, flat)) <= _NUMBER_TYPES:
+        while flat and kinds == {list}:   # nested row-major lists: one level at a time
+            flat = list(chain.from_iterable(flat))
+            kinds = set(map(type, flat))
+        if not kinds <= _NUMBER_TYPES:
             raise _bad(f"{label}: {datatype} data must be numbers, true/false or null, in a flat or evenly "
                        "nested list", name, "type")
     if len(flat) != count:

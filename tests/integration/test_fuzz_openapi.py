@@ -115,15 +115,3 @@ def test_the_document_describes_the_lead_schema_and_the_key(document):
         "description": document["components"]["securitySchemes"]["ApiKey"]["description"]}
     assert not any(path.startswith("/v2/repository") or path.endswith(":explain") for path in document["paths"])
     assert document["components"]["schemas"]["V1Request"]["properties"]["instances"]["maxItems"] == 20
-
-
-def test_swagger_ui_and_redoc_with_enable_docs_url(small_artifact, tmp_path_factory):
-    transformer = start_transformer(small_artifact, tmp_path_factory.mktemp("docs-ui-logs"), api_keys=f"doc:{KEY}",
-                                    env={"ENABLE_DOCS_URL": "true"})
-    try:
-        transformer.wait_ready()
-        for path in ("/docs", "/redoc"):
-            page = httpx.get(transformer.url + path, timeout=10)
-            assert page.status_code == 200 and "/openapi.json" in page.text, path
-    finally:
-        transformer.stop()

@@ -152,6 +152,13 @@ def test_no_rpc_changes_state_without_a_key(server):
     assert_still_scoring(server, before)
 
 
+def test_swagger_ui_and_redoc_over_the_projects_document_with_enable_docs_url(server):
+    for path in ("/docs", "/redoc"):
+        page = httpx.get(server.url + path, timeout=10)
+        assert page.status_code == 200 and "/openapi.json" in page.text, path
+    assert httpx.get(server.url + "/openapi.json", timeout=10).json()["components"]["securitySchemes"]["ApiKey"]
+
+
 class _Up:
     mode = "inprocess"
 

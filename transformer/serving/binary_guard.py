@@ -15,6 +15,7 @@ import orjson
 
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.serving.replay import replay
 from transformer.v2_request import HEADER_LENGTH, parse_binary
 
 
@@ -48,7 +49,7 @@ class BinaryExtensionGuard:
         except InvalidRequest as error:
             self.scorer.fail(request, error)
             return await _answer(send, error, request.request_id)
-        return await self.app(scope, _replay(body), send)
+        return await self.app(scope, replay(body), send)
 
 
 async def _read(receive) -> bytes:
@@ -59,19 +60,6 @@ async def _read(receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes):
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 async def _answer(send, error: ScoringError, request_id: str) -> None:

@@ -18,6 +18,7 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get
 from transformer.codec import Tensor
 from transformer.errors import InvalidRequest, NotServed, PayloadTooLarge, ScoringError
 from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.serving.replay import replay
 from transformer.v2_request import parse_json
 
 _JSON = [(b"content-type", b"application/json")]
@@ -74,7 +75,7 @@ class FastPath:
         if path == self.v2_path and isinstance(payload, dict) and (
                 payload.get("outputs") or (isinstance(parameters, dict) and parameters.get("binary_data_output"))):
             # Requested / binary outputs: KServe encodes those.
-            return await self._to_kserve(scope, _replay(body), send, headers)
+            return await self._to_kserve(scope, replay(body), send, headers)
         await self._score(path == self.v1_path, payload, headers, send)
 
     async def _to_kserve(self, scope, receive, send, headers: dict) -> None:
@@ -133,19 +134,6 @@ class FastPath:
 
 def _v2_inputs(payload: object) -> list[Tensor]:
     return parse_json(payload).inputs
-
-
-def _replay(body: bytes):
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 def install(app, scorer: Scorer, max_body_bytes: int) -> None:
