@@ -73,7 +73,7 @@ def _id_problem(row: int, value: object) -> dict | None:
         except UnicodeDecodeError:
             return problem_dict(row, LEAD_ID, "encoding", None, f"row {row}: lead_id is not valid UTF-8")
     if not isinstance(value, str):
-        return problem_dict(row, LEAD_ID, "type", type(value).__name__,
+        return problem_dict(row, LEAD_ID, "type", _json_type(value),
                             f"row {row}: lead_id must be {lead_id_rule.RULE_TEXT}, got {_json_type(value)}")
     found = lead_id_rule.problem(value)
     if found is None:

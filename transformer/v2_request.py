@@ -39,11 +39,6 @@ class V2Request:
     outputs: list[dict] | None = None     # requested outputs: [{"name": ..., "parameters": {...}}]
     binary: bool = False                  # arrived with the binary tensor extension
 
-    @property
-    def binary_outputs(self) -> bool:
-        return bool(self.parameters.get("binary_data_output")) or any(
-            (o.get("parameters") or {}).get("binary_data") for o in self.outputs or ())
-
 
 def _bad(message: str, field_name: str = "body", rule: str = "format", value: object = None) -> InvalidRequest:
     return InvalidRequest(message, [problem_dict(None, field_name[:64], rule, value, message)])

@@ -46,6 +46,17 @@ datatypes = st.one_of(st.sampled_from(sorted(WIRE_SIZE) + ["BYTES"]), st.sampled
 names = st.sampled_from(["leads", "lead_id", "employee_count", "input-0", ""])
 
 
+def _wrapping(d: int, dims: int = 2) -> tuple[list[int], int]:
+    """A shape whose element count, taken modulo 2**64 as int64 arithmetic does, is a handful: (shape, that
+    handful). Data of that many values fills the shape for a decoder that multiplies in int64."""
+    q = -(-(2**64) // d)
+    return ([q, d] if dims == 2 else [q, d, 1]), q * d - 2**64
+
+
+# (shape, wrapped count): [368934881474191033, 50] holds 2**64 + 34 values, [2**32, 2**32, 1] holds 2**64.
+wrapping = st.sampled_from([_wrapping(50), _wrapping(3), _wrapping(7, 3), ([2**32, 2**32, 1], 0), ([2**63, 2], 0)])
+
+
 @pytest.fixture(scope="module")
 def server(small_artifact, tmp_path_factory):
     transformer = start_transformer(small_artifact, tmp_path_factory.mktemp("tensor-fuzz-logs"),
@@ -79,6 +90,9 @@ def _fits(shape: list, datatype: str) -> int:
 def binary_inputs(draw):
     """(header entry, bytes) of one input: sizes sometimes right, mostly wrong in every way there is."""
     datatype, shape = draw(datatypes), draw(shapes)
+    wrapped = None
+    if draw(st.integers(0, 4)) == 0:
+        shape, wrapped = draw(wrapping)
     entry: dict = {"name": draw(names), "datatype": datatype, "shape": shape}
     for key in draw(st.sets(st.sampled_from(["name", "datatype", "shape"]), max_size=1)):
         del entry[key]     # a field missing
@@ -88,7 +102,9 @@ def binary_inputs(draw):
         data += draw(st.sampled_from([b"", b"\x01", b"\xff\xff\xff\x7f"]))   # truncated / lying length prefixes
     else:
         data = draw(st.sampled_from([bytes(exact), bytes(max(exact - 1, 0)), bytes(exact + 3)]) | st.binary(max_size=64))
-    size = draw(st.one_of(st.just(len(data)), st.sampled_from([-8, -1, 0, 2**31, 2**63, 10**30]),
+        if wrapped is not None:
+            data = bytes(wrapped * WIRE_SIZE.get(datatype, 4))
+    size = draw(st.one_of(st.just(len(data)), st.sampled_from([-8, -1, 0, 2**31, 2**63, 2**64 - 1]),
                           st.sampled_from([1.5, "8", None, True, [8]])))
     if draw(st.booleans()) or size is None:
         entry["parameters"] = {"binary_data_size": size}
@@ -138,6 +154,8 @@ json_values = st.one_of(st.floats(allow_nan=False), st.integers(-(2**63), 2**63 
 def json_inputs(draw):
     shape = draw(shapes)
     n = draw(st.one_of(st.just(min(_fits(shape, "FP64") // 8, 300)), st.integers(0, 60)))
+    if draw(st.integers(0, 3)) == 0:
+        shape, n = draw(wrapping)
     return {"name": draw(names), "datatype": draw(datatypes), "shape": shape,
             "data": draw(st.one_of(st.just([0.5] * n), st.lists(json_values, max_size=8),
                                    st.just([[0.5] * 2] * (n // 2)), json_values))}
@@ -158,15 +176,18 @@ def grpc_requests(draw):
     for _ in range(count):
         datatype = draw(datatypes)
         shape = [min(max(d, INT64[0]), INT64[1]) for d in draw(shapes)]
-        tensor = request.inputs.add(name=draw(names), datatype=datatype, shape=shape)
         exact = _fits(shape, datatype)
+        if draw(st.integers(0, 4)) == 0:
+            shape, wrapped = draw(wrapping.filter(lambda pair: max(pair[0]) <= INT64[1]))
+            exact = wrapped * WIRE_SIZE.get(datatype, 4)
+        tensor = request.inputs.add(name=draw(names), datatype=datatype, shape=shape)
         if raw:
             request.raw_input_contents.append(draw(st.sampled_from([bytes(exact), bytes(max(exact - 1, 0)),
                                                                     bytes(exact + 5)]) | st.binary(max_size=64)))
         elif datatype == "BYTES":
             tensor.contents.bytes_contents.extend(draw(st.lists(st.binary(max_size=5), max_size=4)))
         else:
-            tensor.contents.fp64_contents.extend(draw(st.lists(st.floats(), max_size=60)))
+            tensor.contents.fp64_contents.extend(draw(st.lists(st.floats(), max_size=60)) or [0.5] * (exact // 8))
             tensor.contents.fp32_contents.extend(draw(st.lists(st.floats(width=32), max_size=60)))
     if raw and draw(st.booleans()):
         request.raw_input_contents.append(b"extra")   # more raw contents than inputs

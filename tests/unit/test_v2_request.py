@@ -39,7 +39,7 @@ def test_a_binary_request_with_every_datatype_layout():
                                       {"name": "lead_id", "datatype": "BYTES", "shape": [2],
                                        "parameters": {"binary_data_size": len(ids)}}]}, x.tobytes() + ids)
     request = parse_binary(body, length)
-    assert request.id == "r1" and request.binary and request.binary_outputs
+    assert request.id == "r1" and request.binary and request.parameters == {"binary_data_output": True}
     np.testing.assert_array_equal(request.inputs[0].data, x.ravel())
     assert request.inputs[1].data.tolist() == [1.0, 0.0]
     assert request.inputs[2].data.tolist() == [b"a", b"bc"]

@@ -9,8 +9,6 @@ with its `{"error": ...}` body, and the `X-API-Key` scheme on the scoring routes
 
 from __future__ import annotations
 
-import copy
-
 from contract.features import FEATURES, N_FEATURES, LeadFeatures
 from contract.lead_ids import MAX_LEAD_ID_LENGTH
 from contract.tiers import TIER_OF_BUCKET
@@ -29,7 +27,7 @@ def _feature_schemas() -> tuple[dict, list[str]]:
     generated = LeadFeatures.model_json_schema()["properties"]
     properties = {}
     for spec in FEATURES:
-        raw = copy.deepcopy(generated[spec.name])
+        raw = generated[spec.name]
         schema: dict = {"title": raw.get("title", spec.name), "description": raw.get("description", ""),
                         "x-kind": spec.kind, "x-group": spec.group, "x-unit": spec.unit}
         if spec.kind == "bool":
