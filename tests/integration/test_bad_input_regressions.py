@@ -201,3 +201,14 @@ def test_unknown_routes_and_wrong_methods_answer_the_error_shape(server):
     assert "detail" not in unknown.json()
     wrong = httpx.get(server.url + V2, timeout=10)
     assert wrong.status_code == 405 and "GET" in wrong.json()["error"] and "allow" in wrong.headers
+
+
+def test_a_model_version_query_is_honoured_not_a_501(server):
+    """KServe's infer route also reads `?model_version=`, and answers 501 to any: found by the KServe-routes fuzzer."""
+    served = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()["versions"][0]
+    body = {**v2_body(["a"]), "outputs": [{"name": "score"}]}   # requested outputs: KServe's own route answers
+    other = post(server, V2 + "?model_version=0", json=body)
+    assert other.status_code == 404 and "'0' is not served" in other.json()["error"]
+    same = post(server, f"{V2}?model_version={served}", json=body)
+    assert same.status_code == 200, same.text
+    assert [o["name"] for o in same.json()["outputs"]] == ["score"]

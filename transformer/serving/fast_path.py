@@ -10,7 +10,7 @@ health, metadata, /metrics — goes to KServe untouched (the body is replayed wh
 from __future__ import annotations
 
 import time
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
@@ -55,9 +55,21 @@ class FastPath:
             path = self.v2_path
         elif path != self.v1_path and path != self.v2_path:
             return await self.app(scope, receive, send)
+        if b"model_version" in scope.get("query_string", b""):
+            # KServe's infer route takes the version as a query parameter too, and answers any with 501.
+            asked, rest = _version_query(scope["query_string"])
+            scope = {**scope, "query_string": rest}
+        else:
+            asked = None
         headers = {}
         for key, value in scope["headers"]:
             headers[key.decode("latin-1")] = value.decode("latin-1")
+        if asked and asked != self.scorer.card.version:
+            try:   # the key first, as for every answer about the body
+                self.scorer.keys.authenticate(headers.get("x-api-key"))
+            except ScoringError as error:
+                return await self._answer(send, error, None)
+            return await self._answer(send, NotServed.version(asked, self.scorer.card.version), None)
         if "inference-header-content-length" in headers:
             # Binary tensor extension: checked whole by serving/binary_guard.py, then KServe's decoder.
             return await self._to_kserve(scope, receive, send, headers)
@@ -130,6 +142,13 @@ class FastPath:
         await send({"type": "http.response.start", "status": status,
                     "headers": _JSON + [(b"content-length", str(len(body)).encode())] + extra})
         await send({"type": "http.response.body", "body": body})
+
+
+def _version_query(query: bytes) -> tuple[str | None, bytes]:
+    """The `model_version` a query string asks for (the last one), and the query string without it."""
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    asked = [value for name, value in pairs if name == "model_version"]
+    return (asked[-1] if asked else None), urlencode([(n, v) for n, v in pairs if n != "model_version"]).encode()
 
 
 def _v2_inputs(payload: object) -> list[Tensor]:
