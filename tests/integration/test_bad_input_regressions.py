@@ -29,13 +29,15 @@ CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
 X = np.where(np.isnan(sample_features(3, seed=51)), [f.minimum for f in FEATURES], sample_features(3, seed=51))
 
 
-@pytest.fixture(scope="module")
-def server(small_artifact, tmp_path_factory):
+@pytest.fixture(scope="module", params=["fast_path", "kserve_rest"])
+def server(request, small_artifact, tmp_path_factory):
+    """Both REST paths: the fast JSON path (default) and KServe's own routes (--fast_path false)."""
     lake = tmp_path_factory.mktemp("rows-lake")
     transformer = start_transformer(small_artifact, tmp_path_factory.mktemp("rows-logs"), api_keys=f"rows:{KEY}",
                                     extra_args=["--sink_uri", lake.as_uri(), "--sink_spool_dir",
                                                 str(tmp_path_factory.mktemp("rows-spool")),
-                                                "--sink_flush_seconds", "0.2"])
+                                                "--sink_flush_seconds", "0.2",
+                                                "--fast_path", str(request.param == "fast_path").lower()])
     transformer.wait_ready()
     transformer.lake = lake
     yield transformer
@@ -203,8 +205,9 @@ def test_unknown_routes_and_wrong_methods_answer_the_error_shape(server):
     assert wrong.status_code == 405 and "GET" in wrong.json()["error"] and "allow" in wrong.headers
 
 
-def test_a_model_version_query_is_honoured_not_a_501(server):
-    """KServe's infer route also reads `?model_version=`, and answers 501 to any: found by the KServe-routes fuzzer."""
+def test_a_pinned_model_version_is_honoured_not_a_501(server):
+    """KServe's infer route also reads `?model_version=` (and has a /versions/<v>/infer URL), and answers 501 to any
+    version: found by the KServe-routes fuzzer."""
     served = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()["versions"][0]
     body = {**v2_body(["a"]), "outputs": [{"name": "score"}]}   # requested outputs: KServe's own route answers
     other = post(server, V2 + "?model_version=0", json=body)
@@ -212,3 +215,8 @@ def test_a_model_version_query_is_honoured_not_a_501(server):
     same = post(server, f"{V2}?model_version={served}", json=body)
     assert same.status_code == 200, same.text
     assert [o["name"] for o in same.json()["outputs"]] == ["score"]
+    pinned = post(server, f"/v2/models/{MODEL_NAME}/versions/{served}/infer", json=v2_body(["a"]))
+    assert pinned.status_code == 200, pinned.text
+    other = post(server, f"/v2/models/{MODEL_NAME}/versions/v0/infer", json=v2_body(["a"]))
+    assert other.status_code == 404 and "'v0' is not served" in other.json()["error"]
+    assert httpx.post(f"{server.url}{V2}?model_version=0", json=body, timeout=20).status_code == 401   # key first

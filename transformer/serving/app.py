@@ -7,7 +7,8 @@
 * this API's own OpenAPI document at /openapi.json (transformer/serving/openapi.py), Swagger UI and ReDoc at
   /docs and /redoc with --enable_docs_url;
 * a body-size limit → 413 before the body is parsed;
-* model metadata that carries the model version;
+* model metadata that carries the model version; an infer pinned to the served version (URL or `?model_version=`)
+  is the plain infer, another version a 404 (serving/versions.py), never KServe's 501;
 * readiness that follows the predictor and goes false first when draining (transformer/serving/drain.py);
 * the data-lake recorder started with the app and flushed when it stops.
 """
@@ -35,6 +36,7 @@ from transformer.serving import openapi
 from transformer.serving.binary_guard import BinaryExtensionGuard
 from transformer.serving.drain import Drain
 from transformer.serving.repository import ClosedRoutes
+from transformer.serving.versions import VersionedInfer
 
 log = logging.getLogger("transformer")
 
@@ -184,6 +186,7 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         _docs_routes()
     app.add_exception_handler(_TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes)))
     app.add_middleware(BinaryExtensionGuard, scorer=scorer)   # innermost: reads bodies BodyLimit has bounded
+    app.add_middleware(VersionedInfer, scorer=scorer)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(ClosedRoutes)
     model_name = scorer.model_name

@@ -10,15 +10,16 @@ health, metadata, /metrics — goes to KServe untouched (the body is replayed wh
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import unquote
 
 import orjson
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
 
 from transformer.codec import Tensor
-from transformer.errors import InvalidRequest, NotServed, PayloadTooLarge, ScoringError
+from transformer.errors import InvalidRequest, PayloadTooLarge, ScoringError
 from transformer.scoring import Scorer, ScoringRequest, request_id_from
 from transformer.serving.replay import replay
+from transformer.serving.versions import refusal, unpin
 from transformer.v2_request import parse_json
 
 _JSON = [(b"content-type", b"application/json")]
@@ -39,37 +40,23 @@ class FastPath:
         name = scorer.model_name
         self.v1_path = f"/v1/models/{name}:predict"
         self.v2_path = f"/v2/models/{name}/infer"
-        self.versions_prefix = f"/v2/models/{name}/versions/"
         self.labels = get_labels(name)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
+        original = scope
+        if "%" in scope["path"]:
+            scope = {**scope, "path": unquote(scope["path"])}
+        scope, asked = unpin(scope, self.scorer.model_name)
         path = scope["path"]
-        if "%" in path:
-            path = unquote(path)
-        if path.startswith(self.versions_prefix) and path.endswith("/infer"):
-            version = path[len(self.versions_prefix):-len("/infer")]
-            if version != self.scorer.card.version:
-                return await self._answer(send, NotServed.version(version, self.scorer.card.version), None)
-            path = self.v2_path
-        elif path != self.v1_path and path != self.v2_path:
-            return await self.app(scope, receive, send)
-        if b"model_version" in scope.get("query_string", b""):
-            # KServe's infer route takes the version as a query parameter too, and answers any with 501.
-            asked, rest = _version_query(scope["query_string"])
-            scope = {**scope, "query_string": rest}
-        else:
-            asked = None
+        if path != self.v1_path and path != self.v2_path:
+            return await self.app(original, receive, send)
         headers = {}
         for key, value in scope["headers"]:
             headers[key.decode("latin-1")] = value.decode("latin-1")
-        if asked and asked != self.scorer.card.version:
-            try:   # the key first, as for every answer about the body
-                self.scorer.keys.authenticate(headers.get("x-api-key"))
-            except ScoringError as error:
-                return await self._answer(send, error, None)
-            return await self._answer(send, NotServed.version(asked, self.scorer.card.version), None)
+        if asked is not None and asked != self.scorer.card.version:
+            return await self._answer(send, refusal(self.scorer, asked, headers.get("x-api-key")), None)
         if "inference-header-content-length" in headers:
             # Binary tensor extension: checked whole by serving/binary_guard.py, then KServe's decoder.
             return await self._to_kserve(scope, receive, send, headers)
@@ -142,13 +129,6 @@ class FastPath:
         await send({"type": "http.response.start", "status": status,
                     "headers": _JSON + [(b"content-length", str(len(body)).encode())] + extra})
         await send({"type": "http.response.body", "body": body})
-
-
-def _version_query(query: bytes) -> tuple[str | None, bytes]:
-    """The `model_version` a query string asks for (the last one), and the query string without it."""
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    asked = [value for name, value in pairs if name == "model_version"]
-    return (asked[-1] if asked else None), urlencode([(n, v) for n, v in pairs if n != "model_version"]).encode()
 
 
 def _v2_inputs(payload: object) -> list[Tensor]:

@@ -1,0 +1,63 @@
+"""A request that pins a model version: `/v2/models/<name>/versions/<v>/infer` or `?model_version=<v>`.
+
+This replica serves one version (the card's). KServe answers any pinned infer with 501 "Model versioning not
+supported yet", even for the version it serves; here the served version is the plain infer route, another one is
+a 404 naming both (after the key check, like every answer about a request's content). Used by the fast path and,
+for `--fast_path false`, by `VersionedInfer` in front of KServe's routes.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from transformer.errors import NotServed, ScoringError
+from transformer.scoring import Scorer
+
+
+def unpin(scope: dict, model_name: str) -> tuple[dict, str | None]:
+    """`scope` for the unversioned infer route, and the version it pinned (None: none). Other routes: unchanged."""
+    prefix, infer = f"/v2/models/{model_name}/versions/", f"/v2/models/{model_name}/infer"
+    path, asked = scope["path"], None
+    if path.startswith(prefix) and path.endswith("/infer"):
+        asked, path = path[len(prefix):-len("/infer")], infer
+    query = scope.get("query_string", b"")
+    if path == infer and b"model_version" in query:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        pinned = [value for name, value in pairs if name == "model_version" and value]
+        asked = pinned[-1] if pinned else asked
+        query = urlencode([(n, v) for n, v in pairs if n != "model_version"]).encode()
+    if path == scope["path"] and query == scope.get("query_string", b""):
+        return scope, None
+    return {**scope, "path": path, "raw_path": path.encode(), "query_string": query}, asked
+
+
+def refusal(scorer: Scorer, asked: str, api_key: str | None) -> ScoringError:
+    """The answer to a request pinned to a version this replica does not serve: 401 without a valid key, else 404."""
+    try:
+        scorer.keys.authenticate(api_key)
+    except ScoringError as error:
+        return error
+    return NotServed.version(asked, scorer.card.version)
+
+
+class VersionedInfer:
+    """Pure ASGI, in front of KServe's routes: a pinned infer reaches KServe as the plain infer route, or is 404."""
+
+    def __init__(self, app, scorer: Scorer):
+        self.app = app
+        self.scorer = scorer
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        scope, asked = unpin(scope, self.scorer.model_name)
+        if asked is None or asked == self.scorer.card.version:
+            return await self.app(scope, receive, send)
+        api_key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
+        error = refusal(self.scorer, asked, api_key)
+        body = orjson.dumps(error.body())
+        await send({"type": "http.response.start", "status": error.http_status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
