@@ -9,7 +9,8 @@
 * a body-size limit → 413 before the body is parsed;
 * model metadata that carries the model version; an infer pinned to the served version (URL or `?model_version=`)
   is the plain infer, another version a 404 (serving/versions.py), never KServe's 501;
-* readiness that follows the predictor and goes false first when draining (transformer/serving/drain.py);
+* readiness (`Readiness`) that is true only when every protocol can score: the predictor up, the model in
+  KServe's registry, and not draining (transformer/serving/drain.py);
 * the data-lake recorder started with the app and flushed when it stops.
 """
 
