@@ -117,6 +117,8 @@ def role(server: Server) -> str:
 def ready(server: Server, path: str) -> Server:
     try:
         server.ready_seconds = wait_ready(server.process, server.url + path, server.started)
+        # CPU spent to get there: unlike the wall clock, barely inflated by whatever else the machine runs.
+        server.start_cpu_s = cpu_seconds(with_children([server.process.pid]))
     except BenchError as exc:
         raise BenchError(f"{server.name}: {exc}\n{server.log_tail()}") from None
     return server
@@ -249,6 +251,7 @@ def run_round(round_no: int, targets: list[Target], run_dir: Path, api_key: str,
             target.live.extend(target.start(log_dir / target.key))
             record["targets"][target.key] = {
                 "cold_start_s": {role(s): round(s.ready_seconds, 3) for s in target.live},
+                "start_cpu_s": {role(s): round(s.start_cpu_s, 3) for s in target.live},
                 "pids": {role(s): s.process.pid for s in target.live}, "runs": {}}
         for target in order:
             check_answers(target, api_key)
@@ -323,7 +326,7 @@ def summarise(records: list[dict], targets: list[Target]) -> dict:
         summary[target.key] = {
             "label": target.label, "ours": target.ours, "rows": rows,
             **{what: {n: spread(list(per_target(records, target.key, n, what).values())) for n in names}
-               for what in ("cold_start_s", "rss_mb", "rss_ready_mb")}}
+               for what in ("cold_start_s", "start_cpu_s", "rss_mb", "rss_ready_mb")}}
     return summary
 
 
@@ -421,16 +424,17 @@ def markdown(summary: dict, checks: list[Verdict], context: list[dict], booster:
              meta: dict) -> str:
     lines = ["Each cell: median [min–max] over the rounds.", "",
              "| target — workload | leads/req | req/s | leads/s | p50 ms | p99 ms | CPU ms/lead per process | "
-             "cold start s | RSS MB after load |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "cold start s | CPU s to ready | RSS MB after load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for key, entry in summary.items():
         cold = " / ".join(f"{n} {fmt_spread(v, '.2f')}" for n, v in entry["cold_start_s"].items())
         rss = " / ".join(f"{n} {fmt_spread(v, '.0f')}" for n, v in entry["rss_mb"].items())
+        start_cpu = " / ".join(f"{n} {fmt_spread(v, '.2f')}" for n, v in entry["start_cpu_s"].items())
         for kind, row in entry["rows"].items():
             cpu = " / ".join(f"{n} {fmt_spread(v, '.3f')}" for n, v in row["cpu_ms_per_lead"].items())
             lines.append(f"| ({key}) {entry['label']} — {kind} | {row['leads']} | {fmt_spread(row['req_s'])} | "
                          f"{fmt_spread(row['leads_s'])} | {fmt_spread(row['p50_ms'], '.1f')} | "
-                         f"{fmt_spread(row['p99_ms'], '.1f')} | {cpu} | {cold} | {rss} |")
+                         f"{fmt_spread(row['p99_ms'], '.1f')} | {cpu} | {cold} | {start_cpu} | {rss} |")
     lines += ["", "Targets of issue 17 (per-round values; ratios against the baseline of the same round):", "",
               "| target | per round | median | min–max | result |", "|---|---|---|---|---|"]
     for check in checks:
