@@ -488,7 +488,7 @@ print(imported - base, rss() - imported)
 
 def booster_rss(model_dir: Path) -> dict:
     """What in-process mode carries that split mode need not: xgboost's library and the loaded booster (MB)."""
-    from transformer.model_card import find_booster
+    from contract.model_card import find_booster
 
     done = subprocess.run([sys.executable, "-c", _BOOSTER_PROBE, str(find_booster(model_dir))],  # nosec B603
                           capture_output=True, text=True, timeout=120, check=False)

@@ -32,9 +32,9 @@ SPLIT_MODE_STEPS = [
     ("numpy", "import numpy"),
     ("yaml + pydantic (model card, features)", "import yaml, pydantic"),
     ("prometheus_client + orjson", "import prometheus_client, orjson"),
-    ("transformer domain modules (features, card, drift, auth, coalesce, explain, cli)",
-     "import transformer.drift, transformer.coalesce, transformer.auth, transformer.explain, transformer.cli, "
-     "transformer.logs"),
+    ("contract (features, card, validation, tiers) + transformer domain modules (drift, auth, coalesce, reasons, cli)",
+     "import contract.features, contract.model_card, contract.validation, transformer.extras.drift, "
+     "transformer.coalesce, transformer.auth, transformer.extras.reasons, transformer.cli, transformer.logs"),
     ("pyarrow (pandas imports it whenever it is installed)", "import pyarrow"),
     ("pandas (imported by kserve)", "import pandas"),
     ("fastapi + starlette + uvicorn", "import fastapi, starlette, uvicorn"),
@@ -44,9 +44,9 @@ SPLIT_MODE_STEPS = [
     ("kserve_storage (model card download)", "import kserve_storage"),
     ("pyarrow.parquet (data-lake spool)", "import pyarrow.parquet"),
     ("transformer.sink (rest of the data lake)", "import transformer.sink"),
-    ("transformer KServe adapter (server_app, fast_routes, kserve_model, predictor_hop, scoring)",
-     "import transformer.server_app, transformer.fast_routes, transformer.kserve_model, transformer.predictor_hop, "
-     "transformer.scoring, transformer.drain"),
+    ("transformer.serving (KServe adapter, fast path) + predictors.hop + scoring",
+     "import transformer.serving.app, transformer.serving.fast_path, transformer.serving.kserve_model, "
+     "transformer.predictors.hop, transformer.scoring, transformer.serving.drain"),
     ("uvicorn's protocol modules (imported when it starts serving)",
      "import uvicorn.protocols.http.httptools_impl, uvicorn.protocols.websockets.websockets_sansio_impl"),
     ("--- not in split mode: xgboost (in-process mode, reason codes)", "import xgboost"),

@@ -13,11 +13,11 @@ import numpy as np
 import orjson
 import pytest
 
+from contract.features import FEATURE_NAMES
 from hack.bench_peers.launch import start_fastapi_service, start_stock_transformer
 from hack.bench_peers.measure import run_wrk, write_script
 from hack.bench_peers.workload import TOLERANCE, Workload, max_difference, peer_scores, v1_scores, v2_scores
 from hack.stack import start_predictor
-from transformer.features import FEATURE_NAMES
 
 
 @pytest.fixture(scope="module")
