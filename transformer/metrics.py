@@ -78,4 +78,3 @@ def child(metric, *labelvalues: str):
     on every `.labels()` call (~1 µs); the hot path makes ~7 of them per request, always from the same small sets
     (protocol × form × outcome, tier, hop mode). Only for those fixed, low-cardinality label sets."""
     return metric.labels(*labelvalues)
-
