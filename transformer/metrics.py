@@ -6,6 +6,8 @@ Never a lead id, a key (or key name), or free text.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -57,6 +59,9 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     amounts = np.asarray(values, dtype=np.float64).ravel()  # float64: a float32 sum would drift from observe()'s
     if amounts.size == 0:
         return
+    if amounts.size == 1:   # a single lead: observe() itself is ~7 µs cheaper than the numpy pass below
+        histogram.observe(float(amounts[0]))
+        return
     bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
     # observe() puts v in the first bucket with v <= bound: that is searchsorted's side="left".
     # NaN sorts past +Inf and lands in no bucket, exactly as observe() leaves it out of every bucket.
@@ -65,3 +70,11 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
         if count:
             bucket.inc(count)
     histogram._sum.inc(float(amounts.sum()))
+
+
+@lru_cache(maxsize=1024)
+def child(metric, *labelvalues: str):
+    """`metric.labels(*labelvalues)`, looked up once per label set. prometheus_client takes a lock and builds a key
+    on every `.labels()` call (~1 µs); the hot path makes ~7 of them per request, always from the same small sets
+    (protocol × form × outcome, tier, hop mode). Only for those fixed, low-cardinality label sets."""
+    return metric.labels(*labelvalues)

@@ -223,7 +223,7 @@ class Scorer:
         try:
             scores = await self.predictor.predict(request.leads.matrix, request.forwarded_headers)
         finally:
-            metrics.PREDICTOR_HOP.labels(self.predictor.mode).observe(time.perf_counter() - started)
+            metrics.child(metrics.PREDICTOR_HOP, self.predictor.mode).observe(time.perf_counter() - started)
         if reasons is not None:
             request.reasons = await reasons
         request.scores = scores
@@ -257,8 +257,8 @@ class Scorer:
 
     def _finish(self, request: ScoringRequest, outcome: str, error: ScoringError | None = None) -> None:
         elapsed = time.perf_counter() - request.started
-        metrics.REQUESTS.labels(request.protocol, request.form, outcome).inc()
-        metrics.REQUEST_DURATION.labels(request.protocol).observe(elapsed)
+        metrics.child(metrics.REQUESTS, request.protocol, request.form, outcome).inc()
+        metrics.child(metrics.REQUEST_DURATION, request.protocol).observe(elapsed)
         entry = {"request_id": request.request_id, "protocol": request.protocol, "form": request.form,
                  "outcome": outcome, "status": (error or _OK).status_for(request.protocol),
                  "latency_ms": round(elapsed * 1000, 3), "model_version": self.card.version,
@@ -266,7 +266,7 @@ class Scorer:
         if outcome == "ok":
             counts = Counter(request.tiers.tolist())
             for tier, count in counts.items():
-                metrics.LEADS_SCORED.labels(tier).inc(count)
+                metrics.child(metrics.LEADS_SCORED, tier).inc(count)
             metrics.observe_many(metrics.SCORE, request.scores)
             if self.extras.drift is not None:
                 self.extras.drift.observe(request.leads.matrix, request.scores)

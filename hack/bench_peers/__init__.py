@@ -6,4 +6,7 @@
   `inplace_predict`, `TierMap`, one uvicorn worker (peer (c)).
 * `workload` — the synthetic leads every target is sent, their request bodies and the booster's own scores.
 * `launch` — starting the peers as real processes (the same way `hack.stack` starts ours).
+* `stock_env` — a KServe-only venv the stock peers run from, so they load what a stock deployment loads.
+* `measure` — wrk runs over rotating bodies, CPU and RSS from /proc, readiness timing.
+* `stats` — per-round ratios, median and min–max spread, PASS/MISS verdicts flagged when the spread overlaps.
 """

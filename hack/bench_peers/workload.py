@@ -1,13 +1,22 @@
-"""The leads every benchmark target is sent, as request bodies, and the booster's own scores for them.
+"""The leads every benchmark target is sent, as rotating request bodies, and the booster's own scores for them.
 
-One float32 matrix drives everything: the V2 tensor bodies (peers (a)/(b) and ours), the named-feature objects
-(peer (c)) and the reference scores — `xgb.Booster(model_file=...).predict(DMatrix(matrix))`, as kserve-xgbserver
-computes them. JSON has no NaN, so a missing optional feature is filled with that feature's declared minimum.
-Every float32 is written as the float64 that equals it exactly, so each server rebuilds the same matrix bit for bit.
+The leads are drawn from the project's synthetic population (`predictor.synthetic.sample_features`): realistic
+heavy tails and realistic gaps (optional enrichment fields missing at 5–45 %). Each workload rotates through
+`rotation` different bodies (32 by default) so no server can profit from seeing one body over and over.
+
+Two request forms, as clients send them:
+* V2 JSON tensor `[N, 50]` FP32 — to ours and to the stock KServe pairs. JSON has no NaN and kserve-xgbserver does
+  not accept null in a tensor, so a missing optional feature is filled with that feature's declared minimum. Every
+  float32 is written as the float64 that equals it exactly, so each server rebuilds the same matrix bit for bit.
+* named-field objects — V1 `{"instances": [...]}` to ours, one object (or `{"leads": [...]}`) to the FastAPI
+  design. Missing optional features are left out of the object, as a CRM export would.
+The reference scores are `xgb.Booster(model_file=...).predict(DMatrix(matrix))`, as kserve-xgbserver computes them
+(NaN = missing for the named forms).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +29,23 @@ from contract.model_card import find_booster
 from predictor.synthetic import sample_features
 
 TOLERANCE = 1e-6
+ROTATION = 32
+_KINDS = [f.kind for f in FEATURES]
+_MINIMUM = np.array([f.minimum for f in FEATURES])
+
+
+def fill_missing(matrix: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(matrix), _MINIMUM, matrix).astype(np.float32)
 
 
 def lead_matrix(n: int, seed: int = 11) -> np.ndarray:
-    x = sample_features(n, seed)
-    minimum = np.array([f.minimum for f in FEATURES])
-    return np.where(np.isnan(x), minimum, x).astype(np.float32)
+    """n leads of the synthetic population with every gap filled (the tensor form)."""
+    return fill_missing(sample_features(n, seed))
 
 
 def reference_scores(model_dir: Path, matrix: np.ndarray) -> np.ndarray:
     booster = xgb.Booster(model_file=str(find_booster(model_dir)))
-    return booster.predict(xgb.DMatrix(matrix))
+    return booster.predict(xgb.DMatrix(matrix, missing=np.nan))
 
 
 def v2_tensor_body(matrix: np.ndarray, parameters: dict | None = None) -> bytes:
@@ -42,26 +57,61 @@ def v2_tensor_body(matrix: np.ndarray, parameters: dict | None = None) -> bytes:
 
 
 def lead_objects(matrix: np.ndarray) -> list[dict]:
-    kinds = [f.kind for f in FEATURES]
+    """One JSON object of named features per row; a NaN (missing) feature is left out."""
     leads = []
-    for row in matrix.astype(np.float64):
+    for row in matrix.astype(np.float64).tolist():
         leads.append({name: (bool(v) if kind == "bool" else v if kind == "float" else int(v))
-                      for name, kind, v in zip(FEATURE_NAMES, kinds, row.tolist(), strict=True)})
+                      for name, kind, v in zip(FEATURE_NAMES, _KINDS, row, strict=True) if not math.isnan(v)})
     return leads
 
 
 @dataclass(frozen=True)
+class Bodies:
+    """What one workload sends: `rotation` bodies of `leads` leads each, and the booster's scores for each body."""
+
+    leads: int
+    bodies: list[bytes]
+    expected: list[np.ndarray]
+
+
+@dataclass(frozen=True)
 class Workload:
-    single: np.ndarray          # [1, 50]
-    batch: np.ndarray           # [N, 50]
-    single_scores: np.ndarray
-    batch_scores: np.ndarray
+    population: np.ndarray      # [rotation * (1 + batch), 50] float32, NaN = missing (as drawn)
+    rotation: int
+    batch_size: int
+    scores_raw: np.ndarray      # booster scores of `population` (NaN = missing)
+    scores_filled: np.ndarray   # booster scores of `population` with the gaps filled (the tensor form)
 
     @classmethod
-    def build(cls, model_dir: Path, batch_size: int = 100) -> Workload:
-        matrix = lead_matrix(batch_size + 1)
-        single, batch = matrix[:1], matrix[1:]
-        return cls(single, batch, reference_scores(model_dir, single), reference_scores(model_dir, batch))
+    def build(cls, model_dir: Path, batch_size: int = 100, rotation: int = ROTATION, seed: int = 11) -> Workload:
+        population = sample_features(rotation * (1 + batch_size), seed).astype(np.float32)
+        return cls(population, rotation, batch_size, reference_scores(model_dir, population),
+                   reference_scores(model_dir, fill_missing(population)))
+
+    def _slices(self, kind: str) -> list[slice]:
+        if kind == "single":
+            return [slice(i, i + 1) for i in range(self.rotation)]
+        first = self.rotation
+        return [slice(first + i * self.batch_size, first + (i + 1) * self.batch_size) for i in range(self.rotation)]
+
+    def tensor(self, kind: str, parameters: dict | None = None) -> Bodies:
+        parts = self._slices(kind)
+        filled = fill_missing(self.population)
+        return Bodies(parts[0].stop - parts[0].start, [v2_tensor_body(filled[s], parameters) for s in parts],
+                      [self.scores_filled[s] for s in parts])
+
+    def v1(self, kind: str) -> Bodies:
+        parts = self._slices(kind)
+        return Bodies(parts[0].stop - parts[0].start,
+                      [orjson.dumps({"instances": lead_objects(self.population[s])}) for s in parts],
+                      [self.scores_raw[s] for s in parts])
+
+    def named(self, kind: str) -> Bodies:
+        """The FastAPI design's own form: one lead object, or {"leads": [...]} for a batch."""
+        parts = self._slices(kind)
+        bodies = [orjson.dumps(lead_objects(self.population[s])[0] if kind == "single"
+                               else {"leads": lead_objects(self.population[s])}) for s in parts]
+        return Bodies(parts[0].stop - parts[0].start, bodies, [self.scores_raw[s] for s in parts])
 
 
 def v2_scores(answer: dict, output_name: str) -> np.ndarray:
@@ -69,6 +119,10 @@ def v2_scores(answer: dict, output_name: str) -> np.ndarray:
         if output.get("name") == output_name:
             return np.asarray(output["data"], dtype=np.float64).reshape(-1)
     raise AssertionError(f"no output {output_name!r} in answer: {str(answer)[:300]}")
+
+
+def v1_scores(answer: dict) -> np.ndarray:
+    return np.asarray([p["score"] for p in answer["predictions"]], dtype=np.float64)
 
 
 def peer_scores(answer: dict) -> np.ndarray:

@@ -41,6 +41,10 @@ class FastPath:
         self.v1_path = f"/v1/models/{name}:predict"
         self.v2_path = f"/v2/models/{name}/infer"
         self.labels = get_labels(name)
+        # KServe's stage histograms, children looked up once (a `.labels()` call per request costs ~1 µs each).
+        labels = self.labels
+        self.stage_seconds = (PRE_HIST_TIME.labels(**labels), PREDICT_HIST_TIME.labels(**labels),
+                              POST_HIST_TIME.labels(**labels))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -113,9 +117,10 @@ class FastPath:
         except ScoringError as error:
             return await self._answer(send, error, request.request_id)
         # KServe's stage histograms, so dashboards built on them see this path too.
-        PRE_HIST_TIME.labels(**self.labels).observe(request.decoded_at - request.started)
-        PREDICT_HIST_TIME.labels(**self.labels).observe(request.predicted_at - request.decoded_at)
-        POST_HIST_TIME.labels(**self.labels).observe(time.perf_counter() - request.predicted_at)
+        pre, predict, post = self.stage_seconds
+        pre.observe(request.decoded_at - request.started)
+        predict.observe(request.predicted_at - request.decoded_at)
+        post.observe(time.perf_counter() - request.predicted_at)
         await self._send(send, 200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
                          [(b"x-request-id", request.request_id.encode())])
 

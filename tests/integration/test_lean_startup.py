@@ -1,0 +1,86 @@
+"""The split-mode transformer carries no more than it needs (issue 17): a real process, started as `make serve`
+starts it, scores a request; the modules it imported are read back when it stops, the shared libraries it mapped
+while it ran. pyarrow, xgboost and the cloud SDKs are ~45–150 MB of RSS each: if one of them creeps back into the
+start-up path, the RSS target (stock KServe transformer + 25 MB, docs/performance.md) is lost without anyone noticing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from hack.stack import start_predictor, start_transformer
+
+# Written into a folder on PYTHONPATH, so the interpreter imports it at start-up: at exit it writes sys.modules out.
+_SITECUSTOMIZE = """
+import atexit, os, sys
+
+def _write_modules():
+    with open(os.environ["LEAD_SCORING_MODULES_OUT"], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+
+atexit.register(_write_modules)
+"""
+
+# Never needed by a split-mode transformer without a data lake and without reason codes.
+HEAVY = ("pyarrow", "xgboost", "boto3", "botocore", "azure", "google.auth", "kubernetes_validate", "kserve_storage")
+HEAVY_LIBRARIES = ("libarrow", "libparquet", "libxgboost")
+
+
+@pytest.fixture(scope="module")
+def predictor(small_artifact, tmp_path_factory):
+    server = start_predictor(small_artifact, tmp_path_factory.mktemp("predictor"))
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def run_transformer(artifact: Path, predictor, tmp_path: Path, extra_args: list[str]) -> tuple[set[str], str]:
+    """Start the split-mode transformer, score one lead, stop it: (modules imported, /proc/<pid>/maps while serving)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    modules_out = tmp_path / "modules.txt"
+    key = secrets.token_hex(8)
+    server = start_transformer(artifact, tmp_path, api_keys=f"lean:{key}", predictor=predictor.grpc_target,
+                               protocol="grpc-v2", extra_args=extra_args + ["--drain_delay_seconds", "0"],
+                               env={"PYTHONPATH": str(site), "LEAD_SCORING_MODULES_OUT": str(modules_out)})
+    try:
+        server.wait_ready(path="/v2/models/lead-scoring/ready")
+        body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50],
+                            "data": np.full(50, 1.0).tolist()}]}
+        body["inputs"][0]["data"][0] = 120.0   # employee_count ≥ 1; every other feature accepts 1
+        answer = httpx.post(f"{server.url}/v2/models/lead-scoring/infer", content=orjson.dumps(body), timeout=10,
+                            headers={"x-api-key": key, "content-type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    finally:
+        assert server.stop() == 0, server.log_tail()
+    return set(modules_out.read_text().split()), maps
+
+
+def top_level(modules: set[str], name: str) -> bool:
+    return any(m == name or m.startswith(name + ".") for m in modules)
+
+
+def test_split_mode_without_a_data_lake_loads_no_pyarrow_xgboost_or_cloud_sdk(small_artifact, predictor, tmp_path):
+    modules, maps = run_transformer(small_artifact, predictor, tmp_path, [])
+    assert "kserve" in modules and "transformer.serving.fast_path" in modules   # it is the real server
+    assert [name for name in HEAVY if top_level(modules, name)] == []
+    assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
+
+
+def test_a_file_data_lake_loads_pyarrow_but_no_cloud_sdk_and_no_xgboost(small_artifact, predictor, tmp_path):
+    lake = tmp_path / "lake"
+    modules, maps = run_transformer(small_artifact, predictor, tmp_path,
+                                    ["--sink_uri", lake.as_uri(), "--sink_spool_dir", str(tmp_path / "spool"),
+                                     "--sink_flush_seconds", "0.2"])
+    assert top_level(modules, "pyarrow") and "libparquet" in maps   # the lake writes Parquet: the check sees it
+    assert [name for name in ("xgboost", "boto3", "botocore", "azure") if top_level(modules, name)] == []
+    assert "libxgboost" not in maps
+    assert list(lake.rglob("*.parquet")), "the request was not recorded in the lake"
