@@ -29,7 +29,7 @@ from predictor.synthetic import as_records, sample_features
 from tests.sink_servers import free_port, wait_for
 from tests.support import scrape
 from tests.support.leads import filled
-from transformer.sink import lake_schema
+from transformer.sink import SCHEMA_VERSION, lake_schema
 
 KEY_NAME = "crm-e2e"
 V1 = "/v1/models/lead-scoring:predict"
@@ -101,9 +101,9 @@ class Lake:
             match = OBJECT_KEY.match(key)
             assert match, f"object key {key!r} breaks the documented layout"
             table = pq.read_table(io.BytesIO(data))
-            assert table.schema.equals(expected_schema), f"{key}: schema differs from version 1"
+            assert table.schema.equals(expected_schema), f"{key}: schema differs from version {SCHEMA_VERSION}"
             metadata = table.schema.metadata
-            assert metadata[b"lead_scoring.schema_version"] == b"1"
+            assert metadata[b"lead_scoring.schema_version"] == str(SCHEMA_VERSION).encode()
             assert metadata[b"lead_scoring.features_included"] == b"true"
             for scored_at in table.column("scored_at").to_pylist():
                 assert (f"{scored_at:%Y-%m-%d}", f"{scored_at:%H}") == match.groups(), f"{key}: wrong partition"
@@ -270,7 +270,7 @@ def assert_lake_holds(lake: Lake, sent: Sent, key: str, mirror: Path, card, sinc
         assert [row[c] for c in feature_columns] == expected["features"], f"features of {dedupe_key}"
         assert row["model_name"] == "lead-scoring" and row["model"] == "lead-scoring"
         assert row["model_version"] == card.version
-        assert row["schema_version"] == 1
+        assert row["schema_version"] == SCHEMA_VERSION
         assert since <= row["scored_at"] <= now
         assert (row["dt"], row["hour"]) == (f"{row['scored_at']:%Y-%m-%d}", f"{row['scored_at']:%H}")
         assert row["latency_ms"] > 0
