@@ -5,7 +5,8 @@
 * a body-size limit → 413 before the body is parsed;
 * model metadata that carries the model version;
 * readiness that follows the predictor and goes false first when draining (transformer/serving/drain.py);
-* the data-lake recorder started with the app and flushed when it stops.
+* the data-lake recorder started with the app and flushed when it stops;
+* `POST /v1/outcomes` (transformer/serving/outcomes_route.py) and its recorder, likewise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from transformer.errors import NotServed, PayloadTooLarge, ScoringError
 from transformer.extras.reasons import output_metadata as reason_metadata
 from transformer.scoring import Scorer
 from transformer.serving.drain import Drain
+from transformer.serving.outcomes_route import install_outcomes
 from transformer.serving.repository import ClosedRoutes
 
 log = logging.getLogger("transformer")
@@ -96,7 +98,8 @@ class _TooLarge(Exception):
     pass
 
 
-def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float) -> None:
+def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float,
+            outcomes=None) -> None:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
     app.add_exception_handler(_TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes)))
@@ -139,13 +142,15 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
                       include_in_schema=False)
     app.add_api_route("/v2/health/ready", predictor_ready, methods=["GET"], include_in_schema=False)
     app.add_api_route(f"/v2/models/{model_name}/ready", predictor_ready, methods=["GET"], include_in_schema=False)
+    install_outcomes(app, outcomes, json_response)
+    recorders = [r for r in (recorder, outcomes.recorder if outcomes is not None else None) if r is not None]
 
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application):
-        if recorder is not None:
-            recorder.start()
+        for each in recorders:
+            each.start()
         drain.install()
         # Start-up objects (models, modules, the card) never die: keep them out of every future GC pass,
         # which shortens the pauses that show up in p99.
@@ -155,10 +160,11 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
             yield state
         if scorer.extras.shadow is not None:
             await scorer.extras.shadow.close()
-        if recorder is not None:
+        if recorders:
             log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
+        for each in recorders:
             # Blocking on purpose: nothing else is left to serve, and the process must not exit before the flush.
-            recorder.close(grace_seconds=drain_seconds)
+            each.close(grace_seconds=drain_seconds)
         await scorer.predictor.close()
 
     app.router.lifespan_context = lifespan
