@@ -406,3 +406,38 @@ def test_a_full_spool_drops_visibly_and_scoring_keeps_answering(launch, api_key,
     wait_for(lambda: "sink dropped" in server.log_path.read_text(errors="replace"), timeout=DEADLINE)
     log_line = next(line for line in server.log_path.read_text().splitlines() if "sink dropped" in line)
     assert "spool full" in log_line and api_key not in log_line
+
+
+# ---- 5. the server owns the scoring id (schema v2) -----------------------------------------------------------
+
+
+def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(launch, file_lake, api_key, tmp_path):
+    """A client with a fixed x-request-id: under v1's (request_id, row) dedupe its requests collapsed into one."""
+    server = launch(file_lake)
+    headers = {"x-api-key": api_key, "x-request-id": "fixed-client-id"}
+    answered = []
+    for seed in (501, 502):
+        x, ids = leads(3, seed)
+        response = httpx.post(server.url + V1, json={"instances": as_records(x, ids)}, headers=headers, timeout=20)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["scoring_id"] == response.headers["x-scoring-id"]
+        assert uuid.UUID(body["scoring_id"]).version == 7
+        assert response.headers["x-request-id"] == "fixed-client-id"
+        answered.append((body["scoring_id"], ids))
+    x, ids = leads(2, 503)
+    v2 = httpx.post(server.url + V2, headers=headers, timeout=20, json={"inputs": [
+        {"name": "leads", "datatype": "FP32", "shape": [2, len(FEATURES)], "data": filled(x).ravel().tolist()},
+        {"name": "lead_id", "datatype": "BYTES", "shape": [2], "data": ids}]})
+    assert v2.status_code == 200 and v2.json()["parameters"]["scoring_id"] == v2.headers["x-scoring-id"]
+    answered.append((v2.headers["x-scoring-id"], ids))
+    assert len({sid for sid, _ in answered}) == 3
+    assert [sid for sid, _ in answered] == sorted(sid for sid, _ in answered), "UUIDv7 ids sort in time order"
+
+    wait_until_stored(file_lake, 8)
+    table, _ = file_lake.read(tmp_path / "mirror")
+    rows = table.to_pylist()
+    by_scoring = {(r["scoring_id"], r["row"]): r["lead_id"] for r in rows}
+    assert by_scoring == {(sid, i): lead for sid, ids in answered for i, lead in enumerate(ids)}
+    assert {r["request_id"] for r in rows} == {"fixed-client-id"}
+    assert len({(r["request_id"], r["row"]) for r in rows}) == 3 < len(rows) == 8   # what the old key would keep
