@@ -1,6 +1,6 @@
 """The measures of realised quality, on (score, label) arrays: vectorised numpy, no Python loop over rows.
 
-AUC and log-loss are the training code's own (predictor/train.py), so the card's held-out AUC and the realised one
+AUC and log-loss are the training code's own (contract/measures.py), so the card's held-out AUC and the realised one
 are computed the same way.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from predictor.train import auc, log_loss
+from contract.measures import auc, log_loss
 
 TIERS = ("A", "B", "C", "D", "E")
 DECILES = 10

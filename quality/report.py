@@ -201,7 +201,7 @@ def window_from(args) -> Window:
     return Window(since=since, until=until, label_window=timedelta(days=args.label_window_days))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m quality.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_lake_arguments(parser)
@@ -216,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
                              "next to the realised one")
     parser.add_argument("--textfile", default=None, help="write the gauges to this .prom file")
     parser.add_argument("--pushgateway", default=None, help="push the gauges to this Pushgateway URL")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         lake = Lake(args.lake, s3_endpoint_url=args.s3_endpoint_url, azure_connection_string=args.azure_connection_string)
         out = Lake(args.out, s3_endpoint_url=args.s3_endpoint_url, azure_connection_string=args.azure_connection_string) \
