@@ -41,7 +41,8 @@ def training_set(lake: Lake, window: Window) -> TrainingSet:
     # One row per lead, whichever version scored it last: the features are the lead's, not the model's.
     index = scorings.schema.get_field_index("model_version")
     scorings = scorings.set_column(index, "model_version", pa.array(["any"] * scorings.num_rows, pa.string()))
-    chosen = attribution.attribute(scorings, labels, window.label_window)
+    # Sorted by lead: the join's row order depends on threads, and the same lake must give the same booster.
+    chosen = attribution.attribute(scorings, labels, window.label_window).sort_by("lead_id")
     if chosen.num_rows and feature_columns_missing(chosen, columns):
         raise ValueError("the lake's scorings carry no features (--sink_include_features false): cannot train from it")
     x = np.column_stack([pc.fill_null(chosen[c].cast(pa.float64()), np.nan).to_numpy() for c in columns]) \
