@@ -72,7 +72,8 @@ def write_scorings(root: Path, total: int, end: datetime, rng: np.random.Generat
 
 
 def write_outcomes_csv(path: Path, count: int, lead_of_row, score_of_row, end: datetime, rng) -> None:
-    rows = rng.choice(len(lead_of_row), size=count, replace=False)
+    # Rows of the first half: there every lead appears once, so the outcomes are of `count` distinct leads.
+    rows = rng.choice(len(lead_of_row) // 2, size=count, replace=False)
     converted = rng.random(count) < score_of_row[rows]
     iso = (end - timedelta(days=1)).isoformat()   # after every scoring of the 30 days
     table = pa.table({"lead_id": pc.binary_join_element_wise("lead-", pc.cast(pa.array(lead_of_row[rows]), pa.string()), ""),
