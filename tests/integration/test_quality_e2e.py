@@ -331,6 +331,41 @@ def test_when_outcomes_stop_following_the_scores_every_quality_alert_fires(loop,
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# ---- 3b. a canary: two versions side by side on the leads each scored ------------------------------------------
+
+
+def test_during_a_canary_each_version_is_measured_on_the_leads_it_scored(artifact, small_artifact, logs_dir, api_key,
+                                                                         tmp_path):
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    population = Population.draw(4_000, seed=515)
+    stable = start(artifact, logs_dir, api_key, tmp_path / "stable", lake.as_uri())
+    canary = start(small_artifact, logs_dir, api_key, tmp_path / "canary", lake.as_uri())
+    try:
+        scores, tiers, _ = population.score(stable.url, api_key)
+        canary_part = slice(0, 1_500)
+        canary_scores, canary_tiers, _ = population.score(canary.url, api_key, rows=canary_part)
+        time.sleep(0.01)
+        post_outcomes(stable.url, api_key, population.outcomes(now_iso()))
+    finally:
+        assert stable.stop() == 0 and canary.stop() == 0
+    report = run_module("quality.report", "--lake", lake.as_uri(), "--model-card", str(artifact), "--model-card",
+                        str(small_artifact), "--until", (datetime.now(UTC) + timedelta(minutes=1)).isoformat())
+    assert report.returncode == 0, report.stderr
+    rows = {(r["model_version"], r["tier"]): r for r in read_metrics(lake / "_quality")}
+    stable_version, canary_version = load_card(artifact).version, load_card(small_artifact).version
+    y = population.y
+    assert rows[(stable_version, "all")]["labelled_leads"] == 4_000
+    assert rows[(canary_version, "all")]["labelled_leads"] == 1_500
+    assert rows[(stable_version, "all")]["auc"] == pytest.approx(auc(y, scores.astype(np.float64)), abs=1e-12)
+    assert rows[(canary_version, "all")]["auc"] == pytest.approx(
+        auc(y[canary_part], canary_scores.astype(np.float64)), abs=1e-12)
+    assert rows[(canary_version, "all")]["reference_auc"] == load_card(small_artifact).metrics.auc
+    (report_dir,) = (lake / "_quality" / "reports").iterdir()
+    text = (report_dir / "report.md").read_text()
+    assert f"| `{stable_version}` | A |" in text and f"| `{canary_version}` | A |" in text
+
+
 # ---- 4. the job against object stores ------------------------------------------------------------------------
 
 
