@@ -51,9 +51,8 @@ def read_rows(path: Path) -> list[dict]:
             ([f"missing column(s): {', '.join(missing)}"] if missing else [])
             + ([f"unknown column(s): {', '.join(unknown)} (allowed: {', '.join(COLUMNS)})"] if unknown else [])))
     rows = table.to_pylist()
-    # An empty optional cell means "not given", like an absent JSON field.
-    return [{k: v for k, v in row.items() if not (v is None or v == "") or k in ("lead_id", "outcome", "occurred_at")}
-            for row in rows]
+    # An empty cell means "not given", like an absent JSON field (so an empty lead_id is `required`).
+    return [{k: v for k, v in row.items() if not (v is None or v == "")} for row in rows]
 
 
 def load(path: Path, outcomes_uri: str, *, spool_dir: Path | None = None, s3_endpoint_url: str | None = None,
