@@ -431,13 +431,31 @@ def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(la
         {"name": "lead_id", "datatype": "BYTES", "shape": [2], "data": ids}]})
     assert v2.status_code == 200 and v2.json()["parameters"]["scoring_id"] == v2.headers["x-scoring-id"]
     answered.append((v2.headers["x-scoring-id"], ids))
-    assert len({sid for sid, _ in answered}) == 3
+    x, ids = leads(2, 504)
+    tensor = InferInput("leads", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x.astype(np.float32), binary_data=True)
+    id_input = InferInput("lead_id", [2], "BYTES")
+    id_input.set_data_from_numpy(np.array([i.encode() for i in ids], dtype=object), binary_data=True)
+
+    async def grpc_call():
+        client = InferenceGRPCClient(server.grpc_target, retries=0)
+        try:
+            return await client.infer(InferRequest("lead-scoring", [tensor, id_input]),
+                                      headers=[("x-api-key", api_key), ("x-request-id", "fixed-client-id")])
+        finally:
+            await client.close()
+
+    parameters = asyncio.run(grpc_call()).parameters
+    grpc_id = parameters["scoring_id"]
+    grpc_id = getattr(grpc_id, "string_param", grpc_id)   # an InferParameter over gRPC
+    answered.append((grpc_id, ids))
+    assert len({sid for sid, _ in answered}) == 4
     assert [sid for sid, _ in answered] == sorted(sid for sid, _ in answered), "UUIDv7 ids sort in time order"
 
-    wait_until_stored(file_lake, 8)
+    wait_until_stored(file_lake, 10)
     table, _ = file_lake.read(tmp_path / "mirror")
     rows = table.to_pylist()
     by_scoring = {(r["scoring_id"], r["row"]): r["lead_id"] for r in rows}
     assert by_scoring == {(sid, i): lead for sid, ids in answered for i, lead in enumerate(ids)}
     assert {r["request_id"] for r in rows} == {"fixed-client-id"}
-    assert len({(r["request_id"], r["row"]) for r in rows}) == 3 < len(rows) == 8   # what the old key would keep
+    assert len({(r["request_id"], r["row"]) for r in rows}) == 3 < len(rows) == 10   # what the old key would keep
