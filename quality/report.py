@@ -67,8 +67,8 @@ def measure(lake: Lake, window: Window, reference_auc: dict[str, float] | None =
     counts.update(outcomes=outcomes.num_rows, scoring_files=len(keys), scoring_rows=result.scoring_rows_read,
                   attributed_rows=attributed.num_rows if attributed is not None else 0)
     if attributed is not None and attributed.num_rows:
-        lead_versions = attributed.select(["lead_id"]).num_rows
-        counts["unattributed_labels"] = int(labels.num_rows - len(pc.unique(attributed["lead_id"]))) if lead_versions else 0
+        # Labelled leads that no version scored within the label window before the outcome.
+        counts["unattributed_labels"] = int(labels.num_rows - len(pc.unique(attributed["lead_id"])))
         versions = sorted(pc.unique(attributed["model_version"]).to_pylist())
         for version in versions:
             mine = attributed.filter(pc.equal(attributed["model_version"], version))
@@ -229,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    written = write_outputs(result, out)
-    gauges.publish(result.rows, time.time(), textfile=args.textfile, pushgateway=args.pushgateway)
+    try:
+        written = write_outputs(result, out)
+        gauges.publish(result.rows, time.time(), textfile=args.textfile, pushgateway=args.pushgateway)
+    except Exception as exc:  # noqa: BLE001 - a store or gateway failure: say which, exit non-zero, the CronJob retries
+        print(f"error: measured, but could not publish the results: {exc!r}", file=sys.stderr)
+        return 1
     rate = result.scoring_rows_read / result.seconds if result.seconds else float("nan")
     print(f"quality: {result.counts.get('labelled_leads', 0):,} labelled leads, {result.scoring_rows_read:,} scoring rows "
           f"read in {result.seconds:.1f} s ({rate:,.0f} rows/s); wrote {', '.join(written.values())}")
