@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from transformer.sink.writers import join_key, writer_for_uri
+from transformer.sink.layout import join_key
+from transformer.sink.writers import writer_for_uri
 
 OUTCOMES_PREFIX = "_outcomes"   # '_' : engines that skip such folders (pyarrow, Spark, Hive) keep tables apart
 QUALITY_PREFIX = "_quality"

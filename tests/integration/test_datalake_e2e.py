@@ -427,7 +427,7 @@ def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(la
         answered.append((body["scoring_id"], ids))
     x, ids = leads(2, 503)
     v2 = httpx.post(server.url + V2, headers=headers, timeout=20, json={"inputs": [
-        {"name": "leads", "datatype": "FP32", "shape": [2, len(FEATURES)], "data": filled(x).ravel().tolist()},
+        {"name": "leads", "datatype": "FP32", "shape": list(x.shape), "data": filled(x).ravel().tolist()},
         {"name": "lead_id", "datatype": "BYTES", "shape": [2], "data": ids}]})
     assert v2.status_code == 200 and v2.json()["parameters"]["scoring_id"] == v2.headers["x-scoring-id"]
     answered.append((v2.headers["x-scoring-id"], ids))

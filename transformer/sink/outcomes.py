@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 from prometheus_client import Counter, Gauge
 
+from . import sink_metrics
 from .layout import unique_file_name
 from .records import SinkConfig
 from .schema import METADATA_SCHEMA_VERSION, epoch_micros
@@ -74,14 +75,17 @@ OUTCOME_METRICS = SimpleNamespace(
     BYTES_WRITTEN=Counter("lead_scoring_outcomes_sink_bytes_written_total", "Parquet bytes of outcomes uploaded."),
     UPLOAD_FAILURES=Counter("lead_scoring_outcomes_sink_upload_failures_total",
                             "Failed upload attempts of outcome files (each is retried with backoff)."),
+    QUARANTINED_FILES=Counter("lead_scoring_outcomes_sink_quarantined_files_total",
+                              "Outcome spool files that failed the integrity check, moved to <spool>/quarantine."),
     SPOOL_BYTES=Gauge("lead_scoring_outcomes_sink_spool_bytes", "Bytes of outcome files on the spool."),
     OLDEST_UNSTORED_AGE=Gauge("lead_scoring_outcomes_sink_oldest_unstored_age_seconds",
                               "Age (now - received_at) of the oldest outcome not yet in the backend."),
     DROPPED_RECORDS=Counter("lead_scoring_outcomes_sink_dropped_records_total",
-                            "Outcomes the sink dropped (queue full or spool full).", ["reason"]),
+                            "Outcomes lost before reaching the data lake, by reason (as for scores).", ["reason"]),
+    DROP_REASONS=sink_metrics.DROP_REASONS,
 )
-for _reason in ("queue_full", "spool_full"):
-    OUTCOME_METRICS.DROPPED_RECORDS.labels(reason=_reason)
+for _reason in OUTCOME_METRICS.DROP_REASONS:
+    OUTCOME_METRICS.DROPPED_RECORDS.labels(reason=_reason)   # the series exist at 0 before the first drop
 
 
 class OutcomesTable:
