@@ -55,7 +55,9 @@ def _days(start: datetime, end: datetime) -> set[str]:
 def read_outcomes(lake: Lake, window: Window) -> pa.Table:
     outcomes = lake.child(OUTCOMES_PREFIX)
     days = _days(window.since, window.until)
-    keys = [k for k in outcomes.list() if (m := OUTCOME_KEY.match(k)) and m.group(1) in days]
+    # Only the day partitions of the window are listed, let alone read.
+    keys = [k for day in sorted(days & {f[3:] for f in outcomes.folders() if f.startswith("dt=")})
+            for k in outcomes.list(f"dt={day}") if OUTCOME_KEY.match(k)]
     table = outcomes.read(keys, columns=["outcome_id", "lead_id", "outcome", "occurred_at", "scoring_id", "deal_value"],
                           schema=outcomes_schema())
     ts = pa.scalar(window.since, pa.timestamp("us", tz="UTC")), pa.scalar(window.until, pa.timestamp("us", tz="UTC"))
@@ -94,8 +96,15 @@ def labels_of(outcomes: pa.Table) -> tuple[pa.Table, dict[str, int]]:
 
 
 def score_keys(lake: Lake, start: datetime, end: datetime) -> list[str]:
+    """Files of the day partitions that can hold eligible scorings, of every model: a listing per (model, day),
+    never of the whole lake (which grows by thousands of files a day)."""
     days = _days(start, end)
-    return [k for k in lake.list() if (m := SCORE_KEY.match(k)) and m.group(2) in days]
+    keys = []
+    for model in (f for f in lake.folders() if f.startswith("model=")):
+        present = {f[3:] for f in lake.folders(model) if f.startswith("dt=")}
+        for day in sorted(days & present):
+            keys += [k for k in lake.list(f"{model}/dt={day}") if SCORE_KEY.match(k)]
+    return keys
 
 
 def read_scorings(lake: Lake, keys: list[str], lead_ids: pa.Array | None, *, features: list[str] | None = None) -> pa.Table:

@@ -72,6 +72,22 @@ class Lake:
             return sorted(keys)
         return sorted(b.name[cut:] for b in self.container.list_blobs(name_starts_with=full) if b.name.endswith(".parquet"))
 
+    def folders(self, under: str = "") -> list[str]:
+        """Names of the folders directly below `under` (one listing call with a delimiter on object stores)."""
+        if self.scheme == "file":
+            base = self.root / under if under else self.root
+            return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        full = join_key(self.prefix, under)
+        full = full + "/" if full and not full.endswith("/") else full
+        if self.scheme == "s3":
+            names = []
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
+                                                                              Delimiter="/"):
+                names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            return sorted(names)
+        return sorted(item.name[len(full):].rstrip("/") for item in self.container.walk_blobs(name_starts_with=full)
+                      if item.name.endswith("/"))
+
     def read(self, keys: list[str], columns: list[str] | None = None, filter=None, schema: pa.Schema | None = None) -> pa.Table:
         """The objects as one table (only `columns`, rows passing `filter`); a column missing in older files is null."""
         if not keys:
