@@ -43,7 +43,7 @@ def build_outcome_recorder(args):
 
     return outcome_sink(SinkConfig(
         uri=args.outcomes_uri, spool_dir=Path(args.outcomes_spool_dir), flush_records=args.sink_flush_records,
-        flush_seconds=args.sink_flush_seconds, spool_max_bytes=args.sink_spool_max_bytes,
+        flush_seconds=args.sink_flush_seconds, spool_max_bytes=args.outcomes_spool_max_bytes,
         s3_endpoint_url=args.sink_s3_endpoint_url,
         azure_connection_string=args.sink_azure_connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")))
 

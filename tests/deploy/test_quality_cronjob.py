@@ -10,7 +10,7 @@ import kubernetes_validate
 import yaml
 
 from quality.report import build_parser
-from tests.deploy.test_kubernetes_overlays import REPO
+from tests.deploy.rendering import REPO
 
 COMPONENT = REPO / "kustomize" / "components" / "quality-cronjob"
 

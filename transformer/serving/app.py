@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 import orjson
@@ -162,9 +163,14 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
             await scorer.extras.shadow.close()
         if recorders:
             log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
-        for each in recorders:
             # Blocking on purpose: nothing else is left to serve, and the process must not exit before the flush.
-            each.close(grace_seconds=drain_seconds)
+            # The tables flush side by side, so the shutdown budget holds one grace period, not one per table.
+            closing = [threading.Thread(target=each.close, kwargs={"grace_seconds": drain_seconds}, name="sink-close")
+                       for each in recorders]
+            for thread in closing:
+                thread.start()
+            for thread in closing:
+                thread.join()
         await scorer.predictor.close()
 
     app.router.lifespan_context = lifespan
