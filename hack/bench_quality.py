@@ -5,7 +5,7 @@
 Not a test. Writes `--scorings` scoring rows (schema v2, no feature columns — the job reads none — in files of 5,000
 rows like the transformer's, over 30 days, each lead scored twice), loads `--outcomes` outcomes from a CSV with
 `quality.backfill` (every row validated, through the outcomes sink), then runs the job's measure step and prints
-rows/s for both. Population: the synthetic scores carry signal (AUC ≈ 0.75) so the measures are not degenerate.
+rows/s for both; with an artifact (--model-dir) it first measures POST /v1/outcomes on a real transformer. Population: the synthetic scores carry signal (AUC ≈ 0.75) so the measures are not degenerate.
 """
 
 from __future__ import annotations
@@ -82,13 +82,45 @@ def write_outcomes_csv(path: Path, count: int, lead_of_row, score_of_row, end: d
     pcsv.write_csv(table, path)
 
 
+def bench_route(model_dir: Path, calls: int = 200, per_call: int = 1000) -> None:
+    """Outcomes/s through POST /v1/outcomes of a real transformer process (in-process booster, file lake)."""
+    import httpx
+
+    from hack.stack import start_transformer
+
+    with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as folder:
+        work = Path(folder)
+        server = start_transformer(model_dir, work / "logs", api_keys="bench:bench-key", extra_args=[
+            "--outcomes_uri", (work / "lake").as_uri(), "--outcomes_spool_dir", str(work / "spool"),
+            "--enable_latency_logging", "false"])
+        try:
+            server.wait_ready()
+            day = datetime.now(UTC) - timedelta(days=1)
+            bodies = [{"outcomes": [{"lead_id": f"lead-{c}-{i}", "outcome": "converted" if i % 9 == 0 else "disqualified",
+                                     "occurred_at": (day + timedelta(seconds=i)).isoformat()} for i in range(per_call)]}
+                      for c in range(calls)]
+            with httpx.Client(base_url=server.url, headers={"x-api-key": "bench-key"}, timeout=30) as http:
+                started = time.perf_counter()
+                for body in bodies:
+                    assert http.post("/v1/outcomes", json=body).status_code == 200
+                seconds = time.perf_counter() - started
+        finally:
+            server.stop()
+        print(f"outcome ingestion (POST /v1/outcomes, {per_call} per call, one client): {calls * per_call:,} outcomes "
+              f"in {seconds:.1f} s = {calls * per_call / seconds:,.0f} outcomes/s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hack.bench_quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scorings", type=int, default=10_000_000)
     parser.add_argument("--outcomes", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=None, help="lake folder (default: a temporary one, removed)")
+    parser.add_argument("--model-dir", type=Path, default=Path("predictor/model"),
+                        help="artifact for the route benchmark (skipped when absent)")
     args = parser.parse_args(argv)
+    if (args.model_dir / "model-card.yaml").is_file():
+        bench_route(args.model_dir)
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-quality-"))
     rng = np.random.default_rng(15)
     end = datetime.now(UTC).replace(microsecond=0)
