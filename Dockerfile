@@ -42,6 +42,8 @@ ENTRYPOINT ["python", "-m", "predictor.server"]
 FROM runtime AS transformer
 # Batch scoring (`python -m batch`, the Indexed Job of kustomize/components/batch-job) runs from this same image.
 COPY batch/ /app/batch/
+# The quality job (python -m quality.report / quality.backfill) runs from this image too (kustomize/components/quality-cronjob).
+COPY quality/ /app/quality/
 EXPOSE 8080 8081
 # Kubernetes uses the probes of the InferenceService; this is for `docker run`.
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/live', timeout=2)"]

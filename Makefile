@@ -28,8 +28,8 @@ serve: venv model
 
 # Static checks. checkov, hadolint and shellcheck run inside the test suite (tests/deploy), next to what they check.
 lint: venv
-	$(VENV)/bin/ruff check contract transformer predictor batch tests hack
-	$(VENV)/bin/bandit -q -c pyproject.toml -r contract transformer predictor batch hack --severity-level medium
+	$(VENV)/bin/ruff check contract transformer predictor batch quality tests hack
+	$(VENV)/bin/bandit -q -c pyproject.toml -r contract transformer predictor batch quality hack --severity-level medium
 
 # Needs PyPI's JSON API (vulnerability data); `--strict` makes an unauditable package an error, not a silent skip.
 audit: venv

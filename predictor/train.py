@@ -2,6 +2,7 @@
 
     python -m predictor.train --out predictor/model                      # synthetic population (default)
     python -m predictor.train --out my-model --data crm-export.parquet   # your CRM export: 50 columns + `converted`
+    python -m predictor.train --out my-model --from-lake s3://lake/scores  # recorded features + joined outcomes
 
 The folder gets exactly one booster (`model.ubj`) and `model-card.yaml`. Same data + same seed → same booster bytes.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import xgboost as xgb
 
 from contract.features import FEATURE_NAMES, FEATURES
+from contract.measures import auc, log_loss
 from contract.model_card import Histogram, Metrics, ModelCard, TierStats, sha256_file
 from contract.tiers import CUT_QUANTILES, TIER_SHARES, TierMap
 from contract.validation import find_problems
@@ -86,24 +88,6 @@ def load_user_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, label.astype(np.int8)
 
 
-def auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Rank-based ROC AUC (Mann–Whitney U), ties averaged."""
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(len(p), dtype=np.float64)
-    sorted_p = p[order]
-    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
-    average = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(average, counts)
-    positives = y == 1
-    n_pos, n_neg = positives.sum(), (~positives).sum()
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
 def reference_histogram(values: np.ndarray, kind: str, n_choices: int | None) -> Histogram:
     present = values[~np.isnan(values)]
     missing_share = float(1 - present.size / max(values.size, 1))
@@ -118,7 +102,10 @@ def reference_histogram(values: np.ndarray, kind: str, n_choices: int | None) ->
 
 
 def train(x: np.ndarray, y: np.ndarray, out: Path, *, seed: int, name: str, version: str | None,
-          threads: int, rounds: int, source: str) -> ModelCard:
+          threads: int, rounds: int, source: str, served_scores: np.ndarray | None = None,
+          provenance: dict | None = None) -> ModelCard:
+    """`served_scores` (aligned with y): what the serving model answered for these rows; the card then compares
+    both models on the same held-out rows. `provenance` goes into the card's `training` section as is."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_valid = n_test = int(0.15 * len(y))
@@ -160,6 +147,10 @@ def train(x: np.ndarray, y: np.ndarray, out: Path, *, seed: int, name: str, vers
     reference = {spec.name: reference_histogram(sample[:, i], spec.kind, len(spec.choices) if spec.choices else None)
                  for i, spec in enumerate(FEATURES)}
     reference["score"] = reference_histogram(p_valid.astype(np.float64), "float", None)
+    comparison = {}
+    if served_scores is not None:
+        comparison = {"holdout_rows": len(test), "holdout_auc": round(auc(y_test, p_test), 5),
+                      "holdout_serving_auc": round(auc(y_test, served_scores[test]), 5)}
     card = ModelCard(
         name=name, version=version or f"sha-{digest[:12]}", created_at=datetime.now(UTC).replace(microsecond=0),
         xgboost_version=xgb.__version__, booster_file=BOOSTER_FILE, booster_sha256=digest,
@@ -169,11 +160,33 @@ def train(x: np.ndarray, y: np.ndarray, out: Path, *, seed: int, name: str, vers
                         base_rate=round(base_rate, 5), rows_train=len(fit), rows_valid=len(valid), rows_test=len(test),
                         best_iteration=int(booster.num_boosted_rounds()), tiers=tiers),
         training={"source": source, "seed": seed, "rows": len(y), "cut_quantiles": ",".join(map(str, CUT_QUANTILES)),
-                  "params": ",".join(f"{k}={v}" for k, v in params.items() if k != "eval_metric")},
+                  "params": ",".join(f"{k}={v}" for k, v in params.items() if k != "eval_metric"),
+                  **(provenance or {}), **comparison},
         reference=reference,
     )
     card.dump(out)
     return card
+
+
+def lake_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    from datetime import timedelta
+
+    from quality.attribution import Window
+    from quality.lake import Lake
+    from quality.report import parse_time
+    from quality.training_set import training_set
+
+    until = parse_time(args.until) if args.until else datetime.now(UTC)
+    window = Window(since=until - timedelta(days=args.days), until=until,
+                    label_window=timedelta(days=args.label_window_days))
+    data = training_set(Lake(args.from_lake, s3_endpoint_url=args.s3_endpoint_url), window)
+    if len(data.y) < 1000 or data.y.sum() < 50:
+        raise DataError(f"{args.from_lake}: need at least 1,000 labelled leads and 50 conversions to train, got "
+                        f"{len(data.y)} leads, {int(data.y.sum())} conversions")
+    provenance = {"data_window_since": window.since.isoformat(), "data_window_until": window.until.isoformat(),
+                  "label_window_days": args.label_window_days, "labelled_leads": len(data.y),
+                  "holdout_serving_versions": ",".join(data.served_versions)}
+    return data.x, data.y, data.served_scores, provenance
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("predictor/model"), help="artifact folder to write")
     parser.add_argument("--data", type=Path, default=None, help="CRM export (.parquet or .csv): 50 feature columns + converted")
+    parser.add_argument("--from-lake", default=None, metavar="URI",
+                        help="train on the data lake (the transformer's --sink_uri): recorded features of the latest "
+                             "scoring before each outcome (docs/model-quality.md)")
+    parser.add_argument("--label-window-days", type=float, default=90, help="with --from-lake: attribution window")
+    parser.add_argument("--days", type=float, default=365, help="with --from-lake: outcomes of the last N days")
+    parser.add_argument("--until", default=None, help="with --from-lake: outcomes before this ISO time (default now)")
+    parser.add_argument("--s3-endpoint-url", default=None, help="with --from-lake: S3-compatible endpoint")
     parser.add_argument("--rows", type=int, default=300_000, help="synthetic population size (without --data)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--name", default="lead-scoring", help="model name (must equal the InferenceService name)")
@@ -188,21 +208,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=600, help="most boosting rounds (early stopping picks fewer)")
     args = parser.parse_args(argv)
+    served, provenance = None, {}
     try:
-        if args.data:
+        if args.from_lake:
+            x, y, served, provenance = lake_data(args)
+            source = f"lake:{args.from_lake}"
+        elif args.data:
             x, y = load_user_data(args.data)
             source = f"file:{args.data.name}"
         else:
             x, y = sample_population(args.rows, args.seed)
             source = f"synthetic:rows={args.rows}"
-    except (DataError, OSError) as exc:
+    except (DataError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as staging:
         # Build in a staging folder then swap, so a crash never leaves a half-written artifact being served.
         staged = Path(staging) / "artifact"
         card = train(x, y, staged, seed=args.seed, name=args.name, version=args.version, threads=args.threads,
-                     rounds=args.rounds, source=source)
+                     rounds=args.rounds, source=source, served_scores=served, provenance=provenance)
         args.out.mkdir(parents=True, exist_ok=True)
         for old in args.out.iterdir():
             if old.is_file():
@@ -210,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         for item in staged.iterdir():
             item.rename(args.out / item.name)
     m = card.metrics
+    if served is not None:
+        print(f"same hold-out ({card.training['holdout_rows']} leads): this model AUC {card.training['holdout_auc']:.3f}, "
+              f"serving version(s) {card.training['holdout_serving_versions']} AUC {card.training['holdout_serving_auc']:.3f}")
     print(f"wrote {args.out}/{BOOSTER_FILE} + model-card.yaml: version {card.version}, AUC {m.auc:.3f}, "
           f"base rate {m.base_rate:.3f}, tier A converts {m.tiers['A'].conversion_rate:.3f} "
           f"({m.tiers['A'].lift:.1f}x), {m.best_iteration} trees")

@@ -166,8 +166,11 @@ def sample_batch(
     features = rng.random((leads, width), dtype=np.float32) if with_features else None
     if features is not None and leads:
         features[0, 3] = np.nan  # a missing feature
+    request_id = str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | seed))
     return ScoredBatch(
-        request_id=str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | seed)),
+        # Deterministic (a uuid5 of the request id) so a batch rebuilt in another process is the same scoring.
+        scoring_id=str(uuid.uuid5(uuid.NAMESPACE_URL, request_id)),
+        request_id=request_id,
         scored_at=scored_at or datetime.now(UTC),
         model_name=model_name,
         model_version="2025.01.1",
@@ -185,11 +188,12 @@ def sample_batch(
 
 def expected_rows(batches: Iterable, feature_names: tuple[str, ...] = FEATURE_NAMES, include_features: bool = True):
     """The rows the lake must hold for these batches, as pyarrow's to_pylist() returns them, sorted by the
-    dedupe key (request_id, row)."""
+    dedupe key (scoring_id, row)."""
     rows = []
     for batch in batches:
         for i, lead_id in enumerate(batch.lead_ids):
             row = {
+                "scoring_id": batch.scoring_id,
                 "request_id": batch.request_id,
                 "row": i,
                 "lead_id": lead_id,
@@ -203,15 +207,15 @@ def expected_rows(batches: Iterable, feature_names: tuple[str, ...] = FEATURE_NA
                 "protocol": batch.protocol,
                 "request_form": batch.request_form,
                 "latency_ms": float(np.float32(batch.latency_ms)),
-                "schema_version": 1,
+                "schema_version": 2,
             }
             if include_features:
                 for j, name in enumerate(feature_names):
                     value = None if batch.features is None else float(batch.features[i, j])
                     row[f"f_{name}"] = None if value is None or math.isnan(value) else value
             rows.append(row)
-    return sorted(rows, key=lambda r: (r["request_id"], r["row"]))
+    return sorted(rows, key=lambda r: (r["scoring_id"], r["row"]))
 
 
 def sorted_rows(table) -> list[dict]:
-    return sorted(table.to_pylist(), key=lambda r: (r["request_id"], r["row"]))
+    return sorted(table.to_pylist(), key=lambda r: (r["scoring_id"], r["row"]))

@@ -36,6 +36,19 @@ def build_recorder(args):
     return ScoreSink(config)
 
 
+def build_outcome_recorder(args):
+    if not args.outcomes_uri:
+        return None
+    from transformer.sink import SinkConfig
+    from transformer.sink.outcomes import outcome_sink
+
+    return outcome_sink(SinkConfig(
+        uri=args.outcomes_uri, spool_dir=Path(args.outcomes_spool_dir), flush_records=args.sink_flush_records,
+        flush_seconds=args.sink_flush_seconds, spool_max_bytes=args.outcomes_spool_max_bytes,
+        s3_endpoint_url=args.sink_s3_endpoint_url,
+        azure_connection_string=args.sink_azure_connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")))
+
+
 def build_predictor(args, model_dir: Path):
     if args.legacy_mode == "live":
         from transformer.predictors.legacy import build_legacy_predictor
@@ -99,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                         "model_name": args.model_name})
     try:
         recorder = build_recorder(args)
+        outcome_recorder = build_outcome_recorder(args)
     except (ValueError, OSError, RuntimeError) as exc:   # a bad --sink_uri; a spool in use (SpoolInUse)
         raise SystemExit(f"transformer: cannot start the data lake sink: {exc}") from None
     shadow = None
@@ -130,8 +144,15 @@ def main(argv: list[str] | None = None) -> None:
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, limits=limits, extras=extras)
     model = LeadScoringModel(args.model_name, scorer)
     drain = Drain(args.drain_delay_seconds)
+    outcomes = None
+    if outcome_recorder is not None:
+        from transformer.outcome_intake import OutcomeIntake
+
+        outcomes = OutcomeIntake(keys, outcome_recorder, max_outcomes=args.max_outcomes,
+                                 max_reported=args.max_errors_reported)
     readiness = server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,
-                       drain_seconds=args.drain_seconds, enable_docs=args.enable_docs_url)
+                                   drain_seconds=args.drain_seconds, enable_docs=args.enable_docs_url,
+                                   outcomes=outcomes)
     predictor_config = None
     if args.predictor_host:
         predictor_config = PredictorConfig(

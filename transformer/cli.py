@@ -72,6 +72,15 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sink_s3_endpoint_url", default=None, help="S3-compatible endpoint (MinIO, moto …).")
     group.add_argument("--sink_azure_connection_string", default=None,
                        help="Azure Storage connection string; unset → DefaultAzureCredential (workload identity).")
+    group.add_argument("--outcomes_uri", default=None,
+                       help="Outcomes table of the data lake (POST /v1/outcomes records there; same URI forms as "
+                            "--sink_uri, e.g. s3://bucket/outcomes). Unset: the outcomes route answers 404.")
+    group.add_argument("--outcomes_spool_dir", default="/var/spool/lead-scoring-outcomes",
+                       help="Local spool of the outcomes table (its own folder, not inside --sink_spool_dir).")
+    group.add_argument("--outcomes_spool_max_bytes", type=_positive_int, default=128 * 1024 * 1024,
+                       help="Bound of the outcomes spool (an outcome is ~100 bytes: 128 MiB holds about a million).")
+    group.add_argument("--max_outcomes", type=_positive_int, default=1000,
+                       help="Most outcomes accepted in one POST /v1/outcomes call.")
     group.add_argument("--drain_seconds", type=_positive_float, default=20.0,
                        help="On SIGTERM: time to finish in-flight requests and flush the data lake.")
     group.add_argument("--drain_delay_seconds", type=float, default=5.0,

@@ -26,6 +26,7 @@ from transformer import metrics
 from transformer.auth import KeyEntry, KeyStore
 from transformer.codec import DecodedLeads, Tensor, decode_v1, decode_v2, encode_v1, encode_v2
 from transformer.errors import InternalError, InvalidRequest, ScoringError
+from transformer.ids import new_scoring_id
 from transformer.sink import ScoredBatch
 
 log = logging.getLogger("transformer.requests")
@@ -56,7 +57,8 @@ class DriftObserver(Protocol):
 
 class ShadowObserver(Protocol):
     def maybe_submit(self, request_id: str, matrix: np.ndarray, live_scores: np.ndarray, live_tiers: np.ndarray, *,
-                     lead_ids: list[str], api_key_name: str, protocol: str, request_form: str) -> None: ...
+                     lead_ids: list[str], api_key_name: str, protocol: str, request_form: str,
+                     scoring_id: str | None = None) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -87,7 +89,9 @@ class ScoringRequest:
     """Everything one request carries through the path; created by the adapter, finished by the Scorer."""
 
     protocol: str                      # rest | grpc: a label for metrics and logs
-    request_id: str
+    request_id: str                    # the client's correlation id (x-request-id): clients may reuse it
+    # The server's id of this scoring (UUIDv7): answered in the body and `x-scoring-id`, the lake's dedupe key.
+    scoring_id: str = field(default_factory=new_scoring_id)
     started: float = field(default_factory=time.perf_counter)
     form: str = "unknown"
     key: KeyEntry | None = None
@@ -150,6 +154,7 @@ class Scorer:
                        if request.reasons is not None else None)
             body = encode_v1(request.scores, request.buckets, request.tiers, request.leads.lead_ids,
                              self.model_name, self.card.version, reasons)
+            body["scoring_id"] = request.scoring_id
         except BaseException as exc:  # noqa: BLE001 - every request ends counted; _fail re-raises cancellation
             raise self._fail(request, exc) from None
         self._finish(request, "ok")
@@ -234,7 +239,7 @@ class Scorer:
         if shadow is not None:   # off the response path: a task, never awaited here
             shadow.maybe_submit(request.request_id, request.leads.matrix, request.scores, request.tiers,
                                 lead_ids=request.leads.lead_ids, api_key_name=request.key.name if request.key else "",
-                                protocol=request.protocol, request_form=request.form)
+                                protocol=request.protocol, request_form=request.form, scoring_id=request.scoring_id)
 
     # --- the end of every request ----------------------------------------------------------------------------
 
@@ -283,7 +288,7 @@ class Scorer:
         if recorder is None:
             return
         recorder.submit(ScoredBatch(
-            request_id=request.request_id, scored_at=datetime.now(UTC), model_name=self.model_name,
+            scoring_id=request.scoring_id, request_id=request.request_id, scored_at=datetime.now(UTC), model_name=self.model_name,
             model_version=self.card.version, api_key_name=request.key.name if request.key else "",
             protocol=request.protocol, request_form=request.form, latency_ms=elapsed * 1000,
             lead_ids=request.leads.lead_ids, scores=request.scores, buckets=request.buckets,

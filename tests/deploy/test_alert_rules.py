@@ -50,6 +50,16 @@ CONTRACT_COUNTERS_AND_GAUGES = {
     "lead_scoring_feature_psi",
     "lead_scoring_score_psi",
 }
+# Pushed by the quality job (quality/gauges.py) once a run, not exported by the transformer; documented in
+# docs/model-quality.md.
+QUALITY_JOB_GAUGES = {
+    "lead_scoring_quality_auc",
+    "lead_scoring_quality_reference_auc",
+    "lead_scoring_quality_calibration_error",
+    "lead_scoring_quality_labelled_leads",
+    "lead_scoring_quality_tier_lift",
+    "lead_scoring_quality_tier_labelled_leads",
+}
 CONTRACT_HISTOGRAMS = {
     "lead_scoring_score",
     "lead_scoring_predictor_hop_seconds",
@@ -59,7 +69,7 @@ CONTRACT_HISTOGRAMS = {
     "request_postprocess_seconds",
 }
 CONTRACT_METRICS = CONTRACT_COUNTERS_AND_GAUGES | CONTRACT_HISTOGRAMS
-SCRAPABLE_SERIES = CONTRACT_COUNTERS_AND_GAUGES | {
+SCRAPABLE_SERIES = CONTRACT_COUNTERS_AND_GAUGES | QUALITY_JOB_GAUGES | {
     f"{histogram}{suffix}" for histogram in CONTRACT_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")
 }
 # Series names in PromQL: a metric name not followed by "(" (that would be a function) and not a label name.
@@ -146,6 +156,9 @@ EXPECTED_ALERTS = {
     "LeadScoringFeatureDrift",
     "LeadScoringScoreDrift",
     "LeadScoringNoTraffic",
+    "LeadScoringTierALiftLow",
+    "LeadScoringRealisedAUCLow",
+    "LeadScoringCalibrationErrorHigh",
 }
 
 

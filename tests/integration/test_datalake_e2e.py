@@ -29,7 +29,7 @@ from predictor.synthetic import as_records, sample_features
 from tests.sink_servers import free_port, wait_for
 from tests.support import scrape
 from tests.support.leads import filled
-from transformer.sink import lake_schema
+from transformer.sink import SCHEMA_VERSION, lake_schema
 
 KEY_NAME = "crm-e2e"
 V1 = "/v1/models/lead-scoring:predict"
@@ -101,9 +101,9 @@ class Lake:
             match = OBJECT_KEY.match(key)
             assert match, f"object key {key!r} breaks the documented layout"
             table = pq.read_table(io.BytesIO(data))
-            assert table.schema.equals(expected_schema), f"{key}: schema differs from version 1"
+            assert table.schema.equals(expected_schema), f"{key}: schema differs from version {SCHEMA_VERSION}"
             metadata = table.schema.metadata
-            assert metadata[b"lead_scoring.schema_version"] == b"1"
+            assert metadata[b"lead_scoring.schema_version"] == str(SCHEMA_VERSION).encode()
             assert metadata[b"lead_scoring.features_included"] == b"true"
             for scored_at in table.column("scored_at").to_pylist():
                 assert (f"{scored_at:%Y-%m-%d}", f"{scored_at:%H}") == match.groups(), f"{key}: wrong partition"
@@ -270,7 +270,7 @@ def assert_lake_holds(lake: Lake, sent: Sent, key: str, mirror: Path, card, sinc
         assert [row[c] for c in feature_columns] == expected["features"], f"features of {dedupe_key}"
         assert row["model_name"] == "lead-scoring" and row["model"] == "lead-scoring"
         assert row["model_version"] == card.version
-        assert row["schema_version"] == 1
+        assert row["schema_version"] == SCHEMA_VERSION
         assert since <= row["scored_at"] <= now
         assert (row["dt"], row["hour"]) == (f"{row['scored_at']:%Y-%m-%d}", f"{row['scored_at']:%H}")
         assert row["latency_ms"] > 0
@@ -406,3 +406,56 @@ def test_a_full_spool_drops_visibly_and_scoring_keeps_answering(launch, api_key,
     wait_for(lambda: "sink dropped" in server.log_path.read_text(errors="replace"), timeout=DEADLINE)
     log_line = next(line for line in server.log_path.read_text().splitlines() if "sink dropped" in line)
     assert "spool full" in log_line and api_key not in log_line
+
+
+# ---- 5. the server owns the scoring id (schema v2) -----------------------------------------------------------
+
+
+def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(launch, file_lake, api_key, tmp_path):
+    """A client with a fixed x-request-id: under v1's (request_id, row) dedupe its requests collapsed into one."""
+    server = launch(file_lake)
+    headers = {"x-api-key": api_key, "x-request-id": "fixed-client-id"}
+    answered = []
+    for seed in (501, 502):
+        x, ids = leads(3, seed)
+        response = httpx.post(server.url + V1, json={"instances": as_records(x, ids)}, headers=headers, timeout=20)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["scoring_id"] == response.headers["x-scoring-id"]
+        assert uuid.UUID(body["scoring_id"]).version == 7
+        assert response.headers["x-request-id"] == "fixed-client-id"
+        answered.append((body["scoring_id"], ids))
+    x, ids = leads(2, 503)
+    v2 = httpx.post(server.url + V2, headers=headers, timeout=20, json={"inputs": [
+        {"name": "leads", "datatype": "FP32", "shape": list(x.shape), "data": filled(x).ravel().tolist()},
+        {"name": "lead_id", "datatype": "BYTES", "shape": [2], "data": ids}]})
+    assert v2.status_code == 200 and v2.json()["parameters"]["scoring_id"] == v2.headers["x-scoring-id"]
+    answered.append((v2.headers["x-scoring-id"], ids))
+    x, ids = leads(2, 504)
+    tensor = InferInput("leads", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x.astype(np.float32), binary_data=True)
+    id_input = InferInput("lead_id", [2], "BYTES")
+    id_input.set_data_from_numpy(np.array([i.encode() for i in ids], dtype=object), binary_data=True)
+
+    async def grpc_call():
+        client = InferenceGRPCClient(server.grpc_target, retries=0)
+        try:
+            return await client.infer(InferRequest("lead-scoring", [tensor, id_input]),
+                                      headers=[("x-api-key", api_key), ("x-request-id", "fixed-client-id")])
+        finally:
+            await client.close()
+
+    parameters = asyncio.run(grpc_call()).parameters
+    grpc_id = parameters["scoring_id"]
+    grpc_id = getattr(grpc_id, "string_param", grpc_id)   # an InferParameter over gRPC
+    answered.append((grpc_id, ids))
+    assert len({sid for sid, _ in answered}) == 4
+    assert [sid for sid, _ in answered] == sorted(sid for sid, _ in answered), "UUIDv7 ids sort in time order"
+
+    wait_until_stored(file_lake, 10)
+    table, _ = file_lake.read(tmp_path / "mirror")
+    rows = table.to_pylist()
+    by_scoring = {(r["scoring_id"], r["row"]): r["lead_id"] for r in rows}
+    assert by_scoring == {(sid, i): lead for sid, ids in answered for i, lead in enumerate(ids)}
+    assert {r["request_id"] for r in rows} == {"fixed-client-id"}
+    assert len({(r["request_id"], r["row"]) for r in rows}) == 3 < len(rows) == 10   # what the old key would keep

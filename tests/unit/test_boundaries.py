@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ("kserve", "fastapi", "starlette", "grpc", "grpc_interceptor", "uvicorn")
 DOMAIN = ["contract.features", "contract.validation", "contract.model_card", "contract.tiers",
           "transformer.scoring", "transformer.codec", "transformer.auth", "transformer.coalesce", "transformer.errors",
-          "transformer.metrics", "transformer.logs", "transformer.sink"]
+          "transformer.metrics", "transformer.logs", "transformer.sink", "contract.outcomes", "contract.measures",
+          "transformer.outcome_intake", "quality.report", "quality.backfill", "quality.training_set"]
 
 
 def loaded_after_import(modules: list[str]) -> set[str]:
@@ -40,7 +41,7 @@ def test_training_and_the_stand_in_data_import_no_transformer_code():
     assert "transformer" not in loaded and loaded & set(FRAMEWORKS) == set()
 
 
-@pytest.mark.parametrize("package", ["contract", "transformer", "predictor", "batch", "hack", "tests"])
+@pytest.mark.parametrize("package", ["contract", "transformer", "predictor", "batch", "quality", "hack", "tests"])
 def test_no_source_points_beside_the_clone(package):
     """`../shared` (the workspace's reference folder) is not part of the project: a clone has nothing beside it."""
     needles = ("../shared", "shared/reference", "LEAD_SCORING_REFERENCE_DIR")

@@ -56,7 +56,7 @@ def test_records_are_split_by_model_and_hour(tmp_path):
     assert all(NAME.match(f.rsplit("/", 1)[1]) for f in files)
     table = pq.read_table(lake, partitioning="hive")
     rows = [{k: v for k, v in r.items() if k not in ("model", "dt", "hour")} for r in table.to_pylist()]
-    assert sorted(rows, key=lambda r: (r["request_id"], r["row"])) == expected_rows(batches)
+    assert sorted(rows, key=lambda r: (r["scoring_id"], r["row"])) == expected_rows(batches)
     assert sorted_rows(table)[0]["dt"] in ("2025-06-30", "2025-07-01")
 
 

@@ -32,7 +32,7 @@ def test_every_column_is_documented_with_its_type():
 
 def test_schema_columns_and_version_metadata():
     schema = lake_schema(FEATURE_NAMES)
-    assert schema.names[:2] == ["request_id", "row"]  # the dedupe key first
+    assert schema.names[:3] == ["scoring_id", "request_id", "row"]  # the dedupe key (scoring_id, row) first
     assert schema.field("scored_at").type == pa.timestamp("us", tz="UTC")
     assert schema.field("score").type == pa.float32()
     assert schema.field("bucket").type == pa.int8()

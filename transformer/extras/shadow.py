@@ -9,7 +9,8 @@ thresholds. The score difference is |legacy - live|.
 
 Data lake: each shadowed request is one ordinary ScoredBatch with model name `<model>-shadow` and model version
 `<backend target>`, so its rows land in their own partition (`model=lead-scoring-shadow/…`) with the sink's schema
-unchanged; join them to the live rows on (request_id, row). Features are not repeated (the live rows have them).
+unchanged; they carry the live scoring's `scoring_id`: join them to the live rows on (scoring_id, row). Features are
+not repeated (the live rows have them).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ShadowScorer:
 
     def maybe_submit(self, request_id: str, matrix: np.ndarray, live_scores: np.ndarray, live_tiers, *,
                      lead_ids: list[str] | None = None, api_key_name: str = "", protocol: str = "",
-                     request_form: str = "", headers: dict | None = None) -> bool:
+                     request_form: str = "", headers: dict | None = None, scoring_id: str | None = None) -> bool:
         """Start a shadow call for a sampled request; True when one was started. Never raises, never waits.
 
         Must be called from the serving event loop. The arrays are read later by the task: callers must not
@@ -85,7 +86,7 @@ class ShadowScorer:
                 FAILURES.labels("in_flight_full").inc()
                 return False
             context = {"lead_ids": lead_ids, "api_key_name": api_key_name, "protocol": protocol,
-                       "request_form": request_form, "headers": headers}
+                       "request_form": request_form, "headers": headers, "scoring_id": scoring_id}
             task = asyncio.get_running_loop().create_task(
                 self._compare(request_id, matrix, np.asarray(live_scores), np.asarray(live_tiers), context))
             self._tasks.add(task)
@@ -139,8 +140,9 @@ class ShadowScorer:
             from transformer.sink import ScoredBatch  # the sink is optional; import only when recording
 
             lead_ids = context["lead_ids"] or [str(i) for i in range(legacy.size)]
+            same_scoring = {"scoring_id": context["scoring_id"]} if context.get("scoring_id") else {}
             self.recorder.submit(ScoredBatch(
-                request_id=request_id, scored_at=datetime.now(UTC), model_name=self.shadow_model_name,
+                **same_scoring, request_id=request_id, scored_at=datetime.now(UTC), model_name=self.shadow_model_name,
                 model_version=self.backend_label, api_key_name=context["api_key_name"],
                 protocol=context["protocol"], request_form=context["request_form"], latency_ms=elapsed_ms,
                 lead_ids=list(lead_ids), scores=legacy, buckets=buckets, tiers=tiers.tolist(), features=None))

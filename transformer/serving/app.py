@@ -11,13 +11,15 @@
   is the plain infer, another version a 404 (serving/versions.py), never KServe's 501;
 * readiness (`Readiness`) that is true only when every protocol can score: the predictor up, the model in
   KServe's registry, and not draining (transformer/serving/drain.py);
-* the data-lake recorder started with the app and flushed when it stops.
+* the data-lake recorder started with the app and flushed when it stops;
+* `POST /v1/outcomes` (transformer/serving/outcomes_route.py) and its recorder, likewise.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 import orjson
@@ -36,6 +38,7 @@ from transformer.scoring import Scorer
 from transformer.serving import openapi
 from transformer.serving.binary_guard import BinaryExtensionGuard
 from transformer.serving.drain import Drain
+from transformer.serving.outcomes_route import install_outcomes
 from transformer.serving.repository import ClosedRoutes
 from transformer.serving.versions import VersionedInfer
 
@@ -175,7 +178,7 @@ class Readiness:
 
 
 def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float,
-            enable_docs: bool = False) -> Readiness:
+            enable_docs: bool = False, outcomes=None) -> Readiness:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
     app.add_exception_handler(HTTPException, _http_error)
@@ -227,13 +230,15 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
                       include_in_schema=False)
     app.add_api_route("/v2/health/ready", predictor_ready, methods=["GET"], include_in_schema=False)
     app.add_api_route(f"/v2/models/{model_name}/ready", predictor_ready, methods=["GET"], include_in_schema=False)
+    install_outcomes(app, outcomes, json_response)
+    recorders = [r for r in (recorder, outcomes.recorder if outcomes is not None else None) if r is not None]
 
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application):
-        if recorder is not None:
-            recorder.start()
+        for each in recorders:
+            each.start()
         drain.install()
         # Start-up objects (models, modules, the card) never die: keep them out of every future GC pass,
         # which shortens the pauses that show up in p99. No gc.collect() first: here it finds 0–33 unreachable
@@ -243,10 +248,16 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
             yield state
         if scorer.extras.shadow is not None:
             await scorer.extras.shadow.close()
-        if recorder is not None:
+        if recorders:
             log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
             # Blocking on purpose: nothing else is left to serve, and the process must not exit before the flush.
-            recorder.close(grace_seconds=drain_seconds)
+            # The tables flush side by side, so the shutdown budget holds one grace period, not one per table.
+            closing = [threading.Thread(target=each.close, kwargs={"grace_seconds": drain_seconds}, name="sink-close")
+                       for each in recorders]
+            for thread in closing:
+                thread.start()
+            for thread in closing:
+                thread.join()
         await scorer.predictor.close()
 
     app.router.lifespan_context = lifespan

@@ -27,7 +27,8 @@ _JSON = [(b"content-type", b"application/json")]
 
 def _v2_body(request: ScoringRequest, scorer: Scorer, outputs: list[Tensor], v2_id: object) -> dict:
     return {"model_name": scorer.model_name, "model_version": scorer.card.version,
-            "id": v2_id if isinstance(v2_id, str) else request.request_id, "parameters": None,
+            "id": v2_id if isinstance(v2_id, str) else request.request_id,
+            "parameters": {"scoring_id": request.scoring_id},
             "outputs": [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "parameters": None,
                          "data": t.data.reshape(-1).tolist()} for t in outputs]}
 
@@ -122,7 +123,8 @@ class FastPath:
         predict.observe(request.predicted_at - request.decoded_at)
         post.observe(time.perf_counter() - request.predicted_at)
         await self._send(send, 200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                         [(b"x-request-id", request.request_id.encode())])
+                         [(b"x-request-id", request.request_id.encode()),
+                          (b"x-scoring-id", request.scoring_id.encode())])
 
     async def _answer(self, send, error: ScoringError, request_id: str | None) -> None:
         extra = [(b"x-request-id", request_id.encode())] if request_id else []

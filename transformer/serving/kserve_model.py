@@ -118,12 +118,13 @@ class LeadScoringModel(Model):
         request = call.request
         if response_headers is not None:
             response_headers["x-request-id"] = request.request_id
+            response_headers["x-scoring-id"] = request.scoring_id
         if isinstance(call.outputs, dict):
             return call.outputs
         payload: InferRequest = call.payload
         binary = request.protocol == "grpc" or bool(payload.use_binary_outputs)
         return InferResponse(response_id=payload.id or request.request_id, model_name=self.name,
-                             model_version=self.scorer.card.version,
+                             model_version=self.scorer.card.version, parameters={"scoring_id": request.scoring_id},
                              infer_outputs=to_infer_outputs(call.outputs, binary),
                              # KServe filters to the outputs a client named and honours their binary_data wish.
                              requested_outputs=payload.request_outputs or None,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from transformer.ids import new_scoring_id
+
 
 @dataclass(frozen=True, slots=True)
 class ScoredBatch:
-    """One scoring request: N leads scored together. One request is one enqueue, never one per lead."""
+    """One scoring request: N leads scored together. One request is one enqueue, never one per lead.
+
+    `scoring_id` is the server's id of this scoring (UUIDv7, returned to the client); `request_id` is the client's
+    correlation id (its x-request-id), which clients may reuse: the lake dedupes on (scoring_id, row), never on it.
+    """
 
     request_id: str
     scored_at: datetime  # tz-aware UTC
@@ -26,6 +32,7 @@ class ScoredBatch:
     buckets: np.ndarray  # int [N], 1..5
     tiers: list[str]  # N, "A".."E"
     features: np.ndarray | None  # float32 [N, F] in feature order, NaN = missing
+    scoring_id: str = field(default_factory=new_scoring_id)
 
     def __len__(self) -> int:
         return len(self.lead_ids)

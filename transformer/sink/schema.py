@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from .records import ScoredBatch
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: scoring_id (the server's id of a scoring) is the dedupe key with row
 METADATA_SCHEMA_VERSION = b"lead_scoring.schema_version"
 METADATA_FEATURES_INCLUDED = b"lead_scoring.features_included"
 FEATURE_COLUMN_PREFIX = "f_"
@@ -25,8 +25,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 MICROS_PER_HOUR = 3_600_000_000
 
-# (name, type, nullable) of the fixed columns, in file order. The dedupe key is (request_id, row).
+# (name, type, nullable) of the fixed columns, in file order. The dedupe key is (scoring_id, row); request_id is the
+# client's correlation id, which a client may reuse across requests.
 BASE_COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (
+    ("scoring_id", pa.string(), False),
     ("request_id", pa.string(), False),
     ("row", pa.int32(), False),
     ("lead_id", pa.string(), False),
@@ -88,6 +90,7 @@ def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:
         row = (np.arange(total, dtype=np.int64) - starts).astype(np.int32)
 
     columns: dict[str, pa.Array] = {
+        "scoring_id": per_request([b.scoring_id for b in batches], pa.string()),
         "request_id": per_request([b.request_id for b in batches], pa.string()),
         "row": pa.array(row, type=pa.int32()),
         "lead_id": pa.array(list(itertools.chain.from_iterable(b.lead_ids for b in batches)), type=pa.string()),

@@ -7,7 +7,7 @@ queue_max_records (records in memory, queued or buffered), the disk by spool_max
 records are dropped visibly (counter + throttled log), never by blocking the caller.
 Delivery is at-least-once while the spool survives: a file leaves the spool only after the backend confirmed it; a
 crash between the two re-uploads the same key, which the writers treat as already stored. Dedupe key:
-(request_id, row). docs/data-lake.md states what a lost spool volume (a deleted pod) costs.
+(scoring_id, row). docs/data-lake.md states what a lost spool volume (a deleted pod) costs.
 
 The uploader never lets one file hold up the others: each file has its own retry schedule, a file that cannot be
 read or fails the integrity check is set aside (quarantine), a vanished one is counted as lost, and no error ends
@@ -27,13 +27,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from . import sink_metrics as metrics
 from .batcher import Batcher
 from .integrity import CorruptSpoolFile, check_spool_file
-from .layout import object_key
 from .records import ScoredBatch, SinkConfig
-from .schema import MICROS_PER_HOUR, build_table, epoch_micros, lake_schema
 from .spool import Spool, SpoolFile, SpoolFull
+from .tables import RecordTable, ScoresTable
 from .throttle import ThrottledLog
 from .writers import Writer, writer_for_uri
 
@@ -73,15 +71,17 @@ def _errno_in_message(message: str) -> int | None:
 
 
 class ScoreSink:
-    def __init__(self, config: SinkConfig, writer: Writer | None = None) -> None:
+    def __init__(self, config: SinkConfig, writer: Writer | None = None, table: RecordTable | None = None) -> None:
         self.config = config
+        # What the rows are (schema, partitions, checks, metrics); the delivery below is the same for every table.
+        self.table = table or ScoresTable(config)
+        metrics = self.metrics = self.table.metrics
         self.writer = writer or writer_for_uri(
             config.uri,
             s3_endpoint_url=config.s3_endpoint_url,
             azure_connection_string=config.azure_connection_string,
         )
-        self.schema = lake_schema(config.feature_names, config.include_features)
-        self._feature_width = len(self.schema) - len(lake_schema((), False))
+        self.schema = self.table.schema
         self.spool = Spool(config.spool_dir, config.spool_max_bytes, config.compression)
         self._lock_fd = self._lock_spool()
         self.spool.recover()
@@ -115,12 +115,7 @@ class ScoreSink:
         """Enqueue one scored request. Constant time, never blocks on I/O. False when dropped (memory bound).
         Raises ValueError for a malformed batch (a caller bug), without touching the queue."""
         n = len(batch.lead_ids)
-        if not (len(batch.scores) == len(batch.buckets) == len(batch.tiers) == n):
-            raise ValueError("lead_ids, scores, buckets and tiers must have the same length")
-        if batch.features is not None and self._feature_width and batch.features.shape != (n, self._feature_width):
-            raise ValueError(f"features must have shape ({n}, {self._feature_width}), got {batch.features.shape}")
-        if batch.scored_at.tzinfo is None:
-            raise ValueError("scored_at must be timezone-aware")
+        self.table.check(batch)
         if n == 0:
             return True
         with self._count_lock:
@@ -221,18 +216,17 @@ class ScoreSink:
         self._update_gauges()
 
     def _spool_batches(self, batches: list[ScoredBatch]) -> None:
-        groups: dict[tuple[str, int], list[ScoredBatch]] = {}
+        groups: dict[object, list[ScoredBatch]] = {}
         for batch in batches:
-            micros = epoch_micros(batch.scored_at)
-            groups.setdefault((batch.model_name, micros // MICROS_PER_HOUR), []).append(batch)
-        for (model_name, hour_index), group in groups.items():
+            groups.setdefault(self.table.partition_of(batch), []).append(batch)
+        for partition, group in groups.items():
             records = sum(len(b.lead_ids) for b in group)
             kept = group
             try:
                 table, kept = self._build(group)
                 if table is not None:
-                    oldest = kept[0].scored_at.timestamp()
-                    self.spool.write(object_key(model_name, hour_index), table, oldest)
+                    oldest = self.table.recorded_at(kept[0]).timestamp()
+                    self.spool.write(self.table.object_key(partition), table, oldest)
             except Exception as error:  # noqa: BLE001 - full spool, disk error …: the records cannot be kept
                 reason = _drop_reason(error)
                 message = "spool full: %s" if reason == "spool_full" else "cannot write to the spool: %r"
@@ -246,18 +240,18 @@ class ScoreSink:
         """The table of a group; when that fails, of its requests that can be encoded (the others are dropped as
         build_error), so one malformed request never costs the records of its neighbours."""
         try:
-            return build_table(group, self.schema), group
+            return self.table.build(group), group
         except Exception:  # noqa: BLE001 - find the culprit below
             good = []
             for batch in group:
                 try:
-                    build_table([batch], self.schema)
+                    self.table.build([batch])
                 except Exception as error:  # noqa: BLE001 - a caller bug the submit() checks do not catch
                     self._drop("build_error", len(batch.lead_ids), "cannot encode request %s: %r",
                                batch.request_id, error)
                 else:
                     good.append(batch)
-            return (build_table(good, self.schema) if good else None), good
+            return (self.table.build(good) if good else None), good
 
     def _drop(self, reason: str, records: int, message: str, *args: object) -> None:
         self._dropped[reason].inc(records)
@@ -338,13 +332,13 @@ class ScoreSink:
             self.writer.put(entry.key, entry.path)
         except Exception as error:  # noqa: BLE001 - any failure is retried; the file stays on the spool
             self._schedule_retry(entry)
-            metrics.UPLOAD_FAILURES.inc()
+            self.metrics.UPLOAD_FAILURES.inc()
             self._upload_log.warning("sink upload of %s failed (attempt %d), will retry: %r",
                                      entry.key, self._retry(entry).failures, error)
             self._update_gauges()
             return False
-        metrics.RECORDS_WRITTEN.inc(entry.records)
-        metrics.BYTES_WRITTEN.inc(entry.size)
+        self.metrics.RECORDS_WRITTEN.inc(entry.records)
+        self.metrics.BYTES_WRITTEN.inc(entry.size)
         self._retries.pop(entry.key, None)
         try:
             self.spool.remove(entry)
@@ -361,7 +355,7 @@ class ScoreSink:
     def _quarantine(self, entry: SpoolFile, error: Exception) -> None:
         self._retries.pop(entry.key, None)
         target = self.spool.quarantine(entry)
-        metrics.QUARANTINED_FILES.inc()
+        self.metrics.QUARANTINED_FILES.inc()
         log.error("sink: spool file %s (%d records) failed the integrity check and was not uploaded: %s; moved to %s",
                   entry.key, entry.records, error, target or "nowhere (left in place)")
         self._update_gauges()
@@ -390,14 +384,14 @@ class ScoreSink:
         candidates = [self.spool.oldest_scored_at()]
         for oldest in (self._batcher.oldest, self._queue[0] if self._queue else None):
             if oldest is not None:
-                candidates.append(oldest.scored_at.timestamp())
+                candidates.append(self.table.recorded_at(oldest).timestamp())
         known = [c for c in candidates if c is not None]
         return max(0.0, datetime.now(UTC).timestamp() - min(known)) if known else 0.0
 
     def _update_gauges(self) -> None:
-        metrics.QUEUE_DEPTH.set(self._in_memory)
-        metrics.SPOOL_BYTES.set(self.spool.bytes)
+        self.metrics.QUEUE_DEPTH.set(self._in_memory)
+        self.metrics.SPOOL_BYTES.set(self.spool.bytes)
         try:
-            metrics.OLDEST_UNSTORED_AGE.set(self.oldest_unstored_age())
+            self.metrics.OLDEST_UNSTORED_AGE.set(self.oldest_unstored_age())
         except IndexError:  # the queue emptied between the check and the read
             pass

@@ -1,0 +1,93 @@
+"""What a lead became: the outcomes contract, shared by the REST route, the bulk backfill and the quality job.
+
+An outcome says that lead `lead_id` converted, was disqualified, or is still open at `occurred_at`, optionally with
+the deal value and the id of the scoring it refers to (`scoring_id`, returned by the scoring answer, or the client's
+`request_id`). The same outcome reported twice is one outcome: its identity is (lead_id, outcome, occurred_at), and
+`outcome_key` turns that into a stable id the lake and the quality job dedupe on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+OUTCOMES = ("converted", "disqualified", "open")
+TERMINAL = ("converted", "disqualified")        # labels: converted = 1, disqualified = 0; open = not yet known
+FUTURE_SKEW = timedelta(minutes=10)              # clocks of CRMs and of this server may disagree a little
+_NAMESPACE = uuid.UUID("5d1c1f1e-8a4b-4c36-9a55-6c6561642d6f")  # fixed: the same outcome gets the same id everywhere
+
+
+class Outcome(BaseModel):
+    """One reported outcome. Unknown fields are refused, so a typo (`occured_at`) is an error, not a silent null."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lead_id: str = Field(min_length=1, max_length=128, description="the lead's id, as sent when it was scored")
+    outcome: Literal["converted", "disqualified", "open"] = Field(description="what the lead became")
+    occurred_at: AwareDatetime = Field(description="when it happened (ISO 8601 with a time zone)")
+    deal_value: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False, description="deal value, converted only")
+    scoring_id: str | None = Field(None, min_length=1, max_length=64, description="x-scoring-id of the scoring it refers to")
+    request_id: str | None = Field(None, min_length=1, max_length=128, description="the client's x-request-id of that scoring")
+
+
+def outcome_key(lead_id: str, outcome: str, occurred_at: datetime) -> str:
+    """Stable id of (lead_id, outcome, occurred_at): a uuid5 of the three, the instant normalised to UTC µs."""
+    instant = occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(uuid.uuid5(_NAMESPACE, f"{lead_id}\x1f{outcome}\x1f{instant}"))
+
+
+# pydantic error types → the rule names clients see (the same vocabulary as the lead validation)
+_RULES = {"missing": "required", "extra_forbidden": "unknown_field", "literal_error": "enumeration",
+          "string_too_short": "min_length", "string_too_long": "max_length", "greater_than_equal": "minimum",
+          "less_than_equal": "maximum", "finite_number": "finite", "timezone_aware": "timezone",
+          "datetime_parsing": "datetime", "datetime_from_date_parsing": "datetime", "datetime_type": "datetime",
+          "string_type": "type", "float_parsing": "type", "float_type": "type", "model_type": "object",
+          "dict_type": "object"}
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:64]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return str(value)[:64]
+
+
+def check_outcomes(items: list[Any], now: datetime | None = None, max_reported: int = 20) -> tuple[list[Outcome], list[dict], int]:
+    """Validate every item. Returns (valid outcomes, the first problems as {row, field, rule, value, message}, the
+    number of problems). `row` is the item's position in `items`."""
+    now = now or datetime.now(UTC)
+    valid: list[Outcome] = []
+    problems: list[dict] = []
+    total = 0
+    for row, item in enumerate(items):
+        try:
+            outcome = Outcome.model_validate(item)
+        except ValidationError as error:
+            for detail in error.errors():
+                total += 1
+                if len(problems) < max_reported:
+                    field = ".".join(str(p) for p in detail.get("loc", ())) or "outcome"
+                    rule = _RULES.get(detail.get("type", ""), detail.get("type", "invalid"))
+                    problems.append({"row": row, "field": field[:64], "rule": rule,
+                                     "value": None if rule == "required" else _short(detail.get("input")),
+                                     "message": f"row {row}: {field[:64]} {detail.get('msg', 'is invalid')}"})
+            continue
+        if outcome.occurred_at > now + FUTURE_SKEW:
+            total += 1
+            if len(problems) < max_reported:
+                problems.append({"row": row, "field": "occurred_at", "rule": "not_in_future",
+                                 "value": outcome.occurred_at.isoformat(),
+                                 "message": f"row {row}: occurred_at lies in the future"})
+            continue
+        if outcome.deal_value is not None and outcome.outcome != "converted":
+            total += 1
+            if len(problems) < max_reported:
+                problems.append({"row": row, "field": "deal_value", "rule": "converted_only", "value": outcome.deal_value,
+                                 "message": f"row {row}: deal_value is only meaningful for outcome 'converted'"})
+            continue
+        valid.append(outcome)
+    return valid, problems, total

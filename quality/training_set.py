@@ -1,0 +1,57 @@
+"""A training set from the lake: the features recorded with each attributed scoring, and the lead's label.
+
+The attribution rule is the quality job's (quality/attribution.py), applied across model versions: per labelled
+lead, the latest scoring before its outcome within the label window. A scoring made after the outcome is never
+used — its features may already reflect the outcome (a won deal changes engagement, status, meetings), which would
+leak the label into training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from contract.features import FEATURE_NAMES
+from quality import attribution
+from quality.attribution import Window
+from quality.lake import Lake
+from transformer.sink.schema import feature_column_names
+
+
+@dataclass
+class TrainingSet:
+    x: np.ndarray                 # [n, 50] float64, NaN = missing
+    y: np.ndarray                 # [n] int8
+    served_scores: np.ndarray     # [n] the score the serving model gave that very scoring
+    served_versions: list[str]
+    lead_ids: list[str]
+    window: Window
+
+
+def training_set(lake: Lake, window: Window) -> TrainingSet:
+    outcomes = attribution.read_outcomes(lake, window)
+    labels, _ = attribution.labels_of(outcomes)
+    keys = attribution.score_keys(lake, window.scorings_from, window.until)
+    columns = feature_column_names(FEATURE_NAMES)
+    scorings = attribution.read_scorings(lake, keys, labels["lead_id"], features=columns)
+    versions = sorted(set(pc.unique(scorings["model_version"]).to_pylist())) if scorings.num_rows else []
+    # One row per lead, whichever version scored it last: the features are the lead's, not the model's.
+    index = scorings.schema.get_field_index("model_version")
+    scorings = scorings.set_column(index, "model_version", pa.array(["any"] * scorings.num_rows, pa.string()))
+    # Sorted by lead: the join's row order depends on threads, and the same lake must give the same booster.
+    chosen = attribution.attribute(scorings, labels, window.label_window).sort_by("lead_id")
+    if chosen.num_rows and feature_columns_missing(chosen, columns):
+        raise ValueError("the lake's scorings carry no features (--sink_include_features false): cannot train from it")
+    x = np.column_stack([pc.fill_null(chosen[c].cast(pa.float64()), np.nan).to_numpy() for c in columns]) \
+        if chosen.num_rows else np.empty((0, len(columns)))
+    return TrainingSet(x=x, y=chosen["label"].to_numpy().astype(np.int8) if chosen.num_rows else np.empty(0, np.int8),
+                       served_scores=chosen["score"].to_numpy().astype(np.float64) if chosen.num_rows else np.empty(0),
+                       served_versions=versions, lead_ids=chosen["lead_id"].to_pylist() if chosen.num_rows else [],
+                       window=window)
+
+
+def feature_columns_missing(table: pa.Table, columns: list[str]) -> bool:
+    return all(table[c].null_count == table.num_rows for c in columns)

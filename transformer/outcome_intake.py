@@ -1,0 +1,113 @@
+"""Outcomes in, over the API: auth → limits → validate every outcome → dedupe → record. Protocol-neutral.
+
+Same keys, rate limits and error shapes as scoring (`{"error", "problems": [{row, field, rule, value, message}]}`).
+All or nothing: one bad outcome refuses the call (400) and nothing of it is recorded, like a bad lead.
+Idempotent on (lead_id, outcome, occurred_at): a repeat is answered like the first call and counted as a duplicate;
+this replica remembers recent ids so a retried call is not written twice, and the lake dedupes on `outcome_id`
+(the same uuid5 everywhere) for repeats that reach another replica.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from datetime import UTC, datetime
+
+from prometheus_client import Counter
+
+from contract.outcomes import check_outcomes, outcome_key
+from transformer.auth import KeyStore
+from transformer.errors import InvalidRequest, ScoringError
+from transformer.sink.outcomes import OutcomeBatch, utc_day
+
+OUTCOMES_RECEIVED = Counter("lead_scoring_outcomes_received_total", "Outcomes accepted by POST /v1/outcomes",
+                            ["outcome", "result"])   # result: recorded | duplicate
+OUTCOMES_REJECTED = Counter("lead_scoring_outcomes_rejected_total", "Outcome calls refused, by reason", ["reason"])
+
+
+class OutcomesUnavailable(ScoringError):
+    """The outcome recorder is full (or closed): nothing of the call was accepted; the client retries."""
+
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    outcome = "unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "5"}
+
+
+class OutcomeIntake:
+    def __init__(self, keys: KeyStore, recorder, *, max_outcomes: int = 1000, max_reported: int = 20,
+                 remember: int = 200_000):
+        self.keys = keys
+        self.recorder = recorder
+        self.max_outcomes = max_outcomes
+        self.max_reported = max_reported
+        self._remember = remember
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def accept(self, api_key: str | None, payload: object, request_id: str) -> dict:
+        try:
+            entry = self.keys.authenticate(api_key)
+            self.keys.charge(entry)
+        except ScoringError as error:
+            OUTCOMES_REJECTED.labels(error.outcome).inc()
+            raise
+        items = payload.get("outcomes") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            OUTCOMES_REJECTED.labels("invalid").inc()
+            raise InvalidRequest('body must be a JSON object {"outcomes": [ ... ]}',
+                                 [{"row": None, "field": "outcomes", "rule": "required", "value": None,
+                                   "message": "a list of outcomes is required"}])
+        if not 1 <= len(items) <= self.max_outcomes:
+            OUTCOMES_REJECTED.labels("invalid").inc()
+            raise InvalidRequest(f"a call carries 1 to {self.max_outcomes} outcomes (--max_outcomes), got {len(items)}",
+                                 [{"row": None, "field": "outcomes", "rule": "max_items" if items else "min_items",
+                                   "value": len(items), "message": f"1..{self.max_outcomes} outcomes per call"}])
+        valid, problems, total = check_outcomes(items, max_reported=self.max_reported)
+        if total:
+            OUTCOMES_REJECTED.labels("invalid").inc()
+            more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
+            raise InvalidRequest(f"{total} invalid outcome value(s): " + "; ".join(p["message"] for p in problems) + more,
+                                 problems, total)
+        ids = [outcome_key(o.lead_id, o.outcome, o.occurred_at) for o in valid]
+        received_at = datetime.now(UTC)
+        fresh: dict[str, list[int]] = {}
+        duplicates = 0
+        with self._lock:
+            in_call: set[str] = set()
+            for i, oid in enumerate(ids):
+                if oid in self._seen or oid in in_call:
+                    duplicates += 1
+                    continue
+                in_call.add(oid)
+                fresh.setdefault(utc_day(valid[i].occurred_at), []).append(i)
+        recorded: list[str] = []
+        for rows in fresh.values():   # one file partition per day of occurred_at
+            batch = OutcomeBatch(
+                request_id=request_id, received_at=received_at, source="api", api_key_name=entry.name,
+                lead_ids=[valid[i].lead_id for i in rows], outcomes=[valid[i].outcome for i in rows],
+                occurred_at=[valid[i].occurred_at for i in rows], outcome_ids=[ids[i] for i in rows],
+                deal_values=[valid[i].deal_value for i in rows], scoring_ids=[valid[i].scoring_id for i in rows],
+                request_ids=[valid[i].request_id for i in rows])
+            if not self.recorder.submit(batch):
+                # What was recorded stays remembered, so the client's retry of the whole call is not written twice.
+                self._remember_ids(recorded)
+                OUTCOMES_REJECTED.labels("unavailable").inc()
+                raise OutcomesUnavailable("the outcome recorder is full; nothing more of this call was accepted, "
+                                          "retry it (repeats are deduplicated)")
+            recorded += batch.outcome_ids
+        self._remember_ids(recorded)
+        recorded_set = set(recorded)
+        for outcome, oid in zip(valid, ids, strict=True):
+            OUTCOMES_RECEIVED.labels(outcome.outcome, "recorded" if oid in recorded_set else "duplicate").inc()
+        return {"accepted": len(valid), "recorded": len(recorded), "duplicates": duplicates, "outcome_ids": ids,
+                "request_id": request_id}
+
+    def _remember_ids(self, ids: list[str]) -> None:
+        with self._lock:
+            for oid in ids:
+                self._seen[oid] = None
+            while len(self._seen) > self._remember:
+                self._seen.popitem(last=False)

@@ -1,0 +1,35 @@
+"""`POST /v1/outcomes` on KServe's FastAPI app: the HTTP face of transformer/outcome_intake.py.
+
+Errors are ScoringErrors, so the app's handler answers them with the scoring routes' status codes and JSON shapes;
+the body limit (413) is the app's middleware, as for scoring.
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import Request
+
+from transformer.errors import InvalidRequest, ScoringError
+from transformer.ids import new_scoring_id
+
+ROUTE = "/v1/outcomes"
+
+
+def install_outcomes(app, intake, json_response) -> None:
+    async def post_outcomes(request: Request):
+        request_id = (request.headers.get("x-request-id") or new_scoring_id())[:128]
+        if intake is None:
+            return json_response({"error": "outcomes are not recorded on this deployment (start the transformer with "
+                                           "--outcomes_uri)"}, status_code=404, headers={"x-request-id": request_id})
+        try:
+            try:
+                payload = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRequest(f"malformed JSON body: {exc}") from None
+            answer = intake.accept(request.headers.get("x-api-key"), payload, request_id)
+        except ScoringError as error:
+            error.request_id = request_id
+            raise
+        return json_response(answer, headers={"x-request-id": request_id})
+
+    app.add_api_route(ROUTE, post_outcomes, methods=["POST"], include_in_schema=False)

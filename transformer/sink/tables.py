@@ -1,0 +1,74 @@
+"""What a sink records: the table a batch becomes, where its files go, and what a malformed batch is.
+
+ScoreSink owns the delivery machinery (queue, batcher, spool, uploads, retries, drops) and asks its table for
+everything that depends on the rows. `ScoresTable` is the scored-leads table; `transformer/sink/outcomes.py` adds the
+outcomes table. Each table brings its own Prometheus collectors, so two sinks in one process never overwrite each
+other's gauges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Protocol
+
+import pyarrow as pa
+
+from . import sink_metrics
+from .layout import object_key
+from .records import ScoredBatch, SinkConfig
+from .schema import MICROS_PER_HOUR, build_table, epoch_micros, lake_schema
+
+
+class RecordTable(Protocol):
+    schema: pa.Schema
+    metrics: SimpleNamespace   # the collectors of METRIC_NAMES (transformer/sink/sink_metrics.py for scores)
+
+    def check(self, batch) -> None:
+        """Raise ValueError for a malformed batch (a caller bug), before anything is queued."""
+
+    def recorded_at(self, batch) -> datetime:
+        """The batch's timestamp (tz-aware): it picks the partition and ages the oldest unstored record."""
+
+    def partition_of(self, batch) -> Hashable: ...
+
+    def object_key(self, partition: Hashable) -> str: ...
+
+    def build(self, batches: Sequence) -> pa.Table: ...
+
+
+METRIC_NAMES = ("QUEUE_DEPTH", "RECORDS_WRITTEN", "BYTES_WRITTEN", "UPLOAD_FAILURES", "QUARANTINED_FILES", "SPOOL_BYTES",
+                "OLDEST_UNSTORED_AGE", "DROPPED_RECORDS", "DROP_REASONS")
+SCORE_METRICS = SimpleNamespace(**{name: getattr(sink_metrics, name) for name in METRIC_NAMES})
+
+
+class ScoresTable:
+    """Scored leads: one row per lead, partitioned by model and UTC hour of `scored_at` (docs/data-lake.md)."""
+
+    metrics = SCORE_METRICS
+
+    def __init__(self, config: SinkConfig) -> None:
+        self.schema = lake_schema(config.feature_names, config.include_features)
+        self._feature_width = len(self.schema) - len(lake_schema((), False))
+
+    def check(self, batch: ScoredBatch) -> None:
+        n = len(batch.lead_ids)
+        if not (len(batch.scores) == len(batch.buckets) == len(batch.tiers) == n):
+            raise ValueError("lead_ids, scores, buckets and tiers must have the same length")
+        if batch.features is not None and self._feature_width and batch.features.shape != (n, self._feature_width):
+            raise ValueError(f"features must have shape ({n}, {self._feature_width}), got {batch.features.shape}")
+        if batch.scored_at.tzinfo is None:
+            raise ValueError("scored_at must be timezone-aware")
+
+    def recorded_at(self, batch: ScoredBatch) -> datetime:
+        return batch.scored_at
+
+    def partition_of(self, batch: ScoredBatch) -> tuple[str, int]:
+        return batch.model_name, epoch_micros(batch.scored_at) // MICROS_PER_HOUR
+
+    def object_key(self, partition: tuple[str, int]) -> str:
+        return object_key(*partition)
+
+    def build(self, batches: Sequence[ScoredBatch]) -> pa.Table:
+        return build_table(batches, self.schema)
