@@ -28,6 +28,7 @@ serve: venv model
 
 # Static checks. checkov, hadolint and shellcheck run inside the test suite (tests/deploy), next to what they check.
 lint: venv
+	$(VENV)/bin/ruff format --check contract transformer predictor batch quality tests hack
 	$(VENV)/bin/ruff check contract transformer predictor batch quality tests hack
 	$(VENV)/bin/bandit -q -c pyproject.toml -r contract transformer predictor batch quality hack --severity-level medium
 
@@ -41,8 +42,11 @@ test: venv tools lint
 test-fast: venv
 	$(PY) -m pytest -q tests/unit
 
+# Online serving (interleaved rounds vs the stock KServe pair), then batch scoring, then outcomes + the quality join.
 bench: venv tools model
 	$(PY) -m hack.bench --model-dir $(MODEL_DIR)
+	$(PY) -m hack.bench_batch --model-dir $(MODEL_DIR)
+	$(PY) -m hack.bench_quality --model-dir $(MODEL_DIR)
 
 docs: venv
 	$(PY) -m contract.features --markdown > docs/features.md

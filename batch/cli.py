@@ -22,7 +22,9 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(value) if value.strip() else default
     except ValueError:
-        raise SystemExit(f"batch: environment variable {name} must be a whole number, got {value!r}") from None
+        raise SystemExit(
+            f"batch: environment variable {name} must be a whole number, got {value!r}"
+        ) from None
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -30,31 +32,74 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     parser = argparse.ArgumentParser(
         prog="python -m batch",
         description="Score a CRM export (CSV or Parquet; local path, s3://, Azure Blob URL) with the lead-scoring "
-                    "model: Parquet scores, rejects and a manifest under --output. See docs/batch.md.")
-    parser.add_argument("--input", default=env.get("BATCH_INPUT"), required=not env.get("BATCH_INPUT"),
-                        help="a .parquet/.csv/.csv.gz file or a folder/prefix of them [BATCH_INPUT]")
-    parser.add_argument("--output", default=env.get("BATCH_OUTPUT"), required=not env.get("BATCH_OUTPUT"),
-                        help="folder/prefix for scores/, rejects/, _shards/, _manifest.json [BATCH_OUTPUT]")
-    parser.add_argument("--model", default=env.get("BATCH_MODEL_URI"), required=not env.get("BATCH_MODEL_URI"),
-                        help="the model artifact folder: booster + model-card.yaml, as the predictor's "
-                             "storageUri [BATCH_MODEL_URI]")
-    parser.add_argument("--shard-index", type=int, default=_int_env(env, "JOB_COMPLETION_INDEX", 0),
-                        help="this shard, 0-based [JOB_COMPLETION_INDEX, set by an Indexed Job]")
-    parser.add_argument("--shard-count", type=int, default=_int_env(env, "BATCH_SHARD_COUNT", 1),
-                        help="shards in the run: the Job's completions [BATCH_SHARD_COUNT]")
-    parser.add_argument("--reasons", type=int, default=_int_env(env, "BATCH_REASONS", 0), metavar="K",
-                        help="add the top-K reason codes per lead (0 = none) [BATCH_REASONS]")
-    parser.add_argument("--window-rows", type=int, default=_int_env(env, "BATCH_WINDOW_ROWS", 16_384),
-                        help="rows read, validated and scored at a time: bounds memory [BATCH_WINDOW_ROWS]")
-    parser.add_argument("--work-dir", type=Path,
-                        default=Path(env.get("BATCH_WORK_DIR") or env.get("TMPDIR") or tempfile.gettempdir()),
-                        help="local scratch for the shard's files before they are committed [BATCH_WORK_DIR]")
-    parser.add_argument("--pushgateway-url", default=env.get("BATCH_PUSHGATEWAY_URL") or None,
-                        help="push shard metrics to this Prometheus Pushgateway [BATCH_PUSHGATEWAY_URL]")
-    parser.add_argument("--s3-endpoint-url", default=None,
-                        help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
-    parser.add_argument("--progress", choices=("auto", "bar", "none"), default="auto",
-                        help="auto: a progress bar when stderr is a terminal, JSON log lines otherwise")
+        "model: Parquet scores, rejects and a manifest under --output. See docs/batch.md.",
+    )
+    parser.add_argument(
+        "--input",
+        default=env.get("BATCH_INPUT"),
+        required=not env.get("BATCH_INPUT"),
+        help="a .parquet/.csv/.csv.gz file or a folder/prefix of them [BATCH_INPUT]",
+    )
+    parser.add_argument(
+        "--output",
+        default=env.get("BATCH_OUTPUT"),
+        required=not env.get("BATCH_OUTPUT"),
+        help="folder/prefix for scores/, rejects/, _shards/, _manifest.json [BATCH_OUTPUT]",
+    )
+    parser.add_argument(
+        "--model",
+        default=env.get("BATCH_MODEL_URI"),
+        required=not env.get("BATCH_MODEL_URI"),
+        help="the model artifact folder: booster + model-card.yaml, as the predictor's "
+        "storageUri [BATCH_MODEL_URI]",
+    )
+    parser.add_argument(
+        "--shard-index",
+        type=int,
+        default=_int_env(env, "JOB_COMPLETION_INDEX", 0),
+        help="this shard, 0-based [JOB_COMPLETION_INDEX, set by an Indexed Job]",
+    )
+    parser.add_argument(
+        "--shard-count",
+        type=int,
+        default=_int_env(env, "BATCH_SHARD_COUNT", 1),
+        help="shards in the run: the Job's completions [BATCH_SHARD_COUNT]",
+    )
+    parser.add_argument(
+        "--reasons",
+        type=int,
+        default=_int_env(env, "BATCH_REASONS", 0),
+        metavar="K",
+        help="add the top-K reason codes per lead (0 = none) [BATCH_REASONS]",
+    )
+    parser.add_argument(
+        "--window-rows",
+        type=int,
+        default=_int_env(env, "BATCH_WINDOW_ROWS", 16_384),
+        help="rows read, validated and scored at a time: bounds memory [BATCH_WINDOW_ROWS]",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(env.get("BATCH_WORK_DIR") or env.get("TMPDIR") or tempfile.gettempdir()),
+        help="local scratch for the shard's files before they are committed [BATCH_WORK_DIR]",
+    )
+    parser.add_argument(
+        "--pushgateway-url",
+        default=env.get("BATCH_PUSHGATEWAY_URL") or None,
+        help="push shard metrics to this Prometheus Pushgateway [BATCH_PUSHGATEWAY_URL]",
+    )
+    parser.add_argument(
+        "--s3-endpoint-url",
+        default=None,
+        help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "none"),
+        default="auto",
+        help="auto: a progress bar when stderr is a terminal, JSON log lines otherwise",
+    )
     return parser
 
 
@@ -76,13 +121,17 @@ def _summary(result, settings, stream) -> None:
     m = result.marker
     state = "already done, skipped" if result.skipped else f"done in {m['seconds']:.1f} s"
     rate = m["rows_read"] / m["seconds"] * 60 if m["seconds"] and not result.skipped else 0
-    stream.write(f"shard {m['shard'] + 1}/{m['shard_count']}: {state}\n"
-                 f"  rows read {m['rows_read']:,}  scored {m['rows_scored']:,}  rejected {m['rows_rejected']:,}"
-                 f" ({m['problems']:,} problems)" + (f"  {rate:,.0f} rows/min" if rate else "") + "\n"
-                 f"  tiers {'  '.join(f'{t} {n:,}' for t, n in m['tiers'].items())}\n"
-                 f"  model {m['model_version']}  scores {settings.output.rstrip('/')}/{m['scores']}\n")
+    stream.write(
+        f"shard {m['shard'] + 1}/{m['shard_count']}: {state}\n"
+        f"  rows read {m['rows_read']:,}  scored {m['rows_scored']:,}  rejected {m['rows_rejected']:,}"
+        f" ({m['problems']:,} problems)" + (f"  {rate:,.0f} rows/min" if rate else "") + "\n"
+        f"  tiers {'  '.join(f'{t} {n:,}' for t, n in m['tiers'].items())}\n"
+        f"  model {m['model_version']}  scores {settings.output.rstrip('/')}/{m['scores']}\n"
+    )
     if result.manifest:
-        stream.write(f"  all {m['shard_count']} shard(s) done: manifest {settings.output.rstrip('/')}/_manifest.json\n")
+        stream.write(
+            f"  all {m['shard_count']} shard(s) done: manifest {settings.output.rstrip('/')}/_manifest.json\n"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,10 +142,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (pod deletion, Job deadline) unwinds like Ctrl-C: the shard's scratch files are removed, nothing commits.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     interactive = args.progress == "bar" or (args.progress == "auto" and sys.stderr.isatty())
-    settings = Settings(input=args.input, output=args.output, model=args.model, shard_index=args.shard_index,
-                        shard_count=args.shard_count, reasons=args.reasons, window_rows=args.window_rows,
-                        work_dir=args.work_dir, pushgateway_url=args.pushgateway_url,
-                        s3_endpoint_url=args.s3_endpoint_url, progress=interactive)
+    settings = Settings(
+        input=args.input,
+        output=args.output,
+        model=args.model,
+        shard_index=args.shard_index,
+        shard_count=args.shard_count,
+        reasons=args.reasons,
+        window_rows=args.window_rows,
+        work_dir=args.work_dir,
+        pushgateway_url=args.pushgateway_url,
+        s3_endpoint_url=args.s3_endpoint_url,
+        progress=interactive,
+    )
     try:
         try:
             settings.work_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BatchError as error:
         sys.stderr.write(f"batch: {error.message}\n")
         if not interactive:
-            log_line("shard_failed", shard=args.shard_index, shard_count=args.shard_count, error=error.message)
+            log_line(
+                "shard_failed", shard=args.shard_index, shard_count=args.shard_count, error=error.message
+            )
         return error.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("batch: interrupted; nothing of this shard was committed\n")
@@ -120,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the last line of defence: one clear line instead of a traceback
         if os.environ.get("BATCH_DEBUG"):
             raise
-        sys.stderr.write(f"batch: unexpected {type(error).__name__}: {str(error)[:300]} "
-                         "(re-run to resume: committed shards are skipped; BATCH_DEBUG=1 shows the traceback)\n")
+        sys.stderr.write(
+            f"batch: unexpected {type(error).__name__}: {str(error)[:300]} "
+            "(re-run to resume: committed shards are skipped; BATCH_DEBUG=1 shows the traceback)\n"
+        )
         return 1
     return 0

@@ -22,8 +22,13 @@ _TEXT_COLUMN_EVIDENCE = 10
 
 
 def _numeric(kind: pa.DataType) -> bool:
-    return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-            or pa.types.is_decimal(kind) or pa.types.is_null(kind))
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+    )
 
 
 def _text(kind: pa.DataType) -> bool:
@@ -37,8 +42,10 @@ def check_columns(schema: pa.Schema, where: str, *, text_cells: bool = False) ->
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise InputError(f"{where}: missing column(s) {shown}; an export needs lead_id and the 50 features "
-                         "named in docs/features.md")
+        raise InputError(
+            f"{where}: missing column(s) {shown}; an export needs lead_id and the 50 features "
+            "named in docs/features.md"
+        )
     wrong = []
     for name in FEATURE_NAMES:
         kind = schema.field(name).type
@@ -48,8 +55,10 @@ def check_columns(schema: pa.Schema, where: str, *, text_cells: bool = False) ->
     if not (_text(lead_kind) or pa.types.is_integer(lead_kind)):
         wrong.append(f"lead_id is {lead_kind}")
     if wrong:
-        raise InputError(f"{where}: wrong column type(s): {'; '.join(wrong[:10])} — features must be numbers or "
-                         "booleans (categories as their codes), lead_id text or an integer")
+        raise InputError(
+            f"{where}: wrong column type(s): {'; '.join(wrong[:10])} — features must be numbers or "
+            "booleans (categories as their codes), lead_id text or an integer"
+        )
 
 
 def csv_column_types() -> dict[str, pa.DataType]:
@@ -71,7 +80,9 @@ def _parse_text(column: pa.Array, name: str, where: str) -> tuple[np.ndarray, li
     cleaned = pc.if_else(pc.equal(cleaned, ""), pa.scalar(None, pa.string()), cleaned)
     if name in _BOOL_COLUMNS:
         lowered = pc.utf8_lower(cleaned)
-        cleaned = pc.if_else(pc.equal(lowered, "true"), "1", pc.if_else(pc.equal(lowered, "false"), "0", cleaned))
+        cleaned = pc.if_else(
+            pc.equal(lowered, "true"), "1", pc.if_else(pc.equal(lowered, "false"), "0", cleaned)
+        )
     try:
         return pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False), []
     except pa.ArrowInvalid:
@@ -83,7 +94,7 @@ def _parse_text(column: pa.Array, name: str, where: str) -> tuple[np.ndarray, li
         if text is None:
             continue
         try:
-            if "_" in text:   # Python's float() takes "1_000"; Arrow's parser (the fast path) does not
+            if "_" in text:  # Python's float() takes "1_000"; Arrow's parser (the fast path) does not
                 raise ValueError(text)
             values[row] = float(text)
         except ValueError:
@@ -91,8 +102,10 @@ def _parse_text(column: pa.Array, name: str, where: str) -> tuple[np.ndarray, li
     # Text in every filled cell (and enough of them to tell) is a text column, not a few stray cells.
     if len(bad) >= _TEXT_COLUMN_EVIDENCE and len(bad) == len(cleaned) - cleaned.null_count:
         examples = ", ".join(repr(t[:20]) for _, t in bad[:3])
-        raise InputError(f"{where}: column {name} holds text ({examples}, …) where the contract needs numbers "
-                         "(categories as their codes, see docs/features.md)")
+        raise InputError(
+            f"{where}: column {name} holds text ({examples}, …) where the contract needs numbers "
+            "(categories as their codes, see docs/features.md)"
+        )
     return values, bad
 
 
@@ -102,17 +115,22 @@ def lead_ids(batch: pa.RecordBatch) -> pa.Array:
 
 
 def _all_numbers(batch: pa.RecordBatch) -> bool:
-    return all(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-               for t in (batch.schema.field(name).type for name in FEATURE_NAMES))
+    return all(
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+        for t in (batch.schema.field(name).type for name in FEATURE_NAMES)
+    )
 
 
 def _typed_matrix(batch: pa.RecordBatch) -> np.ndarray:
     """The common case, a typed export: one C++ conversion of all 50 columns (nulls → NaN), column-major."""
     # to_tensor takes mixed ints and floats (not booleans) and widens to float64, as the JSON API's parser does.
-    columns = [pc.cast(c, pa.uint8()) if pa.types.is_boolean(c.type) else c
-               for c in (batch.column(name) for name in FEATURE_NAMES)]
-    tensor = pa.RecordBatch.from_arrays(columns, names=list(FEATURE_NAMES)).to_tensor(null_to_nan=True,
-                                                                                      row_major=False)
+    columns = [
+        pc.cast(c, pa.uint8()) if pa.types.is_boolean(c.type) else c
+        for c in (batch.column(name) for name in FEATURE_NAMES)
+    ]
+    tensor = pa.RecordBatch.from_arrays(columns, names=list(FEATURE_NAMES)).to_tensor(
+        null_to_nan=True, row_major=False
+    )
     matrix = tensor.to_numpy()
     return matrix if matrix.dtype == np.float64 else matrix.astype(np.float64)
 

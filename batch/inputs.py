@@ -27,12 +27,12 @@ CSV_BLOCK_BYTES = 8 << 20
 
 @dataclass(frozen=True)
 class Unit:
-    key: str               # file key below the input location ('' when the input is one file)
-    kind: str              # parquet | csv
-    row_group: int         # -1 for CSV
-    first_row: int         # row number of the unit's first row within its file
-    rows: int              # -1 when unknown (CSV)
-    size: int              # bytes: the row group's compressed size, or the CSV file's size
+    key: str  # file key below the input location ('' when the input is one file)
+    kind: str  # parquet | csv
+    row_group: int  # -1 for CSV
+    first_row: int  # row number of the unit's first row within its file
+    rows: int  # -1 when unknown (CSV)
+    size: int  # bytes: the row group's compressed size, or the CSV file's size
 
     @property
     def name(self) -> str:
@@ -67,7 +67,7 @@ def _arrow_message(error: Exception) -> str:
     """Arrow's first line, without the cell content it quotes (which may be megabytes, or personal data)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if text.startswith("CSV parse error:"):
-        text = ":".join(text.split(":", 2)[:2])   # "CSV parse error: Expected 51 columns, got 1"
+        text = ":".join(text.split(":", 2)[:2])  # "CSV parse error: Expected 51 columns, got 1"
     return text[:200]
 
 
@@ -88,8 +88,11 @@ def plan_input(location: Location) -> Plan:
             listed = location.list_files()
         except OSError as error:
             raise InputError(f"cannot list the input {location.uri}: {_arrow_message(error)}") from None
-        files = [(key, size, _kind_of(key)) for key, size in listed
-                 if _kind_of(key) and not key.rsplit("/", 1)[-1].startswith(("_", "."))]
+        files = [
+            (key, size, _kind_of(key))
+            for key, size in listed
+            if _kind_of(key) and not key.rsplit("/", 1)[-1].startswith(("_", "."))
+        ]
     else:
         raise InputError(f"input {location.uri} does not exist")
     if not files:
@@ -128,8 +131,12 @@ def _csv_reader(location: Location, key: str, column_types: dict | None, include
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-        convert_options=pacsv.ConvertOptions(column_types=column_types, include_columns=include,
-                                             strings_can_be_null=True, quoted_strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types=column_types,
+            include_columns=include,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
     )
 
 
@@ -146,7 +153,7 @@ def _csv_units(location: Location, key: str, size: int) -> list[Unit]:
         reader = _csv_reader(location, key, csv_column_types(), None)
         schema = reader.schema
         try:
-            has_rows = reader.read_next_batch().num_rows > 0   # one block: a header alone is an empty file
+            has_rows = reader.read_next_batch().num_rows > 0  # one block: a header alone is an empty file
         except StopIteration:
             has_rows = False
         reader.close()
@@ -169,8 +176,12 @@ def read_unit(location: Location, unit: Unit, window_rows: int) -> Iterator[pa.R
                 # Window by window, not a row group at once: memory stays bounded whatever the row group size, and
                 # the small buffers are reused (measured: less CPU than decoding 250k-row groups whole).
                 parquet = pq.ParquetFile(handle, pre_buffer=False)
-                yield from parquet.iter_batches(batch_size=window_rows, row_groups=[unit.row_group],
-                                                columns=list(REQUIRED_COLUMNS), use_threads=False)
+                yield from parquet.iter_batches(
+                    batch_size=window_rows,
+                    row_groups=[unit.row_group],
+                    columns=list(REQUIRED_COLUMNS),
+                    use_threads=False,
+                )
         else:
             reader = _csv_reader(location, unit.key, csv_column_types(), list(REQUIRED_COLUMNS))
             with reader:

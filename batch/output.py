@@ -34,21 +34,35 @@ MARKERS = "_shards"
 _REASON = pa.struct([("feature", pa.dictionary(pa.int8(), pa.string())), ("contribution", pa.float32())])
 _FEATURE_DICTIONARY = pa.array(FEATURE_NAMES)
 _TIER_DICTIONARY = pa.array(TIER_OF_BUCKET)
-_LABEL = pa.dictionary(pa.int8(), pa.string())   # index = bucket - 1, the card's TierMap convention
+_LABEL = pa.dictionary(pa.int8(), pa.string())  # index = bucket - 1, the card's TierMap convention
 
 
 def scores_schema(with_reasons: bool) -> pa.Schema:
     # tier and model_version are dictionary-encoded (as Parquet stores them anyway): no string per row is built.
-    fields = [("lead_id", pa.string()), ("score", pa.float32()), ("bucket", pa.int8()), ("tier", _LABEL),
-              ("model_version", _LABEL), ("scored_at", pa.timestamp("ms", tz="UTC"))]
+    fields = [
+        ("lead_id", pa.string()),
+        ("score", pa.float32()),
+        ("bucket", pa.int8()),
+        ("tier", _LABEL),
+        ("model_version", _LABEL),
+        ("scored_at", pa.timestamp("ms", tz="UTC")),
+    ]
     if with_reasons:
         fields.append(("reasons", pa.list_(_REASON)))
     return pa.schema(fields)
 
 
-REJECTS_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()), ("lead_id", pa.string()),
-                            ("field", pa.string()), ("rule", pa.string()), ("value", pa.string()),
-                            ("message", pa.string())])
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("row", pa.int64()),
+        ("lead_id", pa.string()),
+        ("field", pa.string()),
+        ("rule", pa.string()),
+        ("value", pa.string()),
+        ("message", pa.string()),
+    ]
+)
 
 
 def part_name(index: int, count: int) -> str:
@@ -66,14 +80,23 @@ def _repeat(text: str, n: int) -> pa.Array:
 def _reasons(index: np.ndarray, contribution: np.ndarray) -> pa.Array:
     n, k = index.shape
     features = pa.DictionaryArray.from_arrays(pa.array(index.ravel().astype(np.int8)), _FEATURE_DICTIONARY)
-    items = pa.StructArray.from_arrays([features, pa.array(contribution.ravel().astype(np.float32))],
-                                       fields=list(_REASON))
+    items = pa.StructArray.from_arrays(
+        [features, pa.array(contribution.ravel().astype(np.float32))], fields=list(_REASON)
+    )
     return pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), items)
 
 
 class ShardOutput:
-    def __init__(self, output: Location, index: int, count: int, work_dir: Path, *, model_version: str,
-                 with_reasons: bool):
+    def __init__(
+        self,
+        output: Location,
+        index: int,
+        count: int,
+        work_dir: Path,
+        *,
+        model_version: str,
+        with_reasons: bool,
+    ):
         self.output = output
         self.name = part_name(index, count)
         self.model_version = model_version
@@ -82,8 +105,11 @@ class ShardOutput:
         self.scores_path = self.folder / "scores.parquet"
         self.rejects_path = self.folder / "rejects.parquet"
         # Dictionary pages only where values repeat: trying them on unique lead ids costs time for nothing.
-        self._scores = pq.ParquetWriter(self.scores_path, self.schema,
-                                        use_dictionary=["tier", "model_version", "reasons.list.element.feature"])
+        self._scores = pq.ParquetWriter(
+            self.scores_path,
+            self.schema,
+            use_dictionary=["tier", "model_version", "reasons.list.element.feature"],
+        )
         self._rejects = pq.ParquetWriter(self.rejects_path, REJECTS_SCHEMA)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
@@ -96,16 +122,25 @@ class ShardOutput:
     def rejects_key(self) -> str:
         return f"rejects/{self.name}.parquet"
 
-    def write(self, lead_ids: pa.Array, scored: Scored, scored_at: datetime, source: str, first_row: int) -> None:
+    def write(
+        self, lead_ids: pa.Array, scored: Scored, scored_at: datetime, source: str, first_row: int
+    ) -> None:
         n = len(scored.scores)
         if n:
             ids = lead_ids if scored.valid.all() else lead_ids.filter(pa.array(scored.valid))
-            columns = [ids, pa.array(scored.scores, pa.float32()), pa.array(scored.buckets.astype(np.int8)),
-                       pa.DictionaryArray.from_arrays(pa.array((scored.buckets - 1).astype(np.int8)),
-                                                      _TIER_DICTIONARY),
-                       _repeat(self.model_version, n),
-                       pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None), "ms")),
-                                pa.timestamp("ms", tz="UTC"))]
+            columns = [
+                ids,
+                pa.array(scored.scores, pa.float32()),
+                pa.array(scored.buckets.astype(np.int8)),
+                pa.DictionaryArray.from_arrays(
+                    pa.array((scored.buckets - 1).astype(np.int8)), _TIER_DICTIONARY
+                ),
+                _repeat(self.model_version, n),
+                pa.array(
+                    np.full(n, np.datetime64(scored_at.replace(tzinfo=None), "ms")),
+                    pa.timestamp("ms", tz="UTC"),
+                ),
+            ]
             if "reasons" in self.schema.names:
                 columns.append(_reasons(scored.reasons[0], scored.reasons[1]))
             self._pending.append(pa.RecordBatch.from_arrays(columns, schema=self.schema))
@@ -114,13 +149,23 @@ class ShardOutput:
                 self._flush()
         if scored.problems:
             rows = [p["row"] for p in scored.problems]
-            self._rejects.write_batch(pa.RecordBatch.from_arrays([
-                pa.array([source] * len(rows)), pa.array(rows, pa.int64()),
-                lead_ids.take(pa.array(np.asarray(rows, dtype=np.int64) - first_row)),
-                pa.array([p["field"] for p in scored.problems]), pa.array([p["rule"] for p in scored.problems]),
-                pa.array([None if p["value"] is None else json.dumps(p["value"]) for p in scored.problems],
-                         pa.string()),
-                pa.array([p["message"] for p in scored.problems])], schema=REJECTS_SCHEMA))
+            self._rejects.write_batch(
+                pa.RecordBatch.from_arrays(
+                    [
+                        pa.array([source] * len(rows)),
+                        pa.array(rows, pa.int64()),
+                        lead_ids.take(pa.array(np.asarray(rows, dtype=np.int64) - first_row)),
+                        pa.array([p["field"] for p in scored.problems]),
+                        pa.array([p["rule"] for p in scored.problems]),
+                        pa.array(
+                            [None if p["value"] is None else json.dumps(p["value"]) for p in scored.problems],
+                            pa.string(),
+                        ),
+                        pa.array([p["message"] for p in scored.problems]),
+                    ],
+                    schema=REJECTS_SCHEMA,
+                )
+            )
 
     def _flush(self) -> None:
         # Windows are small (cache-friendly validation); row groups of the output are not.
@@ -145,12 +190,14 @@ class ShardOutput:
             try:
                 writer.close()
             except (OSError, pa.ArrowException):
-                pass   # the files are deleted next; closing only frees the handle
+                pass  # the files are deleted next; closing only frees the handle
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def read_markers(output: Location) -> list[dict]:
-    return [json.loads(output.read_bytes(key)) for key, _ in output.list_files(MARKERS) if key.endswith(".json")]
+    return [
+        json.loads(output.read_bytes(key)) for key, _ in output.list_files(MARKERS) if key.endswith(".json")
+    ]
 
 
 def write_manifest_if_complete(output: Location, count: int, work_dir: Path, extra: dict) -> dict | None:
@@ -162,13 +209,33 @@ def write_manifest_if_complete(output: Location, count: int, work_dir: Path, ext
     for m in markers:
         for tier, n in m["tiers"].items():
             tiers[tier] += n
-    manifest = {**extra, "model_version": markers[0]["model_version"], "plan": markers[0]["plan"],
-                "shard_count": count, "rows_read": sum(m["rows_read"] for m in markers),
-                "rows_scored": sum(m["rows_scored"] for m in markers),
-                "rows_rejected": sum(m["rows_rejected"] for m in markers),
-                "problems": sum(m["problems"] for m in markers), "tiers": tiers,
-                "shards": [{k: m[k] for k in ("shard", "units", "rows_read", "rows_scored", "rows_rejected",
-                                               "scores", "rejects", "seconds")} for m in markers]}
+    manifest = {
+        **extra,
+        "model_version": markers[0]["model_version"],
+        "plan": markers[0]["plan"],
+        "shard_count": count,
+        "rows_read": sum(m["rows_read"] for m in markers),
+        "rows_scored": sum(m["rows_scored"] for m in markers),
+        "rows_rejected": sum(m["rows_rejected"] for m in markers),
+        "problems": sum(m["problems"] for m in markers),
+        "tiers": tiers,
+        "shards": [
+            {
+                k: m[k]
+                for k in (
+                    "shard",
+                    "units",
+                    "rows_read",
+                    "rows_scored",
+                    "rows_rejected",
+                    "scores",
+                    "rejects",
+                    "seconds",
+                )
+            }
+            for m in markers
+        ],
+    }
     path = work_dir / f"manifest-{count}.json"
     path.write_text(json.dumps(manifest, indent=1))
     try:

@@ -16,7 +16,9 @@ def _clock(seconds: float) -> str:
 class Progress:
     """Redraws at most 5 times a second; `total` may be unknown (CSV), then there is no ETA."""
 
-    def __init__(self, label: str, total: int | None, stream: TextIO | None = None, enabled: bool | None = None):
+    def __init__(
+        self, label: str, total: int | None, stream: TextIO | None = None, enabled: bool | None = None
+    ):
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label = label

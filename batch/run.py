@@ -38,7 +38,7 @@ class Settings:
     pushgateway_url: str | None = None
     s3_endpoint_url: str | None = None
     azure_connection_string: str | None = None
-    progress: bool | None = None     # None: a bar when stderr is a terminal
+    progress: bool | None = None  # None: a bar when stderr is a terminal
 
 
 @dataclass
@@ -71,14 +71,20 @@ def _check_earlier_shards(output: Location, plan: Plan, settings: Settings, mode
     """Refuse to mix runs in one output: other shards must share this run's shard count, plan and model."""
     for marker in read_markers(output):
         if marker["shard_count"] != settings.shard_count:
-            raise OutputConflict(f"{output.uri} holds shards of a run with {marker['shard_count']} shards, this "
-                                 f"run has {settings.shard_count}: use a new output folder")
+            raise OutputConflict(
+                f"{output.uri} holds shards of a run with {marker['shard_count']} shards, this "
+                f"run has {settings.shard_count}: use a new output folder"
+            )
         if marker["plan"] != plan.fingerprint:
-            raise OutputConflict(f"{output.uri} holds shards scored from a different input (plan "
-                                 f"{marker['plan']}, now {plan.fingerprint}): use a new output folder")
+            raise OutputConflict(
+                f"{output.uri} holds shards scored from a different input (plan "
+                f"{marker['plan']}, now {plan.fingerprint}): use a new output folder"
+            )
         if marker["model_version"] != model_version:
-            raise OutputConflict(f"{output.uri} holds shards scored by model {marker['model_version']}, this run "
-                                 f"loads {model_version}: use a new output folder")
+            raise OutputConflict(
+                f"{output.uri} holds shards scored by model {marker['model_version']}, this run "
+                f"loads {model_version}: use a new output folder"
+            )
 
 
 def run_shard(settings: Settings) -> ShardResult:
@@ -86,7 +92,9 @@ def run_shard(settings: Settings) -> ShardResult:
     source, output = Location(settings.input, options), Location(settings.output, options)
     if type(source.fs) is type(output.fs) and (output.root + "/").startswith(source.root.rstrip("/") + "/"):
         # The next run would read this run's Parquet as input.
-        raise BatchError(f"the output {settings.output} lies inside the input {settings.input}: choose another folder")
+        raise BatchError(
+            f"the output {settings.output} lies inside the input {settings.input}: choose another folder"
+        )
     scorer = load_model(settings.model, settings.reasons)
     plan = plan_input(source)
     try:
@@ -98,25 +106,44 @@ def run_shard(settings: Settings) -> ShardResult:
         marker = next(m for m in read_markers(output) if m["shard"] == settings.shard_index)
         result = ShardResult(marker, skipped=True, manifest=None)
     else:
-        result = ShardResult(_score_shard(settings, source, output, plan, scorer), skipped=False, manifest=None)
-    result.manifest = write_manifest_if_complete(output, settings.shard_count, settings.work_dir,
-                                                 {"input": settings.input, "output": settings.output,
-                                                  "model": settings.model, "written_at": datetime.now(UTC).isoformat()})
+        result = ShardResult(
+            _score_shard(settings, source, output, plan, scorer), skipped=False, manifest=None
+        )
+    result.manifest = write_manifest_if_complete(
+        output,
+        settings.shard_count,
+        settings.work_dir,
+        {
+            "input": settings.input,
+            "output": settings.output,
+            "model": settings.model,
+            "written_at": datetime.now(UTC).isoformat(),
+        },
+    )
     return result
 
 
 def _score_shard(settings: Settings, source: Location, output: Location, plan: Plan, scorer: Scorer) -> dict:
     units = plan.shard(settings.shard_index, settings.shard_count)
     known = [u.rows for u in units]
-    progress = Progress(f"shard {settings.shard_index + 1}/{settings.shard_count}",
-                        sum(known) if all(r >= 0 for r in known) else None, enabled=settings.progress)
+    progress = Progress(
+        f"shard {settings.shard_index + 1}/{settings.shard_count}",
+        sum(known) if all(r >= 0 for r in known) else None,
+        enabled=settings.progress,
+    )
     started, cpu_started = time.monotonic(), time.process_time()
     scored_at = datetime.now(UTC)
     tiers: Counter[int] = Counter()
     rows_read = rows_rejected = problems = 0
     try:
-        out = ShardOutput(output, settings.shard_index, settings.shard_count, settings.work_dir,
-                          model_version=scorer.model_version, with_reasons=bool(settings.reasons))
+        out = ShardOutput(
+            output,
+            settings.shard_index,
+            settings.shard_count,
+            settings.work_dir,
+            model_version=scorer.model_version,
+            with_reasons=bool(settings.reasons),
+        )
     except OSError as error:
         raise BatchError(f"cannot use the work folder {settings.work_dir}: {error}") from None
     try:
@@ -128,8 +155,12 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
                 ids = lead_ids(batch)
                 missing_ids = pc.fill_null(pc.equal(pc.utf8_length(ids), 0), True)
                 matrix, unparsable = feature_matrix(batch, where)
-                scored = scorer.score(matrix, first, unparsable,
-                                      missing_ids.to_numpy(zero_copy_only=False) if missing_ids.true_count else None)
+                scored = scorer.score(
+                    matrix,
+                    first,
+                    unparsable,
+                    missing_ids.to_numpy(zero_copy_only=False) if missing_ids.true_count else None,
+                )
                 out.write(ids, scored, scored_at, name, first)
                 tiers.update(dict(enumerate(np.bincount(scored.buckets, minlength=6).tolist())))
                 rows_read += batch.num_rows
@@ -138,20 +169,39 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
                 first += batch.num_rows
                 progress.advance(batch.num_rows)
         seconds = time.monotonic() - started
-        marker = {"shard": settings.shard_index, "shard_count": settings.shard_count, "plan": plan.fingerprint,
-                  "model_version": scorer.model_version, "units": len(units), "rows_read": rows_read,
-                  "rows_scored": rows_read - rows_rejected, "rows_rejected": rows_rejected, "problems": problems,
-                  "tiers": {TIER_OF_BUCKET[b - 1]: int(tiers.get(b, 0)) for b in range(5, 0, -1)},
-                  "scored_at": scored_at.isoformat(), "seconds": round(seconds, 3),
-                  "cpu_seconds": round(time.process_time() - cpu_started, 3), "peak_rss_mib": peak_rss_mib()}
+        marker = {
+            "shard": settings.shard_index,
+            "shard_count": settings.shard_count,
+            "plan": plan.fingerprint,
+            "model_version": scorer.model_version,
+            "units": len(units),
+            "rows_read": rows_read,
+            "rows_scored": rows_read - rows_rejected,
+            "rows_rejected": rows_rejected,
+            "problems": problems,
+            "tiers": {TIER_OF_BUCKET[b - 1]: int(tiers.get(b, 0)) for b in range(5, 0, -1)},
+            "scored_at": scored_at.isoformat(),
+            "seconds": round(seconds, 3),
+            "cpu_seconds": round(time.process_time() - cpu_started, 3),
+            "peak_rss_mib": peak_rss_mib(),
+        }
         out.commit(marker)
-    except OSError as error:   # the shard's local files (work folder full, removed); the output's are Location.put's
+    except (
+        OSError
+    ) as error:  # the shard's local files (work folder full, removed); the output's are Location.put's
         raise BatchError(f"cannot write the shard's files in {settings.work_dir}: {error}") from None
     finally:
         progress.close()
         out.discard()
     if settings.pushgateway_url:
-        push_shard_metrics(settings.pushgateway_url, shard=settings.shard_index, shard_count=settings.shard_count,
-                           model_version=scorer.model_version, rows_scored=marker["rows_scored"],
-                           rows_rejected=rows_rejected, tiers=marker["tiers"], seconds=seconds)
+        push_shard_metrics(
+            settings.pushgateway_url,
+            shard=settings.shard_index,
+            shard_count=settings.shard_count,
+            model_version=scorer.model_version,
+            rows_scored=marker["rows_scored"],
+            rows_rejected=rows_rejected,
+            tiers=marker["tiers"],
+            seconds=seconds,
+        )
     return marker

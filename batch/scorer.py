@@ -20,16 +20,16 @@ from transformer.predictors.inprocess import InProcessBooster
 
 @dataclass
 class Scored:
-    valid: np.ndarray                  # bool [N]: rows that were scored
-    scores: np.ndarray                 # float32 [n_valid]
-    buckets: np.ndarray                # int32 [n_valid], 1..5
-    reasons: tuple | None              # ReasonExplainer.top() of the valid rows, or None
-    problems: list[dict]               # every problem of the rejected rows (row = index within the window)
+    valid: np.ndarray  # bool [N]: rows that were scored
+    scores: np.ndarray  # float32 [n_valid]
+    buckets: np.ndarray  # int32 [n_valid], 1..5
+    reasons: tuple | None  # ReasonExplainer.top() of the valid rows, or None
+    problems: list[dict]  # every problem of the rejected rows (row = index within the window)
 
 
 class Scorer:
     def __init__(self, model_dir: Path, reasons_k: int = 0):
-        self.card: ModelCard = load_card(model_dir)   # checks the booster's sha256 against the card
+        self.card: ModelCard = load_card(model_dir)  # checks the booster's sha256 against the card
         self.tier_map = self.card.tier_map
         self.booster = InProcessBooster(model_dir, nthread=1).booster
         self.reasons_k = reasons_k
@@ -39,21 +39,39 @@ class Scorer:
     def model_version(self) -> str:
         return self.card.version
 
-    def score(self, matrix: np.ndarray, first_row: int = 0, unparsable: dict[int, list[tuple[str, str]]] | None = None,
-              missing_ids: np.ndarray | None = None) -> Scored:
+    def score(
+        self,
+        matrix: np.ndarray,
+        first_row: int = 0,
+        unparsable: dict[int, list[tuple[str, str]]] | None = None,
+        missing_ids: np.ndarray | None = None,
+    ) -> Scored:
         """`first_row` is the window's first row number in its file: problems name rows as the file counts them."""
         found, _ = find_problems(matrix, limit=None)
         problems = [describe_problem(first_row + r, c, rule, v) for r, c, rule, v in found]
         for r, cells in (unparsable or {}).items():
             row = first_row + r
-            problems.extend(problem_dict(row, name, "type", text[:40], f"row {row}: {name} must be a number, "
-                                                                       f"true/false or empty, got {text[:40]!r}")
-                            for name, text in cells)
+            problems.extend(
+                problem_dict(
+                    row,
+                    name,
+                    "type",
+                    text[:40],
+                    f"row {row}: {name} must be a number, true/false or empty, got {text[:40]!r}",
+                )
+                for name, text in cells
+            )
         if missing_ids is not None and missing_ids.any():
-            problems.extend(problem_dict(first_row + int(r), "lead_id", "required", None,
-                                         f"row {first_row + int(r)}: lead_id is required (the CRM's key to write "
-                                         "the tier back)")
-                            for r in np.flatnonzero(missing_ids))
+            problems.extend(
+                problem_dict(
+                    first_row + int(r),
+                    "lead_id",
+                    "required",
+                    None,
+                    f"row {first_row + int(r)}: lead_id is required (the CRM's key to write the tier back)",
+                )
+                for r in np.flatnonzero(missing_ids)
+            )
         valid = np.ones(matrix.shape[0], dtype=bool)
         if problems:
             valid[[p["row"] - first_row for p in problems]] = False

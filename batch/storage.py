@@ -31,10 +31,14 @@ class StorageOptions:
     azure_connection_string: str | None = None
 
     @classmethod
-    def from_env(cls, s3_endpoint_url: str | None = None, azure_connection_string: str | None = None) -> StorageOptions:
+    def from_env(
+        cls, s3_endpoint_url: str | None = None, azure_connection_string: str | None = None
+    ) -> StorageOptions:
         # The same variables boto3 and the Azure SDK read: one setting serves both the reader and the writer.
-        return cls(s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-                   azure_connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"))
+        return cls(
+            s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+            azure_connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),
+        )
 
 
 def _connection_string_parts(text: str) -> dict[str, str]:
@@ -60,19 +64,26 @@ class Location:
                 raise BatchError(f"S3 URI must be s3://bucket/prefix, got {uri!r}")
             region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             endpoint = options.s3_endpoint_url
-            fs = pafs.S3FileSystem(endpoint_override=endpoint, region=region,
-                                   scheme=urlparse(endpoint).scheme if endpoint else "https")
+            fs = pafs.S3FileSystem(
+                endpoint_override=endpoint,
+                region=region,
+                scheme=urlparse(endpoint).scheme if endpoint else "https",
+            )
             return fs, f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/"), uri
         if parsed.scheme in ("https", "http"):
             return Location._azure(uri, parsed, options)
-        raise BatchError(f"unsupported URI {uri!r}: use a local path, file://, s3://bucket/prefix or an Azure Blob URL")
+        raise BatchError(
+            f"unsupported URI {uri!r}: use a local path, file://, s3://bucket/prefix or an Azure Blob URL"
+        )
 
     @staticmethod
     def _azure(uri: str, parsed, options: StorageOptions) -> tuple[pafs.FileSystem, str, str]:
         parts = [p for p in parsed.path.split("/") if p]
         if parsed.hostname in _PATH_STYLE_HOSTS:
             if not options.azure_connection_string:
-                raise BatchError(f"path-style blob URL {uri!r} (emulator) needs AZURE_STORAGE_CONNECTION_STRING")
+                raise BatchError(
+                    f"path-style blob URL {uri!r} (emulator) needs AZURE_STORAGE_CONNECTION_STRING"
+                )
             account, parts = (parts[0] if parts else ""), parts[1:]
         else:
             account = (parsed.hostname or "").split(".")[0]
@@ -84,10 +95,15 @@ class Location:
             custom = {}
             if not endpoint.netloc.endswith(".blob.core.windows.net"):
                 # An emulator serves blob and DFS (hierarchical namespace probe) APIs on one endpoint.
-                custom = {"blob_storage_authority": endpoint.netloc, "blob_storage_scheme": endpoint.scheme,
-                          "dfs_storage_authority": endpoint.netloc, "dfs_storage_scheme": endpoint.scheme}
-            fs = pafs.AzureFileSystem(account_name=conn.get("AccountName", account), account_key=conn.get("AccountKey"),
-                                      **custom)
+                custom = {
+                    "blob_storage_authority": endpoint.netloc,
+                    "blob_storage_scheme": endpoint.scheme,
+                    "dfs_storage_authority": endpoint.netloc,
+                    "dfs_storage_scheme": endpoint.scheme,
+                }
+            fs = pafs.AzureFileSystem(
+                account_name=conn.get("AccountName", account), account_key=conn.get("AccountKey"), **custom
+            )
         else:
             # No key: arrow's default credential chain (workload identity on AKS, like the sink's DefaultAzureCredential).
             fs = pafs.AzureFileSystem(account_name=account)
@@ -98,8 +114,11 @@ class Location:
 
     @cached_property
     def writer(self) -> Writer:
-        return writer_for_uri(self._writer_uri, s3_endpoint_url=self.options.s3_endpoint_url,
-                              azure_connection_string=self.options.azure_connection_string)
+        return writer_for_uri(
+            self._writer_uri,
+            s3_endpoint_url=self.options.s3_endpoint_url,
+            azure_connection_string=self.options.azure_connection_string,
+        )
 
     def put(self, key: str, local_path: Path) -> None:
         """Atomic, never replacing: an existing key means an earlier attempt already committed it."""
@@ -122,7 +141,7 @@ class Location:
         found = []
         for item in self.fs.get_file_info(selector):
             if item.type == pafs.FileType.File:
-                relative = item.path[len(self.root):].lstrip("/")
+                relative = item.path[len(self.root) :].lstrip("/")
                 found.append((relative, item.size or 0))
         return sorted(found)
 

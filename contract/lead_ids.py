@@ -18,7 +18,9 @@ _MAX_ID_INT = 10**MAX_LEAD_ID_LENGTH
 def shown(value: str) -> str:
     """A refused id as it may appear in an error message: short, and with control characters escaped."""
     cut = value[:40]
-    return (cut if cut.isprintable() else cut.encode("unicode_escape").decode("ascii")) + ("…" if len(value) > 40 else "")
+    return (cut if cut.isprintable() else cut.encode("unicode_escape").decode("ascii")) + (
+        "…" if len(value) > 40 else ""
+    )
 
 
 def problem(value: str) -> tuple[str, str] | None:

@@ -44,7 +44,7 @@ class Metrics(BaseModel):
     rows_valid: int
     rows_test: int
     best_iteration: int
-    tiers: dict[str, TierStats]   # measured on the held-out test split
+    tiers: dict[str, TierStats]  # measured on the held-out test split
 
 
 class ModelCard(BaseModel):
@@ -70,8 +70,10 @@ class ModelCard(BaseModel):
     @classmethod
     def _same_contract(cls, names: list[str]) -> list[str]:
         if tuple(names) != FEATURE_NAMES:
-            raise ValueError("the card's feature order differs from this transformer's feature contract "
-                             "(train the model with this version of contract/features.py)")
+            raise ValueError(
+                "the card's feature order differs from this transformer's feature contract "
+                "(train the model with this version of contract/features.py)"
+            )
         return names
 
     @property
@@ -100,7 +102,9 @@ def find_booster(folder: Path) -> Path:
     if not found:
         raise FileNotFoundError(f"no booster file ({', '.join(BOOSTER_SUFFIXES)}) in {folder}")
     if len(found) > 1:
-        raise RuntimeError(f"more than one booster file in {folder}: {[p.name for p in found]}; keep exactly one")
+        raise RuntimeError(
+            f"more than one booster file in {folder}: {[p.name for p in found]}; keep exactly one"
+        )
     return found[0]
 
 
@@ -124,8 +128,10 @@ def load_card(folder: Path) -> ModelCard:
     booster = folder / card.booster_file
     actual = sha256_file(booster)
     if actual != card.booster_sha256:
-        raise ValueError(f"{booster.name} does not match the card (sha256 {actual[:12]}…, card says "
-                         f"{card.booster_sha256[:12]}…): the folder mixes two models")
+        raise ValueError(
+            f"{booster.name} does not match the card (sha256 {actual[:12]}…, card says "
+            f"{card.booster_sha256[:12]}…): the folder mixes two models"
+        )
     return card
 
 
@@ -135,10 +141,11 @@ def fetch_artifact(uri: str, into: Path | None = None) -> Path:
     kserve-storage does the download, with the same credentials and env vars as KServe's storage initializer.
     """
     if uri.startswith("file://"):
-        uri = uri[len("file://"):]
+        uri = uri[len("file://") :]
     if Path(uri).is_dir():
         return Path(uri)
     # Imported only for a download: it pulls cloud SDKs (0.03–0.12 s of start-up) that a local folder does not need.
     from kserve_storage import Storage
+
     target = into or Path(tempfile.mkdtemp(prefix="lead-scoring-card-"))
     return Path(Storage.download(uri, str(target)))

@@ -15,9 +15,11 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 OUTCOMES = ("converted", "disqualified", "open")
-TERMINAL = ("converted", "disqualified")        # labels: converted = 1, disqualified = 0; open = not yet known
-FUTURE_SKEW = timedelta(minutes=10)              # clocks of CRMs and of this server may disagree a little
-_NAMESPACE = uuid.UUID("5d1c1f1e-8a4b-4c36-9a55-6c6561642d6f")  # fixed: the same outcome gets the same id everywhere
+TERMINAL = ("converted", "disqualified")  # labels: converted = 1, disqualified = 0; open = not yet known
+FUTURE_SKEW = timedelta(minutes=10)  # clocks of CRMs and of this server may disagree a little
+_NAMESPACE = uuid.UUID(
+    "5d1c1f1e-8a4b-4c36-9a55-6c6561642d6f"
+)  # fixed: the same outcome gets the same id everywhere
 
 
 class Outcome(BaseModel):
@@ -25,12 +27,20 @@ class Outcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lead_id: str = Field(min_length=1, max_length=128, description="the lead's id, as sent when it was scored")
+    lead_id: str = Field(
+        min_length=1, max_length=128, description="the lead's id, as sent when it was scored"
+    )
     outcome: Literal["converted", "disqualified", "open"] = Field(description="what the lead became")
     occurred_at: AwareDatetime = Field(description="when it happened (ISO 8601 with a time zone)")
-    deal_value: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False, description="deal value, converted only")
-    scoring_id: str | None = Field(None, min_length=1, max_length=64, description="x-scoring-id of the scoring it refers to")
-    request_id: str | None = Field(None, min_length=1, max_length=128, description="the client's x-request-id of that scoring")
+    deal_value: float | None = Field(
+        None, ge=0, le=1e12, allow_inf_nan=False, description="deal value, converted only"
+    )
+    scoring_id: str | None = Field(
+        None, min_length=1, max_length=64, description="x-scoring-id of the scoring it refers to"
+    )
+    request_id: str | None = Field(
+        None, min_length=1, max_length=128, description="the client's x-request-id of that scoring"
+    )
 
 
 def outcome_key(lead_id: str, outcome: str, occurred_at: datetime) -> str:
@@ -40,12 +50,25 @@ def outcome_key(lead_id: str, outcome: str, occurred_at: datetime) -> str:
 
 
 # pydantic error types → the rule names clients see (the same vocabulary as the lead validation)
-_RULES = {"missing": "required", "extra_forbidden": "unknown_field", "literal_error": "enumeration",
-          "string_too_short": "min_length", "string_too_long": "max_length", "greater_than_equal": "minimum",
-          "less_than_equal": "maximum", "finite_number": "finite", "timezone_aware": "timezone",
-          "datetime_parsing": "datetime", "datetime_from_date_parsing": "datetime", "datetime_type": "datetime",
-          "string_type": "type", "float_parsing": "type", "float_type": "type", "model_type": "object",
-          "dict_type": "object"}
+_RULES = {
+    "missing": "required",
+    "extra_forbidden": "unknown_field",
+    "literal_error": "enumeration",
+    "string_too_short": "min_length",
+    "string_too_long": "max_length",
+    "greater_than_equal": "minimum",
+    "less_than_equal": "maximum",
+    "finite_number": "finite",
+    "timezone_aware": "timezone",
+    "datetime_parsing": "datetime",
+    "datetime_from_date_parsing": "datetime",
+    "datetime_type": "datetime",
+    "string_type": "type",
+    "float_parsing": "type",
+    "float_type": "type",
+    "model_type": "object",
+    "dict_type": "object",
+}
 
 
 def _short(value: Any) -> Any:
@@ -56,7 +79,9 @@ def _short(value: Any) -> Any:
     return str(value)[:64]
 
 
-def check_outcomes(items: list[Any], now: datetime | None = None, max_reported: int = 20) -> tuple[list[Outcome], list[dict], int]:
+def check_outcomes(
+    items: list[Any], now: datetime | None = None, max_reported: int = 20
+) -> tuple[list[Outcome], list[dict], int]:
     """Validate every item. Returns (valid outcomes, the first problems as {row, field, rule, value, message}, the
     number of problems). `row` is the item's position in `items`."""
     now = now or datetime.now(UTC)
@@ -72,22 +97,41 @@ def check_outcomes(items: list[Any], now: datetime | None = None, max_reported: 
                 if len(problems) < max_reported:
                     field = ".".join(str(p) for p in detail.get("loc", ())) or "outcome"
                     rule = _RULES.get(detail.get("type", ""), detail.get("type", "invalid"))
-                    problems.append({"row": row, "field": field[:64], "rule": rule,
-                                     "value": None if rule == "required" else _short(detail.get("input")),
-                                     "message": f"row {row}: {field[:64]} {detail.get('msg', 'is invalid')}"})
+                    problems.append(
+                        {
+                            "row": row,
+                            "field": field[:64],
+                            "rule": rule,
+                            "value": None if rule == "required" else _short(detail.get("input")),
+                            "message": f"row {row}: {field[:64]} {detail.get('msg', 'is invalid')}",
+                        }
+                    )
             continue
         if outcome.occurred_at > now + FUTURE_SKEW:
             total += 1
             if len(problems) < max_reported:
-                problems.append({"row": row, "field": "occurred_at", "rule": "not_in_future",
-                                 "value": outcome.occurred_at.isoformat(),
-                                 "message": f"row {row}: occurred_at lies in the future"})
+                problems.append(
+                    {
+                        "row": row,
+                        "field": "occurred_at",
+                        "rule": "not_in_future",
+                        "value": outcome.occurred_at.isoformat(),
+                        "message": f"row {row}: occurred_at lies in the future",
+                    }
+                )
             continue
         if outcome.deal_value is not None and outcome.outcome != "converted":
             total += 1
             if len(problems) < max_reported:
-                problems.append({"row": row, "field": "deal_value", "rule": "converted_only", "value": outcome.deal_value,
-                                 "message": f"row {row}: deal_value is only meaningful for outcome 'converted'"})
+                problems.append(
+                    {
+                        "row": row,
+                        "field": "deal_value",
+                        "rule": "converted_only",
+                        "value": outcome.deal_value,
+                        "message": f"row {row}: deal_value is only meaningful for outcome 'converted'",
+                    }
+                )
             continue
         valid.append(outcome)
     return valid, problems, total

@@ -21,7 +21,9 @@ class TierMap:
     def __init__(self, thresholds: Sequence[float]):
         cuts = np.asarray(thresholds, dtype=np.float64)
         if cuts.shape != (4,) or not np.all(np.diff(cuts) > 0) or cuts[0] <= 0 or cuts[-1] >= 1:
-            raise ValueError(f"tier thresholds must be 4 strictly ascending scores in (0, 1), got {list(thresholds)}")
+            raise ValueError(
+                f"tier thresholds must be 4 strictly ascending scores in (0, 1), got {list(thresholds)}"
+            )
         self.thresholds = cuts
 
     def buckets(self, scores: np.ndarray) -> np.ndarray:

@@ -44,7 +44,9 @@ def _describe(rule: str, column: int) -> str:
     return f"must be <= {spec.range_text.split(' … ')[-1]}"
 
 
-def find_problems(matrix: np.ndarray, limit: int | None = 1000) -> tuple[list[tuple[int, int, str, float]], int]:
+def find_problems(
+    matrix: np.ndarray, limit: int | None = 1000
+) -> tuple[list[tuple[int, int, str, float]], int]:
     """(row, column, rule, value) violations, in row order, and their count. `matrix` is [N, 50], NaN = missing.
 
     At most `limit` cells per rule are listed (all of them with None: batch scoring must reject every bad row)."""
@@ -56,8 +58,13 @@ def find_problems(matrix: np.ndarray, limit: int | None = 1000) -> tuple[list[tu
         below = matrix < _LOW
         above = matrix > _HIGH
         fractional = _INTEGRAL & ~missing & ~infinite & (matrix != np.floor(matrix))
-    checks = (("required", missing & _REQUIRED), ("finite", infinite), ("integer", fractional & ~below & ~above),
-              ("minimum", below & ~infinite), ("maximum", above & ~infinite))
+    checks = (
+        ("required", missing & _REQUIRED),
+        ("finite", infinite),
+        ("integer", fractional & ~below & ~above),
+        ("minimum", below & ~infinite),
+        ("maximum", above & ~infinite),
+    )
     found: list[tuple[int, int, str, float]] = []
     total = 0
     for rule, mask in checks:
@@ -65,8 +72,15 @@ def find_problems(matrix: np.ndarray, limit: int | None = 1000) -> tuple[list[tu
             continue
         rows, cols = np.nonzero(mask)
         total += rows.size
-        found.extend((int(r), int(c), _rule_for_kind(int(c), rule) if rule in {"integer", "minimum", "maximum"} else rule,
-                      float(matrix[r, c])) for r, c in zip(rows[:limit], cols[:limit], strict=True))
+        found.extend(
+            (
+                int(r),
+                int(c),
+                _rule_for_kind(int(c), rule) if rule in {"integer", "minimum", "maximum"} else rule,
+                float(matrix[r, c]),
+            )
+            for r, c in zip(rows[:limit], cols[:limit], strict=True)
+        )
     found.sort(key=lambda p: (p[0], p[1]))
     return found, total
 
@@ -75,12 +89,14 @@ def _surely_clean(matrix: np.ndarray) -> bool:
     """True only when the masks of find_problems would all be empty, from column reductions (a clean batch, the
     common case, costs ~4 passes over the matrix instead of ~20). False means "look closer", not "invalid"."""
     with np.errstate(invalid="ignore"):
-        lowest = np.fmin.reduce(matrix, axis=0, initial=np.inf)    # NaN ignored; ±inf lands outside the bounds
+        lowest = np.fmin.reduce(matrix, axis=0, initial=np.inf)  # NaN ignored; ±inf lands outside the bounds
         highest = np.fmax.reduce(matrix, axis=0, initial=-np.inf)
         if np.any(lowest < _LOW) or np.any(highest > _HIGH):
             return False
         # Column by column: a fancy-indexed copy of the columns would cost more than the checks themselves.
-        if any(np.isnan(matrix[:, j].sum()) for j in _REQUIRED_COLUMNS):   # a NaN survives the sum; no inf is left
+        if any(
+            np.isnan(matrix[:, j].sum()) for j in _REQUIRED_COLUMNS
+        ):  # a NaN survives the sum; no inf is left
             return False
         # NaN compares False, so missing optional cells pass; x > floor(x) exactly when x is not whole.
         return not any(np.any(matrix[:, j] > np.floor(matrix[:, j])) for j in _INTEGRAL_COLUMNS)
@@ -117,7 +133,13 @@ def _json_value(value: float) -> object:
 def describe_problem(row: int, column: int, rule: str, value: float) -> dict:
     """One problem of `find_problems` as the client sees it: row, field, rule, value and the message."""
     shown = _json_value(value)
-    return problem_dict(row, str(_NAMES[column]), rule, shown, f"row {row}: {_NAMES[column]} {_describe(rule, column)}, got {shown}")
+    return problem_dict(
+        row,
+        str(_NAMES[column]),
+        rule,
+        shown,
+        f"row {row}: {_NAMES[column]} {_describe(rule, column)}, got {shown}",
+    )
 
 
 def all_valid(matrix: np.ndarray) -> bool:
@@ -125,7 +147,8 @@ def all_valid(matrix: np.ndarray) -> bool:
     the kind asks for it, or is a missing optional value. Three numpy passes instead of find_problems' five plus its
     masks: ~10 µs less per request on the common, valid case. A False only means "look closer"."""
     ok = ((matrix >= _LOW) & (matrix <= _HIGH) & ((matrix == np.floor(matrix)) | ~_INTEGRAL)) | (
-        np.isnan(matrix) & ~_REQUIRED)
+        np.isnan(matrix) & ~_REQUIRED
+    )
     return bool(ok.all())
 
 
@@ -138,5 +161,6 @@ def validate_matrix(matrix: np.ndarray, max_reported: int = 20) -> None:
         return
     problems = [describe_problem(r, c, rule, v) for r, c, rule, v in found[:max_reported]]
     more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
-    raise LeadsRejected(f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more,
-                         problems, total)
+    raise LeadsRejected(
+        f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more, problems, total
+    )

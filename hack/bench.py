@@ -98,7 +98,9 @@ class Load:
 class Target:
     key: str
     label: str
-    start: Callable[[Path], list[Server]]      # servers in start order (each already ready); the last is the front
+    start: Callable[
+        [Path], list[Server]
+    ]  # servers in start order (each already ready); the last is the front
     loads: dict[str, Load]
     ready_path: str = READY_PATH
     ours: bool = False
@@ -126,6 +128,7 @@ def ready(server: Server, path: str) -> Server:
 
 def solo(spawn: Callable[[Path], Server], path: str = READY_PATH) -> Callable[[Path], list[Server]]:
     """A one-process target: spawn it and wait for its ready route (stopping it again if it never gets there)."""
+
     def start(log_dir: Path) -> list[Server]:
         server = spawn(log_dir)
         try:
@@ -133,11 +136,13 @@ def solo(spawn: Callable[[Path], Server], path: str = READY_PATH) -> Callable[[P
         except BaseException:
             server.stop()
             raise
+
     return start
 
 
-def build_targets(model_dir: Path, work: Workload, api_key: str, run_dir: Path,
-                  stock_python: Path | None = None) -> list[Target]:
+def build_targets(
+    model_dir: Path, work: Workload, api_key: str, run_dir: Path, stock_python: Path | None = None
+) -> list[Target]:
     def v2(output: str, *kinds: str) -> dict[str, Load]:
         read = lambda answer: v2_scores(answer, output)  # noqa: E731
         return {kind: Load(kind, V2_PATH, work.tensor(kind), read) for kind in kinds}
@@ -153,6 +158,7 @@ def build_targets(model_dir: Path, work: Workload, api_key: str, run_dir: Path,
                     server.stop()
                 raise
             return servers
+
         return start
 
     counter = iter(range(1_000_000))
@@ -160,38 +166,78 @@ def build_targets(model_dir: Path, work: Workload, api_key: str, run_dir: Path,
     def ours(log_dir: Path, predictor: str | None, protocol: str) -> Server:
         lake = run_dir / f"lake-{next(counter)}"
         return start_transformer(
-            model_dir, log_dir, api_keys=f"bench:{api_key}", predictor=predictor, protocol=protocol,
-            extra_args=["--sink_uri", lake.as_uri(), "--sink_spool_dir", str(lake.with_name(lake.name + "-spool")),
-                        "--drain_delay_seconds", "0", "--drain_seconds", "10", "--log_level", "INFO"])
+            model_dir,
+            log_dir,
+            api_keys=f"bench:{api_key}",
+            predictor=predictor,
+            protocol=protocol,
+            extra_args=[
+                "--sink_uri",
+                lake.as_uri(),
+                "--sink_spool_dir",
+                str(lake.with_name(lake.name + "-spool")),
+                "--drain_delay_seconds",
+                "0",
+                "--drain_seconds",
+                "10",
+                "--log_level",
+                "INFO",
+            ],
+        )
 
     in_process = {
         **v2("score", "single", "batch"),
         "single-v1": Load("single-v1", V1_PATH, work.v1("single"), v1_scores),
         "batch-v1": Load("batch-v1", V1_PATH, work.v1("batch"), v1_scores),
-        "batch+reasons": Load("batch+reasons", V2_PATH, work.tensor("batch", {"reasons": 3}),
-                              lambda answer: v2_scores(answer, "score")),
+        "batch+reasons": Load(
+            "batch+reasons",
+            V2_PATH,
+            work.tensor("batch", {"reasons": 3}),
+            lambda answer: v2_scores(answer, "score"),
+        ),
     }
     return [
-        Target("a", "stock KServe transformer → predictor, REST hop",
-               with_predictor(lambda d, p: start_stock_transformer(d, p.url.removeprefix("http://"), "v2",
-                                                                stock_python)),
-               v2("output-0", "single", "batch")),
-        Target("b", "stock KServe transformer → predictor, gRPC hop",
-               with_predictor(lambda d, p: start_stock_transformer(d, p.grpc_target, "grpc-v2", stock_python)),
-               v2("output-0", "single", "batch")),
-        Target("c", "plain FastAPI + pydantic + inplace_predict",
-               solo(lambda d: start_fastapi_service(model_dir, d, api_key), "/healthz"),
-               {"single": Load("single", "/score", work.named("single"), peer_scores),
-                "batch": Load("batch", "/score/batch", work.named("batch"), peer_scores)},
-               ready_path="/healthz"),
-        Target("d", "ours, split mode, gRPC hop",
-               with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2")), v2("score", "single", "batch"),
-               ours=True),
-        Target("e", "ours, split mode, REST hop",
-               with_predictor(lambda d, p: ours(d, p.url.removeprefix("http://"), "v2")),
-               v2("score", "single", "batch"), ours=True),
-        Target("f", "ours, in-process booster",
-               solo(lambda d: ours(d, None, "grpc-v2")), in_process, ours=True),
+        Target(
+            "a",
+            "stock KServe transformer → predictor, REST hop",
+            with_predictor(
+                lambda d, p: start_stock_transformer(d, p.url.removeprefix("http://"), "v2", stock_python)
+            ),
+            v2("output-0", "single", "batch"),
+        ),
+        Target(
+            "b",
+            "stock KServe transformer → predictor, gRPC hop",
+            with_predictor(lambda d, p: start_stock_transformer(d, p.grpc_target, "grpc-v2", stock_python)),
+            v2("output-0", "single", "batch"),
+        ),
+        Target(
+            "c",
+            "plain FastAPI + pydantic + inplace_predict",
+            solo(lambda d: start_fastapi_service(model_dir, d, api_key), "/healthz"),
+            {
+                "single": Load("single", "/score", work.named("single"), peer_scores),
+                "batch": Load("batch", "/score/batch", work.named("batch"), peer_scores),
+            },
+            ready_path="/healthz",
+        ),
+        Target(
+            "d",
+            "ours, split mode, gRPC hop",
+            with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2")),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
+        Target(
+            "e",
+            "ours, split mode, REST hop",
+            with_predictor(lambda d, p: ours(d, p.url.removeprefix("http://"), "v2")),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
+        Target(
+            "f", "ours, in-process booster", solo(lambda d: ours(d, None, "grpc-v2")), in_process, ours=True
+        ),
     ]
 
 
@@ -202,24 +248,38 @@ def build_targets(model_dir: Path, work: Workload, api_key: str, run_dir: Path,
 def check_answers(target: Target, api_key: str) -> None:
     """Every body of every workload, once: the answer must carry the booster's own scores."""
     front = target.live[-1]
-    with httpx.Client(timeout=30, headers={"content-type": "application/json", "x-api-key": api_key}) as client:
+    with httpx.Client(
+        timeout=30, headers={"content-type": "application/json", "x-api-key": api_key}
+    ) as client:
         for load in target.loads.values():
             for n, (body, expected) in enumerate(zip(load.bodies.bodies, load.bodies.expected, strict=True)):
                 response = client.post(front.url + load.path, content=body)
                 if response.status_code != 200:
-                    raise BenchError(f"({target.key}) {load.kind} body {n}: HTTP {response.status_code}: "
-                                     f"{response.text[:500]}")
+                    raise BenchError(
+                        f"({target.key}) {load.kind} body {n}: HTTP {response.status_code}: "
+                        f"{response.text[:500]}"
+                    )
                 answer = response.json()
                 difference = max_difference(load.scores_of(answer), expected)
                 if not difference <= TOLERANCE:
-                    raise BenchError(f"({target.key}) {load.kind} body {n}: scores differ from the booster's by "
-                                     f"{difference:.3g}")
+                    raise BenchError(
+                        f"({target.key}) {load.kind} body {n}: scores differ from the booster's by "
+                        f"{difference:.3g}"
+                    )
                 if load.kind == "batch+reasons" and len(answer.get("outputs", [])) <= 4:
                     raise BenchError(f"({target.key}) reasons were asked for but the answer has none")
 
 
-def run_load(target: Target, load: Load, log_dir: Path, api_key: str, seconds: float, warmup: float,
-             threads: int, connections: int) -> dict:
+def run_load(
+    target: Target,
+    load: Load,
+    log_dir: Path,
+    api_key: str,
+    seconds: float,
+    warmup: float,
+    threads: int,
+    connections: int,
+) -> dict:
     front = target.live[-1]
     script = write_script(log_dir / "wrk", load.kind, load.bodies.bodies, api_key)
     url = front.url + load.path
@@ -233,18 +293,30 @@ def run_load(target: Target, load: Load, log_dir: Path, api_key: str, seconds: f
     if result.error_count:
         raise BenchError(f"({target.key}) {load.kind}: errors {result.errors}\n{front.log_tail()}")
     leads = result.requests * load.leads
-    return {"requests": result.requests, "seconds": round(result.seconds, 3), "req_s": result.req_per_s,
-            "leads_s": result.req_per_s * load.leads, "p50_ms": result.p50_ms, "p90_ms": result.p90_ms,
-            "p99_ms": result.p99_ms, "max_ms": result.max_ms, "errors": result.error_count,
-            "cpu_ms_per_lead": {name: 1000 * used / leads for name, used in cpu.items()},
-            "cpu_ms_per_lead_all": 1000 * sum(cpu.values()) / leads}
+    return {
+        "requests": result.requests,
+        "seconds": round(result.seconds, 3),
+        "req_s": result.req_per_s,
+        "leads_s": result.req_per_s * load.leads,
+        "p50_ms": result.p50_ms,
+        "p90_ms": result.p90_ms,
+        "p99_ms": result.p99_ms,
+        "max_ms": result.max_ms,
+        "errors": result.error_count,
+        "cpu_ms_per_lead": {name: 1000 * used / leads for name, used in cpu.items()},
+        "cpu_ms_per_lead_all": 1000 * sum(cpu.values()) / leads,
+    }
 
 
 def run_round(round_no: int, targets: list[Target], run_dir: Path, api_key: str, args) -> dict:
     shift = (round_no - 1) % len(targets)
     order = targets[shift:] + targets[:shift]
-    record: dict = {"round": round_no, "order": "".join(t.key for t in order), "loadavg_start": os.getloadavg(),
-                    "targets": {}}
+    record: dict = {
+        "round": round_no,
+        "order": "".join(t.key for t in order),
+        "loadavg_start": os.getloadavg(),
+        "targets": {},
+    }
     log_dir = run_dir / "logs" / f"round-{round_no}"
     try:
         for target in order:
@@ -252,27 +324,44 @@ def run_round(round_no: int, targets: list[Target], run_dir: Path, api_key: str,
             record["targets"][target.key] = {
                 "cold_start_s": {role(s): round(s.ready_seconds, 3) for s in target.live},
                 "start_cpu_s": {role(s): round(s.start_cpu_s, 3) for s in target.live},
-                "pids": {role(s): s.process.pid for s in target.live}, "runs": {}}
+                "pids": {role(s): s.process.pid for s in target.live},
+                "runs": {},
+            }
         for target in order:
             check_answers(target, api_key)
-            record["targets"][target.key]["rss_ready_mb"] = {role(s): round(rss_mb(s.process.pid), 1)
-                                                             for s in target.live}
+            record["targets"][target.key]["rss_ready_mb"] = {
+                role(s): round(rss_mb(s.process.pid), 1) for s in target.live
+            }
         for kind in KINDS:
             for target in order:
                 if kind not in target.loads:
                     continue
-                run = run_load(target, target.loads[kind], log_dir / target.key, api_key, args.seconds,
-                               args.warmup, args.threads, args.connections)
+                run = run_load(
+                    target,
+                    target.loads[kind],
+                    log_dir / target.key,
+                    api_key,
+                    args.seconds,
+                    args.warmup,
+                    args.threads,
+                    args.connections,
+                )
                 record["targets"][target.key]["runs"][kind] = run
-                print(f"round {round_no} ({target.key}) {kind:13s} {run['req_s']:8,.0f} req/s "
-                      f"{run['leads_s']:9,.0f} leads/s  p50 {run['p50_ms']:6.1f} ms  p99 {run['p99_ms']:6.1f} ms  "
-                      f"CPU ms/lead " + " ".join(f"{k} {v:.3f}" for k, v in run["cpu_ms_per_lead"].items()),
-                      flush=True)
+                print(
+                    f"round {round_no} ({target.key}) {kind:13s} {run['req_s']:8,.0f} req/s "
+                    f"{run['leads_s']:9,.0f} leads/s  p50 {run['p50_ms']:6.1f} ms  p99 {run['p99_ms']:6.1f} ms  "
+                    f"CPU ms/lead " + " ".join(f"{k} {v:.3f}" for k, v in run["cpu_ms_per_lead"].items()),
+                    flush=True,
+                )
         for target in order:
             for server in target.live:
                 if server.process.poll() is not None:
-                    raise BenchError(f"({target.key}) {server.name} died during the round:\n{server.log_tail()}")
-            record["targets"][target.key]["rss_mb"] = {role(s): round(rss_mb(s.process.pid), 1) for s in target.live}
+                    raise BenchError(
+                        f"({target.key}) {server.name} died during the round:\n{server.log_tail()}"
+                    )
+            record["targets"][target.key]["rss_mb"] = {
+                role(s): round(rss_mb(s.process.pid), 1) for s in target.live
+            }
     finally:
         for target in order:
             stop_all(target)
@@ -281,7 +370,9 @@ def run_round(round_no: int, targets: list[Target], run_dir: Path, api_key: str,
 
 
 def stop_all(target: Target) -> None:
-    for server in reversed(target.live):   # front first: ours flushes its data lake while the predictor is still up
+    for server in reversed(
+        target.live
+    ):  # front first: ours flushes its data lake while the predictor is still up
         server.stop(timeout=20)
     target.live.clear()
 
@@ -290,7 +381,9 @@ def stop_all(target: Target) -> None:
 # Summary: per-round series → medians, spreads, per-round ratios, verdicts
 
 
-def series(records: list[dict], key: str, kind: str, pick: Callable[[dict], float | None]) -> dict[int, float | None]:
+def series(
+    records: list[dict], key: str, kind: str, pick: Callable[[dict], float | None]
+) -> dict[int, float | None]:
     """One value per round for target `key`, workload `kind` (rounds where it was not run are left out)."""
     out = {}
     for record in records:
@@ -302,8 +395,11 @@ def series(records: list[dict], key: str, kind: str, pick: Callable[[dict], floa
 
 def per_target(records: list[dict], key: str, name: str, what: str) -> dict[int, float]:
     """A per-round, per-process value that is not a run: cold_start_s, rss_mb, rss_ready_mb."""
-    return {r["round"]: r["targets"][key][what][name] for r in records
-            if key in r["targets"] and name in r["targets"][key].get(what, {})}
+    return {
+        r["round"]: r["targets"][key][what][name]
+        for r in records
+        if key in r["targets"] and name in r["targets"][key].get(what, {})
+    }
 
 
 def summarise(records: list[dict], targets: list[Target]) -> dict:
@@ -313,25 +409,51 @@ def summarise(records: list[dict], targets: list[Target]) -> dict:
         for kind in target.loads:
             row: dict = {"leads": target.loads[kind].leads}
             for metric in ("req_s", "leads_s", "p50_ms", "p99_ms", "cpu_ms_per_lead_all"):
-                row[metric] = spread(list(series(records, target.key, kind, lambda run, m=metric: run[m]).values()))
-            row["p99_over_p50"] = spread(list(series(records, target.key, kind,
-                                                     lambda run: run["p99_ms"] / run["p50_ms"]).values()))
-            names = {n for r in records for n in r["targets"].get(target.key, {}).get("runs", {}).get(kind, {})
-                     .get("cpu_ms_per_lead", {})}
-            row["cpu_ms_per_lead"] = {n: spread(list(series(records, target.key, kind,
-                                                            lambda run, n=n: run["cpu_ms_per_lead"][n]).values()))
-                                      for n in sorted(names)}
+                row[metric] = spread(
+                    list(series(records, target.key, kind, lambda run, m=metric: run[m]).values())
+                )
+            row["p99_over_p50"] = spread(
+                list(series(records, target.key, kind, lambda run: run["p99_ms"] / run["p50_ms"]).values())
+            )
+            names = {
+                n
+                for r in records
+                for n in r["targets"]
+                .get(target.key, {})
+                .get("runs", {})
+                .get(kind, {})
+                .get("cpu_ms_per_lead", {})
+            }
+            row["cpu_ms_per_lead"] = {
+                n: spread(
+                    list(
+                        series(records, target.key, kind, lambda run, n=n: run["cpu_ms_per_lead"][n]).values()
+                    )
+                )
+                for n in sorted(names)
+            }
             rows[kind] = row
         names = sorted({n for r in records for n in r["targets"].get(target.key, {}).get("cold_start_s", {})})
         summary[target.key] = {
-            "label": target.label, "ours": target.ours, "rows": rows,
-            **{what: {n: spread(list(per_target(records, target.key, n, what).values())) for n in names}
-               for what in ("cold_start_s", "start_cpu_s", "rss_mb", "rss_ready_mb")}}
+            "label": target.label,
+            "ours": target.ours,
+            "rows": rows,
+            **{
+                what: {n: spread(list(per_target(records, target.key, n, what).values())) for n in names}
+                for what in ("cold_start_s", "start_cpu_s", "rss_mb", "rss_ready_mb")
+            },
+        }
     return summary
 
 
-def ratio(records: list[dict], mine: str, base: str, kind: str, base_kind: str | None = None,
-          metric: str = "leads_s") -> dict[int, float]:
+def ratio(
+    records: list[dict],
+    mine: str,
+    base: str,
+    kind: str,
+    base_kind: str | None = None,
+    metric: str = "leads_s",
+) -> dict[int, float]:
     pick = lambda run: run[metric]  # noqa: E731
     return per_round_ratios(series(records, mine, kind, pick), series(records, base, base_kind or kind, pick))
 
@@ -341,37 +463,98 @@ def verdicts(records: list[dict], booster_allowance_mb: float | None) -> list[Ve
     keys = {k for r in records for k in r["targets"]}
     out = []
     if "f" in keys:
-        out.append(verdict("in-process single: CPU ms/lead (transformer) ≤ 0.35",
-                           list(series(records, "f", "single", lambda run: run["cpu_ms_per_lead"]["transformer"])
-                                .values()), 0.35, at_least=False))
-        out.append(verdict("in-process batch of 100: leads/s ≥ 100,000",
-                           list(series(records, "f", "batch", lambda run: run["leads_s"]).values()), 100_000, True))
-        out.append(verdict("cold start in-process (s, every start) ≤ 1.2",
-                           list(per_target(records, "f", "transformer", "cold_start_s").values()), 1.2, False))
+        out.append(
+            verdict(
+                "in-process single: CPU ms/lead (transformer) ≤ 0.35",
+                list(
+                    series(records, "f", "single", lambda run: run["cpu_ms_per_lead"]["transformer"]).values()
+                ),
+                0.35,
+                at_least=False,
+            )
+        )
+        out.append(
+            verdict(
+                "in-process batch of 100: leads/s ≥ 100,000",
+                list(series(records, "f", "batch", lambda run: run["leads_s"]).values()),
+                100_000,
+                True,
+            )
+        )
+        out.append(
+            verdict(
+                "cold start in-process (s, every start) ≤ 1.2",
+                list(per_target(records, "f", "transformer", "cold_start_s").values()),
+                1.2,
+                False,
+            )
+        )
     if {"f", "c"} <= keys:
-        out.append(verdict("in-process single: × FastAPI design (req/s) ≥ 1.8",
-                           list(ratio(records, "f", "c", "single").values()), 1.8, True))
+        out.append(
+            verdict(
+                "in-process single: × FastAPI design (req/s) ≥ 1.8",
+                list(ratio(records, "f", "c", "single").values()),
+                1.8,
+                True,
+            )
+        )
     if {"d", "b"} <= keys:
-        out.append(verdict("split gRPC single: × stock gRPC pair ≥ 2",
-                           list(ratio(records, "d", "b", "single").values()), 2.0, True))
-        out.append(verdict("split gRPC batch: × stock gRPC pair ≥ 4",
-                           list(ratio(records, "d", "b", "batch").values()), 4.0, True))
-        out.append(verdict("RSS split transformer − stock transformer (MB) ≤ 25",
-                           list(per_round_differences(per_target(records, "d", "transformer", "rss_mb"),
-                                                      per_target(records, "b", "stock", "rss_mb")).values()),
-                           25.0, False))
+        out.append(
+            verdict(
+                "split gRPC single: × stock gRPC pair ≥ 2",
+                list(ratio(records, "d", "b", "single").values()),
+                2.0,
+                True,
+            )
+        )
+        out.append(
+            verdict(
+                "split gRPC batch: × stock gRPC pair ≥ 4",
+                list(ratio(records, "d", "b", "batch").values()),
+                4.0,
+                True,
+            )
+        )
+        out.append(
+            verdict(
+                "RSS split transformer − stock transformer (MB) ≤ 25",
+                list(
+                    per_round_differences(
+                        per_target(records, "d", "transformer", "rss_mb"),
+                        per_target(records, "b", "stock", "rss_mb"),
+                    ).values()
+                ),
+                25.0,
+                False,
+            )
+        )
         if "f" in keys and booster_allowance_mb is not None:
             bound = 25.0 + booster_allowance_mb
-            out.append(verdict(f"RSS in-process − stock transformer (MB) ≤ 25 + booster {booster_allowance_mb:.0f}",
-                               list(per_round_differences(per_target(records, "f", "transformer", "rss_mb"),
-                                                          per_target(records, "b", "stock", "rss_mb")).values()),
-                               bound, False))
+            out.append(
+                verdict(
+                    f"RSS in-process − stock transformer (MB) ≤ 25 + booster {booster_allowance_mb:.0f}",
+                    list(
+                        per_round_differences(
+                            per_target(records, "f", "transformer", "rss_mb"),
+                            per_target(records, "b", "stock", "rss_mb"),
+                        ).values()
+                    ),
+                    bound,
+                    False,
+                )
+            )
     if "d" in keys:
-        out.append(verdict("split gRPC single: p99 ≤ 3 × p50",
-                           list(series(records, "d", "single", lambda run: run["p99_ms"] / run["p50_ms"]).values()),
-                           3.0, False))
-        starts = (list(per_target(records, "d", "transformer", "cold_start_s").values())
-                  + list(per_target(records, "e", "transformer", "cold_start_s").values()))
+        out.append(
+            verdict(
+                "split gRPC single: p99 ≤ 3 × p50",
+                list(series(records, "d", "single", lambda run: run["p99_ms"] / run["p50_ms"]).values()),
+                3.0,
+                False,
+            )
+        )
+        starts = list(per_target(records, "d", "transformer", "cold_start_s").values()) + list(
+            per_target(records, "e", "transformer", "cold_start_s").values()
+        )
         out.append(verdict("cold start split (s, every start of d and e) ≤ 1.2", starts, 1.2, False))
     return out
 
@@ -420,52 +603,82 @@ def num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def markdown(summary: dict, checks: list[Verdict], context: list[dict], booster: dict | None, sink: dict,
-             meta: dict) -> str:
-    lines = ["Each cell: median [min–max] over the rounds.", "",
-             "| target — workload | leads/req | req/s | leads/s | p50 ms | p99 ms | CPU ms/lead per process | "
-             "cold start s | CPU s to ready | RSS MB after load |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def markdown(
+    summary: dict, checks: list[Verdict], context: list[dict], booster: dict | None, sink: dict, meta: dict
+) -> str:
+    lines = [
+        "Each cell: median [min–max] over the rounds.",
+        "",
+        "| target — workload | leads/req | req/s | leads/s | p50 ms | p99 ms | CPU ms/lead per process | "
+        "cold start s | CPU s to ready | RSS MB after load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, entry in summary.items():
         cold = " / ".join(f"{n} {fmt_spread(v, '.2f')}" for n, v in entry["cold_start_s"].items())
         rss = " / ".join(f"{n} {fmt_spread(v, '.0f')}" for n, v in entry["rss_mb"].items())
         start_cpu = " / ".join(f"{n} {fmt_spread(v, '.2f')}" for n, v in entry["start_cpu_s"].items())
         for kind, row in entry["rows"].items():
             cpu = " / ".join(f"{n} {fmt_spread(v, '.3f')}" for n, v in row["cpu_ms_per_lead"].items())
-            lines.append(f"| ({key}) {entry['label']} — {kind} | {row['leads']} | {fmt_spread(row['req_s'])} | "
-                         f"{fmt_spread(row['leads_s'])} | {fmt_spread(row['p50_ms'], '.1f')} | "
-                         f"{fmt_spread(row['p99_ms'], '.1f')} | {cpu} | {cold} | {start_cpu} | {rss} |")
-    lines += ["", "Targets of issue 17 (per-round values; ratios against the baseline of the same round):", "",
-              "| target | per round | median | min–max | result |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| ({key}) {entry['label']} — {kind} | {row['leads']} | {fmt_spread(row['req_s'])} | "
+                f"{fmt_spread(row['leads_s'])} | {fmt_spread(row['p50_ms'], '.1f')} | "
+                f"{fmt_spread(row['p99_ms'], '.1f')} | {cpu} | {cold} | {start_cpu} | {rss} |"
+            )
+    lines += [
+        "",
+        "Targets of issue 17 (per-round values; ratios against the baseline of the same round):",
+        "",
+        "| target | per round | median | min–max | result |",
+        "|---|---|---|---|---|",
+    ]
     for check in checks:
         s = check.summary
         result = check.label if check.passed and not check.overlaps else f"**{check.label}**"
-        lines.append(f"| {check.name} | {', '.join(num(v) for v in check.values)} | "
-                     f"{'–' if s is None else num(s.median)} | {'–' if s is None else f'{num(s.low)}–{num(s.high)}'} | "
-                     f"{result} |")
+        lines.append(
+            f"| {check.name} | {', '.join(num(v) for v in check.values)} | "
+            f"{'–' if s is None else num(s.median)} | {'–' if s is None else f'{num(s.low)}–{num(s.high)}'} | "
+            f"{result} |"
+        )
     if context:
         lines += ["", "| for context | per round | median | min–max |", "|---|---|---|---|"]
         for item in context:
             s = item["spread"]
-            lines.append(f"| {item['name']} | {', '.join(f'{v:.2f}' for v in item['per_round'].values())} | "
-                         f"{'–' if s is None else f'{s.median:.2f}'} | "
-                         f"{'–' if s is None else f'{s.low:.2f}–{s.high:.2f}'} |")
+            lines.append(
+                f"| {item['name']} | {', '.join(f'{v:.2f}' for v in item['per_round'].values())} | "
+                f"{'–' if s is None else f'{s.median:.2f}'} | "
+                f"{'–' if s is None else f'{s.low:.2f}–{s.high:.2f}'} |"
+            )
     rows = summary.get("f", {}).get("rows", {})
-    if rows.get("batch+reasons", {}).get("cpu_ms_per_lead_all") and rows.get("batch", {}).get("cpu_ms_per_lead_all"):
-        extra = rows["batch+reasons"]["cpu_ms_per_lead_all"].median - rows["batch"]["cpu_ms_per_lead_all"].median
-        lines += ["", f"Reason codes (top 3, in-process, batch of {BATCH}): +{extra:.3f} CPU ms per lead, "
-                      f"{rows['batch+reasons']['leads_s'].median:,.0f} leads/s vs {rows['batch']['leads_s'].median:,.0f}"
-                      " without."]
+    if rows.get("batch+reasons", {}).get("cpu_ms_per_lead_all") and rows.get("batch", {}).get(
+        "cpu_ms_per_lead_all"
+    ):
+        extra = (
+            rows["batch+reasons"]["cpu_ms_per_lead_all"].median - rows["batch"]["cpu_ms_per_lead_all"].median
+        )
+        lines += [
+            "",
+            f"Reason codes (top 3, in-process, batch of {BATCH}): +{extra:.3f} CPU ms per lead, "
+            f"{rows['batch+reasons']['leads_s'].median:,.0f} leads/s vs {rows['batch']['leads_s'].median:,.0f}"
+            " without.",
+        ]
     if booster:
-        lines.append(f"Booster allowance for the in-process RSS target: `import xgboost` +{booster['import_mb']:.0f} MB, "
-                     f"`Booster(model_file)` +{booster['load_mb']:.0f} MB (clean interpreter with numpy loaded).")
+        lines.append(
+            f"Booster allowance for the in-process RSS target: `import xgboost` +{booster['import_mb']:.0f} MB, "
+            f"`Booster(model_file)` +{booster['load_mb']:.0f} MB (clean interpreter with numpy loaded)."
+        )
     if sink:
-        lines.append("Data-lake sink alone (`python -m hack.bench_sink`): "
-                     + ", ".join(f"{k} leads/request {v:,.0f} records/s" for k, v in sink.items()) + ".")
-    lines += ["", f"{meta['rounds']} interleaved round(s), {meta['seconds']:g} s per run after {meta['warmup']:g} s "
-                  f"of warm-up, wrk -t{meta['threads']} -c{meta['connections']}, 32 rotating bodies per workload; wrk "
-                  f"shares the {meta['nproc']} cores with the servers; load average "
-                  f"{meta['loadavg_at_start'][0]:.2f} at the start."]
+        lines.append(
+            "Data-lake sink alone (`python -m hack.bench_sink`): "
+            + ", ".join(f"{k} leads/request {v:,.0f} records/s" for k, v in sink.items())
+            + "."
+        )
+    lines += [
+        "",
+        f"{meta['rounds']} interleaved round(s), {meta['seconds']:g} s per run after {meta['warmup']:g} s "
+        f"of warm-up, wrk -t{meta['threads']} -c{meta['connections']}, 32 rotating bodies per workload; wrk "
+        f"shares the {meta['nproc']} cores with the servers; load average "
+        f"{meta['loadavg_at_start'][0]:.2f} at the start.",
+    ]
     return "\n".join(lines)
 
 
@@ -490,8 +703,13 @@ def booster_rss(model_dir: Path) -> dict:
     """What in-process mode carries that split mode need not: xgboost's library and the loaded booster (MB)."""
     from contract.model_card import find_booster
 
-    done = subprocess.run([sys.executable, "-c", _BOOSTER_PROBE, str(find_booster(model_dir))],  # nosec B603
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _BOOSTER_PROBE, str(find_booster(model_dir))],  # nosec B603
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if done.returncode != 0:
         raise BenchError(f"booster RSS probe failed:\n{done.stderr}")
     imported, loaded = (float(v) for v in done.stdout.split())
@@ -499,12 +717,20 @@ def booster_rss(model_dir: Path) -> dict:
 
 
 def run_sink_bench() -> dict:
-    done = subprocess.run([sys.executable, "-m", "hack.bench_sink"], cwd=ROOT, capture_output=True, text=True,  # nosec B603
-                          timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "hack.bench_sink"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,  # nosec B603
+        timeout=600,
+        check=False,
+    )
     if done.returncode != 0:
         raise BenchError(f"hack.bench_sink failed:\n{done.stdout}\n{done.stderr}")
-    return {m.group(1): float(m.group(2).replace(",", ""))
-            for m in re.finditer(r"leads/request=\s*(\d+)\s+records/s=([\d,]+)", done.stdout)}
+    return {
+        m.group(1): float(m.group(2).replace(",", ""))
+        for m in re.finditer(r"leads/request=\s*(\d+)\s+records/s=([\d,]+)", done.stdout)
+    }
 
 
 def profile(target: Target, run_dir: Path, api_key: str, args) -> dict:
@@ -522,9 +748,25 @@ def profile(target: Target, run_dir: Path, api_key: str, args) -> dict:
                 continue
             script = write_script(log_dir / "wrk", load.kind, load.bodies.bodies, api_key)
             raw = args.out_dir / f"profile-{target.key}-{load.kind}.txt"
-            spy = subprocess.Popen([py_spy, "record", "--pid", str(front.process.pid), "--duration",  # nosec B603
-                                    str(int(args.seconds)), "--rate", "200", "--format", "raw", "--output", str(raw),
-                                    "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            spy = subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(front.process.pid),
+                    "--duration",  # nosec B603
+                    str(int(args.seconds)),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             run_wrk(front.url + load.path, script, args.seconds, args.threads, args.connections)
             spy.wait(timeout=60)
             out[load.kind] = {"file": str(raw), "top": top_frames(raw), "stages": stage_shares(raw)}
@@ -552,8 +794,14 @@ def top_frames(collapsed: Path, limit: int = 15) -> list[tuple[str, float]]:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     versions = {}
     for package in ("kserve", "xgboost-cpu", "xgboost", "fastapi", "uvicorn", "grpcio"):
         try:
@@ -561,17 +809,29 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             continue
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)  # nosec B603 B607
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "packages": versions,
-            "wrk": (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else None,
-            "loadavg_at_start": os.getloadavg()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "packages": versions,
+        "wrk": (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else None,
+        "loadavg_at_start": os.getloadavg(),
+    }
 
 
 def jsonable(value):
     """Spread / Verdict dataclasses → plain dicts for the JSON file."""
     if isinstance(value, Verdict):
-        return {"name": value.name, "values": value.values, "bound": value.bound, "at_least": value.at_least,
-                "summary": jsonable(value.summary), "passed": value.passed, "overlaps": value.overlaps,
-                "label": value.label}
+        return {
+            "name": value.name,
+            "values": value.values,
+            "bound": value.bound,
+            "at_least": value.at_least,
+            "summary": jsonable(value.summary),
+            "passed": value.passed,
+            "overlaps": value.overlaps,
+            "label": value.label,
+        }
     if hasattr(value, "__dataclass_fields__"):
         return {k: getattr(value, k) for k in value.__dataclass_fields__}
     raise TypeError(type(value).__name__)
@@ -586,13 +846,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--targets", default="abcdef", help="subset to run (verdicts need their baselines)")
-    parser.add_argument("--quick", action="store_true", help="a short look: 2 rounds of 3 s, no sink micro-benchmark")
+    parser.add_argument(
+        "--quick", action="store_true", help="a short look: 2 rounds of 3 s, no sink micro-benchmark"
+    )
     parser.add_argument("--no-sink", action="store_true", help="skip the data-lake sink micro-benchmark")
-    parser.add_argument("--stock-env", choices=("isolated", "shared"), default="isolated",
-                        help="run the stock KServe peers from a KServe-only venv (default; see "
-                             "hack/bench_peers/stock_env.py) or from the project's venv")
-    parser.add_argument("--profile", action="store_true",
-                        help="afterwards, py-spy our transformer under load; needs py-spy in the venv")
+    parser.add_argument(
+        "--stock-env",
+        choices=("isolated", "shared"),
+        default="isolated",
+        help="run the stock KServe peers from a KServe-only venv (default; see "
+        "hack/bench_peers/stock_env.py) or from the project's venv",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, py-spy our transformer under load; needs py-spy in the venv",
+    )
     parser.add_argument("--profile-targets", default="df", help="which of ours --profile covers (default df)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
@@ -601,13 +870,24 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = args.model_dir.resolve()
     api_key = "bench-" + secrets.token_urlsafe(18)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    meta = {"started": stamp, "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
-            "threads": args.threads, "connections": args.connections, "batch": BATCH, "targets": args.targets,
-            **machine(), "note": "wrk runs on the same cores as the servers; default scheduling (no taskset)"}
+    meta = {
+        "started": stamp,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "connections": args.connections,
+        "batch": BATCH,
+        "targets": args.targets,
+        **machine(),
+        "note": "wrk runs on the same cores as the servers; default scheduling (no taskset)",
+    }
     run_dir = Path(tempfile.mkdtemp(prefix="lead-scoring-bench-"))
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"bench: {meta['nproc']} cores ({meta['cpu']}), load {meta['loadavg_at_start']}, temp dir {run_dir}",
-          flush=True)
+    print(
+        f"bench: {meta['nproc']} cores ({meta['cpu']}), load {meta['loadavg_at_start']}, temp dir {run_dir}",
+        flush=True,
+    )
     work = Workload.build(model_dir, BATCH)
     records: list[dict] = []
     profiles: dict = {}
@@ -616,7 +896,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stock = stock_python() if args.stock_env == "isolated" and set(args.targets) & set("ab") else None
         meta["stock_python"] = str(stock or sys.executable)
-        targets = [t for t in build_targets(model_dir, work, api_key, run_dir, stock) if t.key in args.targets]
+        targets = [
+            t for t in build_targets(model_dir, work, api_key, run_dir, stock) if t.key in args.targets
+        ]
         booster = booster_rss(model_dir)
         for round_no in range(1, args.rounds + 1):
             started = time.monotonic()
@@ -639,19 +921,34 @@ def main(argv: list[str] | None = None) -> int:
     context = context_ratios(records)
     table = markdown(summary, checks, context, booster, sink, meta)
     out = args.out_dir / f"bench-{stamp}.json"
-    out.write_bytes(orjson.dumps({"meta": meta, "summary": summary, "verdicts": checks, "context": context,
-                                  "booster_rss": booster, "sink_records_per_s": sink, "profiles": profiles,
-                                  "records": records},
-                                 option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-                                 | orjson.OPT_PASSTHROUGH_DATACLASS,
-                                 default=jsonable))
+    out.write_bytes(
+        orjson.dumps(
+            {
+                "meta": meta,
+                "summary": summary,
+                "verdicts": checks,
+                "context": context,
+                "booster_rss": booster,
+                "sink_records_per_s": sink,
+                "profiles": profiles,
+                "records": records,
+            },
+            option=orjson.OPT_INDENT_2
+            | orjson.OPT_SERIALIZE_NUMPY
+            | orjson.OPT_NON_STR_KEYS
+            | orjson.OPT_PASSTHROUGH_DATACLASS,
+            default=jsonable,
+        )
+    )
     print("\n" + table + f"\n\nJSON: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     for key, kind_profiles in profiles.items():
         for kind, prof in kind_profiles.items():
             print(f"\npy-spy ({key}, {kind}) — self time per frame; raw stacks in {prof['file']}")
             for frame, share in prof["top"]:
                 print(f"  {share:5.1f} %  {frame[:150]}")
-            print(f"py-spy ({key}, {kind}) — samples per stage of the scoring path (hack/bench_peers/stages.py)")
+            print(
+                f"py-spy ({key}, {kind}) — samples per stage of the scoring path (hack/bench_peers/stages.py)"
+            )
             for stage, share in prof["stages"].items():
                 print(f"  {share:5.1f} %  {stage}")
     shutil.rmtree(run_dir, ignore_errors=True)

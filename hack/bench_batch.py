@@ -43,11 +43,15 @@ def crm_table(x: np.ndarray, first_id: int = 0) -> pa.Table:
         elif spec.kind == "bool":
             columns[spec.name] = pa.array(np.nan_to_num(values) != 0, kind, mask=mask)
         else:
-            columns[spec.name] = pa.array(np.nan_to_num(values).astype(np.int64), pa.int64(), mask=mask).cast(kind)
+            columns[spec.name] = pa.array(np.nan_to_num(values).astype(np.int64), pa.int64(), mask=mask).cast(
+                kind
+            )
     return pa.table(columns)
 
 
-def write_export(path: Path, rows: int, seed: int = 11, chunk: int = 500_000, row_group: int = 250_000) -> None:
+def write_export(
+    path: Path, rows: int, seed: int = 11, chunk: int = 500_000, row_group: int = 250_000
+) -> None:
     """Written in chunks so generating a 10 M-row file does not itself need the file's size in memory."""
     writer = None
     try:
@@ -70,9 +74,26 @@ def run_batch(model_dir: Path, source: Path, out: Path) -> tuple[float, dict]:
     """Wall seconds and the shard's JSON line (CPU seconds, peak RSS as the process itself reads it from /proc)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    result = subprocess.run([*_pin(), sys.executable, "-m", "batch", "--input", str(source), "--output", str(out),
-                             "--model", str(model_dir), "--progress", "none"],
-                            capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(
+        [
+            *_pin(),
+            sys.executable,
+            "-m",
+            "batch",
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--model",
+            str(model_dir),
+            "--progress",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     seconds = time.perf_counter() - started
     if result.returncode:
         raise SystemExit(f"batch failed: {result.stderr}")
@@ -98,8 +119,13 @@ print(time.perf_counter() - started, time.process_time() - cpu)
 def bare_predict_seconds(model_dir: Path, source: Path) -> tuple[float, float]:
     """Wall and CPU seconds of inplace_predict alone over the export's float32 matrix, in the batch's windows."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([*_pin(), sys.executable, "-c", _BARE, str(model_dir), str(source)],
-                            capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run(
+        [*_pin(), sys.executable, "-c", _BARE, str(model_dir), str(source)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     wall, cpu = result.stdout.split()
     return float(wall), float(cpu)
 
@@ -110,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the throughput input")
     parser.add_argument("--big-rows", type=int, default=10_000_000, help="rows of the RSS input (0: skip)")
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--write-export", type=Path, metavar="PATH",
-                        help="only write a sample CRM export of --rows leads to PATH (Parquet) and exit")
+    parser.add_argument(
+        "--write-export",
+        type=Path,
+        metavar="PATH",
+        help="only write a sample CRM export of --rows leads to PATH (Parquet) and exit",
+    )
     args = parser.parse_args(argv)
     if args.write_export:
         args.write_export.parent.mkdir(parents=True, exist_ok=True)
@@ -131,24 +161,38 @@ def main(argv: list[str] | None = None) -> int:
         shard_cpu = min(r[1]["cpu_seconds"] for r in runs)
         bare_wall, bare_cpu = min(b[0] for b in bare), min(b[1] for b in bare)
         n = args.rows
-        print(f"input: {n:,} leads, Parquet ({source.stat().st_size / 2**20:,.0f} MiB); 1 core (taskset), nthread=1")
-        print(f"python -m batch, whole process (start, model load, plan, score, commit): {wall:.2f} s wall "
-              f"= {n / wall * 60:,.0f} leads/min")
-        print(f"  scoring loop (read, validate, score, tier, write, commit): {shard_wall:.2f} s wall, "
-              f"{shard_cpu:.2f} s CPU = {n / shard_cpu * 60:,.0f} leads per CPU-minute")
-        print(f"bare booster.inplace_predict on the same float32 matrix: {bare_wall:.2f} s wall, {bare_cpu:.2f} s CPU "
-              f"= {n / bare_cpu * 60:,.0f} leads per CPU-minute")
-        print(f"overhead over bare predict: {shard_cpu / bare_cpu:.2f}x CPU, {shard_wall / bare_wall:.2f}x wall "
-              f"(whole process: {wall / bare_wall:.2f}x wall)")
+        print(
+            f"input: {n:,} leads, Parquet ({source.stat().st_size / 2**20:,.0f} MiB); 1 core (taskset), nthread=1"
+        )
+        print(
+            f"python -m batch, whole process (start, model load, plan, score, commit): {wall:.2f} s wall "
+            f"= {n / wall * 60:,.0f} leads/min"
+        )
+        print(
+            f"  scoring loop (read, validate, score, tier, write, commit): {shard_wall:.2f} s wall, "
+            f"{shard_cpu:.2f} s CPU = {n / shard_cpu * 60:,.0f} leads per CPU-minute"
+        )
+        print(
+            f"bare booster.inplace_predict on the same float32 matrix: {bare_wall:.2f} s wall, {bare_cpu:.2f} s CPU "
+            f"= {n / bare_cpu * 60:,.0f} leads per CPU-minute"
+        )
+        print(
+            f"overhead over bare predict: {shard_cpu / bare_cpu:.2f}x CPU, {shard_wall / bare_wall:.2f}x wall "
+            f"(whole process: {wall / bare_wall:.2f}x wall)"
+        )
         if args.big_rows:
             big = scratch / "big.parquet"
             write_export(big, args.big_rows)
             seconds, done = run_batch(args.model_dir, big, scratch / "out-big")
-            print(f"{args.big_rows:,} rows ({big.stat().st_size / 2**20:,.0f} MiB Parquet): {seconds:.1f} s wall, "
-                  f"{done['cpu_seconds']:.1f} s CPU, peak RSS {done['peak_rss_mib']:,.0f} MiB "
-                  f"({args.rows:,} rows: {runs[0][1]['peak_rss_mib']:,.0f} MiB) — bounded by the window, not the file")
-        print("note: the machine may be shared with other work; rates are best of "
-              f"{args.repeat} and still noisy")
+            print(
+                f"{args.big_rows:,} rows ({big.stat().st_size / 2**20:,.0f} MiB Parquet): {seconds:.1f} s wall, "
+                f"{done['cpu_seconds']:.1f} s CPU, peak RSS {done['peak_rss_mib']:,.0f} MiB "
+                f"({args.rows:,} rows: {runs[0][1]['peak_rss_mib']:,.0f} MiB) — bounded by the window, not the file"
+            )
+        print(
+            "note: the machine may be shared with other work; rates are best of "
+            f"{args.repeat} and still noisy"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

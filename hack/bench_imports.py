@@ -32,9 +32,11 @@ SPLIT_MODE_STEPS = [
     ("numpy", "import numpy"),
     ("yaml + pydantic (model card, features)", "import yaml, pydantic"),
     ("prometheus_client + orjson", "import prometheus_client, orjson"),
-    ("contract (features, card, validation, tiers) + transformer domain modules (drift, auth, coalesce, reasons, cli)",
-     "import contract.features, contract.model_card, contract.validation, transformer.extras.drift, "
-     "transformer.coalesce, transformer.auth, transformer.extras.reasons, transformer.cli, transformer.logs"),
+    (
+        "contract (features, card, validation, tiers) + transformer domain modules (drift, auth, coalesce, reasons, cli)",
+        "import contract.features, contract.model_card, contract.validation, transformer.extras.drift, "
+        "transformer.coalesce, transformer.auth, transformer.extras.reasons, transformer.cli, transformer.logs",
+    ),
     ("pyarrow (pandas imports it whenever it is installed)", "import pyarrow"),
     ("pandas (imported by kserve)", "import pandas"),
     ("fastapi + starlette + uvicorn", "import fastapi, starlette, uvicorn"),
@@ -44,11 +46,15 @@ SPLIT_MODE_STEPS = [
     ("kserve_storage (model card download)", "import kserve_storage"),
     ("pyarrow.parquet (data-lake spool)", "import pyarrow.parquet"),
     ("transformer.sink (rest of the data lake)", "import transformer.sink"),
-    ("transformer.serving (KServe adapter, fast path) + predictors.hop + scoring",
-     "import transformer.serving.app, transformer.serving.fast_path, transformer.serving.kserve_model, "
-     "transformer.predictors.hop, transformer.scoring, transformer.serving.drain"),
-    ("uvicorn's protocol modules (imported when it starts serving)",
-     "import uvicorn.protocols.http.httptools_impl, uvicorn.protocols.websockets.websockets_sansio_impl"),
+    (
+        "transformer.serving (KServe adapter, fast path) + predictors.hop + scoring",
+        "import transformer.serving.app, transformer.serving.fast_path, transformer.serving.kserve_model, "
+        "transformer.predictors.hop, transformer.scoring, transformer.serving.drain",
+    ),
+    (
+        "uvicorn's protocol modules (imported when it starts serving)",
+        "import uvicorn.protocols.http.httptools_impl, uvicorn.protocols.websockets.websockets_sansio_impl",
+    ),
     ("--- not in split mode: xgboost (in-process mode, reason codes)", "import xgboost"),
     ("--- not at start-up: boto3 (s3:// sink / card)", "import boto3"),
     ("--- not at start-up: azure.storage.blob (Azure sink)", "import azure.storage.blob, azure.identity"),
@@ -88,24 +94,42 @@ print(json.dumps(out))
 def probe(python: Path, steps: list[tuple[str, str]], runs: int) -> list[dict]:
     results = []
     for _ in range(runs):
-        done = subprocess.run([str(python), "-c", _PROBE, orjson.dumps(steps).decode()], cwd=ROOT,  # nosec B603
-                              capture_output=True, text=True, timeout=300, check=True)
+        done = subprocess.run(
+            [str(python), "-c", _PROBE, orjson.dumps(steps).decode()],
+            cwd=ROOT,  # nosec B603
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         results.append(orjson.loads(done.stdout.strip().splitlines()[-1]))
     rows = []
     for i, (label, _, _, new) in enumerate(results[0]):
         rss = statistics.median(r[i][1] for r in results)
         previous = statistics.median(r[i - 1][1] for r in results) if i else 0.0
-        rows.append({"step": label, "rss_mb": round(rss, 1), "delta_mb": round(rss - previous, 1),
-                     "seconds": round(statistics.median(r[i][2] for r in results), 3), "new_packages": new})
+        rows.append(
+            {
+                "step": label,
+                "rss_mb": round(rss, 1),
+                "delta_mb": round(rss - previous, 1),
+                "seconds": round(statistics.median(r[i][2] for r in results), 3),
+                "new_packages": new,
+            }
+        )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| step | RSS after (MB) | Δ RSS (MB) | import s | new top-level packages |", "|---|--:|--:|--:|---|"]
+    lines = [
+        "| step | RSS after (MB) | Δ RSS (MB) | import s | new top-level packages |",
+        "|---|--:|--:|--:|---|",
+    ]
     for row in rows:
         packages = ", ".join(row["new_packages"][:12]) + (" …" if len(row["new_packages"]) > 12 else "")
-        lines.append(f"| {row['step']} | {row['rss_mb']:.0f} | {row['delta_mb']:+.1f} | {row['seconds']:.3f} | "
-                     f"{packages} |")
+        lines.append(
+            f"| {row['step']} | {row['rss_mb']:.0f} | {row['delta_mb']:+.1f} | {row['seconds']:.3f} | "
+            f"{packages} |"
+        )
     return "\n".join(lines)
 
 
@@ -114,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--python", type=Path, default=Path(sys.executable))
     args = parser.parse_args(argv)
-    print(f"Split-mode transformer start-up path ({args.python}), median of {args.runs} fresh interpreters:\n")
+    print(
+        f"Split-mode transformer start-up path ({args.python}), median of {args.runs} fresh interpreters:\n"
+    )
     print(table(probe(args.python, SPLIT_MODE_STEPS, args.runs)))
     stock = STOCK_VENV / "bin" / "python"
     if stock.exists():

@@ -45,16 +45,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m hack.serve")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "predictor" / "model")
     parser.add_argument("--var", type=Path, default=ROOT / "var")
-    parser.add_argument("--api-keys-file", type=Path, default=os.environ.get("API_KEYS_FILE") or None,
-                        help="YAML keys file the transformer also accepts (env API_KEYS_FILE)")
+    parser.add_argument(
+        "--api-keys-file",
+        type=Path,
+        default=os.environ.get("API_KEYS_FILE") or None,
+        help="YAML keys file the transformer also accepts (env API_KEYS_FILE)",
+    )
     args = parser.parse_args()
     key = os.environ.get("DEV_API_KEY") or "dev-" + secrets.token_urlsafe(18)
     api_keys, more_keys = _api_keys(key, os.environ.get("API_KEYS", ""), args.api_keys_file)
     lake = args.var / "lake"
     port = int(os.environ.get("TRANSFORMER_HTTP_PORT", "8080"))
     grpc = int(os.environ.get("TRANSFORMER_GRPC_PORT", "8081"))
-    predictor = start_predictor(args.model_dir, args.var / "logs", int(os.environ.get("PREDICTOR_HTTP_PORT", "9080")),
-                                int(os.environ.get("PREDICTOR_GRPC_PORT", "9081")))
+    predictor = start_predictor(
+        args.model_dir,
+        args.var / "logs",
+        int(os.environ.get("PREDICTOR_HTTP_PORT", "9080")),
+        int(os.environ.get("PREDICTOR_GRPC_PORT", "9081")),
+    )
     transformer = None
     stopping = False
 
@@ -67,19 +75,38 @@ def main() -> int:
     try:
         predictor.wait_ready()
         transformer = start_transformer(
-            args.model_dir, args.var / "logs", api_keys=api_keys, predictor=predictor.grpc_target,
-            http_port=port, grpc_port=grpc,
-            extra_args=["--sink_uri", lake.resolve().as_uri(), "--sink_spool_dir", str(args.var / "spool"),
-                        "--sink_flush_seconds", "2", "--drain_delay_seconds", "0",
-                        *(["--api_keys_file", str(args.api_keys_file.resolve())] if args.api_keys_file else [])])
+            args.model_dir,
+            args.var / "logs",
+            api_keys=api_keys,
+            predictor=predictor.grpc_target,
+            http_port=port,
+            grpc_port=grpc,
+            extra_args=[
+                "--sink_uri",
+                lake.resolve().as_uri(),
+                "--sink_spool_dir",
+                str(args.var / "spool"),
+                "--sink_flush_seconds",
+                "2",
+                "--drain_delay_seconds",
+                "0",
+                *(["--api_keys_file", str(args.api_keys_file.resolve())] if args.api_keys_file else []),
+            ],
+        )
         transformer.wait_ready()
-        print(f"lead scoring is up: transformer http://localhost:{port} (gRPC {grpc}) → predictor "
-              f"{predictor.grpc_target}\nlogs in {args.var / 'logs'}", flush=True)
+        print(
+            f"lead scoring is up: transformer http://localhost:{port} (gRPC {grpc}) → predictor "
+            f"{predictor.grpc_target}\nlogs in {args.var / 'logs'}",
+            flush=True,
+        )
         print(EXAMPLES.format(key=key, more_keys=more_keys, port=port, grpc=grpc, lake=lake), flush=True)
         while not stopping:
             for server in (predictor, transformer):
                 if server.process.poll() is not None:
-                    print(f"{server.name} exited ({server.process.returncode}):\n{server.log_tail()}", file=sys.stderr)
+                    print(
+                        f"{server.name} exited ({server.process.returncode}):\n{server.log_tail()}",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.3)
         print("stopping …", flush=True)

@@ -77,30 +77,79 @@ class Server:
         return self.process.returncode
 
 
-def _spawn(name: str, args: list[str], log_dir: Path, env: dict[str, str] | None, http_port: int, grpc_port: int) -> Server:
+def _spawn(
+    name: str, args: list[str], log_dir: Path, env: dict[str, str] | None, http_port: int, grpc_port: int
+) -> Server:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{http_port}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=full_env,  # nosec B603
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=full_env,  # nosec B603
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return Server(name, process, http_port, grpc_port, log_path)
 
 
-def start_predictor(model_dir: Path, log_dir: Path, http_port: int | None = None, grpc_port: int | None = None,
-                    env: dict[str, str] | None = None) -> Server:
+def start_predictor(
+    model_dir: Path,
+    log_dir: Path,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
     http_port, grpc_port = http_port or free_port(), grpc_port or free_port()
-    return _spawn("predictor", ["-m", "predictor.server", "--model_name", MODEL_NAME, "--model_dir", str(model_dir),
-                                "--http_port", str(http_port), "--grpc_port", str(grpc_port),
-                                "--enable_latency_logging", "false"], log_dir, env, http_port, grpc_port)
+    return _spawn(
+        "predictor",
+        [
+            "-m",
+            "predictor.server",
+            "--model_name",
+            MODEL_NAME,
+            "--model_dir",
+            str(model_dir),
+            "--http_port",
+            str(http_port),
+            "--grpc_port",
+            str(grpc_port),
+            "--enable_latency_logging",
+            "false",
+        ],
+        log_dir,
+        env,
+        http_port,
+        grpc_port,
+    )
 
 
-def start_transformer(model_dir: Path, log_dir: Path, *, api_keys: str | None = None, predictor: str | None = None,
-                      protocol: str = "grpc-v2", http_port: int | None = None, grpc_port: int | None = None,
-                      extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> Server:
+def start_transformer(
+    model_dir: Path,
+    log_dir: Path,
+    *,
+    api_keys: str | None = None,
+    predictor: str | None = None,
+    protocol: str = "grpc-v2",
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
     http_port, grpc_port = http_port or free_port(), grpc_port or free_port()
-    args = ["-m", "transformer", "--model_name", MODEL_NAME, "--model_card_uri", str(model_dir),
-            "--http_port", str(http_port), "--grpc_port", str(grpc_port)]
+    args = [
+        "-m",
+        "transformer",
+        "--model_name",
+        MODEL_NAME,
+        "--model_card_uri",
+        str(model_dir),
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+    ]
     if predictor:
         args += ["--predictor_host", predictor, "--predictor_protocol", protocol]
     args += extra_args or []

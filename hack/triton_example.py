@@ -1,6 +1,6 @@
 """Score two leads with NVIDIA's stock tritonclient over gRPC (V2 tensor form) — what a client team would write.
 
-    python -m hack.triton_example --url localhost:8081 --api-key <key>
+python -m hack.triton_example --url localhost:8081 --api-key <key>
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def main() -> None:
     ids = grpcclient.InferInput("lead_id", [args.leads], "BYTES")
     ids.set_data_from_numpy(np.array([f"lead-{i}".encode() for i in range(args.leads)], dtype=object))
     result = client.infer("lead-scoring", [tensor, ids], headers={"x-api-key": args.api_key})
-    for lead_id, score, tier in zip(result.as_numpy("lead_id"), result.as_numpy("score"), result.as_numpy("tier"),
-                                    strict=True):
+    for lead_id, score, tier in zip(
+        result.as_numpy("lead_id"), result.as_numpy("score"), result.as_numpy("tier"), strict=True
+    ):
         print(f"{lead_id.decode()}: score {score:.4f}, tier {tier.decode()}")
 
 

@@ -38,15 +38,38 @@ from contract.features import (
 
 # Probability that an optional field is missing for a mid-size company; small companies miss more (see _blank).
 MISSING_RATES: dict[str, float] = {
-    "annual_revenue_musd": 0.25, "company_age_years": 0.10, "is_public_company": 0.05, "funding_stage": 0.30,
-    "revenue_growth_pct": 0.45, "office_count": 0.20, "tech_stack_size": 0.15, "uses_competitor": 0.20,
-    "cloud_provider": 0.25, "crm_system": 0.20, "has_marketing_automation": 0.20, "it_spend_pct_revenue": 0.40,
-    "integrations_needed": 0.35, "tech_fit_score": 0.15, "pages_per_visit": 0.05, "avg_session_minutes": 0.05,
-    "docs_page_views_30d": 0.10, "content_downloads_90d": 0.10, "chat_conversations_30d": 0.15,
-    "intent_score": 0.30, "intent_topics_count": 0.30, "competitor_research": 0.30, "review_site_visits_30d": 0.35,
-    "search_ad_clicks_30d": 0.25, "intent_surge": 0.30, "is_decision_maker": 0.25, "contact_tenure_months": 0.20,
-    "linkedin_connections": 0.30, "contacts_at_account": 0.10, "days_since_last_touch": 0.08,
-    "days_in_pipeline": 0.05, "meetings_held": 0.10,
+    "annual_revenue_musd": 0.25,
+    "company_age_years": 0.10,
+    "is_public_company": 0.05,
+    "funding_stage": 0.30,
+    "revenue_growth_pct": 0.45,
+    "office_count": 0.20,
+    "tech_stack_size": 0.15,
+    "uses_competitor": 0.20,
+    "cloud_provider": 0.25,
+    "crm_system": 0.20,
+    "has_marketing_automation": 0.20,
+    "it_spend_pct_revenue": 0.40,
+    "integrations_needed": 0.35,
+    "tech_fit_score": 0.15,
+    "pages_per_visit": 0.05,
+    "avg_session_minutes": 0.05,
+    "docs_page_views_30d": 0.10,
+    "content_downloads_90d": 0.10,
+    "chat_conversations_30d": 0.15,
+    "intent_score": 0.30,
+    "intent_topics_count": 0.30,
+    "competitor_research": 0.30,
+    "review_site_visits_30d": 0.35,
+    "search_ad_clicks_30d": 0.25,
+    "intent_surge": 0.30,
+    "is_decision_maker": 0.25,
+    "contact_tenure_months": 0.20,
+    "linkedin_connections": 0.30,
+    "contacts_at_account": 0.10,
+    "days_since_last_touch": 0.08,
+    "days_in_pipeline": 0.05,
+    "meetings_held": 0.10,
 }
 BASE_RATE_TARGET = 0.09
 
@@ -56,7 +79,9 @@ def _choice(rng: np.random.Generator, n: int, weights: list[float]) -> np.ndarra
     return rng.choice(len(p), size=n, p=p / p.sum()).astype(np.float64)
 
 
-def _poisson(rng: np.random.Generator, base: float, slope: float, latent: np.ndarray, cap: float) -> np.ndarray:
+def _poisson(
+    rng: np.random.Generator, base: float, slope: float, latent: np.ndarray, cap: float
+) -> np.ndarray:
     return np.minimum(rng.poisson(np.exp(base + slope * latent)), cap).astype(np.float64)
 
 
@@ -96,17 +121,32 @@ def sample_features(n: int, seed: int = 7) -> np.ndarray:
 
     visits = _poisson(rng, 1.3, 0.8, engagement, 100_000)
     put("web_visits_30d", visits)
-    put("pages_per_visit", np.clip(np.round(rng.gamma(2.0, 1.5, n) + 0.5 * np.maximum(engagement, 0), 2), 0, 500))
-    put("avg_session_minutes", np.clip(np.round(rng.gamma(2.0, 1.8, n) * (1 + 0.3 * np.maximum(engagement, 0)), 2), 0, 1440))
+    put(
+        "pages_per_visit",
+        np.clip(np.round(rng.gamma(2.0, 1.5, n) + 0.5 * np.maximum(engagement, 0), 2), 0, 500),
+    )
+    put(
+        "avg_session_minutes",
+        np.clip(np.round(rng.gamma(2.0, 1.8, n) * (1 + 0.3 * np.maximum(engagement, 0)), 2), 0, 1440),
+    )
     put("pricing_page_views_30d", _poisson(rng, -1.2, 0.7, 0.6 * engagement + 0.8 * intent, 10_000))
     put("docs_page_views_30d", _poisson(rng, 0.2, 0.8, engagement, 50_000))
     opens = _poisson(rng, 1.5, 0.5, engagement, 10_000)
     put("email_opens_30d", opens)
-    put("email_clicks_30d", rng.binomial(opens.astype(np.int64), np.clip(0.08 + 0.05 * engagement, 0.01, 0.6)).astype(np.float64))
+    put(
+        "email_clicks_30d",
+        rng.binomial(opens.astype(np.int64), np.clip(0.08 + 0.05 * engagement, 0.01, 0.6)).astype(np.float64),
+    )
     put("content_downloads_90d", _poisson(rng, -0.5, 0.7, engagement, 1000))
     put("webinar_attended", (rng.random(n) < 1 / (1 + np.exp(-(-2.2 + 0.8 * engagement)))).astype(np.float64))
-    put("demo_requested", (rng.random(n) < 1 / (1 + np.exp(-(-2.8 + 0.7 * engagement + 0.8 * intent)))).astype(np.float64))
-    put("free_trial_started", (rng.random(n) < 1 / (1 + np.exp(-(-2.5 + 0.9 * engagement)))).astype(np.float64))
+    put(
+        "demo_requested",
+        (rng.random(n) < 1 / (1 + np.exp(-(-2.8 + 0.7 * engagement + 0.8 * intent)))).astype(np.float64),
+    )
+    put(
+        "free_trial_started",
+        (rng.random(n) < 1 / (1 + np.exp(-(-2.5 + 0.9 * engagement)))).astype(np.float64),
+    )
     put("chat_conversations_30d", _poisson(rng, -1.5, 0.6, engagement + 0.5 * intent, 1000))
 
     put("intent_score", np.clip(np.round(50 + 18 * intent + rng.normal(0, 8, n), 1), 0, 100))
@@ -123,7 +163,9 @@ def sample_features(n: int, seed: int = 7) -> np.ndarray:
     put("contact_tenure_months", np.clip(np.round(rng.gamma(1.6, 20.0, n)), 0, 720))
     put("linkedin_connections", np.clip(np.round(rng.lognormal(6.0, 0.9, n)), 0, 30_000))
     put("email_domain_is_corporate", (rng.random(n) < 0.82).astype(np.float64))
-    put("contacts_at_account", np.clip(np.round(np.exp(0.5 + 0.6 * size + rng.normal(0, 0.5, n))), 1, 100_000))
+    put(
+        "contacts_at_account", np.clip(np.round(np.exp(0.5 + 0.6 * size + rng.normal(0, 0.5, n))), 1, 100_000)
+    )
 
     touches = _poisson(rng, 1.0, 0.4, engagement, 1000)
     put("days_since_last_touch", np.clip(np.round(rng.exponential(20, n) / (1 + touches / 4)), 0, 3650))
@@ -157,18 +199,20 @@ def conversion_logit(x: np.ndarray) -> np.ndarray:
         + 0.55 * np.log1p(f["pricing_page_views_30d"])
         + 0.25 * np.log1p(f["web_visits_30d"])
         + 0.30 * np.log1p(f["email_clicks_30d"])
-        + 1.05 * f["demo_requested"] * (0.6 + 0.8 * decision_power)        # demo × seniority
+        + 1.05 * f["demo_requested"] * (0.6 + 0.8 * decision_power)  # demo × seniority
         + 0.70 * f["free_trial_started"]
         + 0.35 * f["webinar_attended"]
         + 0.022 * (f["intent_score"] - 50) * (1 + 0.5 * (f["pricing_page_views_30d"] > 0))  # pricing × intent
         + 0.45 * f["intent_surge"]
-        + 0.9 * fit * np.tanh((log_employees - 3.5) / 2)                  # fit × size
+        + 0.9 * fit * np.tanh((log_employees - 3.5) / 2)  # fit × size
         + 0.60 * f["prior_customer"]
         + 0.40 * f["is_decision_maker"]
         + 0.25 * f["email_domain_is_corporate"]
         - 0.012 * np.minimum(f["days_since_last_touch"], 120)
-        + 0.30 * (f["lead_status"] == 3) - 0.35 * (f["lead_status"] == 4)
-        + 0.25 * np.isin(f["source_channel"], [3, 4, 6]) - 0.20 * (f["source_channel"] == 2)
+        + 0.30 * (f["lead_status"] == 3)
+        - 0.35 * (f["lead_status"] == 4)
+        + 0.25 * np.isin(f["source_channel"], [3, 4, 6])
+        - 0.20 * (f["source_channel"] == 2)
         - 0.25 * (f["market_tier"] - 1)
         + 0.20 * np.minimum(f["meetings_held"], 5)
         - 0.30 * f["uses_competitor"]
@@ -180,7 +224,7 @@ def sample_population(n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """Features [n, 50] (float64, NaN = missing) and a 0/1 `converted` label drawn from the documented function."""
     x = sample_features(n, seed)
     rng = np.random.default_rng(seed + 1)
-    logit = conversion_logit(x) + rng.logistic(0, 0.6, n)   # label noise the model cannot recover
+    logit = conversion_logit(x) + rng.logistic(0, 0.6, n)  # label noise the model cannot recover
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
     return x, y
 
@@ -199,6 +243,20 @@ def as_records(x: np.ndarray, ids: list[str] | None = None) -> list[dict]:
     return records
 
 
-__all__ = ["BASE_RATE_TARGET", "MISSING_RATES", "as_records", "conversion_logit", "sample_features", "sample_population",
-           "CLOUD_PROVIDERS", "CRM_SYSTEMS", "DEPARTMENTS", "FUNDING_STAGES", "INDUSTRIES", "LEAD_STATUSES", "REGIONS",
-           "SENIORITIES", "SOURCE_CHANNELS"]
+__all__ = [
+    "BASE_RATE_TARGET",
+    "MISSING_RATES",
+    "as_records",
+    "conversion_logit",
+    "sample_features",
+    "sample_population",
+    "CLOUD_PROVIDERS",
+    "CRM_SYSTEMS",
+    "DEPARTMENTS",
+    "FUNDING_STAGES",
+    "INDUSTRIES",
+    "LEAD_STATUSES",
+    "REGIONS",
+    "SENIORITIES",
+    "SOURCE_CHANNELS",
+]

@@ -27,8 +27,10 @@ from predictor.synthetic import sample_population
 
 LABEL = "converted"
 BOOSTER_FILE = "model.ubj"
-TIER_POLICY = ("Cut points at the 30/55/75/90 % quantiles of validation-split scores, so tiers E/D/C/B/A hold "
-               "30/25/20/15/10 % of leads like the training population. A score equal to a cut point takes the higher tier.")
+TIER_POLICY = (
+    "Cut points at the 30/55/75/90 % quantiles of validation-split scores, so tiers E/D/C/B/A hold "
+    "30/25/20/15/10 % of leads like the training population. A score equal to a cut point takes the higher tier."
+)
 
 
 class DataError(ValueError):
@@ -65,7 +67,9 @@ def load_user_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
             label = pc.cast(table.column(LABEL), "float64").to_numpy(zero_copy_only=False)
             bad = ~np.isin(label, [0.0, 1.0])
             if bad.any():
-                problems.append(f"column {LABEL}: {int(bad.sum())} value(s) are not 0/1 (first at row {int(np.argmax(bad))})")
+                problems.append(
+                    f"column {LABEL}: {int(bad.sum())} value(s) are not 0/1 (first at row {int(np.argmax(bad))})"
+                )
         except Exception:  # noqa: BLE001
             problems.append(f"column {LABEL}: not numeric ({table.column(LABEL).type}); expected 0/1")
     if not problems:
@@ -78,13 +82,20 @@ def load_user_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
             for field, items in by_field.items():
                 row, rule, value = items[0]
                 spec = FEATURES[FEATURE_NAMES.index(field)]
-                problems.append(f"column {field}: {len(items)} value(s) break rule '{rule}' (valid: {spec.range_text}; "
-                                f"first at row {row}: {value})")
+                problems.append(
+                    f"column {field}: {len(items)} value(s) break rule '{rule}' (valid: {spec.range_text}; "
+                    f"first at row {row}: {value})"
+                )
     if problems:
-        raise DataError(f"{path} does not fit the 50-feature contract (see docs/features.md):\n  - " + "\n  - ".join(problems))
+        raise DataError(
+            f"{path} does not fit the 50-feature contract (see docs/features.md):\n  - "
+            + "\n  - ".join(problems)
+        )
     if len(label) < 1000 or label.sum() < 50:
-        raise DataError(f"{path}: need at least 1,000 rows and 50 conversions to train, got {len(label)} rows, "
-                        f"{int(label.sum())} conversions")
+        raise DataError(
+            f"{path}: need at least 1,000 rows and 50 conversions to train, got {len(label)} rows, "
+            f"{int(label.sum())} conversions"
+        )
     return x, label.astype(np.int8)
 
 
@@ -95,30 +106,63 @@ def reference_histogram(values: np.ndarray, kind: str, n_choices: int | None) ->
         top = 1 if kind == "bool" else (n_choices or 1) - 1
         edges = [i + 0.5 for i in range(top)]
     else:
-        edges = sorted(set(float(v) for v in np.quantile(present, np.linspace(0.1, 0.9, 9)))) if present.size else []
+        edges = (
+            sorted(set(float(v) for v in np.quantile(present, np.linspace(0.1, 0.9, 9))))
+            if present.size
+            else []
+        )
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
     shares = counts / max(values.size, 1)
-    return Histogram(edges=edges, shares=[round(float(s), 6) for s in shares], missing_share=round(missing_share, 6))
+    return Histogram(
+        edges=edges, shares=[round(float(s), 6) for s in shares], missing_share=round(missing_share, 6)
+    )
 
 
-def train(x: np.ndarray, y: np.ndarray, out: Path, *, seed: int, name: str, version: str | None,
-          threads: int, rounds: int, source: str, served_scores: np.ndarray | None = None,
-          provenance: dict | None = None) -> ModelCard:
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    out: Path,
+    *,
+    seed: int,
+    name: str,
+    version: str | None,
+    threads: int,
+    rounds: int,
+    source: str,
+    served_scores: np.ndarray | None = None,
+    provenance: dict | None = None,
+) -> ModelCard:
     """`served_scores` (aligned with y): what the serving model answered for these rows; the card then compares
     both models on the same held-out rows. `provenance` goes into the card's `training` section as is."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_valid = n_test = int(0.15 * len(y))
-    test, valid, fit = order[:n_test], order[n_test:n_test + n_valid], order[n_test + n_valid:]
+    test, valid, fit = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
     x32 = x.astype(np.float32)
     # No feature names in the DMatrix: the stock runtime predicts on an unnamed matrix and a named booster refuses it.
     dtrain = xgb.DMatrix(x32[fit], label=y[fit], missing=np.nan)
     dvalid = xgb.DMatrix(x32[valid], label=y[valid], missing=np.nan)
-    params = {"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "tree_method": "hist",
-              "max_depth": 5, "eta": 0.08, "subsample": 0.9, "colsample_bytree": 0.8, "min_child_weight": 5,
-              "lambda": 1.0, "seed": seed, "nthread": threads}
-    booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=[(dvalid, "valid")],
-                        early_stopping_rounds=25, verbose_eval=False)
+    params = {
+        "objective": "binary:logistic",
+        "eval_metric": ["logloss", "auc"],
+        "tree_method": "hist",
+        "max_depth": 5,
+        "eta": 0.08,
+        "subsample": 0.9,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 5,
+        "lambda": 1.0,
+        "seed": seed,
+        "nthread": threads,
+    }
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=rounds,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=25,
+        verbose_eval=False,
+    )
     # Keep only the best trees, so the file served predicts exactly what early stopping chose.
     booster = booster[: booster.best_iteration + 1]
 
@@ -141,27 +185,54 @@ def train(x: np.ndarray, y: np.ndarray, out: Path, *, seed: int, name: str, vers
     for tier in "ABCDE":
         members = test_tiers == tier
         rate = float(y_test[members].mean()) if members.any() else 0.0
-        tiers[tier] = TierStats(share=round(float(members.mean()), 4), conversion_rate=round(rate, 4),
-                                lift=round(rate / base_rate, 3) if base_rate else 0.0)
+        tiers[tier] = TierStats(
+            share=round(float(members.mean()), 4),
+            conversion_rate=round(rate, 4),
+            lift=round(rate / base_rate, 3) if base_rate else 0.0,
+        )
     sample = x[fit[:100_000]]
-    reference = {spec.name: reference_histogram(sample[:, i], spec.kind, len(spec.choices) if spec.choices else None)
-                 for i, spec in enumerate(FEATURES)}
+    reference = {
+        spec.name: reference_histogram(sample[:, i], spec.kind, len(spec.choices) if spec.choices else None)
+        for i, spec in enumerate(FEATURES)
+    }
     reference["score"] = reference_histogram(p_valid.astype(np.float64), "float", None)
     comparison = {}
     if served_scores is not None:
-        comparison = {"holdout_rows": len(test), "holdout_auc": round(auc(y_test, p_test), 5),
-                      "holdout_serving_auc": round(auc(y_test, served_scores[test]), 5)}
+        comparison = {
+            "holdout_rows": len(test),
+            "holdout_auc": round(auc(y_test, p_test), 5),
+            "holdout_serving_auc": round(auc(y_test, served_scores[test]), 5),
+        }
     card = ModelCard(
-        name=name, version=version or f"sha-{digest[:12]}", created_at=datetime.now(UTC).replace(microsecond=0),
-        xgboost_version=xgb.__version__, booster_file=BOOSTER_FILE, booster_sha256=digest,
-        feature_names=list(FEATURE_NAMES), tier_thresholds=thresholds, tier_policy=TIER_POLICY,
+        name=name,
+        version=version or f"sha-{digest[:12]}",
+        created_at=datetime.now(UTC).replace(microsecond=0),
+        xgboost_version=xgb.__version__,
+        booster_file=BOOSTER_FILE,
+        booster_sha256=digest,
+        feature_names=list(FEATURE_NAMES),
+        tier_thresholds=thresholds,
+        tier_policy=TIER_POLICY,
         expected_tier_shares=dict(TIER_SHARES),
-        metrics=Metrics(auc=round(auc(y_test, p_test), 5), log_loss=round(log_loss(y_test, p_test), 5),
-                        base_rate=round(base_rate, 5), rows_train=len(fit), rows_valid=len(valid), rows_test=len(test),
-                        best_iteration=int(booster.num_boosted_rounds()), tiers=tiers),
-        training={"source": source, "seed": seed, "rows": len(y), "cut_quantiles": ",".join(map(str, CUT_QUANTILES)),
-                  "params": ",".join(f"{k}={v}" for k, v in params.items() if k != "eval_metric"),
-                  **(provenance or {}), **comparison},
+        metrics=Metrics(
+            auc=round(auc(y_test, p_test), 5),
+            log_loss=round(log_loss(y_test, p_test), 5),
+            base_rate=round(base_rate, 5),
+            rows_train=len(fit),
+            rows_valid=len(valid),
+            rows_test=len(test),
+            best_iteration=int(booster.num_boosted_rounds()),
+            tiers=tiers,
+        ),
+        training={
+            "source": source,
+            "seed": seed,
+            "rows": len(y),
+            "cut_quantiles": ",".join(map(str, CUT_QUANTILES)),
+            "params": ",".join(f"{k}={v}" for k, v in params.items() if k != "eval_metric"),
+            **(provenance or {}),
+            **comparison,
+        },
         reference=reference,
     )
     card.dump(out)
@@ -177,36 +248,69 @@ def lake_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     from quality.training_set import training_set
 
     until = parse_time(args.until) if args.until else datetime.now(UTC)
-    window = Window(since=until - timedelta(days=args.days), until=until,
-                    label_window=timedelta(days=args.label_window_days))
+    window = Window(
+        since=until - timedelta(days=args.days),
+        until=until,
+        label_window=timedelta(days=args.label_window_days),
+    )
     data = training_set(Lake(args.from_lake, s3_endpoint_url=args.s3_endpoint_url), window)
     if len(data.y) < 1000 or data.y.sum() < 50:
-        raise DataError(f"{args.from_lake}: need at least 1,000 labelled leads and 50 conversions to train, got "
-                        f"{len(data.y)} leads, {int(data.y.sum())} conversions")
-    provenance = {"data_window_since": window.since.isoformat(), "data_window_until": window.until.isoformat(),
-                  "label_window_days": args.label_window_days, "labelled_leads": len(data.y),
-                  "holdout_serving_versions": ",".join(data.served_versions)}
+        raise DataError(
+            f"{args.from_lake}: need at least 1,000 labelled leads and 50 conversions to train, got "
+            f"{len(data.y)} leads, {int(data.y.sum())} conversions"
+        )
+    provenance = {
+        "data_window_since": window.since.isoformat(),
+        "data_window_until": window.until.isoformat(),
+        "label_window_days": args.label_window_days,
+        "labelled_leads": len(data.y),
+        "holdout_serving_versions": ",".join(data.served_versions),
+    }
     return data.x, data.y, data.served_scores, provenance
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m predictor.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", type=Path, default=Path("predictor/model"), help="artifact folder to write")
-    parser.add_argument("--data", type=Path, default=None, help="CRM export (.parquet or .csv): 50 feature columns + converted")
-    parser.add_argument("--from-lake", default=None, metavar="URI",
-                        help="train on the data lake (the transformer's --sink_uri): recorded features of the latest "
-                             "scoring before each outcome (docs/model-quality.md)")
-    parser.add_argument("--label-window-days", type=float, default=90, help="with --from-lake: attribution window")
-    parser.add_argument("--days", type=float, default=365, help="with --from-lake: outcomes of the last N days")
-    parser.add_argument("--until", default=None, help="with --from-lake: outcomes before this ISO time (default now)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="CRM export (.parquet or .csv): 50 feature columns + converted",
+    )
+    parser.add_argument(
+        "--from-lake",
+        default=None,
+        metavar="URI",
+        help="train on the data lake (the transformer's --sink_uri): recorded features of the latest "
+        "scoring before each outcome (docs/model-quality.md)",
+    )
+    parser.add_argument(
+        "--label-window-days", type=float, default=90, help="with --from-lake: attribution window"
+    )
+    parser.add_argument(
+        "--days", type=float, default=365, help="with --from-lake: outcomes of the last N days"
+    )
+    parser.add_argument(
+        "--until", default=None, help="with --from-lake: outcomes before this ISO time (default now)"
+    )
     parser.add_argument("--s3-endpoint-url", default=None, help="with --from-lake: S3-compatible endpoint")
-    parser.add_argument("--rows", type=int, default=300_000, help="synthetic population size (without --data)")
+    parser.add_argument(
+        "--rows", type=int, default=300_000, help="synthetic population size (without --data)"
+    )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--name", default="lead-scoring", help="model name (must equal the InferenceService name)")
+    parser.add_argument(
+        "--name", default="lead-scoring", help="model name (must equal the InferenceService name)"
+    )
     parser.add_argument("--version", default=None, help="model version (default: sha-<booster hash>)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=600, help="most boosting rounds (early stopping picks fewer)")
+    parser.add_argument(
+        "--rounds", type=int, default=600, help="most boosting rounds (early stopping picks fewer)"
+    )
     args = parser.parse_args(argv)
     served, provenance = None, {}
     try:
@@ -225,8 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as staging:
         # Build in a staging folder then swap, so a crash never leaves a half-written artifact being served.
         staged = Path(staging) / "artifact"
-        card = train(x, y, staged, seed=args.seed, name=args.name, version=args.version, threads=args.threads,
-                     rounds=args.rounds, source=source, served_scores=served, provenance=provenance)
+        card = train(
+            x,
+            y,
+            staged,
+            seed=args.seed,
+            name=args.name,
+            version=args.version,
+            threads=args.threads,
+            rounds=args.rounds,
+            source=source,
+            served_scores=served,
+            provenance=provenance,
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         for old in args.out.iterdir():
             if old.is_file():
@@ -235,11 +350,15 @@ def main(argv: list[str] | None = None) -> int:
             item.rename(args.out / item.name)
     m = card.metrics
     if served is not None:
-        print(f"same hold-out ({card.training['holdout_rows']} leads): this model AUC {card.training['holdout_auc']:.3f}, "
-              f"serving version(s) {card.training['holdout_serving_versions']} AUC {card.training['holdout_serving_auc']:.3f}")
-    print(f"wrote {args.out}/{BOOSTER_FILE} + model-card.yaml: version {card.version}, AUC {m.auc:.3f}, "
-          f"base rate {m.base_rate:.3f}, tier A converts {m.tiers['A'].conversion_rate:.3f} "
-          f"({m.tiers['A'].lift:.1f}x), {m.best_iteration} trees")
+        print(
+            f"same hold-out ({card.training['holdout_rows']} leads): this model AUC {card.training['holdout_auc']:.3f}, "
+            f"serving version(s) {card.training['holdout_serving_versions']} AUC {card.training['holdout_serving_auc']:.3f}"
+        )
+    print(
+        f"wrote {args.out}/{BOOSTER_FILE} + model-card.yaml: version {card.version}, AUC {m.auc:.3f}, "
+        f"base rate {m.base_rate:.3f}, tier A converts {m.tiers['A'].conversion_rate:.3f} "
+        f"({m.tiers['A'].lift:.1f}x), {m.best_iteration} trees"
+    )
     return 0
 
 

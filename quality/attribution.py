@@ -29,14 +29,24 @@ from transformer.sink.schema import lake_schema
 
 SCORE_KEY = re.compile(r"^model=([^/]+)/dt=(\d{4}-\d\d-\d\d)/hour=\d\d/[^/]+\.parquet$")
 OUTCOME_KEY = re.compile(r"^dt=(\d{4}-\d\d-\d\d)/[^/]+\.parquet$")
-SCORE_COLUMNS = ["scoring_id", "request_id", "row", "lead_id", "scored_at", "model_name", "model_version", "score", "tier"]
+SCORE_COLUMNS = [
+    "scoring_id",
+    "request_id",
+    "row",
+    "lead_id",
+    "scored_at",
+    "model_name",
+    "model_version",
+    "score",
+    "tier",
+]
 
 
 @dataclass(frozen=True)
 class Window:
-    since: datetime            # outcomes that occurred in [since, until) are measured
+    since: datetime  # outcomes that occurred in [since, until) are measured
     until: datetime
-    label_window: timedelta    # how long before its outcome a scoring may be
+    label_window: timedelta  # how long before its outcome a scoring may be
 
     @property
     def scorings_from(self) -> datetime:
@@ -56,12 +66,24 @@ def read_outcomes(lake: Lake, window: Window) -> pa.Table:
     outcomes = lake.child(OUTCOMES_PREFIX)
     days = _days(window.since, window.until)
     # Only the day partitions of the window are listed, let alone read.
-    keys = [k for day in sorted(days & {f[3:] for f in outcomes.folders() if f.startswith("dt=")})
-            for k in outcomes.list(f"dt={day}") if OUTCOME_KEY.match(k)]
-    table = outcomes.read(keys, columns=["outcome_id", "lead_id", "outcome", "occurred_at", "scoring_id", "deal_value"],
-                          schema=outcomes_schema())
-    ts = pa.scalar(window.since, pa.timestamp("us", tz="UTC")), pa.scalar(window.until, pa.timestamp("us", tz="UTC"))
-    table = table.filter(pc.and_(pc.greater_equal(table["occurred_at"], ts[0]), pc.less(table["occurred_at"], ts[1])))
+    keys = [
+        k
+        for day in sorted(days & {f[3:] for f in outcomes.folders() if f.startswith("dt=")})
+        for k in outcomes.list(f"dt={day}")
+        if OUTCOME_KEY.match(k)
+    ]
+    table = outcomes.read(
+        keys,
+        columns=["outcome_id", "lead_id", "outcome", "occurred_at", "scoring_id", "deal_value"],
+        schema=outcomes_schema(),
+    )
+    ts = (
+        pa.scalar(window.since, pa.timestamp("us", tz="UTC")),
+        pa.scalar(window.until, pa.timestamp("us", tz="UTC")),
+    )
+    table = table.filter(
+        pc.and_(pc.greater_equal(table["occurred_at"], ts[0]), pc.less(table["occurred_at"], ts[1]))
+    )
     # Dedupe: the same outcome posted twice, or posted and backfilled.
     if table.num_rows:
         codes = pc.dictionary_encode(table["outcome_id"]).combine_chunks().indices.to_numpy()
@@ -77,20 +99,29 @@ def labels_of(outcomes: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     counts = {kind: int((kinds == kind).sum()) for kind in ("converted", "disqualified", "open")}
     terminal = outcomes.filter(pc.is_in(outcomes["outcome"], pa.array(TERMINAL)))
     if terminal.num_rows == 0:
-        empty = pa.table({"lead_id": pa.array([], pa.string()), "label": pa.array([], pa.int8()),
-                          "occurred_at": pa.array([], pa.timestamp("us", tz="UTC")),
-                          "o_scoring_id": pa.array([], pa.string())})
+        empty = pa.table(
+            {
+                "lead_id": pa.array([], pa.string()),
+                "label": pa.array([], pa.int8()),
+                "occurred_at": pa.array([], pa.timestamp("us", tz="UTC")),
+                "o_scoring_id": pa.array([], pa.string()),
+            }
+        )
         return empty, counts
     lead = pc.dictionary_encode(terminal["lead_id"]).combine_chunks()
     codes = lead.indices.to_numpy()
     when = terminal["occurred_at"].cast(pa.int64()).to_numpy()
-    converted = (terminal["outcome"].to_numpy(zero_copy_only=False) == "converted")
-    order = np.lexsort((~converted, when, codes))          # per lead: earliest first, converted first on a tie
+    converted = terminal["outcome"].to_numpy(zero_copy_only=False) == "converted"
+    order = np.lexsort((~converted, when, codes))  # per lead: earliest first, converted first on a tie
     first = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
-    labels = pa.table({"lead_id": terminal["lead_id"].take(pa.array(first)),
-                       "label": pa.array(converted[first].astype(np.int8)),
-                       "occurred_at": terminal["occurred_at"].take(pa.array(first)),
-                       "o_scoring_id": terminal["scoring_id"].take(pa.array(first))})
+    labels = pa.table(
+        {
+            "lead_id": terminal["lead_id"].take(pa.array(first)),
+            "label": pa.array(converted[first].astype(np.int8)),
+            "occurred_at": terminal["occurred_at"].take(pa.array(first)),
+            "o_scoring_id": terminal["scoring_id"].take(pa.array(first)),
+        }
+    )
     counts["labelled_leads"] = labels.num_rows
     return labels, counts
 
@@ -107,7 +138,9 @@ def score_keys(lake: Lake, start: datetime, end: datetime) -> list[str]:
     return keys
 
 
-def read_scorings(lake: Lake, keys: list[str], lead_ids: pa.Array | None, *, features: list[str] | None = None) -> pa.Table:
+def read_scorings(
+    lake: Lake, keys: list[str], lead_ids: pa.Array | None, *, features: list[str] | None = None
+) -> pa.Table:
     """Scorings in these files, only of `lead_ids` (pushed into the scan), only the columns the join needs."""
     columns = SCORE_COLUMNS + (features or [])
     schema = lake_schema(tuple(f[2:] for f in features) if features else (), include_features=bool(features))
@@ -134,10 +167,12 @@ def attribute(scorings: pa.Table, labels: pa.Table, label_window: timedelta) -> 
     if joined.num_rows == 0:
         return joined
     scored = joined["scored_at"].cast(pa.int64()).to_numpy()
-    named = pc.fill_null(pc.equal(joined["scoring_id"], joined["o_scoring_id"]), False).to_numpy(zero_copy_only=False)
+    named = pc.fill_null(pc.equal(joined["scoring_id"], joined["o_scoring_id"]), False).to_numpy(
+        zero_copy_only=False
+    )
     lead = pc.dictionary_encode(joined["lead_id"]).combine_chunks().indices.to_numpy()
     version = pc.dictionary_encode(joined["model_version"]).combine_chunks().indices.to_numpy()
-    order = np.lexsort((-scored, ~named, version, lead))   # named scoring first, then the latest
+    order = np.lexsort((-scored, ~named, version, lead))  # named scoring first, then the latest
     lead_s, version_s = lead[order], version[order]
     first = order[np.r_[True, (lead_s[1:] != lead_s[:-1]) | (version_s[1:] != version_s[:-1])]]
     return joined.take(pa.array(np.sort(first)))

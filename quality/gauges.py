@@ -15,47 +15,72 @@ import math
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 PREFIX = "lead_scoring_quality_"
-VERSION_MEASURES = {"auc": "auc", "log_loss": "log_loss", "brier": "brier", "calibration_error": "calibration_error",
-                    "base_rate": "conversion_rate", "label_coverage": "label_coverage",
-                    "labelled_leads": "labelled_leads", "reference_auc": "reference_auc"}
-TIER_MEASURES = {"tier_conversion_rate": "conversion_rate", "tier_lift": "lift", "tier_labelled_leads": "labelled_leads"}
+VERSION_MEASURES = {
+    "auc": "auc",
+    "log_loss": "log_loss",
+    "brier": "brier",
+    "calibration_error": "calibration_error",
+    "base_rate": "conversion_rate",
+    "label_coverage": "label_coverage",
+    "labelled_leads": "labelled_leads",
+    "reference_auc": "reference_auc",
+}
+TIER_MEASURES = {
+    "tier_conversion_rate": "conversion_rate",
+    "tier_lift": "lift",
+    "tier_labelled_leads": "labelled_leads",
+}
 HELP = {
     "auc": "ROC AUC of the attributed scores against realised outcomes",
-    "log_loss": "Log-loss of the attributed scores", "brier": "Brier score of the attributed scores",
+    "log_loss": "Log-loss of the attributed scores",
+    "brier": "Brier score of the attributed scores",
     "calibration_error": "Lead-weighted mean |predicted - observed| over score deciles",
     "base_rate": "Conversion rate of all labelled leads of the version",
     "label_coverage": "Labelled leads / leads the version scored in the read window",
     "labelled_leads": "Leads with a terminal outcome attributed to a scoring of the version",
     "reference_auc": "Held-out AUC recorded in the version's model card",
-    "tier_conversion_rate": "Realised conversion rate of the tier", "tier_lift": "Tier conversion rate / base rate",
+    "tier_conversion_rate": "Realised conversion rate of the tier",
+    "tier_lift": "Tier conversion rate / base rate",
     "tier_labelled_leads": "Labelled leads in the tier",
 }
 
 
 def registry_for(rows: list[dict], finished_at: float) -> CollectorRegistry:
     registry = CollectorRegistry()
-    version_gauges = {name: Gauge(PREFIX + name, HELP[name], ["model_name", "model_version"], registry=registry)
-                      for name in VERSION_MEASURES}
-    tier_gauges = {name: Gauge(PREFIX + name, HELP[name], ["model_name", "model_version", "tier"], registry=registry)
-                   for name in TIER_MEASURES}
+    version_gauges = {
+        name: Gauge(PREFIX + name, HELP[name], ["model_name", "model_version"], registry=registry)
+        for name in VERSION_MEASURES
+    }
+    tier_gauges = {
+        name: Gauge(PREFIX + name, HELP[name], ["model_name", "model_version", "tier"], registry=registry)
+        for name in TIER_MEASURES
+    }
     for row in rows:
         labels = (row["model_name"], row["model_version"])
         if row["tier"] == "all":
             for name, column in VERSION_MEASURES.items():
                 value = row.get(column)
-                if value is not None and math.isfinite(value):   # a NaN gauge would only confuse alerts
+                if value is not None and math.isfinite(value):  # a NaN gauge would only confuse alerts
                     version_gauges[name].labels(*labels).set(value)
         else:
             for name, column in TIER_MEASURES.items():
                 value = row.get(column)
                 if value is not None and math.isfinite(value):
                     tier_gauges[name].labels(*labels, row["tier"]).set(value)
-    Gauge(PREFIX + "last_success_timestamp_seconds", "When the quality job last finished", registry=registry).set(finished_at)
+    Gauge(
+        PREFIX + "last_success_timestamp_seconds", "When the quality job last finished", registry=registry
+    ).set(finished_at)
     return registry
 
 
-def publish(rows: list[dict], finished_at: float, *, textfile: str | None, pushgateway: str | None,
-            job: str = "lead-scoring-quality") -> CollectorRegistry:
+def publish(
+    rows: list[dict],
+    finished_at: float,
+    *,
+    textfile: str | None,
+    pushgateway: str | None,
+    job: str = "lead-scoring-quality",
+) -> CollectorRegistry:
     registry = registry_for(rows, finished_at)
     if textfile:
         write_to_textfile(textfile, registry)

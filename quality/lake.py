@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from transformer.sink.layout import join_key
 from transformer.sink.writers import writer_for_uri
 
-OUTCOMES_PREFIX = "_outcomes"   # '_' : engines that skip such folders (pyarrow, Spark, Hive) keep tables apart
+OUTCOMES_PREFIX = "_outcomes"  # '_' : engines that skip such folders (pyarrow, Spark, Hive) keep tables apart
 QUALITY_PREFIX = "_quality"
 
 
@@ -28,10 +28,14 @@ def child_uri(uri: str, name: str) -> str:
 
 
 class Lake:
-    def __init__(self, uri: str, *, s3_endpoint_url: str | None = None, azure_connection_string: str | None = None):
+    def __init__(
+        self, uri: str, *, s3_endpoint_url: str | None = None, azure_connection_string: str | None = None
+    ):
         self.uri = uri.rstrip("/")
         self.s3_endpoint_url = s3_endpoint_url
-        self.azure_connection_string = azure_connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        self.azure_connection_string = azure_connection_string or os.environ.get(
+            "AZURE_STORAGE_CONNECTION_STRING"
+        )
         parsed = urlparse(self.uri)
         self.scheme = parsed.scheme
         if self.scheme == "file":
@@ -47,11 +51,16 @@ class Lake:
             writer = AzureBlobWriter.from_uri(self.uri, connection_string=self.azure_connection_string)
             self.container, self.prefix = writer.container, writer.prefix
         else:
-            raise ValueError(f"unsupported lake URI {uri!r}: use file:///path, s3://bucket/prefix or an Azure Blob URL")
+            raise ValueError(
+                f"unsupported lake URI {uri!r}: use file:///path, s3://bucket/prefix or an Azure Blob URL"
+            )
 
     def child(self, name: str) -> Lake:
-        return Lake(child_uri(self.uri, name), s3_endpoint_url=self.s3_endpoint_url,
-                    azure_connection_string=self.azure_connection_string)
+        return Lake(
+            child_uri(self.uri, name),
+            s3_endpoint_url=self.s3_endpoint_url,
+            azure_connection_string=self.azure_connection_string,
+        )
 
     def list(self, under: str = "") -> list[str]:
         """Keys of the Parquet objects below `under` (relative to this lake's URI), sorted."""
@@ -59,18 +68,27 @@ class Lake:
             base = self.root / under if under else self.root
             if not base.exists():
                 return []
-            return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*.parquet")
-                          if not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+            return sorted(
+                p.relative_to(self.root).as_posix()
+                for p in base.rglob("*.parquet")
+                if not any(part.startswith(".") for part in p.relative_to(self.root).parts)
+            )
         full = join_key(self.prefix, under)
         if full and not full.endswith("/"):
             full += "/"
         cut = len(self.prefix.strip("/")) + 1 if self.prefix.strip("/") else 0
         if self.scheme == "s3":
             keys = []
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            ):
                 keys += [o["Key"][cut:] for o in page.get("Contents", []) if o["Key"].endswith(".parquet")]
             return sorted(keys)
-        return sorted(b.name[cut:] for b in self.container.list_blobs(name_starts_with=full) if b.name.endswith(".parquet"))
+        return sorted(
+            b.name[cut:]
+            for b in self.container.list_blobs(name_starts_with=full)
+            if b.name.endswith(".parquet")
+        )
 
     def folders(self, under: str = "") -> list[str]:
         """Names of the folders directly below `under` (one listing call with a delimiter on object stores)."""
@@ -81,14 +99,20 @@ class Lake:
         full = full + "/" if full and not full.endswith("/") else full
         if self.scheme == "s3":
             names = []
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
-                                                                              Delimiter="/"):
-                names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, Delimiter="/"
+            ):
+                names += [p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
             return sorted(names)
-        return sorted(item.name[len(full):].rstrip("/") for item in self.container.walk_blobs(name_starts_with=full)
-                      if item.name.endswith("/"))
+        return sorted(
+            item.name[len(full) :].rstrip("/")
+            for item in self.container.walk_blobs(name_starts_with=full)
+            if item.name.endswith("/")
+        )
 
-    def read(self, keys: list[str], columns: list[str] | None = None, filter=None, schema: pa.Schema | None = None) -> pa.Table:
+    def read(
+        self, keys: list[str], columns: list[str] | None = None, filter=None, schema: pa.Schema | None = None
+    ) -> pa.Table:
         """The objects as one table (only `columns`, rows passing `filter`); a column missing in older files is null."""
         if not keys:
             return schema.empty_table() if schema is not None else pa.table({})
@@ -97,12 +121,15 @@ class Lake:
             return dataset.to_table(columns=columns, filter=filter)
 
         def fetch(key: str) -> pa.Table:
-            table = pq.read_table(io.BytesIO(self._get(key)), schema=schema) if schema is not None else \
-                pq.read_table(io.BytesIO(self._get(key)))
+            table = (
+                pq.read_table(io.BytesIO(self._get(key)), schema=schema)
+                if schema is not None
+                else pq.read_table(io.BytesIO(self._get(key)))
+            )
             table = table.select(columns) if columns else table
             return table.filter(filter) if filter is not None else table
 
-        with ThreadPoolExecutor(max_workers=8) as pool:   # object stores: latency-bound, overlap the GETs
+        with ThreadPoolExecutor(max_workers=8) as pool:  # object stores: latency-bound, overlap the GETs
             tables = list(pool.map(fetch, keys))
         return pa.concat_tables(tables, promote_options="default")
 
@@ -112,5 +139,8 @@ class Lake:
         return self.container.download_blob(join_key(self.prefix, key)).readall()
 
     def put(self, key: str, local_path: Path) -> None:
-        writer_for_uri(self.uri, s3_endpoint_url=self.s3_endpoint_url,
-                       azure_connection_string=self.azure_connection_string).put(key, local_path)
+        writer_for_uri(
+            self.uri,
+            s3_endpoint_url=self.s3_endpoint_url,
+            azure_connection_string=self.azure_connection_string,
+        ).put(key, local_path)

@@ -20,13 +20,25 @@ GREY, BLACK = (200, 200, 200), (40, 40, 40)
 def png_bytes(canvas: np.ndarray) -> bytes:
     """RGB uint8 [H, W, 3] → PNG file bytes (8-bit truecolour, filter 0 on every row)."""
     height, width, _ = canvas.shape
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), canvas.reshape(height, width * 3)], axis=1).tobytes()
+    raw = np.concatenate(
+        [np.zeros((height, 1), np.uint8), canvas.reshape(height, width * 3)], axis=1
+    ).tobytes()
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 class Panel:
@@ -54,14 +66,14 @@ class Panel:
 
     def dot(self, x: float, y: float, colour, radius: int = 4) -> None:
         cx, cy = self.px(x, y)
-        yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
         inside = xx**2 + yy**2 <= radius**2
         self._put(cx + xx[inside], cy + yy[inside], colour)
 
     def bar(self, x_left: float, x_right: float, y: float, colour) -> None:
         (a, top), (b, bottom) = self.px(x_left, y), self.px(x_right, self.ylim[0])
         top = max(top, self.top)
-        self.canvas[min(top, bottom):max(top, bottom), min(a, b):max(a, b)] = colour
+        self.canvas[min(top, bottom) : max(top, bottom), min(a, b) : max(a, b)] = colour
 
     def _put(self, xs: np.ndarray, ys: np.ndarray, colour) -> None:
         keep = (xs >= 0) & (xs < self.canvas.shape[1]) & (ys >= 0) & (ys < self.canvas.shape[0])
@@ -72,8 +84,11 @@ def render(calibration: dict[str, list[dict]], lifts: dict[str, dict[str, float]
     """calibration: version → decile rows (predicted, observed); lifts: version → tier → lift."""
     canvas = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
     half = (WIDTH - 3 * PAD) // 2
-    top_value = max([r["predicted"] for rows in calibration.values() for r in rows]
-                    + [r["observed"] for rows in calibration.values() for r in rows] + [0.05])
+    top_value = max(
+        [r["predicted"] for rows in calibration.values() for r in rows]
+        + [r["observed"] for rows in calibration.values() for r in rows]
+        + [0.05]
+    )
     limit = min(1.0, float(np.ceil(top_value * 10) / 10))
     left = Panel(canvas, PAD, PAD, half, HEIGHT - 2 * PAD, (0, limit), (0, limit))
     left.line((0, 0), (limit, limit), GREY, dotted=True)
@@ -88,7 +103,7 @@ def render(calibration: dict[str, list[dict]], lifts: dict[str, dict[str, float]
     finite = [v for tiers in lifts.values() for v in tiers.values() if np.isfinite(v)]
     top_lift = max(finite + [1.0]) * 1.1
     right = Panel(canvas, 2 * PAD + half, PAD, half, HEIGHT - 2 * PAD, (0, 5), (0, top_lift))
-    right.line((0, 1), (5, 1), GREY, dotted=True)          # lift 1 = the base rate
+    right.line((0, 1), (5, 1), GREY, dotted=True)  # lift 1 = the base rate
     width = 0.8 / max(len(versions), 1)
     for t, tier in enumerate("ABCDE"):
         for i, version in enumerate(versions):

@@ -39,8 +39,8 @@ from transformer.sink.layout import unique_file_name
 class QualityResult:
     window: Window
     run_at: datetime
-    rows: list[dict] = field(default_factory=list)          # per (version, tier|"all")
-    calibration: list[dict] = field(default_factory=list)   # per (version, decile)
+    rows: list[dict] = field(default_factory=list)  # per (version, tier|"all")
+    calibration: list[dict] = field(default_factory=list)  # per (version, decile)
     counts: dict = field(default_factory=dict)
     attributed: pa.Table | None = None
     seconds: float = 0.0
@@ -63,9 +63,15 @@ def measure(lake: Lake, window: Window, reference_auc: dict[str, float] | None =
             scored_leads[version] = len(pc.unique(mine["lead_id"]))
     del everyone
     scorings = attribution.read_scorings(lake, keys, labels["lead_id"]) if labels.num_rows else None
-    attributed = attribution.attribute(scorings, labels, window.label_window) if scorings is not None else None
-    counts.update(outcomes=outcomes.num_rows, scoring_files=len(keys), scoring_rows=result.scoring_rows_read,
-                  attributed_rows=attributed.num_rows if attributed is not None else 0)
+    attributed = (
+        attribution.attribute(scorings, labels, window.label_window) if scorings is not None else None
+    )
+    counts.update(
+        outcomes=outcomes.num_rows,
+        scoring_files=len(keys),
+        scoring_rows=result.scoring_rows_read,
+        attributed_rows=attributed.num_rows if attributed is not None else 0,
+    )
     if attributed is not None and attributed.num_rows:
         # Labelled leads that no version scored within the label window before the outcome.
         counts["unattributed_labels"] = int(labels.num_rows - len(pc.unique(attributed["lead_id"])))
@@ -78,14 +84,23 @@ def measure(lake: Lake, window: Window, reference_auc: dict[str, float] | None =
             model_name = mine["model_name"][0].as_py()
             overall = summarise(y, p, base_rate=float(y.mean()))
             table = calibration_table(y, p)
-            overall.update(calibration_error=calibration_error(table), scored_leads=scored_leads.get(version, 0),
-                           label_coverage=len(y) / scored_leads[version] if scored_leads.get(version) else float("nan"),
-                           reference_auc=(reference_auc or {}).get(version, float("nan")))
+            overall.update(
+                calibration_error=calibration_error(table),
+                scored_leads=scored_leads.get(version, 0),
+                label_coverage=len(y) / scored_leads[version] if scored_leads.get(version) else float("nan"),
+                reference_auc=(reference_auc or {}).get(version, float("nan")),
+            )
             result.rows.append({"model_name": model_name, "model_version": version, "tier": "all", **overall})
             for tier in TIERS:
                 members = tiers == tier
-                result.rows.append({"model_name": model_name, "model_version": version, "tier": tier,
-                                    **summarise(y[members], p[members], base_rate=overall["conversion_rate"])})
+                result.rows.append(
+                    {
+                        "model_name": model_name,
+                        "model_version": version,
+                        "tier": tier,
+                        **summarise(y[members], p[members], base_rate=overall["conversion_rate"]),
+                    }
+                )
             result.calibration += [{"model_name": model_name, "model_version": version, **r} for r in table]
     else:
         counts["unattributed_labels"] = labels.num_rows
@@ -99,8 +114,12 @@ def measure(lake: Lake, window: Window, reference_auc: dict[str, float] | None =
 
 
 def _table(rows: list[dict], result: QualityResult) -> pa.Table:
-    stamp = {"run_at": result.run_at, "since": result.window.since, "until": result.window.until,
-             "label_window_days": result.window.label_window / timedelta(days=1)}
+    stamp = {
+        "run_at": result.run_at,
+        "since": result.window.since,
+        "until": result.window.until,
+        "label_window_days": result.window.label_window / timedelta(days=1),
+    }
     return pa.Table.from_pylist([{**stamp, **r} for r in rows]) if rows else pa.table({})
 
 
@@ -112,33 +131,61 @@ def _fmt(value, digits: int = 3) -> str:
 
 def markdown(result: QualityResult) -> str:
     w = result.window
-    lines = [f"# Realised model quality — run {result.run_at:%Y-%m-%d %H:%M} UTC", "",
-             f"Outcomes that occurred {w.since:%Y-%m-%d %H:%M} … {w.until:%Y-%m-%d %H:%M} UTC, each judged on the "
-             f"latest scoring of its lead by each model version at most {w.label_window.days} days before it "
-             "(docs/model-quality.md § Attribution).", "",
-             "| counts | |", "|---|---|"]
+    lines = [
+        f"# Realised model quality — run {result.run_at:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Outcomes that occurred {w.since:%Y-%m-%d %H:%M} … {w.until:%Y-%m-%d %H:%M} UTC, each judged on the "
+        f"latest scoring of its lead by each model version at most {w.label_window.days} days before it "
+        "(docs/model-quality.md § Attribution).",
+        "",
+        "| counts | |",
+        "|---|---|",
+    ]
     lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in result.counts.items()]
-    lines += ["", "## Per model version", "",
-              "| version | labelled leads | scored leads | coverage | base rate | AUC | card AUC | log-loss | Brier | calibration error |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per model version",
+        "",
+        "| version | labelled leads | scored leads | coverage | base rate | AUC | card AUC | log-loss | Brier | calibration error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in (r for r in result.rows if r["tier"] == "all"):
-        lines.append(f"| `{r['model_version']}` | {_fmt(r['labelled_leads'])} | {_fmt(r['scored_leads'])} | "
-                     f"{_fmt(r['label_coverage'])} | {_fmt(r['conversion_rate'])} | {_fmt(r['auc'])} | "
-                     f"{_fmt(r['reference_auc'])} | {_fmt(r['log_loss'])} | {_fmt(r['brier'], 4)} | "
-                     f"{_fmt(r['calibration_error'], 4)} |")
-    lines += ["", "## Per tier (side by side when several versions scored)", "",
-              "| version | tier | labelled leads | conversions | conversion rate | lift | mean score | AUC |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| `{r['model_version']}` | {_fmt(r['labelled_leads'])} | {_fmt(r['scored_leads'])} | "
+            f"{_fmt(r['label_coverage'])} | {_fmt(r['conversion_rate'])} | {_fmt(r['auc'])} | "
+            f"{_fmt(r['reference_auc'])} | {_fmt(r['log_loss'])} | {_fmt(r['brier'], 4)} | "
+            f"{_fmt(r['calibration_error'], 4)} |"
+        )
+    lines += [
+        "",
+        "## Per tier (side by side when several versions scored)",
+        "",
+        "| version | tier | labelled leads | conversions | conversion rate | lift | mean score | AUC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in (r for r in result.rows if r["tier"] != "all"):
-        lines.append(f"| `{r['model_version']}` | {r['tier']} | {_fmt(r['labelled_leads'])} | {_fmt(r['conversions'])} | "
-                     f"{_fmt(r['conversion_rate'])} | {_fmt(r['lift'], 2)} | {_fmt(r['mean_score'])} | {_fmt(r['auc'])} |")
-    lines += ["", "## Calibration by score decile", "", "| version | decile | leads | score range | predicted | observed |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| `{r['model_version']}` | {r['tier']} | {_fmt(r['labelled_leads'])} | {_fmt(r['conversions'])} | "
+            f"{_fmt(r['conversion_rate'])} | {_fmt(r['lift'], 2)} | {_fmt(r['mean_score'])} | {_fmt(r['auc'])} |"
+        )
+    lines += [
+        "",
+        "## Calibration by score decile",
+        "",
+        "| version | decile | leads | score range | predicted | observed |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result.calibration:
-        lines.append(f"| `{r['model_version']}` | {r['decile']} | {_fmt(r['leads'])} | {r['score_min']:.3f}–{r['score_max']:.3f} | "
-                     f"{r['predicted']:.3f} | {r['observed']:.3f} |")
-    lines += ["", "![calibration (left: observed vs predicted by decile, diagonal = perfect) and lift by tier A…E "
-              "(right, dotted line = base rate)](calibration.png)", ""]
+        lines.append(
+            f"| `{r['model_version']}` | {r['decile']} | {_fmt(r['leads'])} | {r['score_min']:.3f}–{r['score_max']:.3f} | "
+            f"{r['predicted']:.3f} | {r['observed']:.3f} |"
+        )
+    lines += [
+        "",
+        "![calibration (left: observed vs predicted by decile, diagonal = perfect) and lift by tier A…E "
+        "(right, dotted line = base rate)](calibration.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -188,11 +235,16 @@ def parse_time(text: str) -> datetime:
 
 
 def add_lake_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", required=True, help="the transformer's --sink_uri (scorings; outcomes under _outcomes/)")
+    parser.add_argument(
+        "--lake", required=True, help="the transformer's --sink_uri (scorings; outcomes under _outcomes/)"
+    )
     parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (MinIO, moto …)")
-    parser.add_argument("--azure-connection-string", default=None,
-                        help="Azure Storage connection string (default: env AZURE_STORAGE_CONNECTION_STRING, "
-                             "else DefaultAzureCredential)")
+    parser.add_argument(
+        "--azure-connection-string",
+        default=None,
+        help="Azure Storage connection string (default: env AZURE_STORAGE_CONNECTION_STRING, "
+        "else DefaultAzureCredential)",
+    )
 
 
 def window_from(args) -> Window:
@@ -202,18 +254,31 @@ def window_from(args) -> Window:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m quality.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m quality.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_lake_arguments(parser)
     parser.add_argument("--out", default=None, help=f"where results go (default: <lake>/{QUALITY_PREFIX})")
-    parser.add_argument("--days", type=float, default=30, help="measure outcomes of the last N days (default 30)")
+    parser.add_argument(
+        "--days", type=float, default=30, help="measure outcomes of the last N days (default 30)"
+    )
     parser.add_argument("--since", default=None, help="or from this ISO time …")
     parser.add_argument("--until", default=None, help="… until this ISO time (default: now)")
-    parser.add_argument("--label-window-days", type=float, default=90,
-                        help="a scoring counts for an outcome at most this long before it (default 90)")
-    parser.add_argument("--model-card", action="append", default=[],
-                        help="artifact URI of a served version (repeatable): its card's held-out AUC is published "
-                             "next to the realised one")
+    parser.add_argument(
+        "--label-window-days",
+        type=float,
+        default=90,
+        help="a scoring counts for an outcome at most this long before it (default 90)",
+    )
+    parser.add_argument(
+        "--model-card",
+        action="append",
+        default=[],
+        help="artifact URI of a served version (repeatable): its card's held-out AUC is published "
+        "next to the realised one",
+    )
     parser.add_argument("--textfile", default=None, help="write the gauges to this .prom file")
     parser.add_argument("--pushgateway", default=None, help="push the gauges to this Pushgateway URL")
     return parser
@@ -222,9 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        lake = Lake(args.lake, s3_endpoint_url=args.s3_endpoint_url, azure_connection_string=args.azure_connection_string)
-        out = Lake(args.out, s3_endpoint_url=args.s3_endpoint_url, azure_connection_string=args.azure_connection_string) \
-            if args.out else lake.child(QUALITY_PREFIX)
+        lake = Lake(
+            args.lake,
+            s3_endpoint_url=args.s3_endpoint_url,
+            azure_connection_string=args.azure_connection_string,
+        )
+        out = (
+            Lake(
+                args.out,
+                s3_endpoint_url=args.s3_endpoint_url,
+                azure_connection_string=args.azure_connection_string,
+            )
+            if args.out
+            else lake.child(QUALITY_PREFIX)
+        )
         result = measure(lake, window_from(args), reference_aucs(args.model_card))
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -236,12 +312,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: measured, but could not publish the results: {exc!r}", file=sys.stderr)
         return 1
     rate = result.scoring_rows_read / result.seconds if result.seconds else float("nan")
-    print(f"quality: {result.counts.get('labelled_leads', 0):,} labelled leads, {result.scoring_rows_read:,} scoring rows "
-          f"read in {result.seconds:.1f} s ({rate:,.0f} rows/s); wrote {', '.join(written.values())}")
+    print(
+        f"quality: {result.counts.get('labelled_leads', 0):,} labelled leads, {result.scoring_rows_read:,} scoring rows "
+        f"read in {result.seconds:.1f} s ({rate:,.0f} rows/s); wrote {', '.join(written.values())}"
+    )
     for r in (r for r in result.rows if r["tier"] == "all"):
-        print(f"  {r['model_version']}: AUC {_fmt(r['auc'])} (card {_fmt(r['reference_auc'])}), base rate "
-              f"{_fmt(r['conversion_rate'])}, calibration error {_fmt(r['calibration_error'], 4)}, "
-              f"{r['labelled_leads']:,} labelled")
+        print(
+            f"  {r['model_version']}: AUC {_fmt(r['auc'])} (card {_fmt(r['reference_auc'])}), base rate "
+            f"{_fmt(r['conversion_rate'])}, calibration error {_fmt(r['calibration_error'], 4)}, "
+            f"{r['labelled_leads']:,} labelled"
+        )
     return 0
 
 

@@ -23,9 +23,9 @@ from transformer.sink.schema import feature_column_names
 
 @dataclass
 class TrainingSet:
-    x: np.ndarray                 # [n, 50] float64, NaN = missing
-    y: np.ndarray                 # [n] int8
-    served_scores: np.ndarray     # [n] the score the serving model gave that very scoring
+    x: np.ndarray  # [n, 50] float64, NaN = missing
+    y: np.ndarray  # [n] int8
+    served_scores: np.ndarray  # [n] the score the serving model gave that very scoring
     served_versions: list[str]
     lead_ids: list[str]
     window: Window
@@ -44,13 +44,22 @@ def training_set(lake: Lake, window: Window) -> TrainingSet:
     # Sorted by lead: the join's row order depends on threads, and the same lake must give the same booster.
     chosen = attribution.attribute(scorings, labels, window.label_window).sort_by("lead_id")
     if chosen.num_rows and feature_columns_missing(chosen, columns):
-        raise ValueError("the lake's scorings carry no features (--sink_include_features false): cannot train from it")
-    x = np.column_stack([pc.fill_null(chosen[c].cast(pa.float64()), np.nan).to_numpy() for c in columns]) \
-        if chosen.num_rows else np.empty((0, len(columns)))
-    return TrainingSet(x=x, y=chosen["label"].to_numpy().astype(np.int8) if chosen.num_rows else np.empty(0, np.int8),
-                       served_scores=chosen["score"].to_numpy().astype(np.float64) if chosen.num_rows else np.empty(0),
-                       served_versions=versions, lead_ids=chosen["lead_id"].to_pylist() if chosen.num_rows else [],
-                       window=window)
+        raise ValueError(
+            "the lake's scorings carry no features (--sink_include_features false): cannot train from it"
+        )
+    x = (
+        np.column_stack([pc.fill_null(chosen[c].cast(pa.float64()), np.nan).to_numpy() for c in columns])
+        if chosen.num_rows
+        else np.empty((0, len(columns)))
+    )
+    return TrainingSet(
+        x=x,
+        y=chosen["label"].to_numpy().astype(np.int8) if chosen.num_rows else np.empty(0, np.int8),
+        served_scores=chosen["score"].to_numpy().astype(np.float64) if chosen.num_rows else np.empty(0),
+        served_versions=versions,
+        lead_ids=chosen["lead_id"].to_pylist() if chosen.num_rows else [],
+        window=window,
+    )
 
 
 def feature_columns_missing(table: pa.Table, columns: list[str]) -> bool:

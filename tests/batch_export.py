@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLANTED = [
     (3, "employee_count", "minimum", 0),
     (10, "industry", "enumeration", 99),
-    (17, "web_visits_30d", "integer", 2.5),      # a count exported as a float column
+    (17, "web_visits_30d", "integer", 2.5),  # a count exported as a float column
     (25, "email_opens_30d", "required", None),
     (40, "pages_per_visit", "finite", math.inf),
     (55, "annual_revenue_musd", "maximum", 2e6),
@@ -35,14 +35,18 @@ BAD_ROWS = sorted({r for r, *_ in PLANTED})
 FLOAT_EXPORTED = {"web_visits_30d"}
 
 
-def crm_export(n: int = 2_000, seed: int = 5, planted: bool = True, first_id: int = 0) -> tuple[pa.Table, np.ndarray]:
+def crm_export(
+    n: int = 2_000, seed: int = 5, planted: bool = True, first_id: int = 0
+) -> tuple[pa.Table, np.ndarray]:
     """The export and the clean feature matrix it was made from (rows in BAD_ROWS are the planted ones)."""
     x = sample_features(n, seed=seed)
     table = crm_table(x, first_id=first_id)
     if not planted:
         return table, x
     for name in FLOAT_EXPORTED:
-        table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pa.float64()))
+        table = table.set_column(
+            table.schema.get_field_index(name), name, table.column(name).cast(pa.float64())
+        )
     for row, field, _, value in PLANTED:
         index = table.schema.get_field_index(field)
         column = table.column(index)
@@ -68,5 +72,12 @@ def run_batch(*args: str, env: dict | None = None, timeout: float = 300) -> subp
 
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     full_env.pop("BATCH_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "batch", "--progress", "none", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, check=False, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "batch", "--progress", "none", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
+    )

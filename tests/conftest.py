@@ -23,13 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["tests.support.storage_fixtures"]
 
 
-
 @pytest.fixture(scope="session")
 def artifact(tmp_path_factory) -> Path:
     """The default-size artifact, trained once per test session exactly as `python -m predictor.train` does."""
     out = tmp_path_factory.mktemp("artifact")
     x, y = sample_population(300_000, seed=7)
-    train(x, y, out, seed=7, name="lead-scoring", version=None, threads=2, rounds=600, source="synthetic:test")
+    train(
+        x, y, out, seed=7, name="lead-scoring", version=None, threads=2, rounds=600, source="synthetic:test"
+    )
     return out
 
 
@@ -38,7 +39,9 @@ def small_artifact(tmp_path_factory) -> Path:
     """A small booster for tests about the service around the model, not the model (trained in ~1 s)."""
     out = tmp_path_factory.mktemp("small-artifact")
     x, y = sample_population(20_000, seed=3)
-    train(x, y, out, seed=3, name="lead-scoring", version=None, threads=2, rounds=40, source="synthetic:small")
+    train(
+        x, y, out, seed=3, name="lead-scoring", version=None, threads=2, rounds=40, source="synthetic:small"
+    )
     return out
 
 
@@ -88,16 +91,23 @@ def _transformer(artifact, logs_dir, api_key, tmp_path_factory, **kwargs):
 
 @pytest.fixture(scope="session")
 def transformer_grpc(artifact, logs_dir, api_key, predictor, tmp_path_factory):
-    server = _transformer(artifact, logs_dir, api_key, tmp_path_factory, predictor=predictor.grpc_target,
-                          protocol="grpc-v2")
+    server = _transformer(
+        artifact, logs_dir, api_key, tmp_path_factory, predictor=predictor.grpc_target, protocol="grpc-v2"
+    )
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def transformer_rest(artifact, logs_dir, api_key, predictor, tmp_path_factory):
-    server = _transformer(artifact, logs_dir, api_key, tmp_path_factory,
-                          predictor=f"127.0.0.1:{predictor.http_port}", protocol="v2")
+    server = _transformer(
+        artifact,
+        logs_dir,
+        api_key,
+        tmp_path_factory,
+        predictor=f"127.0.0.1:{predictor.http_port}",
+        protocol="v2",
+    )
     yield server
     server.stop()
 
@@ -115,10 +125,12 @@ def _refuse_reads_beside_the_repository(event: str, args: tuple) -> None:
         return
     path = os.path.abspath(os.fsdecode(args[0]))
     if path.startswith(_OUTSIDE) and not path.startswith(_INSIDE) and not path.startswith(_TEMP):
-        raise PermissionError(f"tests must not read outside the repository: {path} (the project stands alone)")
+        raise PermissionError(
+            f"tests must not read outside the repository: {path} (the project stands alone)"
+        )
 
 
 _INSIDE = str(ROOT) + os.sep
 _OUTSIDE = str(ROOT.parent) + os.sep
-_TEMP = tempfile.gettempdir() + os.sep   # a clone that lives in /tmp shares its parent with pytest's tmp_path
+_TEMP = tempfile.gettempdir() + os.sep  # a clone that lives in /tmp shares its parent with pytest's tmp_path
 sys.addaudithook(_refuse_reads_beside_the_repository)

@@ -24,7 +24,9 @@ import xgboost as xgb
 from tests.sink_servers import free_port
 
 SAGEMAKER_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
-HOLD_LIMIT_SECONDS = 30.0  # a held request is answered at the latest after this, so a forgotten gate cannot hang CI
+HOLD_LIMIT_SECONDS = (
+    30.0  # a held request is answered at the latest after this, so a forgotten gate cannot hang CI
+)
 
 
 def parse_container_csv(text: str) -> np.ndarray:
@@ -38,7 +40,9 @@ def _matrix(rows: list[list]) -> np.ndarray:
 
 
 class LegacyBoosterServer:
-    def __init__(self, booster: xgb.Booster, endpoint_name: str = "lead-scoring-legacy", azure_key: str = "k"):
+    def __init__(
+        self, booster: xgb.Booster, endpoint_name: str = "lead-scoring-legacy", azure_key: str = "k"
+    ):
         self.booster, self.endpoint_name, self.azure_key = booster, endpoint_name, azure_key
         self.gate = threading.Event()
         self.gate.set()  # open: answer at once
@@ -82,7 +86,9 @@ class LegacyBoosterServer:
                     return server._azure(self, body)
                 self._send(404, b"")
 
-            def _send(self, status: int, payload: bytes, content_type: str = "application/json", headers=None):
+            def _send(
+                self, status: int, payload: bytes, content_type: str = "application/json", headers=None
+            ):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
@@ -120,8 +126,11 @@ class LegacyBoosterServer:
                 self.held -= 1
         if self.fail_status is not None:
             if sagemaker:  # sagemaker-runtime wraps a container failure as ModelError (HTTP 424)
-                payload = {"OriginalStatusCode": self.fail_status, "OriginalMessage": "injected failure",
-                           "message": f"Received server error ({self.fail_status}) from primary"}
+                payload = {
+                    "OriginalStatusCode": self.fail_status,
+                    "OriginalMessage": "injected failure",
+                    "message": f"Received server error ({self.fail_status}) from primary",
+                }
                 handler._send(424, json.dumps(payload).encode(), headers={"x-amzn-ErrorType": "ModelError"})
             else:
                 handler._send(self.fail_status, json.dumps({"message": "injected failure"}).encode())
@@ -133,19 +142,30 @@ class LegacyBoosterServer:
         if name != self.endpoint_name:
             payload = {"__type": "ValidationException", "message": f"Could not find endpoint {name}."}
             return handler._send(400, json.dumps(payload).encode(), "application/x-amz-json-1.1")
-        payload = {"EndpointName": name, "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{name}",
-                   "EndpointConfigName": name, "EndpointStatus": "InService", "CreationTime": 0,
-                   "LastModifiedTime": 0}
+        payload = {
+            "EndpointName": name,
+            "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{name}",
+            "EndpointConfigName": name,
+            "EndpointStatus": "InService",
+            "CreationTime": 0,
+            "LastModifiedTime": 0,
+        }
         handler._send(200, json.dumps(payload).encode(), "application/x-amz-json-1.1")
 
     def _sagemaker(self, handler, name: str, body: bytes) -> None:
         if not handler.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
-            return handler._send(403, json.dumps({"message": "Missing Authentication Token"}).encode(),
-                                 headers={"x-amzn-ErrorType": "AccessDeniedException"})
+            return handler._send(
+                403,
+                json.dumps({"message": "Missing Authentication Token"}).encode(),
+                headers={"x-amzn-ErrorType": "AccessDeniedException"},
+            )
         if name != self.endpoint_name:
             message = f"Endpoint {name} of account 123456789012 not found."
-            return handler._send(400, json.dumps({"message": message}).encode(),
-                                 headers={"x-amzn-ErrorType": "ValidationError"})
+            return handler._send(
+                400,
+                json.dumps({"message": message}).encode(),
+                headers={"x-amzn-ErrorType": "ValidationError"},
+            )
         if not self._arrive(handler, sagemaker=True):
             return
         content_type = handler.headers.get("Content-Type", "")
@@ -197,11 +217,21 @@ class MotoSageMaker:
 
     def queue_results(self, bodies: list[tuple[str, str]]) -> None:
         """Answers for the next invocations, as (body, content type), through moto's documented static API."""
-        results = [{"Body": body, "ContentType": content_type, "InvokedProductionVariant": "AllTraffic",
-                    "CustomAttributes": ""} for body, content_type in bodies]
-        request = urllib.request.Request(f"{self.url}/moto-api/static/sagemaker/endpoint-results", method="POST",
-                                         data=json.dumps({"region": self.region, "results": results}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        results = [
+            {
+                "Body": body,
+                "ContentType": content_type,
+                "InvokedProductionVariant": "AllTraffic",
+                "CustomAttributes": "",
+            }
+            for body, content_type in bodies
+        ]
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/static/sagemaker/endpoint-results",
+            method="POST",
+            data=json.dumps({"region": self.region, "results": results}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
             assert response.status in (200, 201)
 
@@ -209,9 +239,20 @@ class MotoSageMaker:
         import boto3
 
         client = boto3.client("sagemaker", region_name=self.region, endpoint_url=self.url)
-        client.create_model(ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
-                            PrimaryContainer={"Image": "xgboost:1.7-1", "ModelDataUrl": "s3://models/model.tar.gz"})
-        client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-             "InstanceType": "ml.m5.large"}])
+        client.create_model(
+            ModelName=name,
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+            PrimaryContainer={"Image": "xgboost:1.7-1", "ModelDataUrl": "s3://models/model.tar.gz"},
+        )
+        client.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+        )
         client.create_endpoint(EndpointName=name, EndpointConfigName=name)

@@ -51,15 +51,28 @@ def start_prometheus(target: str, work: Path) -> tuple[subprocess.Popen, str]:
         "rule_files": [str(rules)],
         # The PodMonitor's scrape adds `namespace`; so does this one, so the rules' `by (namespace)`, the
         # dashboard's {namespace="lead-scoring"} and the alert's absent(...{namespace=...}) are exercised as deployed.
-        "scrape_configs": [{"job_name": "lead-scoring-transformer", "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}]}],
+        "scrape_configs": [
+            {
+                "job_name": "lead-scoring-transformer",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}],
+            }
+        ],
     }
     config_file = work / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config))
     log = (work / "prometheus.log").open("wb")
-    process = subprocess.Popen([PROMETHEUS, f"--config.file={config_file}",  # noqa: S603 - fixed binary
-                                f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={work / 'data'}",
-                                "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config_file}",  # noqa: S603 - fixed binary
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={work / 'data'}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()
     return process, f"http://127.0.0.1:{port}"
 

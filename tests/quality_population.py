@@ -12,7 +12,7 @@ import numpy as np
 from predictor.synthetic import as_records, conversion_logit, sample_population
 
 V1 = "/v1/models/lead-scoring:predict"
-NOISE_SCALE = 0.6   # predictor/synthetic.py: logit + Logistic(0, 0.6) noise, then Bernoulli(sigmoid(.))
+NOISE_SCALE = 0.6  # predictor/synthetic.py: logit + Logistic(0, 0.6) noise, then Bernoulli(sigmoid(.))
 
 
 def true_probability(x: np.ndarray) -> np.ndarray:
@@ -58,7 +58,14 @@ class Population:
         x, y = sample_population(n, seed)
         return cls(x, y, [f"{prefix}-{seed}-{i}" for i in range(n)], true_probability(x))
 
-    def score(self, url: str, api_key: str, batch: int = 1000, rows: slice | None = None, x: np.ndarray | None = None):
+    def score(
+        self,
+        url: str,
+        api_key: str,
+        batch: int = 1000,
+        rows: slice | None = None,
+        x: np.ndarray | None = None,
+    ):
         """Score through the real V1 route; keep what the transformer answered, lead by lead."""
         rows = rows or slice(0, len(self.ids))
         x = self.x if x is None else x
@@ -66,29 +73,42 @@ class Population:
         scores, tiers, sids = np.empty(index.size, np.float32), np.empty(index.size, object), []
         with httpx.Client(timeout=60) as client:
             for start in range(0, index.size, batch):
-                part = index[start:start + batch]
-                response = client.post(url + V1, headers={"x-api-key": api_key},
-                                       json={"instances": as_records(x[part], [self.ids[i] for i in part])})
+                part = index[start : start + batch]
+                response = client.post(
+                    url + V1,
+                    headers={"x-api-key": api_key},
+                    json={"instances": as_records(x[part], [self.ids[i] for i in part])},
+                )
                 assert response.status_code == 200, response.text
                 body = response.json()
                 assert [p["lead_id"] for p in body["predictions"]] == [self.ids[i] for i in part]
-                scores[start:start + part.size] = [p["score"] for p in body["predictions"]]
-                tiers[start:start + part.size] = [p["tier"] for p in body["predictions"]]
+                scores[start : start + part.size] = [p["score"] for p in body["predictions"]]
+                tiers[start : start + part.size] = [p["tier"] for p in body["predictions"]]
                 sids += [body["scoring_id"]] * part.size
         return scores, tiers, sids
 
     def outcomes(self, occurred_at: str, rows=None) -> list[dict]:
         index = range(len(self.ids)) if rows is None else rows
-        return [{"lead_id": self.ids[i], "outcome": "converted" if self.y[i] else "disqualified",
-                 "occurred_at": occurred_at, **({"deal_value": 1000.0 + i} if self.y[i] else {})} for i in index]
+        return [
+            {
+                "lead_id": self.ids[i],
+                "outcome": "converted" if self.y[i] else "disqualified",
+                "occurred_at": occurred_at,
+                **({"deal_value": 1000.0 + i} if self.y[i] else {}),
+            }
+            for i in index
+        ]
 
 
 def post_outcomes(url: str, api_key: str, outcomes: list[dict], batch: int = 1000) -> list[dict]:
     answers = []
     with httpx.Client(timeout=60) as client:
         for start in range(0, len(outcomes), batch):
-            response = client.post(url + "/v1/outcomes", headers={"x-api-key": api_key},
-                                   json={"outcomes": outcomes[start:start + batch]})
+            response = client.post(
+                url + "/v1/outcomes",
+                headers={"x-api-key": api_key},
+                json={"outcomes": outcomes[start : start + batch]},
+            )
             assert response.status_code == 200, response.text
             answers.append(response.json())
     return answers

@@ -74,16 +74,21 @@ class AzuriteServer:
         )
 
     def url(self, container: str, prefix: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}/{container}" + (f"/{prefix}" if prefix else "")
+        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}/{container}" + (
+            f"/{prefix}" if prefix else ""
+        )
 
     def start(self) -> AzuriteServer:
         self.location.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 str(self.ensure_installed()),
-                "--blobHost", "127.0.0.1",
-                "--blobPort", str(self.port),
-                "--location", str(self.location),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.location),
                 "--silent",
                 # azure-storage-blob 12.31 sends an API version azurite 3.35 does not know yet.
                 "--skipApiVersionCheck",
@@ -186,7 +191,9 @@ def sample_batch(
     )
 
 
-def expected_rows(batches: Iterable, feature_names: tuple[str, ...] = FEATURE_NAMES, include_features: bool = True):
+def expected_rows(
+    batches: Iterable, feature_names: tuple[str, ...] = FEATURE_NAMES, include_features: bool = True
+):
     """The rows the lake must hold for these batches, as pyarrow's to_pylist() returns them, sorted by the
     dedupe key (scoring_id, row)."""
     rows = []

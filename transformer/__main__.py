@@ -27,12 +27,18 @@ def build_recorder(args):
     from contract.features import FEATURE_NAMES
     from transformer.sink import ScoreSink, SinkConfig
 
-    config = SinkConfig(uri=args.sink_uri, spool_dir=Path(args.sink_spool_dir), flush_records=args.sink_flush_records,
-                        flush_seconds=args.sink_flush_seconds, spool_max_bytes=args.sink_spool_max_bytes,
-                        include_features=args.sink_include_features, feature_names=FEATURE_NAMES,
-                        s3_endpoint_url=args.sink_s3_endpoint_url,
-                        azure_connection_string=args.sink_azure_connection_string
-                        or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"))
+    config = SinkConfig(
+        uri=args.sink_uri,
+        spool_dir=Path(args.sink_spool_dir),
+        flush_records=args.sink_flush_records,
+        flush_seconds=args.sink_flush_seconds,
+        spool_max_bytes=args.sink_spool_max_bytes,
+        include_features=args.sink_include_features,
+        feature_names=FEATURE_NAMES,
+        s3_endpoint_url=args.sink_s3_endpoint_url,
+        azure_connection_string=args.sink_azure_connection_string
+        or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),
+    )
     return ScoreSink(config)
 
 
@@ -42,11 +48,18 @@ def build_outcome_recorder(args):
     from transformer.sink import SinkConfig
     from transformer.sink.outcomes import outcome_sink
 
-    return outcome_sink(SinkConfig(
-        uri=args.outcomes_uri, spool_dir=Path(args.outcomes_spool_dir), flush_records=args.sink_flush_records,
-        flush_seconds=args.sink_flush_seconds, spool_max_bytes=args.outcomes_spool_max_bytes,
-        s3_endpoint_url=args.sink_s3_endpoint_url,
-        azure_connection_string=args.sink_azure_connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")))
+    return outcome_sink(
+        SinkConfig(
+            uri=args.outcomes_uri,
+            spool_dir=Path(args.outcomes_spool_dir),
+            flush_records=args.sink_flush_records,
+            flush_seconds=args.sink_flush_seconds,
+            spool_max_bytes=args.outcomes_spool_max_bytes,
+            s3_endpoint_url=args.sink_s3_endpoint_url,
+            azure_connection_string=args.sink_azure_connection_string
+            or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),
+        )
+    )
 
 
 def build_predictor(args, model_dir: Path):
@@ -62,10 +75,17 @@ def build_predictor(args, model_dir: Path):
 
     hop = GrpcHop if args.predictor_protocol == "grpc-v2" else RestHop
     if args.predictor_protocol not in {"grpc-v2", "v2"}:
-        raise SystemExit(f"--predictor_protocol {args.predictor_protocol}: the XGBoost predictor is reached over "
-                         "grpc-v2 (default) or v2")
-    return hop(args.predictor_host, args.model_name, float(args.predictor_request_timeout_seconds),
-               int(args.predictor_request_retries), bool(args.predictor_use_ssl))
+        raise SystemExit(
+            f"--predictor_protocol {args.predictor_protocol}: the XGBoost predictor is reached over "
+            "grpc-v2 (default) or v2"
+        )
+    return hop(
+        args.predictor_host,
+        args.model_name,
+        float(args.predictor_request_timeout_seconds),
+        int(args.predictor_request_retries),
+        bool(args.predictor_use_ssl),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,19 +100,26 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers > 1:
         # Prometheus metrics would split per process (kserve#2979) and each worker would load its own copies:
         # scale with replicas (Knative does) instead.
-        raise SystemExit("--workers > 1 is not supported: metrics would split per process (kserve issue #2979). "
-                         "Run one worker per pod and scale with replicas (minReplicas/maxReplicas).")
+        raise SystemExit(
+            "--workers > 1 is not supported: metrics would split per process (kserve issue #2979). "
+            "Run one worker per pod and scale with replicas (minReplicas/maxReplicas)."
+        )
     if args.metrics_port is not None:
         from transformer.serving.metrics_port import check_ports
 
         try:
-            check_ports(args.metrics_port, http_port=args.http_port,
-                        grpc_port=args.grpc_port if args.enable_grpc else None)
+            check_ports(
+                args.metrics_port,
+                http_port=args.http_port,
+                grpc_port=args.grpc_port if args.enable_grpc else None,
+            )
         except ValueError as exc:
             raise SystemExit(f"transformer: cannot start: {exc}") from None
     if not args.model_card_uri:
-        raise SystemExit("--model_card_uri (env MODEL_CARD_URI) is required: the storage URI of the model artifact, "
-                         "the same as the predictor's storageUri")
+        raise SystemExit(
+            "--model_card_uri (env MODEL_CARD_URI) is required: the storage URI of the model artifact, "
+            "the same as the predictor's storageUri"
+        )
     try:
         model_dir = fetch_artifact(args.model_card_uri)
         card = load_card(model_dir)
@@ -101,19 +128,29 @@ def main(argv: list[str] | None = None) -> None:
         if args.coalesce:
             predictor = Coalescer(predictor, max_rows=args.max_leads)
         # Reason codes need the booster in split mode too; load_card checked it against the card's hash.
-        explainer = (ReasonExplainer.from_model_dir(model_dir) if predictor.mode == "inprocess"
-                     else LazyReasonExplainer(model_dir))
-        drift = (DriftMonitor(card.reference, window=args.drift_window, publish_every_seconds=args.drift_publish_seconds)
-                 if card.reference else None)
+        explainer = (
+            ReasonExplainer.from_model_dir(model_dir)
+            if predictor.mode == "inprocess"
+            else LazyReasonExplainer(model_dir)
+        )
+        drift = (
+            DriftMonitor(
+                card.reference, window=args.drift_window, publish_every_seconds=args.drift_publish_seconds
+            )
+            if card.reference
+            else None
+        )
     except (FileNotFoundError, ValueError, RuntimeError, KeyFileError) as exc:
         raise SystemExit(f"transformer: cannot start: {exc}") from None
     if card.name != args.model_name:
-        log.warning("model card name differs from --model_name", extra={"card_name": card.name,
-                                                                        "model_name": args.model_name})
+        log.warning(
+            "model card name differs from --model_name",
+            extra={"card_name": card.name, "model_name": args.model_name},
+        )
     try:
         recorder = build_recorder(args)
         outcome_recorder = build_outcome_recorder(args)
-    except (ValueError, OSError, RuntimeError) as exc:   # a bad --sink_uri; a spool in use (SpoolInUse)
+    except (ValueError, OSError, RuntimeError) as exc:  # a bad --sink_uri; a spool in use (SpoolInUse)
         raise SystemExit(f"transformer: cannot start the data lake sink: {exc}") from None
     shadow = None
     if args.legacy_mode == "shadow":
@@ -124,8 +161,14 @@ def main(argv: list[str] | None = None) -> None:
             legacy = build_legacy_predictor(args)
         except ValueError as exc:
             raise SystemExit(f"transformer: cannot start: {exc}") from None
-        shadow = ShadowScorer(legacy, args.shadow_fraction, card.tier_map, recorder=recorder,
-                              max_in_flight=args.shadow_max_in_flight, model_name=args.model_name)
+        shadow = ShadowScorer(
+            legacy,
+            args.shadow_fraction,
+            card.tier_map,
+            recorder=recorder,
+            max_in_flight=args.shadow_max_in_flight,
+            model_name=args.model_name,
+        )
 
     # Imported late: importing kserve costs ~1 s, and a bad flag should fail before that.
     import kserve
@@ -137,10 +180,19 @@ def main(argv: list[str] | None = None) -> None:
     from transformer.serving.kserve_model import LeadScoringModel
     from transformer.serving.repository import NoModelRepository
 
-    limits = ScoringLimits(max_leads=args.max_leads, max_reported=args.max_errors_reported,
-                           reasons_max=args.reasons_max, reasons_max_leads=args.reasons_max_leads)
-    extras = Extras(recorder=recorder, record_features=args.sink_include_features, explainer=explainer, drift=drift,
-                    shadow=shadow)
+    limits = ScoringLimits(
+        max_leads=args.max_leads,
+        max_reported=args.max_errors_reported,
+        reasons_max=args.reasons_max,
+        reasons_max_leads=args.reasons_max_leads,
+    )
+    extras = Extras(
+        recorder=recorder,
+        record_features=args.sink_include_features,
+        explainer=explainer,
+        drift=drift,
+        shadow=shadow,
+    )
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, limits=limits, extras=extras)
     model = LeadScoringModel(args.model_name, scorer)
     drain = Drain(args.drain_delay_seconds)
@@ -148,31 +200,57 @@ def main(argv: list[str] | None = None) -> None:
     if outcome_recorder is not None:
         from transformer.outcome_intake import OutcomeIntake
 
-        outcomes = OutcomeIntake(keys, outcome_recorder, max_outcomes=args.max_outcomes,
-                                 max_reported=args.max_errors_reported)
-    readiness = server_app.install(scorer, recorder=recorder, max_body_bytes=args.max_body_bytes, drain=drain,
-                                   drain_seconds=args.drain_seconds, enable_docs=args.enable_docs_url,
-                                   outcomes=outcomes)
+        outcomes = OutcomeIntake(
+            keys, outcome_recorder, max_outcomes=args.max_outcomes, max_reported=args.max_errors_reported
+        )
+    readiness = server_app.install(
+        scorer,
+        recorder=recorder,
+        max_body_bytes=args.max_body_bytes,
+        drain=drain,
+        drain_seconds=args.drain_seconds,
+        enable_docs=args.enable_docs_url,
+        outcomes=outcomes,
+    )
     predictor_config = None
     if args.predictor_host:
         predictor_config = PredictorConfig(
-            predictor_host=args.predictor_host, predictor_protocol=args.predictor_protocol,
+            predictor_host=args.predictor_host,
+            predictor_protocol=args.predictor_protocol,
             predictor_use_ssl=args.predictor_use_ssl,
             predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
             # KServe hands this to gRPC as maxAttempts, which must be 0 (no policy) or >= 2.
-            predictor_request_retries=args.predictor_request_retries + 1 if args.predictor_request_retries else 0,
+            predictor_request_retries=args.predictor_request_retries + 1
+            if args.predictor_request_retries
+            else 0,
             # Readiness follows the predictor: Knative stops routing here while the predictor is unreachable.
-            predictor_health_check=True)
-    log.info("starting", extra={"model": args.model_name, "version": card.version, "mode": predictor.mode,
-                                "predictor_host": args.predictor_host, "http_port": args.http_port,
-                                "grpc_port": args.grpc_port, "metrics_port": args.metrics_port or args.http_port,
-                                "sink": bool(recorder)})
-    server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
-                                enable_grpc=args.enable_grpc, enable_docs_url=args.enable_docs_url,
-                                enable_latency_logging=args.enable_latency_logging,
-                                access_log_format=args.access_log_format, grace_period=int(args.drain_seconds),
-                                predictor_config=predictor_config)
-    server.model_repository_extension = NoModelRepository()   # one model from its card: nothing to (un)load
+            predictor_health_check=True,
+        )
+    log.info(
+        "starting",
+        extra={
+            "model": args.model_name,
+            "version": card.version,
+            "mode": predictor.mode,
+            "predictor_host": args.predictor_host,
+            "http_port": args.http_port,
+            "grpc_port": args.grpc_port,
+            "metrics_port": args.metrics_port or args.http_port,
+            "sink": bool(recorder),
+        },
+    )
+    server = kserve.ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=1,
+        enable_grpc=args.enable_grpc,
+        enable_docs_url=args.enable_docs_url,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        grace_period=int(args.drain_seconds),
+        predictor_config=predictor_config,
+    )
+    server.model_repository_extension = NoModelRepository()  # one model from its card: nothing to (un)load
     readiness.registry = server.registered_models
     if args.fast_path:
         from kserve.model_server import app
@@ -185,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
 
         from transformer.serving.metrics_port import MetricsOnOwnPort, serve_metrics
 
-        app.add_middleware(MetricsOnOwnPort)   # KServe always mounts /metrics on the API port
+        app.add_middleware(MetricsOnOwnPort)  # KServe always mounts /metrics on the API port
         try:
             serve_metrics(args.metrics_port)
         except ValueError as exc:

@@ -35,9 +35,11 @@ from prometheus_client import Counter
 from transformer.errors import RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
-KEYS_FILE_REJECTED = Counter("lead_scoring_api_keys_file_rejected",
-                             "Reloads of the API keys file refused (malformed, empty, conflicting limits); "
-                             "the previous keys stay in force")
+KEYS_FILE_REJECTED = Counter(
+    "lead_scoring_api_keys_file_rejected",
+    "Reloads of the API keys file refused (malformed, empty, conflicting limits); "
+    "the previous keys stay in force",
+)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -84,8 +86,9 @@ def parse_keys_file(text: str, source: str) -> list[KeyEntry]:
     if not isinstance(items, list):
         raise KeyFileError(f"{source}: expected a mapping with a 'keys' list")
     if not items and data.get("revoke_all") is not True:
-        raise KeyFileError(f"{source}: the 'keys' list is empty; to revoke every key on purpose, "
-                           "also set 'revoke_all: true'")
+        raise KeyFileError(
+            f"{source}: the 'keys' list is empty; to revoke every key on purpose, also set 'revoke_all: true'"
+        )
     entries = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
@@ -106,8 +109,14 @@ def parse_keys_file(text: str, source: str) -> list[KeyEntry]:
             raise KeyFileError(f"{source}: keys[{i}] ({name}): rate_per_second must be > 0")
         if burst is not None and (not isinstance(burst, int | float) or burst < 1):
             raise KeyFileError(f"{source}: keys[{i}] ({name}): burst must be >= 1")
-        entries.append(KeyEntry(name, sha, float(rate) if rate else None,
-                                float(burst) if burst else (float(rate) * 2 if rate else None)))
+        entries.append(
+            KeyEntry(
+                name,
+                sha,
+                float(rate) if rate else None,
+                float(burst) if burst else (float(rate) * 2 if rate else None),
+            )
+        )
     return entries
 
 
@@ -117,8 +126,10 @@ def check_shared_limits(entries: list[KeyEntry], source: str) -> None:
     for entry in entries:
         seen = limits.setdefault(entry.name, (entry.rate_per_second, entry.burst))
         if seen != (entry.rate_per_second, entry.burst):
-            raise KeyFileError(f"{source}: keys named '{entry.name}' have different rate_per_second/burst; "
-                               "keys sharing a name share one rate limit, so give them the same values")
+            raise KeyFileError(
+                f"{source}: keys named '{entry.name}' have different rate_per_second/burst; "
+                "keys sharing a name share one rate limit, so give them the same values"
+            )
 
 
 def parse_env_keys(value: str) -> list[KeyEntry]:
@@ -134,8 +145,13 @@ def parse_env_keys(value: str) -> list[KeyEntry]:
 
 
 class KeyStore:
-    def __init__(self, keys_file: str | None = None, env_keys: str | None = None, reload_seconds: float = 2.0,
-                 clock=time.monotonic):
+    def __init__(
+        self,
+        keys_file: str | None = None,
+        env_keys: str | None = None,
+        reload_seconds: float = 2.0,
+        clock=time.monotonic,
+    ):
         self._file = Path(keys_file) if keys_file else None
         self._env_entries = parse_env_keys(env_keys or "")
         self._reload_seconds = reload_seconds
@@ -173,14 +189,17 @@ class KeyStore:
             if not isinstance(exc, OSError):
                 self._file_stamp = stamp  # judged once per version of the file; a read error is tried again
             KEYS_FILE_REJECTED.inc()
-            log.error("keys file invalid, keeping the previous keys", extra={"error": str(exc).splitlines()[0]})
+            log.error(
+                "keys file invalid, keeping the previous keys", extra={"error": str(exc).splitlines()[0]}
+            )
             return
         self._file_entries = entries
         self._file_stamp = stamp
         # A bucket survives a reload unless its name is gone or its limits changed.
         limits = {e.name: (e.rate_per_second, e.burst or e.rate_per_second) for e in self._entries()}
-        self._buckets = {name: b for name, b in self._buckets.items()
-                         if limits.get(name) == (b.rate, b.capacity)}
+        self._buckets = {
+            name: b for name, b in self._buckets.items() if limits.get(name) == (b.rate, b.capacity)
+        }
         if not initial:
             if entries:
                 log.info("keys file reloaded", extra={"key_names": sorted(e.name for e in entries)})
@@ -216,9 +235,13 @@ class KeyStore:
             return
         bucket = self._buckets.get(entry.name)
         if bucket is None:
-            bucket = self._buckets[entry.name] = TokenBucket(entry.rate_per_second, entry.burst or entry.rate_per_second,
-                                                             stamp=self._clock())
+            bucket = self._buckets[entry.name] = TokenBucket(
+                entry.rate_per_second, entry.burst or entry.rate_per_second, stamp=self._clock()
+            )
         wait = bucket.take(1.0, self._clock())
         if wait > 0:
-            raise RateLimited(f"rate limit of {entry.rate_per_second:g} requests/s for key '{entry.name}' exceeded; "
-                              f"retry after {wait:.2f} s", retry_after_seconds=wait)
+            raise RateLimited(
+                f"rate limit of {entry.rate_per_second:g} requests/s for key '{entry.name}' exceeded; "
+                f"retry after {wait:.2f} s",
+                retry_after_seconds=wait,
+            )

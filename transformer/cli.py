@@ -44,67 +44,166 @@ def _positive_float(value: str) -> float:
 
 def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("lead scoring")
-    group.add_argument("--model_card_uri", default=None,
-                       help="Storage URI of the model artifact folder (the predictor's storageUri): local path, "
-                            "s3://, gs://, https://<account>.blob.core.windows.net/... Required.")
-    group.add_argument("--api_keys_file", default=None,
-                       help="YAML keys file (a mounted Secret); re-read when it changes. Env API_KEYS adds name:key pairs.")
-    group.add_argument("--api_keys_reload_seconds", type=_positive_float, default=2.0,
-                       help="How often the keys file is checked for changes.")
-    group.add_argument("--max_leads", type=_positive_int, default=1000, help="Most leads accepted in one request.")
-    group.add_argument("--max_body_bytes", type=_positive_int, default=4 * 1024 * 1024,
-                       help="Largest REST body accepted (413 above).")
-    group.add_argument("--max_errors_reported", type=_positive_int, default=20,
-                       help="Validation problems listed in one 400 answer (the total is always counted).")
-    group.add_argument("--sink_uri", default=None,
-                       help="Data lake: file:///path | s3://bucket/prefix | https://<acct>.blob.core.windows.net/<container>/<prefix>. "
-                            "Unset: scoring results are not recorded (a warning is logged).")
-    group.add_argument("--sink_spool_dir", default="/var/spool/lead-scoring",
-                       help="Local spool for batches not yet uploaded (an emptyDir in the pod; one per replica).")
-    group.add_argument("--sink_flush_records", type=_positive_int, default=5000,
-                       help="Cut a Parquet file after this many records ...")
-    group.add_argument("--sink_flush_seconds", type=_positive_float, default=5.0,
-                       help="... or when its oldest record is this old.")
-    group.add_argument("--sink_spool_max_bytes", type=_positive_int, default=1 << 30,
-                       help="Spool bound; beyond it records are dropped visibly (counter + log), scoring goes on.")
-    group.add_argument("--sink_include_features", type=_bool, default=True,
-                       help="Store the 50 features with each scoring result.")
+    group.add_argument(
+        "--model_card_uri",
+        default=None,
+        help="Storage URI of the model artifact folder (the predictor's storageUri): local path, "
+        "s3://, gs://, https://<account>.blob.core.windows.net/... Required.",
+    )
+    group.add_argument(
+        "--api_keys_file",
+        default=None,
+        help="YAML keys file (a mounted Secret); re-read when it changes. Env API_KEYS adds name:key pairs.",
+    )
+    group.add_argument(
+        "--api_keys_reload_seconds",
+        type=_positive_float,
+        default=2.0,
+        help="How often the keys file is checked for changes.",
+    )
+    group.add_argument(
+        "--max_leads", type=_positive_int, default=1000, help="Most leads accepted in one request."
+    )
+    group.add_argument(
+        "--max_body_bytes",
+        type=_positive_int,
+        default=4 * 1024 * 1024,
+        help="Largest REST body accepted (413 above).",
+    )
+    group.add_argument(
+        "--max_errors_reported",
+        type=_positive_int,
+        default=20,
+        help="Validation problems listed in one 400 answer (the total is always counted).",
+    )
+    group.add_argument(
+        "--sink_uri",
+        default=None,
+        help="Data lake: file:///path | s3://bucket/prefix | https://<acct>.blob.core.windows.net/<container>/<prefix>. "
+        "Unset: scoring results are not recorded (a warning is logged).",
+    )
+    group.add_argument(
+        "--sink_spool_dir",
+        default="/var/spool/lead-scoring",
+        help="Local spool for batches not yet uploaded (an emptyDir in the pod; one per replica).",
+    )
+    group.add_argument(
+        "--sink_flush_records",
+        type=_positive_int,
+        default=5000,
+        help="Cut a Parquet file after this many records ...",
+    )
+    group.add_argument(
+        "--sink_flush_seconds",
+        type=_positive_float,
+        default=5.0,
+        help="... or when its oldest record is this old.",
+    )
+    group.add_argument(
+        "--sink_spool_max_bytes",
+        type=_positive_int,
+        default=1 << 30,
+        help="Spool bound; beyond it records are dropped visibly (counter + log), scoring goes on.",
+    )
+    group.add_argument(
+        "--sink_include_features",
+        type=_bool,
+        default=True,
+        help="Store the 50 features with each scoring result.",
+    )
     group.add_argument("--sink_s3_endpoint_url", default=None, help="S3-compatible endpoint (MinIO, moto …).")
-    group.add_argument("--sink_azure_connection_string", default=None,
-                       help="Azure Storage connection string; unset → DefaultAzureCredential (workload identity).")
-    group.add_argument("--outcomes_uri", default=None,
-                       help="Outcomes table of the data lake (POST /v1/outcomes records there; same URI forms as "
-                            "--sink_uri, e.g. s3://bucket/outcomes). Unset: the outcomes route answers 404.")
-    group.add_argument("--outcomes_spool_dir", default="/var/spool/lead-scoring-outcomes",
-                       help="Local spool of the outcomes table (its own folder, not inside --sink_spool_dir).")
-    group.add_argument("--outcomes_spool_max_bytes", type=_positive_int, default=128 * 1024 * 1024,
-                       help="Bound of the outcomes spool (an outcome is ~100 bytes: 128 MiB holds about a million).")
-    group.add_argument("--max_outcomes", type=_positive_int, default=1000,
-                       help="Most outcomes accepted in one POST /v1/outcomes call.")
-    group.add_argument("--drain_seconds", type=_positive_float, default=20.0,
-                       help="On SIGTERM: time to finish in-flight requests and flush the data lake.")
-    group.add_argument("--drain_delay_seconds", type=float, default=5.0,
-                       help="On SIGTERM: keep serving this long with readiness false, so routing moves away first.")
-    group.add_argument("--drift_window", type=_positive_int, default=5000,
-                       help="Live leads in the sliding window compared with the card's training distribution (PSI).")
-    group.add_argument("--drift_publish_seconds", type=_positive_float, default=10.0,
-                       help="How often the PSI gauges are recomputed.")
-    group.add_argument("--coalesce", type=_bool, default=True,
-                       help="Score the leads of requests that arrive together in one predictor call (no added wait).")
-    group.add_argument("--fast_path", type=_bool, default=True,
-                       help="Serve the JSON V1/V2 scoring routes on a lean ASGI path in front of KServe's FastAPI app "
-                            "(same answers; ~2x less CPU per request). false = KServe's own REST path only.")
-    group.add_argument("--metrics_port", type=_port, default=None,
-                       help="Serve Prometheus /metrics on this port (all interfaces) instead of the API port, where "
-                            "GET /metrics then answers 404. Unset: /metrics stays on --http_port (local use). "
-                            "In Kubernetes set it and do not declare it as a containerPort: only the public port "
-                            "goes through the ingress (docs/kubernetes.md, Metrics).")
-    group.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                       help="Level of the JSON log lines (one per request at INFO).")
-    group.add_argument("--reasons_max", type=_positive_int, default=50,
-                       help="Largest top-k of reason codes a client may ask (50 = the full attribution).")
-    group.add_argument("--reasons_max_leads", type=_positive_int, default=200,
-                       help="Most leads in one request that asks for reason codes (TreeSHAP costs ~0.5 ms a lead).")
+    group.add_argument(
+        "--sink_azure_connection_string",
+        default=None,
+        help="Azure Storage connection string; unset → DefaultAzureCredential (workload identity).",
+    )
+    group.add_argument(
+        "--outcomes_uri",
+        default=None,
+        help="Outcomes table of the data lake (POST /v1/outcomes records there; same URI forms as "
+        "--sink_uri, e.g. s3://bucket/outcomes). Unset: the outcomes route answers 404.",
+    )
+    group.add_argument(
+        "--outcomes_spool_dir",
+        default="/var/spool/lead-scoring-outcomes",
+        help="Local spool of the outcomes table (its own folder, not inside --sink_spool_dir).",
+    )
+    group.add_argument(
+        "--outcomes_spool_max_bytes",
+        type=_positive_int,
+        default=128 * 1024 * 1024,
+        help="Bound of the outcomes spool (an outcome is ~100 bytes: 128 MiB holds about a million).",
+    )
+    group.add_argument(
+        "--max_outcomes",
+        type=_positive_int,
+        default=1000,
+        help="Most outcomes accepted in one POST /v1/outcomes call.",
+    )
+    group.add_argument(
+        "--drain_seconds",
+        type=_positive_float,
+        default=20.0,
+        help="On SIGTERM: time to finish in-flight requests and flush the data lake.",
+    )
+    group.add_argument(
+        "--drain_delay_seconds",
+        type=float,
+        default=5.0,
+        help="On SIGTERM: keep serving this long with readiness false, so routing moves away first.",
+    )
+    group.add_argument(
+        "--drift_window",
+        type=_positive_int,
+        default=5000,
+        help="Live leads in the sliding window compared with the card's training distribution (PSI).",
+    )
+    group.add_argument(
+        "--drift_publish_seconds",
+        type=_positive_float,
+        default=10.0,
+        help="How often the PSI gauges are recomputed.",
+    )
+    group.add_argument(
+        "--coalesce",
+        type=_bool,
+        default=True,
+        help="Score the leads of requests that arrive together in one predictor call (no added wait).",
+    )
+    group.add_argument(
+        "--fast_path",
+        type=_bool,
+        default=True,
+        help="Serve the JSON V1/V2 scoring routes on a lean ASGI path in front of KServe's FastAPI app "
+        "(same answers; ~2x less CPU per request). false = KServe's own REST path only.",
+    )
+    group.add_argument(
+        "--metrics_port",
+        type=_port,
+        default=None,
+        help="Serve Prometheus /metrics on this port (all interfaces) instead of the API port, where "
+        "GET /metrics then answers 404. Unset: /metrics stays on --http_port (local use). "
+        "In Kubernetes set it and do not declare it as a containerPort: only the public port "
+        "goes through the ingress (docs/kubernetes.md, Metrics).",
+    )
+    group.add_argument(
+        "--log_level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Level of the JSON log lines (one per request at INFO).",
+    )
+    group.add_argument(
+        "--reasons_max",
+        type=_positive_int,
+        default=50,
+        help="Largest top-k of reason codes a client may ask (50 = the full attribution).",
+    )
+    group.add_argument(
+        "--reasons_max_leads",
+        type=_positive_int,
+        default=200,
+        help="Most leads in one request that asks for reason codes (TreeSHAP costs ~0.5 ms a lead).",
+    )
 
 
 def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str] | None = None) -> None:
@@ -139,9 +238,13 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
 
     add_legacy_arguments(parser)
     # A hop timeout of KServe's default 600 s would hold a client for ten minutes behind a dead predictor.
-    parser.set_defaults(model_name="lead-scoring", predictor_protocol="grpc-v2",
-                        predictor_request_timeout_seconds=2, predictor_request_retries=1,
-                        enable_latency_logging=False)
+    parser.set_defaults(
+        model_name="lead-scoring",
+        predictor_protocol="grpc-v2",
+        predictor_request_timeout_seconds=2,
+        predictor_request_retries=1,
+        enable_latency_logging=False,
+    )
     apply_environment(parser, environ)
     return parser
 
@@ -149,11 +252,18 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
 def markdown_config_table() -> str:
     """The configuration reference, generated from the parser itself so it cannot drift (`make docs`)."""
     parser = build_parser(environ={})
-    ours = {a.dest for group in parser._action_groups if group.title != "options" for a in group._group_actions}
-    lines = ["# Configuration of `python -m transformer`", "",
-             "Generated from the argument parser by `make docs`. Every flag can also be set by the environment variable",
-             "in the second column (an explicit flag wins). The last column says where the flag comes from.", "",
-             "| flag | env var | default | meaning | from |", "|---|---|---|---|---|"]
+    ours = {
+        a.dest for group in parser._action_groups if group.title != "options" for a in group._group_actions
+    }
+    lines = [
+        "# Configuration of `python -m transformer`",
+        "",
+        "Generated from the argument parser by `make docs`. Every flag can also be set by the environment variable",
+        "in the second column (an explicit flag wins). The last column says where the flag comes from.",
+        "",
+        "| flag | env var | default | meaning | from |",
+        "|---|---|---|---|---|",
+    ]
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
             continue
@@ -162,8 +272,11 @@ def markdown_config_table() -> str:
         meaning = " ".join((action.help or "").split()).replace("|", "\\|")
         origin = "lead scoring" if action.dest in ours else "KServe"
         lines.append(f"| `{flag}` | `{action.dest.upper()}` | {default} | {meaning} | {origin} |")
-    lines += ["", "Also read from the environment only: `API_KEYS` (`name:key,name2:key2`), `AZURE_STORAGE_CONNECTION_STRING`,",
-              "`AZUREML_KEY`, and the usual AWS / Azure credential variables (IRSA, workload identity)."]
+    lines += [
+        "",
+        "Also read from the environment only: `API_KEYS` (`name:key,name2:key2`), `AZURE_STORAGE_CONNECTION_STRING`,",
+        "`AZUREML_KEY`, and the usual AWS / Azure credential variables (IRSA, workload identity).",
+    ]
     return "\n".join(lines) + "\n"
 
 

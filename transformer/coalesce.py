@@ -30,16 +30,17 @@ class Coalescer:
         self._pending: list[tuple[np.ndarray, asyncio.Future, dict | None]] = []
         self._rows = 0
         self._scheduled = False
-        self._in_flight: set[asyncio.Task] = set()   # the loop keeps only weak references to tasks
+        self._in_flight: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
         if matrix.shape[0] >= self.max_rows:
             return await self.inner.predict(matrix, headers)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if self._pending and (self._rows + matrix.shape[0] > self.max_rows
-                              or self._pending[0][0].shape[1:] != matrix.shape[1:]):
-            self._start_flush()   # a batch never exceeds max_rows, and stacks matrices of one width only
+        if self._pending and (
+            self._rows + matrix.shape[0] > self.max_rows or self._pending[0][0].shape[1:] != matrix.shape[1:]
+        ):
+            self._start_flush()  # a batch never exceeds max_rows, and stacks matrices of one width only
         self._pending.append((matrix, future, headers))
         self._rows += matrix.shape[0]
         if self._rows >= self.max_rows:
@@ -66,7 +67,9 @@ class Coalescer:
             # The hop forwards one set of trace headers: the first request's.
             scores = await self.inner.predict(stacked, batch[0][2])
             if len(scores) != stacked.shape[0]:
-                raise PredictorUnavailable(f"predictor returned {len(scores)} scores for {stacked.shape[0]} leads")
+                raise PredictorUnavailable(
+                    f"predictor returned {len(scores)} scores for {stacked.shape[0]} leads"
+                )
             start = 0
             for matrix, future, _ in batch:
                 end = start + matrix.shape[0]
@@ -75,10 +78,17 @@ class Coalescer:
                 start = end
         except asyncio.CancelledError:
             # The hop's call was cancelled (its channel closed) or this task was: the requests were not.
-            self._fail(batch, PredictorUnavailable("the predictor call was cancelled (the transformer is shutting "
-                                                   "down or the predictor connection closed); retry"))
+            self._fail(
+                batch,
+                PredictorUnavailable(
+                    "the predictor call was cancelled (the transformer is shutting "
+                    "down or the predictor connection closed); retry"
+                ),
+            )
             raise
-        except BaseException as exc:  # every waiting request gets the same failure (503/504 …), then it propagates
+        except (
+            BaseException
+        ) as exc:  # every waiting request gets the same failure (503/504 …), then it propagates
             self._fail(batch, exc if isinstance(exc, Exception) else PredictorUnavailable(repr(exc)))
             if not isinstance(exc, Exception):
                 raise

@@ -22,7 +22,10 @@ def uuid7(now_ns: int | None = None) -> uuid.UUID:
     ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
     with _lock:
         if ms > _last_ms:
-            _last_ms, _counter = ms, int.from_bytes(os.urandom(2), "big") & 0x3FF  # random start, room to count up
+            _last_ms, _counter = (
+                ms,
+                int.from_bytes(os.urandom(2), "big") & 0x3FF,
+            )  # random start, room to count up
         else:
             # Same millisecond (or the clock stepped back): keep the order by counting; on overflow borrow the next ms.
             _counter += 1

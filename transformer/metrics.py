@@ -11,24 +11,61 @@ from functools import lru_cache
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
-REQUESTS = Counter("lead_scoring_requests", "Scoring requests by protocol, request form and outcome",
-                   ["protocol", "form", "outcome"])
+REQUESTS = Counter(
+    "lead_scoring_requests",
+    "Scoring requests by protocol, request form and outcome",
+    ["protocol", "form", "outcome"],
+)
 LEADS_SCORED = Counter("lead_scoring_leads_scored", "Leads scored, by tier", ["tier"])
-SCORE = Histogram("lead_scoring_score", "Distribution of conversion scores",
-                  buckets=tuple(round(0.05 * i, 2) for i in range(1, 21)))
-VALIDATION_FAILURES = Counter("lead_scoring_validation_failures", "Rejected values by feature and rule",
-                              ["field", "rule"])
-PREDICTOR_HOP = Histogram("lead_scoring_predictor_hop_seconds", "Time to get scores from the predictor",
-                          ["mode"], buckets=LATENCY_BUCKETS)
-REQUEST_DURATION = Histogram("lead_scoring_request_duration_seconds", "End-to-end scoring time in the transformer",
-                             ["protocol"], buckets=LATENCY_BUCKETS)
-COALESCED_ROWS = Histogram("lead_scoring_coalesced_batch_rows", "Leads per predictor call after request coalescing",
-                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+SCORE = Histogram(
+    "lead_scoring_score",
+    "Distribution of conversion scores",
+    buckets=tuple(round(0.05 * i, 2) for i in range(1, 21)),
+)
+VALIDATION_FAILURES = Counter(
+    "lead_scoring_validation_failures", "Rejected values by feature and rule", ["field", "rule"]
+)
+PREDICTOR_HOP = Histogram(
+    "lead_scoring_predictor_hop_seconds",
+    "Time to get scores from the predictor",
+    ["mode"],
+    buckets=LATENCY_BUCKETS,
+)
+REQUEST_DURATION = Histogram(
+    "lead_scoring_request_duration_seconds",
+    "End-to-end scoring time in the transformer",
+    ["protocol"],
+    buckets=LATENCY_BUCKETS,
+)
+COALESCED_ROWS = Histogram(
+    "lead_scoring_coalesced_batch_rows",
+    "Leads per predictor call after request coalescing",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 MODEL_INFO = Gauge("lead_scoring_model_info", "The model being served (value 1)", ["model", "version"])
-EXPECTED_TIER_SHARE = Gauge("lead_scoring_model_expected_tier_share",
-                            "Share of leads per tier on training-like traffic, from the model card", ["tier"])
+EXPECTED_TIER_SHARE = Gauge(
+    "lead_scoring_model_expected_tier_share",
+    "Share of leads per tier on training-like traffic, from the model card",
+    ["tier"],
+)
 
 OUTCOMES = ("ok", "unauthorized", "invalid", "rate_limited", "predictor_unavailable", "error", "cancelled")
 FORMS = ("v1_instances", "v2_columns", "v2_tensor", "unknown")
@@ -56,16 +93,20 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     one-by-one observe() so a version bump that changes them fails there, not in production.
     """
     histogram._raise_if_not_observable()  # a labelled parent has no buckets of its own
-    amounts = np.asarray(values, dtype=np.float64).ravel()  # float64: a float32 sum would drift from observe()'s
+    amounts = np.asarray(
+        values, dtype=np.float64
+    ).ravel()  # float64: a float32 sum would drift from observe()'s
     if amounts.size == 0:
         return
-    if amounts.size == 1:   # a single lead: observe() itself is ~7 µs cheaper than the numpy pass below
+    if amounts.size == 1:  # a single lead: observe() itself is ~7 µs cheaper than the numpy pass below
         histogram.observe(float(amounts[0]))
         return
     bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
     # observe() puts v in the first bucket with v <= bound: that is searchsorted's side="left".
     # NaN sorts past +Inf and lands in no bucket, exactly as observe() leaves it out of every bucket.
-    counts = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=bounds.size + 1)[: bounds.size]
+    counts = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=bounds.size + 1)[
+        : bounds.size
+    ]
     for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
         if count:
             bucket.inc(count)

@@ -20,9 +20,12 @@ from transformer.auth import KeyStore
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.sink.outcomes import OutcomeBatch, utc_day
 
-OUTCOMES_RECEIVED = Counter("lead_scoring_outcomes_received_total", "Outcomes accepted by POST /v1/outcomes",
-                            ["outcome", "result"])   # result: recorded | duplicate
-OUTCOMES_REJECTED = Counter("lead_scoring_outcomes_rejected_total", "Outcome calls refused, by reason", ["reason"])
+OUTCOMES_RECEIVED = Counter(
+    "lead_scoring_outcomes_received_total", "Outcomes accepted by POST /v1/outcomes", ["outcome", "result"]
+)  # result: recorded | duplicate
+OUTCOMES_REJECTED = Counter(
+    "lead_scoring_outcomes_rejected_total", "Outcome calls refused, by reason", ["reason"]
+)
 
 
 class OutcomesUnavailable(ScoringError):
@@ -37,8 +40,15 @@ class OutcomesUnavailable(ScoringError):
 
 
 class OutcomeIntake:
-    def __init__(self, keys: KeyStore, recorder, *, max_outcomes: int = 1000, max_reported: int = 20,
-                 remember: int = 200_000):
+    def __init__(
+        self,
+        keys: KeyStore,
+        recorder,
+        *,
+        max_outcomes: int = 1000,
+        max_reported: int = 20,
+        remember: int = 200_000,
+    ):
         self.keys = keys
         self.recorder = recorder
         self.max_outcomes = max_outcomes
@@ -57,20 +67,41 @@ class OutcomeIntake:
         items = payload.get("outcomes") if isinstance(payload, dict) else None
         if not isinstance(items, list):
             OUTCOMES_REJECTED.labels("invalid").inc()
-            raise InvalidRequest('body must be a JSON object {"outcomes": [ ... ]}',
-                                 [{"row": None, "field": "outcomes", "rule": "required", "value": None,
-                                   "message": "a list of outcomes is required"}])
+            raise InvalidRequest(
+                'body must be a JSON object {"outcomes": [ ... ]}',
+                [
+                    {
+                        "row": None,
+                        "field": "outcomes",
+                        "rule": "required",
+                        "value": None,
+                        "message": "a list of outcomes is required",
+                    }
+                ],
+            )
         if not 1 <= len(items) <= self.max_outcomes:
             OUTCOMES_REJECTED.labels("invalid").inc()
-            raise InvalidRequest(f"a call carries 1 to {self.max_outcomes} outcomes (--max_outcomes), got {len(items)}",
-                                 [{"row": None, "field": "outcomes", "rule": "max_items" if items else "min_items",
-                                   "value": len(items), "message": f"1..{self.max_outcomes} outcomes per call"}])
+            raise InvalidRequest(
+                f"a call carries 1 to {self.max_outcomes} outcomes (--max_outcomes), got {len(items)}",
+                [
+                    {
+                        "row": None,
+                        "field": "outcomes",
+                        "rule": "max_items" if items else "min_items",
+                        "value": len(items),
+                        "message": f"1..{self.max_outcomes} outcomes per call",
+                    }
+                ],
+            )
         valid, problems, total = check_outcomes(items, max_reported=self.max_reported)
         if total:
             OUTCOMES_REJECTED.labels("invalid").inc()
             more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
-            raise InvalidRequest(f"{total} invalid outcome value(s): " + "; ".join(p["message"] for p in problems) + more,
-                                 problems, total)
+            raise InvalidRequest(
+                f"{total} invalid outcome value(s): " + "; ".join(p["message"] for p in problems) + more,
+                problems,
+                total,
+            )
         ids = [outcome_key(o.lead_id, o.outcome, o.occurred_at) for o in valid]
         received_at = datetime.now(UTC)
         fresh: dict[str, list[int]] = {}
@@ -84,26 +115,42 @@ class OutcomeIntake:
                 in_call.add(oid)
                 fresh.setdefault(utc_day(valid[i].occurred_at), []).append(i)
         recorded: list[str] = []
-        for rows in fresh.values():   # one file partition per day of occurred_at
+        for rows in fresh.values():  # one file partition per day of occurred_at
             batch = OutcomeBatch(
-                request_id=request_id, received_at=received_at, source="api", api_key_name=entry.name,
-                lead_ids=[valid[i].lead_id for i in rows], outcomes=[valid[i].outcome for i in rows],
-                occurred_at=[valid[i].occurred_at for i in rows], outcome_ids=[ids[i] for i in rows],
-                deal_values=[valid[i].deal_value for i in rows], scoring_ids=[valid[i].scoring_id for i in rows],
-                request_ids=[valid[i].request_id for i in rows])
+                request_id=request_id,
+                received_at=received_at,
+                source="api",
+                api_key_name=entry.name,
+                lead_ids=[valid[i].lead_id for i in rows],
+                outcomes=[valid[i].outcome for i in rows],
+                occurred_at=[valid[i].occurred_at for i in rows],
+                outcome_ids=[ids[i] for i in rows],
+                deal_values=[valid[i].deal_value for i in rows],
+                scoring_ids=[valid[i].scoring_id for i in rows],
+                request_ids=[valid[i].request_id for i in rows],
+            )
             if not self.recorder.submit(batch):
                 # What was recorded stays remembered, so the client's retry of the whole call is not written twice.
                 self._remember_ids(recorded)
                 OUTCOMES_REJECTED.labels("unavailable").inc()
-                raise OutcomesUnavailable("the outcome recorder is full; nothing more of this call was accepted, "
-                                          "retry it (repeats are deduplicated)")
+                raise OutcomesUnavailable(
+                    "the outcome recorder is full; nothing more of this call was accepted, "
+                    "retry it (repeats are deduplicated)"
+                )
             recorded += batch.outcome_ids
         self._remember_ids(recorded)
         recorded_set = set(recorded)
         for outcome, oid in zip(valid, ids, strict=True):
-            OUTCOMES_RECEIVED.labels(outcome.outcome, "recorded" if oid in recorded_set else "duplicate").inc()
-        return {"accepted": len(valid), "recorded": len(recorded), "duplicates": duplicates, "outcome_ids": ids,
-                "request_id": request_id}
+            OUTCOMES_RECEIVED.labels(
+                outcome.outcome, "recorded" if oid in recorded_set else "duplicate"
+            ).inc()
+        return {
+            "accepted": len(valid),
+            "recorded": len(recorded),
+            "duplicates": duplicates,
+            "outcome_ids": ids,
+            "request_id": request_id,
+        }
 
     def _remember_ids(self, ids: list[str]) -> None:
         with self._lock:

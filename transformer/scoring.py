@@ -46,9 +46,12 @@ class Recorder(Protocol):
 
 class Explainer(Protocol):
     def top(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-    def per_lead_from_top(self, matrix: np.ndarray, index: np.ndarray, contribution: np.ndarray,
-                          bias: np.ndarray) -> list[list[dict]]: ...
-    def tensors_from_top(self, index: np.ndarray, contribution: np.ndarray, bias: np.ndarray) -> list[Tensor]: ...
+    def per_lead_from_top(
+        self, matrix: np.ndarray, index: np.ndarray, contribution: np.ndarray, bias: np.ndarray
+    ) -> list[list[dict]]: ...
+    def tensors_from_top(
+        self, index: np.ndarray, contribution: np.ndarray, bias: np.ndarray
+    ) -> list[Tensor]: ...
 
 
 class DriftObserver(Protocol):
@@ -56,9 +59,19 @@ class DriftObserver(Protocol):
 
 
 class ShadowObserver(Protocol):
-    def maybe_submit(self, request_id: str, matrix: np.ndarray, live_scores: np.ndarray, live_tiers: np.ndarray, *,
-                     lead_ids: list[str], api_key_name: str, protocol: str, request_form: str,
-                     scoring_id: str | None = None) -> None: ...
+    def maybe_submit(
+        self,
+        request_id: str,
+        matrix: np.ndarray,
+        live_scores: np.ndarray,
+        live_tiers: np.ndarray,
+        *,
+        lead_ids: list[str],
+        api_key_name: str,
+        protocol: str,
+        request_form: str,
+        scoring_id: str | None = None,
+    ) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -88,8 +101,8 @@ class Extras:
 class ScoringRequest:
     """Everything one request carries through the path; created by the adapter, finished by the Scorer."""
 
-    protocol: str                      # rest | grpc: a label for metrics and logs
-    request_id: str                    # the client's correlation id (x-request-id): clients may reuse it
+    protocol: str  # rest | grpc: a label for metrics and logs
+    request_id: str  # the client's correlation id (x-request-id): clients may reuse it
     # The server's id of this scoring (UUIDv7): answered in the body and `x-scoring-id`, the lake's dedupe key.
     scoring_id: str = field(default_factory=new_scoring_id)
     started: float = field(default_factory=time.perf_counter)
@@ -100,8 +113,8 @@ class ScoringRequest:
     buckets: np.ndarray | None = None
     tiers: np.ndarray | None = None
     reasons_k: int = 0
-    reasons: tuple | None = None       # Explainer.top() result when reason codes were asked for
-    decoded_at: float = 0.0            # perf_counter marks, for the adapters' stage histograms
+    reasons: tuple | None = None  # Explainer.top() result when reason codes were asked for
+    decoded_at: float = 0.0  # perf_counter marks, for the adapters' stage histograms
     predicted_at: float = 0.0
 
     @property
@@ -124,8 +137,16 @@ _OK = _Ok()
 
 
 class Scorer:
-    def __init__(self, card: ModelCard, predictor: Predictor, keys: KeyStore, *, model_name: str,
-                 limits: ScoringLimits = ScoringLimits(), extras: Extras = Extras()):
+    def __init__(
+        self,
+        card: ModelCard,
+        predictor: Predictor,
+        keys: KeyStore,
+        *,
+        model_name: str,
+        limits: ScoringLimits = ScoringLimits(),
+        extras: Extras = Extras(),
+    ):
         self.card = card
         self.tier_map = card.tier_map
         self.predictor = predictor
@@ -145,23 +166,40 @@ class Scorer:
         try:
             self.admit(request, api_key)
             parameters = payload.get("parameters") if isinstance(payload, dict) else None
-            self._reasons_requested(request, parameters.get("reasons") if isinstance(parameters, dict) else None)
+            self._reasons_requested(
+                request, parameters.get("reasons") if isinstance(parameters, dict) else None
+            )
             request.form = "v1_instances"
             self._accept(request, decode_v1(payload, self.limits.max_leads, self.limits.max_reported))
             await self._predict(request)
             explainer = self.extras.explainer
-            reasons = (explainer.per_lead_from_top(request.leads.matrix, *request.reasons)
-                       if request.reasons is not None else None)
-            body = encode_v1(request.scores, request.buckets, request.tiers, request.leads.lead_ids,
-                             self.model_name, self.card.version, reasons)
+            reasons = (
+                explainer.per_lead_from_top(request.leads.matrix, *request.reasons)
+                if request.reasons is not None
+                else None
+            )
+            body = encode_v1(
+                request.scores,
+                request.buckets,
+                request.tiers,
+                request.leads.lead_ids,
+                self.model_name,
+                self.card.version,
+                reasons,
+            )
             body["scoring_id"] = request.scoring_id
         except BaseException as exc:  # noqa: BLE001 - every request ends counted; _fail re-raises cancellation
             raise self._fail(request, exc) from None
         self._finish(request, "ok")
         return body
 
-    async def score_v2(self, request: ScoringRequest, api_key: str | None, inputs: Callable[[], list[Tensor]],
-                       reasons: object = None) -> list[Tensor]:
+    async def score_v2(
+        self,
+        request: ScoringRequest,
+        api_key: str | None,
+        inputs: Callable[[], list[Tensor]],
+        reasons: object = None,
+    ) -> list[Tensor]:
         """V2 inputs → output tensors. `inputs` is called after the key is checked: nothing is parsed for a caller
         without one. Raises ScoringError, already counted and logged."""
         try:
@@ -169,7 +207,9 @@ class Scorer:
             self._reasons_requested(request, reasons)
             tensors = inputs()
             # Best guess before decoding, so a rejected request is still counted under its form.
-            request.form = "v2_tensor" if any(len(t.shape) == 2 and t.shape[-1] > 1 for t in tensors) else "v2_columns"
+            request.form = (
+                "v2_tensor" if any(len(t.shape) == 2 and t.shape[-1] > 1 for t in tensors) else "v2_columns"
+            )
             self._accept(request, decode_v2(tensors, self.limits.max_leads, self.limits.max_reported))
             await self._predict(request)
             explainer = self.extras.explainer
@@ -192,9 +232,18 @@ class Scorer:
             return
         limit = self.limits.reasons_max
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise InvalidRequest(f"parameter 'reasons' must be a whole number from 1 to {limit}, got {value!r}",
-                                 [{"row": None, "field": "reasons", "rule": "range", "value": str(value)[:20],
-                                   "message": f"1..{limit}"}])
+            raise InvalidRequest(
+                f"parameter 'reasons' must be a whole number from 1 to {limit}, got {value!r}",
+                [
+                    {
+                        "row": None,
+                        "field": "reasons",
+                        "rule": "range",
+                        "value": str(value)[:20],
+                        "message": f"1..{limit}",
+                    }
+                ],
+            )
         if self.extras.explainer is None:
             raise InvalidRequest("reason codes are not available on this deployment")
         request.reasons_k = value
@@ -204,10 +253,19 @@ class Scorer:
         limit = self.limits.reasons_max_leads
         if request.reasons_k and leads.count > limit:
             # TreeSHAP costs ~0.5 ms a lead: one huge request must not hold a worker thread for seconds.
-            raise InvalidRequest(f"reason codes are limited to {limit} leads per request "
-                                 f"(--reasons_max_leads), got {leads.count}: split the batch or drop 'reasons'",
-                                 [{"row": None, "field": "reasons", "rule": "lead_count", "value": leads.count,
-                                   "message": f"at most {limit} leads with reasons"}])
+            raise InvalidRequest(
+                f"reason codes are limited to {limit} leads per request "
+                f"(--reasons_max_leads), got {leads.count}: split the batch or drop 'reasons'",
+                [
+                    {
+                        "row": None,
+                        "field": "reasons",
+                        "rule": "lead_count",
+                        "value": leads.count,
+                        "message": f"at most {limit} leads with reasons",
+                    }
+                ],
+            )
         try:
             validate_matrix(leads.matrix, self.limits.max_reported)
         except LeadsRejected as exc:
@@ -223,8 +281,9 @@ class Scorer:
         reasons = None
         if request.reasons_k:
             # TreeSHAP off the event loop (xgboost releases the GIL), overlapping the hop.
-            reasons = asyncio.ensure_future(asyncio.to_thread(self.extras.explainer.top, request.leads.matrix,
-                                                              request.reasons_k))
+            reasons = asyncio.ensure_future(
+                asyncio.to_thread(self.extras.explainer.top, request.leads.matrix, request.reasons_k)
+            )
         try:
             scores = await self.predictor.predict(request.leads.matrix, request.forwarded_headers)
         finally:
@@ -236,10 +295,18 @@ class Scorer:
         request.tiers = self.tier_map.tiers(request.buckets)
         request.predicted_at = time.perf_counter()
         shadow = self.extras.shadow
-        if shadow is not None:   # off the response path: a task, never awaited here
-            shadow.maybe_submit(request.request_id, request.leads.matrix, request.scores, request.tiers,
-                                lead_ids=request.leads.lead_ids, api_key_name=request.key.name if request.key else "",
-                                protocol=request.protocol, request_form=request.form, scoring_id=request.scoring_id)
+        if shadow is not None:  # off the response path: a task, never awaited here
+            shadow.maybe_submit(
+                request.request_id,
+                request.leads.matrix,
+                request.scores,
+                request.tiers,
+                lead_ids=request.leads.lead_ids,
+                api_key_name=request.key.name if request.key else "",
+                protocol=request.protocol,
+                request_form=request.form,
+                scoring_id=request.scoring_id,
+            )
 
     # --- the end of every request ----------------------------------------------------------------------------
 
@@ -254,7 +321,7 @@ class Scorer:
         elif isinstance(exc, Exception):
             log.exception("unexpected error while scoring", extra={"request_id": request.request_id})
             error = InternalError(request.request_id)
-        else:   # cancellation, KeyboardInterrupt: counted, then propagated untouched
+        else:  # cancellation, KeyboardInterrupt: counted, then propagated untouched
             self._finish(request, "cancelled", ScoringError("cancelled before an answer"))
             return exc
         self._finish(request, error.outcome, error)
@@ -264,10 +331,16 @@ class Scorer:
         elapsed = time.perf_counter() - request.started
         metrics.child(metrics.REQUESTS, request.protocol, request.form, outcome).inc()
         metrics.child(metrics.REQUEST_DURATION, request.protocol).observe(elapsed)
-        entry = {"request_id": request.request_id, "protocol": request.protocol, "form": request.form,
-                 "outcome": outcome, "status": (error or _OK).status_for(request.protocol),
-                 "latency_ms": round(elapsed * 1000, 3), "model_version": self.card.version,
-                 "key_name": request.key.name if request.key else None}
+        entry = {
+            "request_id": request.request_id,
+            "protocol": request.protocol,
+            "form": request.form,
+            "outcome": outcome,
+            "status": (error or _OK).status_for(request.protocol),
+            "latency_ms": round(elapsed * 1000, 3),
+            "model_version": self.card.version,
+            "key_name": request.key.name if request.key else None,
+        }
         if outcome == "ok":
             counts = Counter(request.tiers.tolist())
             for tier, count in counts.items():
@@ -276,20 +349,37 @@ class Scorer:
             if self.extras.drift is not None:
                 self.extras.drift.observe(request.leads.matrix, request.scores)
             self._record(request, elapsed)
-            entry.update(lead_count=request.leads.count, first_lead_id=request.leads.lead_ids[0], tiers=dict(counts))
+            entry.update(
+                lead_count=request.leads.count, first_lead_id=request.leads.lead_ids[0], tiers=dict(counts)
+            )
             log.info("scored", extra=entry)
         else:
             entry["error"] = error.message[:500] if error else None
-            log.log(logging.ERROR if outcome in {"error", "predictor_unavailable"} else logging.INFO, "rejected",
-                    extra=entry)
+            log.log(
+                logging.ERROR if outcome in {"error", "predictor_unavailable"} else logging.INFO,
+                "rejected",
+                extra=entry,
+            )
 
     def _record(self, request: ScoringRequest, elapsed: float) -> None:
         recorder = self.extras.recorder
         if recorder is None:
             return
-        recorder.submit(ScoredBatch(
-            scoring_id=request.scoring_id, request_id=request.request_id, scored_at=datetime.now(UTC), model_name=self.model_name,
-            model_version=self.card.version, api_key_name=request.key.name if request.key else "",
-            protocol=request.protocol, request_form=request.form, latency_ms=elapsed * 1000,
-            lead_ids=request.leads.lead_ids, scores=request.scores, buckets=request.buckets,
-            tiers=request.tiers.tolist(), features=request.leads.matrix if self.extras.record_features else None))
+        recorder.submit(
+            ScoredBatch(
+                scoring_id=request.scoring_id,
+                request_id=request.request_id,
+                scored_at=datetime.now(UTC),
+                model_name=self.model_name,
+                model_version=self.card.version,
+                api_key_name=request.key.name if request.key else "",
+                protocol=request.protocol,
+                request_form=request.form,
+                latency_ms=elapsed * 1000,
+                lead_ids=request.leads.lead_ids,
+                scores=request.scores,
+                buckets=request.buckets,
+                tiers=request.tiers.tolist(),
+                features=request.leads.matrix if self.extras.record_features else None,
+            )
+        )

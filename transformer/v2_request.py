@@ -25,9 +25,20 @@ from transformer.errors import InvalidRequest
 
 HEADER_LENGTH = "inference-header-content-length"
 # The wire layout of each fixed-size datatype (little-endian); BOOL is one byte, 0 or 1.
-_WIRE = {"BOOL": np.dtype("u1"), "INT8": np.dtype("i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
-         "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
-         "UINT64": np.dtype("<u8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+_WIRE = {
+    "BOOL": np.dtype("u1"),
+    "INT8": np.dtype("i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "UINT8": np.dtype("u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
 _NUMBER_TYPES = frozenset({int, float, bool, type(None)})
 
 
@@ -36,11 +47,13 @@ class V2Request:
     inputs: list[Tensor]
     id: str | None = None
     parameters: dict = field(default_factory=dict)
-    outputs: list[dict] | None = None     # requested outputs: [{"name": ..., "parameters": {...}}]
-    binary: bool = False                  # arrived with the binary tensor extension
+    outputs: list[dict] | None = None  # requested outputs: [{"name": ..., "parameters": {...}}]
+    binary: bool = False  # arrived with the binary tensor extension
 
 
-def _bad(message: str, field_name: str = "body", rule: str = "format", value: object = None) -> InvalidRequest:
+def _bad(
+    message: str, field_name: str = "body", rule: str = "format", value: object = None
+) -> InvalidRequest:
     return InvalidRequest(message, [problem_dict(None, field_name[:64], rule, value, message)])
 
 
@@ -53,17 +66,28 @@ def parse_binary(body: bytes, header_length: str | None) -> V2Request:
     """A body sent with the binary tensor extension → V2Request."""
     text = (header_length or "").strip()
     if not text.isascii() or not text.isdigit() or len(text) > 12:
-        raise _bad(f"Inference-Header-Content-Length must be a whole number of bytes, got {text[:20]!r}",
-                   "Inference-Header-Content-Length", "format", text[:20])
+        raise _bad(
+            f"Inference-Header-Content-Length must be a whole number of bytes, got {text[:20]!r}",
+            "Inference-Header-Content-Length",
+            "format",
+            text[:20],
+        )
     length = int(text)
     if not 0 < length <= len(body):
-        raise _bad(f"Inference-Header-Content-Length is {length} but the body has {len(body)} bytes",
-                   "Inference-Header-Content-Length", "range", length)
+        raise _bad(
+            f"Inference-Header-Content-Length is {length} but the body has {len(body)} bytes",
+            "Inference-Header-Content-Length",
+            "range",
+            length,
+        )
     try:
         header = orjson.loads(body[:length])
     except orjson.JSONDecodeError as exc:
-        raise _bad(f"the JSON header (first {length} bytes, Inference-Header-Content-Length) is not valid JSON: {exc}",
-                   "header", "json") from None
+        raise _bad(
+            f"the JSON header (first {length} bytes, Inference-Header-Content-Length) is not valid JSON: {exc}",
+            "header",
+            "json",
+        ) from None
     return _request(header, memoryview(body)[length:])
 
 
@@ -72,8 +96,11 @@ def _request(payload: object, binary: memoryview | None) -> V2Request:
         raise _bad('a V2 request is a JSON object {"inputs": [ ... ]}', "body", "type")
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise _bad("'inputs' must be a non-empty list of inputs, each with name, datatype, shape and data",
-                   "inputs", "required" if inputs is None else "type")
+        raise _bad(
+            "'inputs' must be a non-empty list of inputs, each with name, datatype, shape and data",
+            "inputs",
+            "required" if inputs is None else "type",
+        )
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _bad("'id' must be a string", "id", "type")
@@ -87,10 +114,16 @@ def _request(payload: object, binary: memoryview | None) -> V2Request:
         tensors.append(tensor)
         offset += used
     if binary is not None and offset != len(binary):
-        raise _bad(f"{len(binary) - offset} bytes follow the last input's binary data: binary_data_size of the "
-                   f"inputs adds up to {offset}, the body carries {len(binary)} bytes after the JSON header",
-                   "binary_data_size", "size", offset)
-    return V2Request(tensors, request_id, parameters or {}, _outputs(payload.get("outputs")), binary is not None)
+        raise _bad(
+            f"{len(binary) - offset} bytes follow the last input's binary data: binary_data_size of the "
+            f"inputs adds up to {offset}, the body carries {len(binary)} bytes after the JSON header",
+            "binary_data_size",
+            "size",
+            offset,
+        )
+    return V2Request(
+        tensors, request_id, parameters or {}, _outputs(payload.get("outputs")), binary is not None
+    )
 
 
 def tensor_from_json(item: object, index: int = 0) -> Tensor:
@@ -98,19 +131,31 @@ def tensor_from_json(item: object, index: int = 0) -> Tensor:
     return _input(index, item, None, 0)[0]
 
 
-def tensor_from_grpc(name: str, datatype: str, shape: list[int], contents: list | None, raw: bytes | None) -> Tensor:
+def tensor_from_grpc(
+    name: str, datatype: str, shape: list[int], contents: list | None, raw: bytes | None
+) -> Tensor:
     """One gRPC input → a Tensor: `raw` (raw_input_contents) in the binary layout, else the typed `contents`."""
     label = f"input '{name[:64]}'"
     if datatype not in DATATYPES:
-        raise _bad(f"{label}: 'datatype' must be one of {', '.join(sorted(DATATYPES))}, got {datatype[:16]!r}",
-                   name, "datatype", datatype[:16])
+        raise _bad(
+            f"{label}: 'datatype' must be one of {', '.join(sorted(DATATYPES))}, got {datatype[:16]!r}",
+            name,
+            "datatype",
+            datatype[:16],
+        )
     count = check_shape(name, shape)
     if raw is not None:
-        return Tensor(name, datatype, list(shape), _binary_data(label, name, datatype, memoryview(raw), count))
+        return Tensor(
+            name, datatype, list(shape), _binary_data(label, name, datatype, memoryview(raw), count)
+        )
     values = list(contents or ())
     if len(values) != count:
-        raise _bad(f"{label}: shape {_shown_shape(shape)} needs {count} values, contents has {len(values)}", name,
-                   "shape", len(values))
+        raise _bad(
+            f"{label}: shape {_shown_shape(shape)} needs {count} values, contents has {len(values)}",
+            name,
+            "shape",
+            len(values),
+        )
     if datatype == "BYTES":
         return Tensor(name, datatype, list(shape), np.asarray(values, dtype=object))
     return Tensor(name, datatype, list(shape), np.asarray(values, dtype=np.float64))
@@ -120,16 +165,26 @@ def _outputs(outputs: object) -> list[dict] | None:
     if outputs is None:
         return None
     if not isinstance(outputs, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("name"), str)
-            and isinstance(o.get("parameters") if o.get("parameters") is not None else {}, dict) for o in outputs):
-        raise _bad("'outputs' must be a list of objects with a string 'name' (and optional 'parameters' object)",
-                   "outputs", "type")
+        isinstance(o, dict)
+        and isinstance(o.get("name"), str)
+        and isinstance(o.get("parameters") if o.get("parameters") is not None else {}, dict)
+        for o in outputs
+    ):
+        raise _bad(
+            "'outputs' must be a list of objects with a string 'name' (and optional 'parameters' object)",
+            "outputs",
+            "type",
+        )
     return outputs
 
 
 def _input(index: int, item: object, binary: memoryview | None, offset: int) -> tuple[Tensor, int]:
     if not isinstance(item, dict):
-        raise _bad(f"inputs[{index}] must be an object with name, datatype, shape and data", f"inputs[{index}]", "type")
+        raise _bad(
+            f"inputs[{index}] must be an object with name, datatype, shape and data",
+            f"inputs[{index}]",
+            "type",
+        )
     name = item.get("name")
     if not isinstance(name, str):
         raise _bad(f"inputs[{index}] needs a string 'name'", f"inputs[{index}].name", "required")
@@ -137,8 +192,12 @@ def _input(index: int, item: object, binary: memoryview | None, offset: int) -> 
     datatype = item.get("datatype")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         shown = datatype[:16] if isinstance(datatype, str) else None
-        raise _bad(f"{label}: 'datatype' must be one of {', '.join(sorted(DATATYPES))}, got {shown!r}",
-                   name, "datatype", shown)
+        raise _bad(
+            f"{label}: 'datatype' must be one of {', '.join(sorted(DATATYPES))}, got {shown!r}",
+            name,
+            "datatype",
+            shown,
+        )
     if "shape" not in item:
         raise _bad(f"{label}: 'shape' is missing", name, "shape")
     shape = item["shape"]
@@ -150,44 +209,68 @@ def _input(index: int, item: object, binary: memoryview | None, offset: int) -> 
     if "data" in item and item["data"] is not None:
         if size is not None:
             raise _bad(f"{label}: has both 'data' and binary_data_size", name, "binary_data_size")
-        return Tensor(name, datatype, list(shape), _json_data(label, name, datatype, item["data"], shape, count)), 0
+        return Tensor(
+            name, datatype, list(shape), _json_data(label, name, datatype, item["data"], shape, count)
+        ), 0
     if size is None:
-        raise _bad(f"{label}: 'data' is missing" + ("" if binary is None else " (and no binary_data_size)"),
-                   name, "required")
+        raise _bad(
+            f"{label}: 'data' is missing" + ("" if binary is None else " (and no binary_data_size)"),
+            name,
+            "required",
+        )
     if binary is None:
-        raise _bad(f"{label}: binary_data_size needs the binary tensor extension "
-                   "(Content-Type: application/octet-stream and Inference-Header-Content-Length)", name,
-                   "binary_data_size")
+        raise _bad(
+            f"{label}: binary_data_size needs the binary tensor extension "
+            "(Content-Type: application/octet-stream and Inference-Header-Content-Length)",
+            name,
+            "binary_data_size",
+        )
     if type(size) is not int or size < 0:
-        raise _bad(f"{label}: binary_data_size must be a whole number of bytes >= 0, got "
-                   f"{size if isinstance(size, int | float) and abs(size) < 2**63 else '?'}", name, "binary_data_size")
+        raise _bad(
+            f"{label}: binary_data_size must be a whole number of bytes >= 0, got "
+            f"{size if isinstance(size, int | float) and abs(size) < 2**63 else '?'}",
+            name,
+            "binary_data_size",
+        )
     if offset + size > len(binary):
-        raise _bad(f"{label}: binary_data_size is {size} but only {len(binary) - offset} bytes are left in the body",
-                   name, "binary_data_size", size)
-    chunk = binary[offset:offset + size]
+        raise _bad(
+            f"{label}: binary_data_size is {size} but only {len(binary) - offset} bytes are left in the body",
+            name,
+            "binary_data_size",
+            size,
+        )
+    chunk = binary[offset : offset + size]
     return Tensor(name, datatype, list(shape), _binary_data(label, name, datatype, chunk, count)), size
 
 
 def _json_data(label: str, name: str, datatype: str, data: object, shape: list, count: int) -> object:
     flat: list = data if isinstance(data, list) else [data]
-    kinds = set(map(type, flat))   # one C-level pass: per-element Python loops cost more than the decoding
+    kinds = set(map(type, flat))  # one C-level pass: per-element Python loops cost more than the decoding
     if datatype == "BYTES":
         if not kinds <= {str}:
             raise _bad(f"{label}: BYTES data must be a flat list of strings", name, "type")
     else:
-        while flat and kinds == {list}:   # nested row-major lists: one level at a time
+        while flat and kinds == {list}:  # nested row-major lists: one level at a time
             flat = list(chain.from_iterable(flat))
             kinds = set(map(type, flat))
         if not kinds <= _NUMBER_TYPES:
-            raise _bad(f"{label}: {datatype} data must be numbers, true/false or null, in a flat or evenly "
-                       "nested list", name, "type")
+            raise _bad(
+                f"{label}: {datatype} data must be numbers, true/false or null, in a flat or evenly "
+                "nested list",
+                name,
+                "type",
+            )
     if len(flat) != count:
-        raise _bad(f"{label}: shape {_shown_shape(shape)} needs {count} values, data has {len(flat)}", name, "shape",
-                   len(flat))
+        raise _bad(
+            f"{label}: shape {_shown_shape(shape)} needs {count} values, data has {len(flat)}",
+            name,
+            "shape",
+            len(flat),
+        )
     if datatype == "BYTES":
         return np.asarray(flat, dtype=object)
     try:
-        return np.asarray(flat, dtype=np.float64)   # null → NaN, true/false → 1/0
+        return np.asarray(flat, dtype=np.float64)  # null → NaN, true/false → 1/0
     except OverflowError:
         raise _bad(f"{label}: a value is beyond the range of a 64-bit float", name, "range") from None
 
@@ -200,10 +283,14 @@ def _binary_data(label: str, name: str, datatype: str, chunk: memoryview, count:
     if datatype == "BYTES":
         return np.asarray(_bytes_elements(label, name, chunk, count), dtype=object)
     wire = _WIRE[datatype]
-    needed = count * wire.itemsize   # Python ints
+    needed = count * wire.itemsize  # Python ints
     if len(chunk) != needed:
-        raise _bad(f"{label}: binary_data_size is {len(chunk)} bytes but {count} {datatype} values take {needed}",
-                   name, "binary_data_size", len(chunk))
+        raise _bad(
+            f"{label}: binary_data_size is {len(chunk)} bytes but {count} {datatype} values take {needed}",
+            name,
+            "binary_data_size",
+            len(chunk),
+        )
     values = np.frombuffer(chunk, dtype=wire)
     if datatype == "BOOL" and (values > 1).any():
         raise _bad(f"{label}: BOOL bytes must be 0 or 1", name, "boolean")
@@ -214,17 +301,26 @@ def _bytes_elements(label: str, name: str, chunk: memoryview, count: int) -> lis
     elements, at = [], 0
     while at < len(chunk):
         if len(chunk) - at < 4:
-            raise _bad(f"{label}: BYTES element {len(elements)} is cut short in its 4-byte length", name, "format")
+            raise _bad(
+                f"{label}: BYTES element {len(elements)} is cut short in its 4-byte length", name, "format"
+            )
         (size,) = struct.unpack_from("<I", chunk, at)
         at += 4
         if size > len(chunk) - at:
-            raise _bad(f"{label}: BYTES element {len(elements)} claims {size} bytes, {len(chunk) - at} are left",
-                       name, "format")
-        elements.append(bytes(chunk[at:at + size]))
+            raise _bad(
+                f"{label}: BYTES element {len(elements)} claims {size} bytes, {len(chunk) - at} are left",
+                name,
+                "format",
+            )
+        elements.append(bytes(chunk[at : at + size]))
         at += size
         if len(elements) > count:
             break
     if len(elements) != count:
-        raise _bad(f"{label}: shape holds {count} BYTES elements, the binary data holds "
-                   f"{'more' if len(elements) > count else len(elements)}", name, "shape")
+        raise _bad(
+            f"{label}: shape holds {count} BYTES elements, the binary data holds "
+            f"{'more' if len(elements) > count else len(elements)}",
+            name,
+            "shape",
+        )
     return elements

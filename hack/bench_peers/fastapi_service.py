@@ -50,7 +50,10 @@ def build_app(model_dir: Path, api_key: str) -> FastAPI:
         scores = booster.inplace_predict(np.asarray(rows, dtype=np.float32), missing=np.nan)
         buckets = tier_map.buckets(scores)
         tiers = tier_map.tiers(buckets)
-        return [{"score": float(s), "bucket": int(b), "tier": str(t)} for s, b, t in zip(scores, buckets, tiers, strict=True)]
+        return [
+            {"score": float(s), "bucket": int(b), "tier": str(t)}
+            for s, b, t in zip(scores, buckets, tiers, strict=True)
+        ]
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -77,8 +80,14 @@ def main() -> None:
     api_key = os.environ.get("PEER_API_KEY")
     if not api_key:
         raise SystemExit("PEER_API_KEY is required")
-    uvicorn.run(build_app(args.model_dir, api_key), host="127.0.0.1", port=args.port, workers=1,
-                access_log=False, log_level="warning")
+    uvicorn.run(
+        build_app(args.model_dir, api_key),
+        host="127.0.0.1",
+        port=args.port,
+        workers=1,
+        access_log=False,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -95,12 +95,22 @@ def write_script(directory: Path, name: str, bodies: list[bytes], api_key: str) 
     return script
 
 
-def run_wrk(url: str, script: Path, seconds: float, threads: int, connections: int, timeout_s: float = 5.0) -> WrkResult:
+def run_wrk(
+    url: str, script: Path, seconds: float, threads: int, connections: int, timeout_s: float = 5.0
+) -> WrkResult:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise BenchError("wrk not found: run `make tools` (hack/install-tools.sh installs it from apt)")
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s:g}s",
-               "-s", str(script), url]
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={timeout_s:g}s",
+        "-s",
+        str(script),
+        url,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)  # nosec B603
     match = re.search(r"^BENCH_JSON (\{.*\})$", done.stdout, re.M)
     if done.returncode != 0 or match is None:
@@ -111,9 +121,15 @@ def run_wrk(url: str, script: Path, seconds: float, threads: int, connections: i
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", done.stdout)
     if non_2xx:
         errors["status"] = max(errors["status"], int(non_2xx.group(1)))
-    return WrkResult(requests=raw["requests"], seconds=raw["duration_us"] / 1e6, p50_ms=raw["p50_us"] / 1e3,
-                     p90_ms=raw["p90_us"] / 1e3, p99_ms=raw["p99_us"] / 1e3, max_ms=raw["max_us"] / 1e3,
-                     errors=errors)
+    return WrkResult(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        p50_ms=raw["p50_us"] / 1e3,
+        p90_ms=raw["p90_us"] / 1e3,
+        p99_ms=raw["p99_us"] / 1e3,
+        max_ms=raw["max_us"] / 1e3,
+        errors=errors,
+    )
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -145,7 +161,7 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = _stat_fields(pid)
         except OSError as exc:
             raise BenchError(f"process {pid} vanished during the run: {exc}") from None
-        ticks += int(fields[11]) + int(fields[12])   # utime, stime (fields 14 and 15 of proc(5))
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
     return ticks / CLOCK_TICKS
 
 
@@ -156,8 +172,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def wait_ready(process: subprocess.Popen, url: str, started: float, timeout: float = 60.0,
-               poll_s: float = 0.01) -> float:
+def wait_ready(
+    process: subprocess.Popen, url: str, started: float, timeout: float = 60.0, poll_s: float = 0.01
+) -> float:
     """Seconds from `started` (perf_counter, taken just before the spawn) until GET `url` answers 200.
 
     Polled every 10 ms on one kept-alive client, so the reading is at most ~10 ms late; `hack.stack`'s own
@@ -167,7 +184,9 @@ def wait_ready(process: subprocess.Popen, url: str, started: float, timeout: flo
     with httpx.Client(timeout=1.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise BenchError(f"process {process.pid} exited with {process.returncode} before it was ready")
+                raise BenchError(
+                    f"process {process.pid} exited with {process.returncode} before it was ready"
+                )
             try:
                 if client.get(url).status_code == 200:
                     return time.perf_counter() - started

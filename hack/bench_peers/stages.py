@@ -66,4 +66,8 @@ def stage_shares(collapsed: Path) -> dict[str, float]:
         total += int(count)
         stage = stage_of(stack)
         counts[stage] = counts.get(stage, 0) + int(count)
-    return {stage: round(100 * n / total, 1) for stage, n in sorted(counts.items(), key=lambda kv: -kv[1])} if total else {}
+    return (
+        {stage: round(100 * n / total, 1) for stage, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+        if total
+        else {}
+    )

@@ -37,22 +37,30 @@ def spread(values: list[float | None]) -> Spread | None:
 
 def per_round_ratios(mine: Mapping[int, float | None], base: Mapping[int, float | None]) -> dict[int, float]:
     """`mine[r] / base[r]` for every round r measured on both sides (and with a non-zero baseline)."""
-    return {r: mine[r] / base[r] for r in sorted(mine.keys() & base.keys())
-            if mine[r] is not None and base[r] not in (None, 0)}
+    return {
+        r: mine[r] / base[r]
+        for r in sorted(mine.keys() & base.keys())
+        if mine[r] is not None and base[r] not in (None, 0)
+    }
 
 
-def per_round_differences(mine: Mapping[int, float | None], base: Mapping[int, float | None]) -> dict[int, float]:
+def per_round_differences(
+    mine: Mapping[int, float | None], base: Mapping[int, float | None]
+) -> dict[int, float]:
     """`mine[r] − base[r]` for every round measured on both sides (e.g. RSS above the stock transformer's)."""
-    return {r: mine[r] - base[r] for r in sorted(mine.keys() & base.keys())
-            if mine[r] is not None and base[r] is not None}
+    return {
+        r: mine[r] - base[r]
+        for r in sorted(mine.keys() & base.keys())
+        if mine[r] is not None and base[r] is not None
+    }
 
 
 @dataclass(frozen=True)
 class Verdict:
     name: str
-    values: list[float]          # one per round (or per start): the raw data behind the verdict
+    values: list[float]  # one per round (or per start): the raw data behind the verdict
     bound: float
-    at_least: bool               # True: value ≥ bound passes; False: value ≤ bound passes
+    at_least: bool  # True: value ≥ bound passes; False: value ≤ bound passes
     summary: Spread | None
 
     @property

@@ -25,19 +25,32 @@ STOCK_VENV = ROOT / "bench-results" / "stock-venv"
 
 
 def stock_python(venv: Path = STOCK_VENV) -> Path:
-    version = metadata.version("kserve")   # the same KServe as ours
+    version = metadata.version("kserve")  # the same KServe as ours
     python = venv / "bin" / "python"
     marker = venv / f".installed-kserve-{version}"
     if marker.exists():
         return python
     print(f"bench: building a KServe-only environment in {venv} (once, ~30 s)", flush=True)
-    steps = [[sys.executable, "-m", "venv", "--clear", str(venv)],
-             [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-              "-c", str(ROOT / "requirements" / "constraints.txt"), f"kserve=={version}"]]
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-c",
+            str(ROOT / "requirements" / "constraints.txt"),
+            f"kserve=={version}",
+        ],
+    ]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)  # nosec B603
         if done.returncode != 0:
-            raise BenchError(f"cannot build the stock KServe environment ({' '.join(step[:4])} …):\n"
-                             f"{done.stderr[-2000:]}\nuse --stock-env shared to run the peers from the project's venv")
+            raise BenchError(
+                f"cannot build the stock KServe environment ({' '.join(step[:4])} …):\n"
+                f"{done.stderr[-2000:]}\nuse --stock-env shared to run the peers from the project's venv"
+            )
     marker.touch()
     return python

@@ -49,8 +49,16 @@ def reference_scores(model_dir: Path, matrix: np.ndarray) -> np.ndarray:
 
 
 def v2_tensor_body(matrix: np.ndarray, parameters: dict | None = None) -> bytes:
-    body: dict = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": list(matrix.shape),
-                              "data": matrix.astype(np.float64).reshape(-1).tolist()}]}
+    body: dict = {
+        "inputs": [
+            {
+                "name": "leads",
+                "datatype": "FP32",
+                "shape": list(matrix.shape),
+                "data": matrix.astype(np.float64).reshape(-1).tolist(),
+            }
+        ]
+    }
     if parameters:
         body["parameters"] = parameters
     return orjson.dumps(body)
@@ -60,8 +68,13 @@ def lead_objects(matrix: np.ndarray) -> list[dict]:
     """One JSON object of named features per row; a NaN (missing) feature is left out."""
     leads = []
     for row in matrix.astype(np.float64).tolist():
-        leads.append({name: (bool(v) if kind == "bool" else v if kind == "float" else int(v))
-                      for name, kind, v in zip(FEATURE_NAMES, _KINDS, row, strict=True) if not math.isnan(v)})
+        leads.append(
+            {
+                name: (bool(v) if kind == "bool" else v if kind == "float" else int(v))
+                for name, kind, v in zip(FEATURE_NAMES, _KINDS, row, strict=True)
+                if not math.isnan(v)
+            }
+        )
     return leads
 
 
@@ -76,41 +89,62 @@ class Bodies:
 
 @dataclass(frozen=True)
 class Workload:
-    population: np.ndarray      # [rotation * (1 + batch), 50] float32, NaN = missing (as drawn)
+    population: np.ndarray  # [rotation * (1 + batch), 50] float32, NaN = missing (as drawn)
     rotation: int
     batch_size: int
-    scores_raw: np.ndarray      # booster scores of `population` (NaN = missing)
-    scores_filled: np.ndarray   # booster scores of `population` with the gaps filled (the tensor form)
+    scores_raw: np.ndarray  # booster scores of `population` (NaN = missing)
+    scores_filled: np.ndarray  # booster scores of `population` with the gaps filled (the tensor form)
 
     @classmethod
-    def build(cls, model_dir: Path, batch_size: int = 100, rotation: int = ROTATION, seed: int = 11) -> Workload:
+    def build(
+        cls, model_dir: Path, batch_size: int = 100, rotation: int = ROTATION, seed: int = 11
+    ) -> Workload:
         population = sample_features(rotation * (1 + batch_size), seed).astype(np.float32)
-        return cls(population, rotation, batch_size, reference_scores(model_dir, population),
-                   reference_scores(model_dir, fill_missing(population)))
+        return cls(
+            population,
+            rotation,
+            batch_size,
+            reference_scores(model_dir, population),
+            reference_scores(model_dir, fill_missing(population)),
+        )
 
     def _slices(self, kind: str) -> list[slice]:
         if kind == "single":
             return [slice(i, i + 1) for i in range(self.rotation)]
         first = self.rotation
-        return [slice(first + i * self.batch_size, first + (i + 1) * self.batch_size) for i in range(self.rotation)]
+        return [
+            slice(first + i * self.batch_size, first + (i + 1) * self.batch_size)
+            for i in range(self.rotation)
+        ]
 
     def tensor(self, kind: str, parameters: dict | None = None) -> Bodies:
         parts = self._slices(kind)
         filled = fill_missing(self.population)
-        return Bodies(parts[0].stop - parts[0].start, [v2_tensor_body(filled[s], parameters) for s in parts],
-                      [self.scores_filled[s] for s in parts])
+        return Bodies(
+            parts[0].stop - parts[0].start,
+            [v2_tensor_body(filled[s], parameters) for s in parts],
+            [self.scores_filled[s] for s in parts],
+        )
 
     def v1(self, kind: str) -> Bodies:
         parts = self._slices(kind)
-        return Bodies(parts[0].stop - parts[0].start,
-                      [orjson.dumps({"instances": lead_objects(self.population[s])}) for s in parts],
-                      [self.scores_raw[s] for s in parts])
+        return Bodies(
+            parts[0].stop - parts[0].start,
+            [orjson.dumps({"instances": lead_objects(self.population[s])}) for s in parts],
+            [self.scores_raw[s] for s in parts],
+        )
 
     def named(self, kind: str) -> Bodies:
         """The FastAPI design's own form: one lead object, or {"leads": [...]} for a batch."""
         parts = self._slices(kind)
-        bodies = [orjson.dumps(lead_objects(self.population[s])[0] if kind == "single"
-                               else {"leads": lead_objects(self.population[s])}) for s in parts]
+        bodies = [
+            orjson.dumps(
+                lead_objects(self.population[s])[0]
+                if kind == "single"
+                else {"leads": lead_objects(self.population[s])}
+            )
+            for s in parts
+        ]
         return Bodies(parts[0].stop - parts[0].start, bodies, [self.scores_raw[s] for s in parts])
 
 

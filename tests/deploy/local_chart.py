@@ -26,11 +26,11 @@ def _render_action(action: str, values: dict, release: dict, trimmed: bool) -> s
     head, filters = parts[0], parts[1:]
     to_yaml = head.startswith("toYaml ")
     if to_yaml:
-        head = head[len("toYaml "):].strip()
+        head = head[len("toYaml ") :].strip()
     if head.startswith(".Values."):
-        value = _lookup(values, head[len(".Values."):])
+        value = _lookup(values, head[len(".Values.") :])
     elif head.startswith(".Release."):
-        value = _lookup(release, head[len(".Release."):])
+        value = _lookup(release, head[len(".Release.") :])
     else:
         return f"<<{action}>>"
     indent = None
@@ -42,7 +42,11 @@ def _render_action(action: str, values: dict, release: dict, trimmed: bool) -> s
             indent = int(m.group(1))
         else:
             return f"<<{action}>>"
-    text = yaml.safe_dump(value, default_flow_style=False, sort_keys=False).rstrip("\n") if to_yaml else str(value)
+    text = (
+        yaml.safe_dump(value, default_flow_style=False, sort_keys=False).rstrip("\n")
+        if to_yaml
+        else str(value)
+    )
     if quote:
         text = '"' + text.replace('"', '\\"') + '"'
     if indent is not None:

@@ -69,9 +69,15 @@ CONTRACT_HISTOGRAMS = {
     "request_postprocess_seconds",
 }
 CONTRACT_METRICS = CONTRACT_COUNTERS_AND_GAUGES | CONTRACT_HISTOGRAMS
-SCRAPABLE_SERIES = CONTRACT_COUNTERS_AND_GAUGES | QUALITY_JOB_GAUGES | {
-    f"{histogram}{suffix}" for histogram in CONTRACT_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")
-}
+SCRAPABLE_SERIES = (
+    CONTRACT_COUNTERS_AND_GAUGES
+    | QUALITY_JOB_GAUGES
+    | {
+        f"{histogram}{suffix}"
+        for histogram in CONTRACT_HISTOGRAMS
+        for suffix in ("_bucket", "_count", "_sum")
+    }
+)
 # Series names in PromQL: a metric name not followed by "(" (that would be a function) and not a label name.
 METRIC_NAME = re.compile(r"(?<![\w:])((?:lead_scoring|request)[a-zA-Z0-9_:]*)(?![\w:(])(?!\s*[=!~])")
 

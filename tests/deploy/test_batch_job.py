@@ -44,8 +44,12 @@ if args[:2] == ["get", "job"]:
 
 
 def rendered(overlay: str) -> list[dict]:
-    result = subprocess.run(["kubectl", "kustomize", str(REPO / "kustomize" / "overlays" / overlay)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "kustomize" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
@@ -62,9 +66,14 @@ def as_served(job: dict) -> dict:
     uid = "0b1c9a52-6f35-4d7e-a1f0-5b5e3c1d2e4f"
     served["metadata"].update(uid=uid, resourceVersion="4711")
     served["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-    served["spec"]["template"]["metadata"]["labels"].update({
-        "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "lead-scoring-batch",
-        "controller-uid": uid, "job-name": "lead-scoring-batch"})
+    served["spec"]["template"]["metadata"]["labels"].update(
+        {
+            "batch.kubernetes.io/controller-uid": uid,
+            "batch.kubernetes.io/job-name": "lead-scoring-batch",
+            "controller-uid": uid,
+            "job-name": "lead-scoring-batch",
+        }
+    )
     served["status"] = {"conditions": [{"type": "Suspended", "status": "True"}]}
     return served
 
@@ -74,10 +83,20 @@ def run_status(name: str, done: str, failed: str = "", active: int = 0, conditio
     if failed:
         status["failedIndexes"] = failed
     if condition:
-        status["conditions"] = [{"type": condition, "status": "True", "reason": "FailedIndexes"
-                                 if condition == "Failed" else "CompletionsReached"}]
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "lead-scoring"},
-            "spec": {"completions": 8}, "status": status}
+        status["conditions"] = [
+            {
+                "type": condition,
+                "status": "True",
+                "reason": "FailedIndexes" if condition == "Failed" else "CompletionsReached",
+            }
+        ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": "lead-scoring"},
+        "spec": {"completions": 8},
+        "status": status,
+    }
 
 
 @pytest.fixture
@@ -94,11 +113,17 @@ def kubectl(tmp_path):
         for name, answer in (objects or {}).items():
             (answers / f"{name}.json").write_text(json.dumps(answer))
         log.write_text("")
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KUBECTL_LOG": str(log),
-               "KUBECTL_ANSWERS": str(answers), "BATCH_POLL_SECONDS": "0"}
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "KUBECTL_LOG": str(log),
+            "KUBECTL_ANSWERS": str(answers),
+            "BATCH_POLL_SECONDS": "0",
+        }
         env.pop("LEAD_SCORING_NAMESPACE", None)
-        result = subprocess.run([str(BATCH), *args], capture_output=True, text=True, env=env, check=False,
-                                timeout=60)
+        result = subprocess.run(
+            [str(BATCH), *args], capture_output=True, text=True, env=env, check=False, timeout=60
+        )
         calls = [json.loads(line) for line in log.read_text().splitlines()]
         return result, calls
 
@@ -113,10 +138,10 @@ def test_template_renders_with_the_online_model_identity_and_lockdown(overlay):
     kubernetes_validate.validate(job, "1.30", strict=True)
     assert job["metadata"]["namespace"] == isvc["metadata"]["namespace"] == "lead-scoring"
     spec = job["spec"]
-    assert spec["suspend"] is True   # a template, never a run
+    assert spec["suspend"] is True  # a template, never a run
     assert spec["completionMode"] == "Indexed" and spec["backoffLimitPerIndex"] >= 1
     pod = spec["template"]["spec"]
-    assert pod["restartPolicy"] == "Never"   # required by backoffLimitPerIndex
+    assert pod["restartPolicy"] == "Never"  # required by backoffLimitPerIndex
     assert pod["serviceAccountName"] == isvc["spec"]["transformer"]["serviceAccountName"]
     assert pod["automountServiceAccountToken"] is False
     account = one(objects, "ServiceAccount", pod["serviceAccountName"])
@@ -140,35 +165,69 @@ def test_template_renders_with_the_online_model_identity_and_lockdown(overlay):
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert env["TMPDIR"] in mounts and env["BATCH_WORK_DIR"].startswith(env["TMPDIR"] + "/")
     rules = spec["podFailurePolicy"]["rules"]
-    assert {"action": "FailIndex", "onExitCodes": {"containerName": "batch", "operator": "In", "values": [2]}} in rules
+    assert {
+        "action": "FailIndex",
+        "onExitCodes": {"containerName": "batch", "operator": "In", "values": [2]},
+    } in rules
 
 
 @pytest.mark.parametrize("overlay", ["prod-aws", "dev-azure"])
 def test_run_creates_a_job_that_the_real_parser_accepts(kubectl, overlay):
     template = one(rendered(overlay), "Job", "lead-scoring-batch")
-    result, calls = kubectl("run", "--input", "s3://crm/exports/2026-12-04/", "--output", "s3://lake/batch/2026-12-04/",
-                            "--shards", "64", "--parallelism", "32", "--reasons", "3", "--name", "nightly-20261204",
-                            objects={"lead-scoring-batch": as_served(template)})
+    result, calls = kubectl(
+        "run",
+        "--input",
+        "s3://crm/exports/2026-12-04/",
+        "--output",
+        "s3://lake/batch/2026-12-04/",
+        "--shards",
+        "64",
+        "--parallelism",
+        "32",
+        "--reasons",
+        "3",
+        "--name",
+        "nightly-20261204",
+        objects={"lead-scoring-batch": as_served(template)},
+    )
     assert result.returncode == 0, result.stderr
-    assert calls[0]["args"] == ["get", "job", "lead-scoring-batch", "--namespace", "lead-scoring", "--output", "json"]
+    assert calls[0]["args"] == [
+        "get",
+        "job",
+        "lead-scoring-batch",
+        "--namespace",
+        "lead-scoring",
+        "--output",
+        "json",
+    ]
     created = calls[1]
     assert created["args"] == ["create", "--namespace", "lead-scoring", "--filename", "-"]
     job = json.loads(created["stdin"])
     kubernetes_validate.validate(job, "1.30", strict=True)
     assert job["metadata"]["name"] == "nightly-20261204" and job["metadata"]["namespace"] == "lead-scoring"
     assert "selector" not in job["spec"] and "status" not in job and "uid" not in job["metadata"]
-    assert not [k for k in job["spec"]["template"]["metadata"]["labels"] if "controller-uid" in k or "job-name" in k]
+    assert not [
+        k for k in job["spec"]["template"]["metadata"]["labels"] if "controller-uid" in k or "job-name" in k
+    ]
     assert job["spec"]["suspend"] is False
     assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (64, 32)
-    assert job["spec"]["template"]["spec"]["serviceAccountName"] == template["spec"]["template"]["spec"]["serviceAccountName"]
+    assert (
+        job["spec"]["template"]["spec"]["serviceAccountName"]
+        == template["spec"]["template"]["spec"]["serviceAccountName"]
+    )
 
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     # The pod of index 63 — what Kubernetes adds (JOB_COMPLETION_INDEX) plus the container's own env and args.
     args = parse_args(container["args"], {**env, "JOB_COMPLETION_INDEX": "63"})
     assert (args.input, args.output) == ("s3://crm/exports/2026-12-04/", "s3://lake/batch/2026-12-04/")
-    assert args.model == env["BATCH_MODEL_URI"] == one(rendered(overlay), "InferenceService", "lead-scoring")[
-        "spec"]["predictor"]["model"]["storageUri"]
+    assert (
+        args.model
+        == env["BATCH_MODEL_URI"]
+        == one(rendered(overlay), "InferenceService", "lead-scoring")["spec"]["predictor"]["model"][
+            "storageUri"
+        ]
+    )
     assert (args.shard_index, args.shard_count, args.reasons) == (63, 64, 3)
     assert str(args.work_dir) == env["BATCH_WORK_DIR"] and args.progress == "none"
 
@@ -183,15 +242,19 @@ def test_template_alone_is_not_a_runnable_run():
 
 
 def test_follow_reports_progress_and_ends_with_the_job(kubectl):
-    states = [run_status("nightly", "", active=8), run_status("nightly", "0-3", active=4),
-              run_status("nightly", "0-7", condition="Complete")]
+    states = [
+        run_status("nightly", "", active=8),
+        run_status("nightly", "0-3", active=4),
+        run_status("nightly", "0-7", condition="Complete"),
+    ]
     result, calls = kubectl("follow", "nightly", objects={"nightly": states})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "nightly: 0/8 shard(s) done, 8 running, failed shards: none",
         "nightly: 4/8 shard(s) done, 4 running, failed shards: none",
         "nightly: 8/8 shard(s) done, 0 running, failed shards: none",
-        "nightly: complete; the manifest is _manifest.json under the run's output"]
+        "nightly: complete; the manifest is _manifest.json under the run's output",
+    ]
     assert all(c["args"][:3] == ["get", "job", "nightly"] for c in calls) and len(calls) == 3
 
 
@@ -206,20 +269,37 @@ def test_follow_fails_when_a_shard_fails(kubectl):
 def test_logs_of_one_shard(kubectl):
     result, calls = kubectl("logs", "nightly", "--index", "3")
     assert result.returncode == 0, result.stderr
-    assert calls == [{"args": ["logs", "--namespace", "lead-scoring", "--selector",
-                               "job-name=nightly,batch.kubernetes.io/job-completion-index=3", "--container", "batch",
-                               "--prefix", "--tail", "-1"], "stdin": None}]
+    assert calls == [
+        {
+            "args": [
+                "logs",
+                "--namespace",
+                "lead-scoring",
+                "--selector",
+                "job-name=nightly,batch.kubernetes.io/job-completion-index=3",
+                "--container",
+                "batch",
+                "--prefix",
+                "--tail",
+                "-1",
+            ],
+            "stdin": None,
+        }
+    ]
 
 
-@pytest.mark.parametrize("args", [
-    ["run", "--output", "s3://lake/x/"],
-    ["run", "--input", "s3://crm/x/"],
-    ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--shards", "0"],
-    ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--shards", "4", "--parallelism", "5"],
-    ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--name", "Nightly_Run"],
-    ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--reasons", "51"],
-    ["status"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--output", "s3://lake/x/"],
+        ["run", "--input", "s3://crm/x/"],
+        ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--shards", "0"],
+        ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--shards", "4", "--parallelism", "5"],
+        ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--name", "Nightly_Run"],
+        ["run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--reasons", "51"],
+        ["status"],
+    ],
+)
 def test_bad_arguments_are_refused_before_any_kubectl_call(kubectl, args):
     result, calls = kubectl(*args)
     assert result.returncode == 2 and calls == [] and result.stderr.startswith("batch: ")
@@ -240,9 +320,22 @@ def test_hack_batch_passes_shellcheck():
 
 def test_dry_run_prints_the_job_and_creates_nothing(kubectl):
     template = one(rendered("dev-aws"), "Job", "lead-scoring-batch")
-    result, calls = kubectl("run", "--input", "s3://crm/x/", "--output", "s3://lake/x/", "--shards", "3",
-                            "--name", "try-1", "--dry-run", objects={"lead-scoring-batch": as_served(template)})
+    result, calls = kubectl(
+        "run",
+        "--input",
+        "s3://crm/x/",
+        "--output",
+        "s3://lake/x/",
+        "--shards",
+        "3",
+        "--name",
+        "try-1",
+        "--dry-run",
+        objects={"lead-scoring-batch": as_served(template)},
+    )
     assert result.returncode == 0, result.stderr
     assert [c["args"][0] for c in calls] == ["get"]
     job = json.loads(result.stdout)
-    assert job["metadata"]["name"] == "try-1" and job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+    assert (
+        job["metadata"]["name"] == "try-1" and job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+    )

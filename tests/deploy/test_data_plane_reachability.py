@@ -29,8 +29,12 @@ AZURE_STORES = {
     "azurerm_storage_account": ("blob", "privatelink.blob.core.windows.net", "Microsoft.Storage"),
     "azurerm_key_vault": ("vault", "privatelink.vaultcore.azure.net", "Microsoft.KeyVault"),
 }
-AWS_STORES = {"aws_s3_bucket": "s3", "aws_ecr_repository": "ecr", "aws_secretsmanager_secret": "secretsmanager",
-              "aws_kms_key": "kms"}
+AWS_STORES = {
+    "aws_s3_bucket": "s3",
+    "aws_ecr_repository": "ecr",
+    "aws_secretsmanager_secret": "secretsmanager",
+    "aws_kms_key": "kms",
+}
 NETWORK_CONDITION = re.compile(r"aws:(SourceVpce|SourceVpc|SourceIp|VpcSourceIp)", re.I)
 
 
@@ -82,7 +86,9 @@ def azure_problems(parsed: dict) -> list[str]:
     node_vnets = set()
     for ref in node_subnets:
         name = re.fullmatch(r"\$\{azurerm_subnet\.(\w+)\.id\}", ref).group(1)
-        vnet = re.fullmatch(r"\$\{azurerm_virtual_network\.(\w+)\.name\}", subnets[name]["virtual_network_name"])
+        vnet = re.fullmatch(
+            r"\$\{azurerm_virtual_network\.(\w+)\.name\}", subnets[name]["virtual_network_name"]
+        )
         node_vnets.add(_ref("azurerm_virtual_network", vnet.group(1), "id"))
     zones = dict(instances(parsed, "azurerm_private_dns_zone"))
     links = [body for _, body in instances(parsed, "azurerm_private_dns_zone_virtual_network_link")]
@@ -92,12 +98,16 @@ def azure_problems(parsed: dict) -> list[str]:
         match = re.fullmatch(r'\$\{azurerm_private_dns_zone\.(\w+)(\["(\w+)"\])?\.id\}', zone_ref)
         if not match:
             return False
-        address = f"azurerm_private_dns_zone.{match.group(1)}" + (f"[{match.group(3)}]" if match.group(3) else "")
+        address = f"azurerm_private_dns_zone.{match.group(1)}" + (
+            f"[{match.group(3)}]" if match.group(3) else ""
+        )
         if zones.get(address, {}).get("name") != zone_name:
             return False
-        name_ref = zone_ref[:-len(".id}")] + ".name}"
-        return any(link["private_dns_zone_name"] == name_ref and link["virtual_network_id"] in node_vnets
-                   for link in links)
+        name_ref = zone_ref[: -len(".id}")] + ".name}"
+        return any(
+            link["private_dns_zone_name"] == name_ref and link["virtual_network_id"] in node_vnets
+            for link in links
+        )
 
     def endpoint_path(resource_id: str, subresource: str, zone_name: str) -> bool:
         for endpoint in endpoints:
@@ -116,7 +126,11 @@ def azure_problems(parsed: dict) -> list[str]:
             return False
         for ref in rules.get("virtual_network_subnet_ids", []) or []:
             name = re.fullmatch(r"\$\{azurerm_subnet\.(\w+)\.id\}", ref)
-            if ref in node_subnets and name and service in subnets[name.group(1)].get("service_endpoints", []):
+            if (
+                ref in node_subnets
+                and name
+                and service in subnets[name.group(1)].get("service_endpoints", [])
+            ):
                 return True
         return False
 
@@ -125,14 +139,20 @@ def azure_problems(parsed: dict) -> list[str]:
         stores = typed_blocks(parsed, "resource", type_name)
         assert stores, f"no {type_name} in the module"
         for name, body in stores.items():
-            rules = (body.get("network_rule_set") or body.get("network_rules") or body.get("network_acls") or [{}])[0]
-            open_to_all = body.get("public_network_access_enabled", True) and rules.get("default_action") != "Deny"
+            rules = (
+                body.get("network_rule_set") or body.get("network_rules") or body.get("network_acls") or [{}]
+            )[0]
+            open_to_all = (
+                body.get("public_network_access_enabled", True) and rules.get("default_action") != "Deny"
+            )
             if open_to_all:
                 continue
             resource_id = _ref(type_name, name, "id")
             if not (endpoint_path(resource_id, subresource, zone_name) or subnet_rule_path(rules, service)):
-                found.append(f"{type_name}.{name}: denied to the nodes (no private endpoint '{subresource}' in a "
-                             f"{zone_name} zone linked to the node VNet, no subnet rule)")
+                found.append(
+                    f"{type_name}.{name}: denied to the nodes (no private endpoint '{subresource}' in a "
+                    f"{zone_name} zone linked to the node VNet, no subnet rule)"
+                )
     return found
 
 
@@ -147,18 +167,27 @@ def aws_problems(parsed: dict) -> list[str]:
         if not typed_blocks(parsed, "resource", type_name):
             found.append(f"no {type_name} in the module")
             continue
-        via_endpoint = any(str(e.get("service_name", "")).endswith(f".{service}") and
-                           "${module.vpc.private_route_table_ids}" in str(e.get("route_table_ids", "")) + str(
-                               e.get("subnet_ids", "")) for e in endpoints)
+        via_endpoint = any(
+            str(e.get("service_name", "")).endswith(f".{service}")
+            and "${module.vpc.private_route_table_ids}"
+            in str(e.get("route_table_ids", "")) + str(e.get("subnet_ids", ""))
+            for e in endpoints
+        )
         if vpc.get("enable_nat_gateway") is not True and not via_endpoint:
-            found.append(f"{type_name}: no route from the private subnets (no NAT gateway, no {service} endpoint)")
+            found.append(
+                f"{type_name}: no route from the private subnets (no NAT gateway, no {service} endpoint)"
+            )
     for e in endpoints:
         if e.get("policy"):
             found.append(f"vpc endpoint {e.get('service_name')}: an endpoint policy must be reviewed here")
     # Resource policies on the stores: bucket/repository/secret policies and the KMS key policy.
     policy_docs = typed_blocks(parsed, "data", "aws_iam_policy_document")
     attached = []
-    for type_name in ("aws_s3_bucket_policy", "aws_ecr_repository_policy", "aws_secretsmanager_secret_policy"):
+    for type_name in (
+        "aws_s3_bucket_policy",
+        "aws_ecr_repository_policy",
+        "aws_secretsmanager_secret_policy",
+    ):
         attached += [body["policy"] for _, body in instances(parsed, type_name)]
     attached += [body.get("policy", "") for body in typed_blocks(parsed, "resource", "aws_kms_key").values()]
     for policy in attached:
@@ -169,9 +198,12 @@ def aws_problems(parsed: dict) -> list[str]:
                 continue
             for condition in statement.get("condition", []):
                 if NETWORK_CONDITION.search(str(condition.get("variable", ""))) and not any(
-                        "aws_vpc_endpoint." in str(v) or "module.vpc.vpc_id" in str(v)
-                        for v in condition.get("values", [])):
-                    found.append(f"policy {match.group(1)}: denies by {condition['variable']} outside this VPC")
+                    "aws_vpc_endpoint." in str(v) or "module.vpc.vpc_id" in str(v)
+                    for v in condition.get("values", [])
+                ):
+                    found.append(
+                        f"policy {match.group(1)}: denies by {condition['variable']} outside this VPC"
+                    )
         if not match and NETWORK_CONDITION.search(str(policy)) and '"Deny"' in str(policy):
             found.append("inline policy: denies by network origin")
     return found
@@ -185,7 +217,7 @@ def test_every_aws_store_is_reachable_from_the_node_subnets():
     assert aws_problems(parse_dir(AWS)) == []
 
 
-AZURE_BEFORE = '''
+AZURE_BEFORE = """
 resource "azurerm_virtual_network" "this" {}
 resource "azurerm_subnet" "nodes" {
   virtual_network_name = azurerm_virtual_network.this.name
@@ -212,7 +244,7 @@ resource "azurerm_key_vault" "this" {
     default_action = "Deny"
   }
 }
-'''
+"""
 
 
 def test_azure_checker_flags_a_registry_and_vault_behind_ip_rules_only():
@@ -226,7 +258,7 @@ def test_azure_checker_flags_a_registry_and_vault_behind_ip_rules_only():
 
 
 def test_azure_checker_wants_the_zone_linked_to_the_node_vnet():
-    endpoint = '''
+    endpoint = """
 resource "azurerm_private_dns_zone" "acr" {
   name = "privatelink.azurecr.io"
 }
@@ -239,13 +271,13 @@ resource "azurerm_private_endpoint" "acr" {
     private_dns_zone_ids = [azurerm_private_dns_zone.acr.id]
   }
 }
-'''
-    link = '''
+"""
+    link = """
 resource "azurerm_private_dns_zone_virtual_network_link" "acr" {
   private_dns_zone_name = azurerm_private_dns_zone.acr.name
   virtual_network_id    = azurerm_virtual_network.this.id
 }
-'''
+"""
     unlinked = azure_problems(parse_text(AZURE_BEFORE + endpoint))
     assert unlinked[0].startswith("azurerm_container_registry.this: denied")
     linked = azure_problems(parse_text(AZURE_BEFORE + endpoint + link))
@@ -253,7 +285,7 @@ resource "azurerm_private_dns_zone_virtual_network_link" "acr" {
 
 
 def test_aws_checker_flags_a_network_deny_and_a_missing_route():
-    snippet = '''
+    snippet = """
 module "vpc" {
   enable_nat_gateway = false
 }
@@ -281,7 +313,7 @@ data "aws_iam_policy_document" "only_vpce" {
 resource "aws_s3_bucket_policy" "models" {
   policy = data.aws_iam_policy_document.only_vpce.json
 }
-'''
+"""
     assert aws_problems(parse_text(snippet)) == [
         "aws_ecr_repository: no route from the private subnets (no NAT gateway, no ecr endpoint)",
         "aws_secretsmanager_secret: no route from the private subnets (no NAT gateway, no secretsmanager endpoint)",

@@ -62,15 +62,18 @@ def test_stages_base_user_and_entrypoints():
     assert 'ENTRYPOINT ["python", "-m", "transformer"]' in last["lines"]
     predictor = next(s for s in all_stages if s["name"] == "predictor")
     assert 'ENTRYPOINT ["python", "-m", "predictor.server"]' in predictor["lines"]
-    install = next(line for line in text.replace("\\\n", " ").splitlines() if line.startswith("RUN pip install"))
+    install = next(
+        line for line in text.replace("\\\n", " ").splitlines() if line.startswith("RUN pip install")
+    )
     assert "--no-deps -r /tmp/runtime.txt" in install
 
 
 def test_runtime_pins_match_constraints_and_cover_the_dependencies():
     runtime = pins(REPO / "requirements" / "runtime.txt")
     constraints = pins(REPO / "requirements" / "constraints.txt")
-    mismatched = {n: (v, constraints.get(n)) for n, v in runtime.items()
-                  if n in constraints and constraints[n] != v}
+    mismatched = {
+        n: (v, constraints.get(n)) for n, v in runtime.items() if n in constraints and constraints[n] != v
+    }
     assert not mismatched
     # Only build tooling may be absent from the constraints (it is not pinned there).
     assert set(runtime) - set(constraints) <= {"setuptools", "pip", "wheel"}

@@ -45,7 +45,9 @@ def budget_problems(isvc: dict) -> list[str]:
     for component, budget in (("transformer", transformer_budget(isvc)), ("predictor", predictor_budget())):
         timeout = isvc["spec"][component].get("timeout")
         if timeout is None or timeout < budget + MARGIN_SECONDS:
-            found.append(f"{component}: timeout {timeout} < drain budget {budget:g} s + {MARGIN_SECONDS} s margin")
+            found.append(
+                f"{component}: timeout {timeout} < drain budget {budget:g} s + {MARGIN_SECONDS} s margin"
+            )
         elif timeout > KNATIVE_MAX_REVISION_TIMEOUT:
             found.append(f"{component}: timeout {timeout} > Knative's max-revision-timeout-seconds")
     return found
@@ -58,8 +60,12 @@ def test_revision_timeouts_cover_the_drain(overlay):
 
 def test_budget_reads_the_transformers_own_defaults():
     # Without the flags in the args, the parser's defaults count (5 s delay, 20 s drain).
-    isvc = {"spec": {"transformer": {"timeout": 30, "containers": [{"name": "kserve-container", "args": []}]},
-                     "predictor": {"timeout": 10}}}
+    isvc = {
+        "spec": {
+            "transformer": {"timeout": 30, "containers": [{"name": "kserve-container", "args": []}]},
+            "predictor": {"timeout": 10},
+        }
+    }
     assert transformer_budget(isvc) == 30 + 5 + 20 + 20
     assert budget_problems(isvc) == [
         "transformer: timeout 30 < drain budget 75 s + 10 s margin",
@@ -69,6 +75,18 @@ def test_budget_reads_the_transformers_own_defaults():
 
 def test_a_longer_drain_flag_raises_the_budget():
     isvc = isvc_of("prod-aws")
-    longer = {"spec": {**isvc["spec"], "transformer": {**isvc["spec"]["transformer"], "containers": [
-        {**transformer_container(isvc), "args": [*transformer_container(isvc)["args"], "--drain_seconds=60"]}]}}}
+    longer = {
+        "spec": {
+            **isvc["spec"],
+            "transformer": {
+                **isvc["spec"]["transformer"],
+                "containers": [
+                    {
+                        **transformer_container(isvc),
+                        "args": [*transformer_container(isvc)["args"], "--drain_seconds=60"],
+                    }
+                ],
+            },
+        }
+    }
     assert budget_problems(longer)[0].startswith("transformer: timeout 90 < drain budget 155 s")

@@ -72,7 +72,8 @@ def test_kserve_waits_for_knative_serving_ready():
 
 def test_checker_flags_the_original_order():
     # Before: kserve depended on the release, but nothing in the chart waited for Ready.
-    releases = typed_blocks(parse_text('''
+    releases = typed_blocks(
+        parse_text("""
 resource "helm_release" "knative_serving" {
   chart   = "x"
   timeout = 900
@@ -80,12 +81,19 @@ resource "helm_release" "knative_serving" {
 resource "helm_release" "kserve" {
   depends_on = [helm_release.cert_manager, helm_release.knative_serving]
 }
-'''), "resource", "helm_release")
+"""),
+        "resource",
+        "helm_release",
+    )
     cr = {"kind": "KnativeServing", "metadata": {"name": "knative-serving"}}
     assert order_problems(releases, lambda _: [cr]) == [
-        "no post-install/upgrade hook waits for the KnativeServing to be Ready"]
+        "no post-install/upgrade hook waits for the KnativeServing to be Ready"
+    ]
     del releases["kserve"]["depends_on"][1]
-    assert order_problems(releases, lambda _: [cr])[0] == "kserve does not depend on helm_release.knative_serving"
+    assert (
+        order_problems(releases, lambda _: [cr])[0]
+        == "kserve does not depend on helm_release.knative_serving"
+    )
 
 
 def test_hook_objects_are_valid_kubernetes():

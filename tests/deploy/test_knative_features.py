@@ -46,8 +46,14 @@ POD_FIELD_FLAGS = {
     "hostNetwork": "kubernetes.podspec-hostnetwork",
 }
 # PodSpec fields PodSpecMask always keeps.
-POD_FIELDS_ALLOWED = {"serviceAccountName", "containers", "volumes", "imagePullSecrets", "enableServiceLinks",
-                      "automountServiceAccountToken"}
+POD_FIELDS_ALLOWED = {
+    "serviceAccountName",
+    "containers",
+    "volumes",
+    "imagePullSecrets",
+    "enableServiceLinks",
+    "automountServiceAccountToken",
+}
 # VolumeSourceMask: secret, configMap and projected always; these behind a flag.
 VOLUME_FLAGS = {
     "emptyDir": "kubernetes.podspec-volumes-emptydir",
@@ -64,7 +70,9 @@ def pod_spec_of(component: dict, model: dict | None) -> dict:
     pod_keys = set(kubernetes.client.V1PodSpec.attribute_map.values())
     pod = {k: v for k, v in component.items() if k in pod_keys}
     if model is not None:
-        container = {k: v for k, v in model.items() if k in set(kubernetes.client.V1Container.attribute_map.values())}
+        container = {
+            k: v for k, v in model.items() if k in set(kubernetes.client.V1Container.attribute_map.values())
+        }
         pod["containers"] = [{"name": "kserve-container", **container}, *pod.get("containers", [])]
     return pod
 
@@ -94,7 +102,9 @@ def needed_flags(pod: dict) -> dict[str, str]:
             needs[f"{here}.securityContext.capabilities.add"] = "kubernetes.containerspec-addcapabilities"
         for j, mount in enumerate(container.get("volumeMounts", [])):
             if mount.get("mountPropagation"):
-                needs[f"{here}.volumeMounts[{j}].mountPropagation"] = "kubernetes.podspec-volumes-mount-propagation"
+                needs[f"{here}.volumeMounts[{j}].mountPropagation"] = (
+                    "kubernetes.podspec-volumes-mount-propagation"
+                )
         for j, env in enumerate(container.get("env", [])):
             source = env.get("valueFrom") or {}
             if "fieldRef" in source or "resourceFieldRef" in source:
@@ -118,7 +128,9 @@ def installed_features() -> dict[str, str]:
     release = typed_blocks(parse_dir(STACK), "resource", "helm_release")["knative_serving"]
     assert release["chart"] == "${path.module}/charts/knative-serving"
     # Terraform's values are merged over values.yaml; they must not replace the features map.
-    assert not re.search(r"\bfeatures\s*=", str(release.get("values", ""))), "Terraform overrides the features"
+    assert not re.search(r"\bfeatures\s*=", str(release.get("values", ""))), (
+        "Terraform overrides the features"
+    )
     serving = one(chart_documents(CHART, namespace=release["namespace"]), "KnativeServing")
     return serving["spec"]["config"].get("features") or {}
 
@@ -126,7 +138,9 @@ def installed_features() -> dict[str, str]:
 def missing_flags(needs: dict[str, str], features: dict[str, str]) -> list[str]:
     on = {f for f in ENABLED_BY_DEFAULT if features.get(f) != "disabled"}
     on |= {f for f, v in features.items() if v in ("enabled", "allowed")}
-    return sorted(f"{path}: {flag or 'never accepted by Knative'}" for path, flag in needs.items() if flag not in on)
+    return sorted(
+        f"{path}: {flag or 'never accepted by Knative'}" for path, flag in needs.items() if flag not in on
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -142,18 +156,36 @@ def test_the_overlays_do_need_flags_beyond_the_defaults():
     for overlay in OVERLAYS:
         for pod in component_pods(isvc_of(overlay)).values():
             needs.update(needed_flags(pod))
-    assert set(needs.values()) >= {"kubernetes.podspec-topologyspreadconstraints", "kubernetes.podspec-volumes-csi",
-                                   "kubernetes.podspec-volumes-emptydir"}
+    assert set(needs.values()) >= {
+        "kubernetes.podspec-topologyspreadconstraints",
+        "kubernetes.podspec-volumes-csi",
+        "kubernetes.podspec-volumes-emptydir",
+    }
 
 
 def test_derivation_maps_each_field_to_its_flag():
     pod = pod_spec_of(
-        {"nodeSelector": {"pool": "serving"}, "tolerations": [{"key": "k"}], "runtimeClassName": "gvisor",
-         "securityContext": {"fsGroup": 1}, "affinity": {"nodeAffinity": {}}, "terminationGracePeriodSeconds": 5,
-         "minReplicas": 2, "labels": {"a": "b"},
-         "volumes": [{"name": "c", "csi": {"driver": "d"}}, {"name": "p", "persistentVolumeClaim": {"claimName": "x"}}],
-         "containers": [{"name": "x", "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
-                         "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]},
+        {
+            "nodeSelector": {"pool": "serving"},
+            "tolerations": [{"key": "k"}],
+            "runtimeClassName": "gvisor",
+            "securityContext": {"fsGroup": 1},
+            "affinity": {"nodeAffinity": {}},
+            "terminationGracePeriodSeconds": 5,
+            "minReplicas": 2,
+            "labels": {"a": "b"},
+            "volumes": [
+                {"name": "c", "csi": {"driver": "d"}},
+                {"name": "p", "persistentVolumeClaim": {"claimName": "x"}},
+            ],
+            "containers": [
+                {
+                    "name": "x",
+                    "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+                    "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+                }
+            ],
+        },
         None,
     )
     assert needed_flags(pod) == {
@@ -171,8 +203,15 @@ def test_derivation_maps_each_field_to_its_flag():
 
 
 def test_a_knative_serving_without_the_flags_is_caught():
-    needs = {"topologySpreadConstraints": "kubernetes.podspec-topologyspreadconstraints",
-             "volumes[0].csi": "kubernetes.podspec-volumes-csi", "volumes[1].emptyDir": "kubernetes.podspec-volumes-emptydir"}
-    assert missing_flags(needs, {}) == ["topologySpreadConstraints: kubernetes.podspec-topologyspreadconstraints",
-                                        "volumes[0].csi: kubernetes.podspec-volumes-csi"]
-    assert missing_flags(needs, {"kubernetes.podspec-volumes-emptydir": "disabled"})[-1].startswith("volumes[1]")
+    needs = {
+        "topologySpreadConstraints": "kubernetes.podspec-topologyspreadconstraints",
+        "volumes[0].csi": "kubernetes.podspec-volumes-csi",
+        "volumes[1].emptyDir": "kubernetes.podspec-volumes-emptydir",
+    }
+    assert missing_flags(needs, {}) == [
+        "topologySpreadConstraints: kubernetes.podspec-topologyspreadconstraints",
+        "volumes[0].csi: kubernetes.podspec-volumes-csi",
+    ]
+    assert missing_flags(needs, {"kubernetes.podspec-volumes-emptydir": "disabled"})[-1].startswith(
+        "volumes[1]"
+    )

@@ -16,14 +16,32 @@ REPO = Path(__file__).resolve().parents[2]
 CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
 CONFIG = REPO / ".checkov.kubernetes.yaml"
 OVERLAYS = ["dev-aws", "prod-aws", "dev-azure", "prod-azure"]
-KSERVE_ONLY_FIELDS = {"minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget", "timeout",
-                      "canaryTrafficPercent", "labels", "annotations", "model", "containers", "containerConcurrency"}
-RUNTIME_IMAGE = "kserve/xgbserver:v0.20.0"  # what kserve-xgbserver's container brings; the spec only overrides
+KSERVE_ONLY_FIELDS = {
+    "minReplicas",
+    "maxReplicas",
+    "scaleMetric",
+    "scaleMetricType",
+    "scaleTarget",
+    "timeout",
+    "canaryTrafficPercent",
+    "labels",
+    "annotations",
+    "model",
+    "containers",
+    "containerConcurrency",
+}
+RUNTIME_IMAGE = (
+    "kserve/xgbserver:v0.20.0"  # what kserve-xgbserver's container brings; the spec only overrides
+)
 
 
 def render(overlay: str) -> list[dict]:
-    out = subprocess.run(["kubectl", "kustomize", str(REPO / "kustomize" / "overlays" / overlay)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "kustomize" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -38,17 +56,39 @@ def pod_projection(isvc: dict, component: str) -> dict:
     pod["containers"] = [container]
     labels = {"serving.kserve.io/inferenceservice": isvc["metadata"]["name"], "component": component}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": f"{isvc['metadata']['name']}-{component}", "namespace": isvc["metadata"]["namespace"]},
-        "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{isvc['metadata']['name']}-{component}",
+            "namespace": isvc["metadata"]["namespace"],
+        },
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
     }
 
 
 def run_checkov(folder: Path) -> subprocess.CompletedProcess:
     assert CHECKOV.exists(), f"{CHECKOV} missing: run `bash hack/install-tools.sh`"
-    return subprocess.run([str(CHECKOV), "-d", str(folder), "--framework", "kubernetes", "--skip-download",
-                           "--config-file", str(CONFIG), "--compact", "--quiet"],
-                          capture_output=True, text=True, check=False, timeout=120)
+    return subprocess.run(
+        [
+            str(CHECKOV),
+            "-d",
+            str(folder),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--config-file",
+            str(CONFIG),
+            "--compact",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def test_checkov_passes_on_rendered_overlays_and_pod_specs(tmp_path):

@@ -31,8 +31,18 @@ from tests.deploy.rendering import (
     transformer_container,
 )
 
-SCALE = {"dev": {"predictor": (2, 7), "transformer": (2, 5)}, "prod": {"predictor": (3, 14), "transformer": (3, 10)}}
-CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "batch/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
+SCALE = {
+    "dev": {"predictor": (2, 7), "transformer": (2, 5)},
+    "prod": {"predictor": (3, 14), "transformer": (3, 10)},
+}
+CORE_GROUPS = {
+    "v1",
+    "apps/v1",
+    "policy/v1",
+    "batch/v1",
+    "networking.k8s.io/v1",
+    "rbac.authorization.k8s.io/v1",
+}
 # Knative 1.21 refuses volume mounts on these paths (pkg/apis/serving/k8s_validation.go, reservedPaths).
 KNATIVE_RESERVED_PATHS = {"/", "/dev", "/dev/log"}
 API_KEYS_DIR = "/var/run/secrets/lead-scoring"
@@ -83,17 +93,30 @@ def test_inferenceservice_matches_kserves_models(overlay):
     "plant, expected",
     [
         (lambda i: i["spec"]["predictor"].update(minReplica=3), "spec.predictor.minReplica: unknown field"),
-        (lambda i: i["spec"]["predictor"].update(minReplicas="three"), "spec.predictor.minReplicas: expected int"),
-        (lambda i: i["spec"]["predictor"]["model"].update(storageURI="s3://x/"),
-         "spec.predictor.model.storageURI: unknown field of V1beta1ModelSpec"),
-        (lambda i: i["spec"]["transformer"]["containers"][0]["readinessProbe"]["httpGet"].update(paht="/"),
-         "spec.transformer.containers[0].readinessProbe.httpGet.paht: unknown field of V1HTTPGetAction"),
-        (lambda i: i["spec"]["transformer"]["volumes"][1].update(emptydir={}),
-         "spec.transformer.volumes[1].emptydir: unknown field of V1Volume"),
-        (lambda i: i["spec"]["predictor"]["topologySpreadConstraints"][0].update(maxSkew=True),
-         "spec.predictor.topologySpreadConstraints[0].maxSkew: expected int, got bool"),
-        (lambda i: i["spec"]["transformer"].update(containers={"name": "x"}),
-         "spec.transformer.containers: expected a list"),
+        (
+            lambda i: i["spec"]["predictor"].update(minReplicas="three"),
+            "spec.predictor.minReplicas: expected int",
+        ),
+        (
+            lambda i: i["spec"]["predictor"]["model"].update(storageURI="s3://x/"),
+            "spec.predictor.model.storageURI: unknown field of V1beta1ModelSpec",
+        ),
+        (
+            lambda i: i["spec"]["transformer"]["containers"][0]["readinessProbe"]["httpGet"].update(paht="/"),
+            "spec.transformer.containers[0].readinessProbe.httpGet.paht: unknown field of V1HTTPGetAction",
+        ),
+        (
+            lambda i: i["spec"]["transformer"]["volumes"][1].update(emptydir={}),
+            "spec.transformer.volumes[1].emptydir: unknown field of V1Volume",
+        ),
+        (
+            lambda i: i["spec"]["predictor"]["topologySpreadConstraints"][0].update(maxSkew=True),
+            "spec.predictor.topologySpreadConstraints[0].maxSkew: expected int, got bool",
+        ),
+        (
+            lambda i: i["spec"]["transformer"].update(containers={"name": "x"}),
+            "spec.transformer.containers: expected a list",
+        ),
     ],
 )
 def test_model_walk_catches_a_planted_mistake_with_its_path(plant, expected):
@@ -111,8 +134,13 @@ def test_other_custom_resources_have_their_required_fields(overlay):
     objects_param = yaml.safe_load(spc["spec"]["parameters"]["objects"])
     if overlay.endswith("aws"):
         assert spc["spec"]["provider"] == "aws"
-        assert objects_param == [{"objectName": "lead-scoring/api-keys", "objectType": "secretsmanager",
-                                  "objectAlias": "api-keys.yaml"}]
+        assert objects_param == [
+            {
+                "objectName": "lead-scoring/api-keys",
+                "objectType": "secretsmanager",
+                "objectAlias": "api-keys.yaml",
+            }
+        ]
     else:
         assert spc["spec"]["provider"] == "azure"
         entries = [yaml.safe_load(item) for item in objects_param["array"]]
@@ -174,7 +202,9 @@ def test_model_uris_and_identities_are_per_cloud(overlay):
     else:
         assert re.fullmatch(r"https://[^/]+\.blob\.core\.windows\.net/models/lead-scoring/[^/]+/", uri)
         for sa in accounts.values():
-            assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"].startswith("REPLACE_WITH_")
+            assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"].startswith(
+                "REPLACE_WITH_"
+            )
         for component in ("predictor", "transformer"):
             assert revision_pod_labels(isvc, component)["azure.workload.identity/use"] == "true"
     image = transformer_container(isvc)["image"]
@@ -184,11 +214,14 @@ def test_model_uris_and_identities_are_per_cloud(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_api_keys_come_from_the_secret_provider_class(overlay):
     objects = rendered(overlay)
-    assert not [o for o in objects if o["kind"] == "Secret"], "cloud overlays must not ship the template Secret"
+    assert not [o for o in objects if o["kind"] == "Secret"], (
+        "cloud overlays must not ship the template Secret"
+    )
     isvc = one(objects, "InferenceService", "lead-scoring")
     volumes = {v["name"]: v for v in isvc["spec"]["transformer"]["volumes"]}
     assert volumes["api-keys"]["csi"] == {
-        "driver": "secrets-store.csi.k8s.io", "readOnly": True,
+        "driver": "secrets-store.csi.k8s.io",
+        "readOnly": True,
         "volumeAttributes": {"secretProviderClass": "lead-scoring-api-keys"},
     }
 
@@ -233,7 +266,10 @@ def test_pods_spread_over_zones_and_nodes(overlay):
     isvc = one(rendered(overlay), "InferenceService", "lead-scoring")
     for component in ("predictor", "transformer"):
         constraints = isvc["spec"][component]["topologySpreadConstraints"]
-        assert {c["topologyKey"] for c in constraints} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        assert {c["topologyKey"] for c in constraints} == {
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/hostname",
+        }
         for constraint in constraints:
             assert selects(constraint["labelSelector"], revision_pod_labels(isvc, component))
 
@@ -255,7 +291,9 @@ def test_containers_are_locked_down_and_fit_knative(overlay):
         assert security["capabilities"] == {"drop": ["ALL"]}
         assert security["seccompProfile"] == {"type": "RuntimeDefault"}
         resources = container["resources"]
-        assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+        assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
+            resources["limits"]
+        )
         # Knative: one port, named for its protocol; no mount on its reserved paths; secret mounts read-only.
         assert len(container["ports"]) == 1 and container["ports"][0]["name"] in {"h2c", "http1"}
         volumes = {v["name"]: v for v in isvc["spec"][component]["volumes"]}
@@ -266,7 +304,9 @@ def test_containers_are_locked_down_and_fit_knative(overlay):
         tmpdir = env_of(container).get("TMPDIR")
         assert tmpdir in {m["mountPath"] for m in container["volumeMounts"]}
     assert transformer_container(isvc)["securityContext"]["runAsUser"] == 10001
-    assert isvc["spec"]["predictor"]["model"]["resources"]["requests"]["cpu"] != "1"  # not the runtime's default
+    assert (
+        isvc["spec"]["predictor"]["model"]["resources"]["requests"]["cpu"] != "1"
+    )  # not the runtime's default
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -291,12 +331,17 @@ def test_monitoring_component_brings_every_monitoring_manifest():
 
 
 def test_canary_component_splits_both_components_alike(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        # kustomize accepts only relative roots
-        "resources": [os.path.relpath(REPO / "kustomize" / "overlays" / "prod-aws", tmp_path)],
-        "components": [os.path.relpath(REPO / "kustomize" / "components" / "canary", tmp_path)],
-    }))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize accepts only relative roots
+                "resources": [os.path.relpath(REPO / "kustomize" / "overlays" / "prod-aws", tmp_path)],
+                "components": [os.path.relpath(REPO / "kustomize" / "components" / "canary", tmp_path)],
+            }
+        )
+    )
     isvc = one(kustomize(tmp_path), "InferenceService", "lead-scoring")
     assert inference_service_problems(isvc) == []
     percents = {isvc["spec"][c].get("canaryTrafficPercent") for c in ("predictor", "transformer")}

@@ -53,9 +53,13 @@ def metrics_exposure_problems(isvc: dict, podmonitor: dict) -> list[str]:
     problems = []
     if args.metrics_port is None:
         return ["transformer: no --metrics_port, /metrics is served on the public API port"]
-    declared = {p["containerPort"] for c in isvc["spec"]["transformer"]["containers"] for p in c.get("ports", [])}
+    declared = {
+        p["containerPort"] for c in isvc["spec"]["transformer"]["containers"] for p in c.get("ports", [])
+    }
     if args.metrics_port in declared:
-        problems.append(f"metrics port {args.metrics_port} is a declared containerPort (the public port on Knative)")
+        problems.append(
+            f"metrics port {args.metrics_port} is a declared containerPort (the public port on Knative)"
+        )
     if args.metrics_port in {args.http_port, args.grpc_port}:
         problems.append(f"metrics port {args.metrics_port} is also an API port")
     if args.metrics_port in QUEUE_PROXY_PORTS:
@@ -64,9 +68,13 @@ def metrics_exposure_problems(isvc: dict, podmonitor: dict) -> list[str]:
     if any(key in endpoint for key in PORT_SELECTORS):
         problems.append("PodMonitor selects a declared port: an undeclared metrics port is never discovered")
     if scrape_port(endpoint) != args.metrics_port:
-        problems.append(f"PodMonitor scrapes port {scrape_port(endpoint)}, the transformer serves metrics on "
-                        f"{args.metrics_port}")
-    if not (keeps(endpoint, "kserve-container", args.http_port) and keeps(endpoint, "kserve-container", None)):
+        problems.append(
+            f"PodMonitor scrapes port {scrape_port(endpoint)}, the transformer serves metrics on "
+            f"{args.metrics_port}"
+        )
+    if not (
+        keeps(endpoint, "kserve-container", args.http_port) and keeps(endpoint, "kserve-container", None)
+    ):
         problems.append("PodMonitor drops the transformer container's discovered target")
     if keeps(endpoint, "queue-proxy", 8012):
         problems.append("PodMonitor keeps queue-proxy targets: each pod would be scraped more than once")
@@ -91,24 +99,30 @@ def test_the_one_declared_port_is_the_public_api_port(overlay):
 
 def test_checker_flags_a_declared_a_missing_and_a_mismatched_metrics_port():
     def isvc(args: list[str], ports: list[int]) -> dict:
-        container = {"name": "kserve-container", "args": args,
-                     "ports": [{"containerPort": p} for p in ports]}
+        container = {"name": "kserve-container", "args": args, "ports": [{"containerPort": p} for p in ports]}
         return {"spec": {"transformer": {"containers": [container]}}}
 
     def monitor(port: int, **extra) -> dict:
-        relabelings = [{"sourceLabels": ["a", "b"], "regex": "kserve-container;(8080)?", "action": "keep"},
-                       {"targetLabel": "__address__", "replacement": f"$1:{port}"}]
+        relabelings = [
+            {"sourceLabels": ["a", "b"], "regex": "kserve-container;(8080)?", "action": "keep"},
+            {"targetLabel": "__address__", "replacement": f"$1:{port}"},
+        ]
         return {"spec": {"podMetricsEndpoints": [{"path": "/metrics", "relabelings": relabelings, **extra}]}}
 
     good = ["--http_port=8080", "--metrics_port=9095"]
     assert metrics_exposure_problems(isvc(good, [8080]), monitor(9095)) == []
     assert metrics_exposure_problems(isvc(["--http_port=8080"], [8080]), monitor(8080)) == [
-        "transformer: no --metrics_port, /metrics is served on the public API port"]
+        "transformer: no --metrics_port, /metrics is served on the public API port"
+    ]
     assert metrics_exposure_problems(isvc(good, [8080, 9095]), monitor(9095)) == [
-        "metrics port 9095 is a declared containerPort (the public port on Knative)"]
+        "metrics port 9095 is a declared containerPort (the public port on Knative)"
+    ]
     assert metrics_exposure_problems(isvc(good, [8080]), monitor(9096)) == [
-        "PodMonitor scrapes port 9096, the transformer serves metrics on 9095"]
+        "PodMonitor scrapes port 9096, the transformer serves metrics on 9095"
+    ]
     assert metrics_exposure_problems(isvc(good, [8080]), monitor(9095, portNumber=9095)) == [
-        "PodMonitor selects a declared port: an undeclared metrics port is never discovered"]
-    assert metrics_exposure_problems(isvc(["--http_port=8080", "--metrics_port=9091"], [8080]), monitor(9091)) == [
-        "metrics port 9091 collides with the queue-proxy"]
+        "PodMonitor selects a declared port: an undeclared metrics port is never discovered"
+    ]
+    assert metrics_exposure_problems(
+        isvc(["--http_port=8080", "--metrics_port=9091"], [8080]), monitor(9091)
+    ) == ["metrics port 9091 collides with the queue-proxy"]

@@ -37,9 +37,9 @@ def prod_pods(cloud: str) -> list[float]:
 
 
 def vcpus(size: str) -> int:
-    if (m := re.fullmatch(r"[a-z0-9-]+\.(\d*)x?large", size)):  # EC2: large = 2, xlarge = 4, Nxlarge = 4N
+    if m := re.fullmatch(r"[a-z0-9-]+\.(\d*)x?large", size):  # EC2: large = 2, xlarge = 4, Nxlarge = 4N
         return 2 if not size.endswith("xlarge") else 4 * int(m.group(1) or 1)
-    if (m := re.fullmatch(r"Standard_[A-Z]+(\d+)[a-z]*_v\d+", size)):  # Azure: the number after the family
+    if m := re.fullmatch(r"Standard_[A-Z]+(\d+)[a-z]*_v\d+", size):  # Azure: the number after the family
         return int(m.group(1))
     raise ValueError(size)
 
@@ -60,7 +60,9 @@ def test_eks_runs_the_cluster_autoscaler_for_this_cluster():
     assert release["chart"] == "cluster-autoscaler"
     values = str(release["values"])
     assert re.search(r"clusterName\s*=\s*module\.platform\.cluster_name", values)
-    assert re.search(r'"eks\.amazonaws\.com/role-arn"\s*=\s*module\.platform\.cluster_autoscaler_role_arn', values)
+    assert re.search(
+        r'"eks\.amazonaws\.com/role-arn"\s*=\s*module\.platform\.cluster_autoscaler_role_arn', values
+    )
     assert re.search(r'name\s*=\s*"cluster-autoscaler"', values)
 
 
@@ -78,8 +80,9 @@ def test_node_maxima_hold_prod_at_max_replicas():
 
 
 def test_sizing_arithmetic():
-    assert [vcpus(s) for s in ("m7i.large", "m7i.xlarge", "m7i.4xlarge", "Standard_D4ds_v5", "Standard_D16ds_v5")] == [
-        2, 4, 16, 4, 16]
+    assert [
+        vcpus(s) for s in ("m7i.large", "m7i.xlarge", "m7i.4xlarge", "Standard_D4ds_v5", "Standard_D16ds_v5")
+    ] == [2, 4, 16, 4, 16]
     # 24 pods of 0.725 CPU: 4 per 4-vCPU node -> 6 nodes, + 1 for the platform.
     assert nodes_needed([0.725] * 24, 4) == 7
     # The original node group (m7i.large, at most 6 nodes) could not hold them even with an autoscaler.

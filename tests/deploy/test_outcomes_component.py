@@ -16,10 +16,16 @@ COMPONENT = REPO / "kustomize" / "components" / "outcomes"
 
 @pytest.mark.parametrize("overlay", ["dev-aws", "prod-azure"])
 def test_component_enables_the_route_with_its_own_spool_volume(overlay, tmp_path):
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(REPO / "kustomize" / "overlays" / overlay, tmp_path)],
-        "components": [os.path.relpath(COMPONENT, tmp_path)]}))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(REPO / "kustomize" / "overlays" / overlay, tmp_path)],
+                "components": [os.path.relpath(COMPONENT, tmp_path)],
+            }
+        )
+    )
     isvc = one(kustomize(tmp_path), "InferenceService", "lead-scoring")
     container = transformer_container(isvc)
     args = parse_transformer_args(container)

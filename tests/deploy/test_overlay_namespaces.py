@@ -79,6 +79,9 @@ def test_every_namespaced_object_is_in_the_app_namespace(overlay):
 
 
 def test_checker_flags_an_object_without_namespace():
-    spc = {"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-           "metadata": {"name": "lead-scoring-api-keys"}}
+    spc = {
+        "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+        "kind": "SecretProviderClass",
+        "metadata": {"name": "lead-scoring-api-keys"},
+    }
     assert namespace_problems([spc]) == ["SecretProviderClass/lead-scoring-api-keys: namespace None"]

@@ -53,8 +53,10 @@ def test_transformer_calls_the_predictor_on_its_cluster_local_address(overlay):
 
 
 def test_checker_flags_a_public_predictor_and_a_hidden_transformer():
-    isvc = {"metadata": {"name": "x", "labels": {VISIBILITY: "cluster-local"}},
-            "spec": {"predictor": {}, "transformer": {}}}
+    isvc = {
+        "metadata": {"name": "x", "labels": {VISIBILITY: "cluster-local"}},
+        "spec": {"predictor": {}, "transformer": {}},
+    }
     assert visibility_problems(isvc) == ["transformer: cluster-local, the public API would be unreachable"]
     isvc["metadata"]["labels"] = {}
     assert visibility_problems(isvc) == ["predictor: public on the ingress (no cluster-local visibility)"]

@@ -28,29 +28,62 @@ if sys.argv[1:2] == ["get"]:
 
 def isvc(predictor_percent=None, transformer_percent=None) -> dict:
     spec = {
-        "predictor": {"minReplicas": 3, "model": {"modelFormat": {"name": "xgboost"},
-                                                   "storageUri": "s3://models/lead-scoring/v1/"}},
-        "transformer": {"containers": [{
-            "name": "kserve-container", "image": "registry/lead-scoring-transformer:0.1.0",
-            "args": ["--predictor_protocol=grpc-v2"],
-            "env": [{"name": "MODEL_CARD_URI", "value": "s3://models/lead-scoring/v1/"},
-                    {"name": "TMPDIR", "value": "/var/tmp"}],
-        }]},
+        "predictor": {
+            "minReplicas": 3,
+            "model": {"modelFormat": {"name": "xgboost"}, "storageUri": "s3://models/lead-scoring/v1/"},
+        },
+        "transformer": {
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "registry/lead-scoring-transformer:0.1.0",
+                    "args": ["--predictor_protocol=grpc-v2"],
+                    "env": [
+                        {"name": "MODEL_CARD_URI", "value": "s3://models/lead-scoring/v1/"},
+                        {"name": "TMPDIR", "value": "/var/tmp"},
+                    ],
+                }
+            ]
+        },
     }
     if predictor_percent is not None:
         spec["predictor"]["canaryTrafficPercent"] = predictor_percent
     if transformer_percent is not None:
         spec["transformer"]["canaryTrafficPercent"] = transformer_percent
     return {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": "lead-scoring", "namespace": "lead-scoring"}, "spec": spec,
-        "status": {"conditions": [{"type": "Ready", "status": "True"}], "components": {
-            "predictor": {"traffic": [
-                {"revisionName": "lead-scoring-predictor-00002", "percent": 10, "latestRevision": True},
-                {"revisionName": "lead-scoring-predictor-00001", "percent": 90, "tag": "prev",
-                 "latestRevision": False}]},
-            "transformer": {"traffic": [{"revisionName": "lead-scoring-transformer-00001", "percent": 100,
-                                         "latestRevision": True}]}}},
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "lead-scoring", "namespace": "lead-scoring"},
+        "spec": spec,
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {
+                "predictor": {
+                    "traffic": [
+                        {
+                            "revisionName": "lead-scoring-predictor-00002",
+                            "percent": 10,
+                            "latestRevision": True,
+                        },
+                        {
+                            "revisionName": "lead-scoring-predictor-00001",
+                            "percent": 90,
+                            "tag": "prev",
+                            "latestRevision": False,
+                        },
+                    ]
+                },
+                "transformer": {
+                    "traffic": [
+                        {
+                            "revisionName": "lead-scoring-transformer-00001",
+                            "percent": 100,
+                            "latestRevision": True,
+                        }
+                    ]
+                },
+            },
+        },
     }
 
 
@@ -69,8 +102,12 @@ def kubectl(tmp_path):
         if answer is not None:
             canned.write_text(json.dumps(answer))
         log.write_text("")
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KUBECTL_LOG": str(log),
-               "KUBECTL_GET_JSON": str(canned)}
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "KUBECTL_LOG": str(log),
+            "KUBECTL_GET_JSON": str(canned),
+        }
         env.pop("LEAD_SCORING_NAMESPACE", None)
         result = subprocess.run([str(ROLLOUT), *args], capture_output=True, text=True, env=env, check=False)
         calls = [json.loads(line) for line in log.read_text().splitlines()]
@@ -90,24 +127,54 @@ def patch_of(calls) -> dict:
 
 
 def test_canary_moves_model_card_and_booster_in_one_patch(kubectl):
-    result, calls = kubectl("canary", "lead-scoring", "--model-uri", "s3://models/lead-scoring/v2/",
-                            "--image", "registry/lead-scoring-transformer:0.2.0", "--percent", "10")
+    result, calls = kubectl(
+        "canary",
+        "lead-scoring",
+        "--model-uri",
+        "s3://models/lead-scoring/v2/",
+        "--image",
+        "registry/lead-scoring-transformer:0.2.0",
+        "--percent",
+        "10",
+    )
     assert result.returncode == 0, result.stderr
-    assert calls[0] == ["get", "inferenceservice", "lead-scoring", "--namespace", "lead-scoring", "--output", "json"]
-    assert patch_of(calls) == {"spec": {
-        "predictor": {"canaryTrafficPercent": 10, "model": {"storageUri": "s3://models/lead-scoring/v2/"}},
-        "transformer": {"canaryTrafficPercent": 10, "containers": [{
-            "name": "kserve-container", "image": "registry/lead-scoring-transformer:0.2.0",
-            "args": ["--predictor_protocol=grpc-v2"],
-            "env": [{"name": "MODEL_CARD_URI", "value": "s3://models/lead-scoring/v2/"},
-                    {"name": "TMPDIR", "value": "/var/tmp"}],
-        }]},
-    }}
+    assert calls[0] == [
+        "get",
+        "inferenceservice",
+        "lead-scoring",
+        "--namespace",
+        "lead-scoring",
+        "--output",
+        "json",
+    ]
+    assert patch_of(calls) == {
+        "spec": {
+            "predictor": {
+                "canaryTrafficPercent": 10,
+                "model": {"storageUri": "s3://models/lead-scoring/v2/"},
+            },
+            "transformer": {
+                "canaryTrafficPercent": 10,
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": "registry/lead-scoring-transformer:0.2.0",
+                        "args": ["--predictor_protocol=grpc-v2"],
+                        "env": [
+                            {"name": "MODEL_CARD_URI", "value": "s3://models/lead-scoring/v2/"},
+                            {"name": "TMPDIR", "value": "/var/tmp"},
+                        ],
+                    }
+                ],
+            },
+        }
+    }
 
 
 def test_canary_without_image_keeps_the_image(kubectl):
-    result, calls = kubectl("canary", "lead-scoring", "--model-uri", "s3://m/v3/", "--percent", "5",
-                            "--namespace", "lead-scoring")
+    result, calls = kubectl(
+        "canary", "lead-scoring", "--model-uri", "s3://m/v3/", "--percent", "5", "--namespace", "lead-scoring"
+    )
     assert result.returncode == 0, result.stderr
     container = patch_of(calls)["spec"]["transformer"]["containers"][0]
     assert container["image"] == "registry/lead-scoring-transformer:0.1.0"
@@ -115,8 +182,15 @@ def test_canary_without_image_keeps_the_image(kubectl):
 
 
 def test_canary_refuses_while_another_canary_runs(kubectl):
-    result, calls = kubectl("canary", "lead-scoring", "--model-uri", "s3://m/v3/", "--percent", "5",
-                            answer=isvc(predictor_percent=20, transformer_percent=20))
+    result, calls = kubectl(
+        "canary",
+        "lead-scoring",
+        "--model-uri",
+        "s3://m/v3/",
+        "--percent",
+        "5",
+        answer=isvc(predictor_percent=20, transformer_percent=20),
+    )
     assert result.returncode != 0 and "already running" in result.stderr
     assert not [c for c in calls if c[0] == "patch"]
 
@@ -124,15 +198,17 @@ def test_canary_refuses_while_another_canary_runs(kubectl):
 def test_step_sets_the_same_percent_on_both_components(kubectl):
     result, calls = kubectl("step", "lead-scoring", "--percent", "50")
     assert result.returncode == 0, result.stderr
-    assert patch_of(calls) == {"spec": {"predictor": {"canaryTrafficPercent": 50},
-                                        "transformer": {"canaryTrafficPercent": 50}}}
+    assert patch_of(calls) == {
+        "spec": {"predictor": {"canaryTrafficPercent": 50}, "transformer": {"canaryTrafficPercent": 50}}
+    }
 
 
 def test_promote_removes_the_split(kubectl):
     result, calls = kubectl("promote", "lead-scoring", answer=isvc(50, 50))
     assert result.returncode == 0, result.stderr
-    assert patch_of(calls) == {"spec": {"predictor": {"canaryTrafficPercent": None},
-                                        "transformer": {"canaryTrafficPercent": None}}}
+    assert patch_of(calls) == {
+        "spec": {"predictor": {"canaryTrafficPercent": None}, "transformer": {"canaryTrafficPercent": None}}
+    }
 
 
 def test_promote_refuses_after_rollback(kubectl):
@@ -144,8 +220,9 @@ def test_promote_refuses_after_rollback(kubectl):
 def test_rollback_sends_all_traffic_to_the_previous_revisions(kubectl):
     result, calls = kubectl("rollback", "lead-scoring")
     assert result.returncode == 0, result.stderr
-    assert patch_of(calls) == {"spec": {"predictor": {"canaryTrafficPercent": 0},
-                                        "transformer": {"canaryTrafficPercent": 0}}}
+    assert patch_of(calls) == {
+        "spec": {"predictor": {"canaryTrafficPercent": 0}, "transformer": {"canaryTrafficPercent": 0}}
+    }
 
 
 @pytest.mark.parametrize("percent", ["0", "100", "ten", "-5", ""])
@@ -162,7 +239,9 @@ def test_canary_needs_a_model_uri(kubectl):
 def test_status_shows_uris_and_traffic(kubectl):
     result, calls = kubectl("status", "lead-scoring", "-n", "staging", answer=isvc(10, 10))
     assert result.returncode == 0, result.stderr
-    assert calls == [["get", "inferenceservice", "lead-scoring", "--namespace", "staging", "--output", "json"]]
+    assert calls == [
+        ["get", "inferenceservice", "lead-scoring", "--namespace", "staging", "--output", "json"]
+    ]
     assert "s3://models/lead-scoring/v1/" in result.stdout
     assert "90% -> lead-scoring-predictor-00001 (tag prev)" in result.stdout
     assert "10% -> lead-scoring-predictor-00002 [latest]" in result.stdout

@@ -26,18 +26,30 @@ KEY = "rows-" + secrets.token_hex(12)
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 V2 = f"/v2/models/{MODEL_NAME}/infer"
 CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
-X = np.where(np.isnan(sample_features(3, seed=51)), [f.minimum for f in FEATURES], sample_features(3, seed=51))
+X = np.where(
+    np.isnan(sample_features(3, seed=51)), [f.minimum for f in FEATURES], sample_features(3, seed=51)
+)
 
 
 @pytest.fixture(scope="module", params=["fast_path", "kserve_rest"])
 def server(request, small_artifact, tmp_path_factory):
     """Both REST paths: the fast JSON path (default) and KServe's own routes (--fast_path false)."""
     lake = tmp_path_factory.mktemp("rows-lake")
-    transformer = start_transformer(small_artifact, tmp_path_factory.mktemp("rows-logs"), api_keys=f"rows:{KEY}",
-                                    extra_args=["--sink_uri", lake.as_uri(), "--sink_spool_dir",
-                                                str(tmp_path_factory.mktemp("rows-spool")),
-                                                "--sink_flush_seconds", "0.2",
-                                                "--fast_path", str(request.param == "fast_path").lower()])
+    transformer = start_transformer(
+        small_artifact,
+        tmp_path_factory.mktemp("rows-logs"),
+        api_keys=f"rows:{KEY}",
+        extra_args=[
+            "--sink_uri",
+            lake.as_uri(),
+            "--sink_spool_dir",
+            str(tmp_path_factory.mktemp("rows-spool")),
+            "--sink_flush_seconds",
+            "0.2",
+            "--fast_path",
+            str(request.param == "fast_path").lower(),
+        ],
+    )
     transformer.wait_ready()
     transformer.lake = lake
     yield transformer
@@ -50,9 +62,15 @@ def post(server, path: str, **kwargs) -> httpx.Response:
 
 
 def binary(server, header: bytes, tail: bytes = b"", length: str | None = None) -> httpx.Response:
-    return post(server, V2, content=header + tail,
-                headers={"content-type": "application/octet-stream",
-                         "inference-header-content-length": str(len(header)) if length is None else length})
+    return post(
+        server,
+        V2,
+        content=header + tail,
+        headers={
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(len(header)) if length is None else length,
+        },
+    )
 
 
 def refused(response: httpx.Response, *words: str) -> dict:
@@ -67,13 +85,20 @@ def refused(response: httpx.Response, *words: str) -> dict:
 
 # The table of the issue: one test per row.
 
+
 def test_row1_json_shape_whose_int64_product_wraps_around(server):
-    body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [368934881474191033, 50], "data": [0.5] * 34}]}
+    body = {
+        "inputs": [
+            {"name": "leads", "datatype": "FP32", "shape": [368934881474191033, 50], "data": [0.5] * 34}
+        ]
+    }
     refused(post(server, V2, json=body), "368934881474191033", "needs 18446744073709551650 values", "has 34")
 
 
 def test_row2_json_shape_of_two_to_the_64_values_and_no_data(server):
-    body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [4294967296, 4294967296, 1], "data": []}]}
+    body = {
+        "inputs": [{"name": "leads", "datatype": "FP32", "shape": [4294967296, 4294967296, 1], "data": []}]
+    }
     refused(post(server, V2, json=body), "needs 18446744073709551616 values", "has 0")
 
 
@@ -85,7 +110,10 @@ def test_row3_binary_header_without_inputs(server):
 
 def test_row4_binary_input_without_shape(server):
     refused(binary(server, orjson.dumps({"inputs": [{"name": "input-0"}]})), "input 'input-0'")
-    refused(binary(server, orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP32"}]})), "'shape' is missing")
+    refused(
+        binary(server, orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP32"}]})),
+        "'shape' is missing",
+    )
 
 
 def test_row5_header_length_that_is_not_a_number(server):
@@ -97,14 +125,34 @@ def test_row6_inputs_that_is_not_a_list(server):
 
 
 def test_row7_negative_binary_data_size(server):
-    header = orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 50],
-                                       "parameters": {"binary_data_size": -8}}]})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "datatype": "FP32",
+                    "shape": [1, 50],
+                    "parameters": {"binary_data_size": -8},
+                }
+            ]
+        }
+    )
     refused(binary(server, header, bytes(200)), "binary_data_size", "-8")
 
 
 def test_binary_byte_counts_that_do_not_fill_the_shape(server):
-    header = orjson.dumps({"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, N_FEATURES],
-                                       "parameters": {"binary_data_size": 196}}]})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "leads",
+                    "datatype": "FP32",
+                    "shape": [1, N_FEATURES],
+                    "parameters": {"binary_data_size": 196},
+                }
+            ]
+        }
+    )
     refused(binary(server, header, bytes(196)), "196 bytes", "50 FP32 values take 200")
     exact = header.replace(b"196", b"200")
     refused(binary(server, exact, bytes(300)), "100 bytes follow the last input")
@@ -113,8 +161,9 @@ def test_binary_byte_counts_that_do_not_fill_the_shape(server):
 
 # Lead ids, on the three request forms, and what reaches the lake.
 
+
 def v1_body(ids: list) -> dict:
-    records = as_records(X[:len(ids)])
+    records = as_records(X[: len(ids)])
     for record, lead_id in zip(records, ids, strict=True):
         record["lead_id"] = lead_id
     return {"instances": records}
@@ -122,19 +171,25 @@ def v1_body(ids: list) -> dict:
 
 def v2_body(ids: list, shape: list | None = None) -> dict:
     n = len(ids)
-    return {"inputs": [{"name": "leads", "datatype": "FP64", "shape": [n, N_FEATURES], "data": X[:n].ravel().tolist()},
-                       {"name": "lead_id", "datatype": "BYTES", "shape": shape or [n], "data": ids}]}
+    return {
+        "inputs": [
+            {"name": "leads", "datatype": "FP64", "shape": [n, N_FEATURES], "data": X[:n].ravel().tolist()},
+            {"name": "lead_id", "datatype": "BYTES", "shape": shape or [n], "data": ids},
+        ]
+    }
 
 
 def grpc_ids(server, ids: list[bytes]):
     async def call():
         client = InferenceGRPCClient(server.grpc_target, retries=0, timeout=20)
         leads = InferInput("leads", [len(ids), N_FEATURES], "FP32")
-        leads.set_data_from_numpy(X[:len(ids)].astype(np.float32), binary_data=True)
+        leads.set_data_from_numpy(X[: len(ids)].astype(np.float32), binary_data=True)
         lead_id = InferInput("lead_id", [len(ids)], "BYTES")
         lead_id.set_data_from_numpy(np.array(ids, dtype=object), binary_data=True)
         try:
-            return await client.infer(InferRequest(MODEL_NAME, [leads, lead_id]), headers=[("x-api-key", KEY)])
+            return await client.infer(
+                InferRequest(MODEL_NAME, [leads, lead_id]), headers=[("x-api-key", KEY)]
+            )
         finally:
             await client.close()
 
@@ -144,20 +199,23 @@ def grpc_ids(server, ids: list[bytes]):
         return error
 
 
-@pytest.mark.parametrize("ids,rule", [
-    ([{"a": [1, 2]}, "b"], "type"),                 # the issue's V1 example
-    (["a", "x" * 10_000], "length"),                # echoed in full and stored before
-    (["a", "line\nbreak"], "printable"),
-    (["a", 1.5], "type"),
-    (["a", True], "type"),
-])
+@pytest.mark.parametrize(
+    "ids,rule",
+    [
+        ([{"a": [1, 2]}, "b"], "type"),  # the issue's V1 example
+        (["a", "x" * 10_000], "length"),  # echoed in full and stored before
+        (["a", "line\nbreak"], "printable"),
+        (["a", 1.5], "type"),
+        (["a", True], "type"),
+    ],
+)
 def test_v1_lead_id_rule(server, ids, rule):
     body = refused(post(server, V1, json=v1_body(ids)), "lead_id")
     assert body["problems"][0]["rule"] == rule and "x" * 200 not in body["error"]
 
 
 def test_v2_json_ragged_nested_non_string_long_and_control_character_ids(server):
-    refused(post(server, V2, json=v2_body([["a"], ["b", "c"]], [2])), "lead_id")       # the issue's example
+    refused(post(server, V2, json=v2_body([["a"], ["b", "c"]], [2])), "lead_id")  # the issue's example
     refused(post(server, V2, json=v2_body([["a"], ["b"]], [2])), "lead_id")
     refused(post(server, V2, json=v2_body([7, 8])), "lead_id")
     refused(post(server, V2, json=v2_body(["a", "x" * 129])), "129 characters")
@@ -165,8 +223,11 @@ def test_v2_json_ragged_nested_non_string_long_and_control_character_ids(server)
 
 
 def test_grpc_ids_are_checked_too(server):
-    for bad, words in (([b"a", b"x" * 200], "200 characters"), ([b"a", b"\xff\xfe"], "UTF-8"),
-                       ([b"a", b"esc\x1b"], "printable")):
+    for bad, words in (
+        ([b"a", b"x" * 200], "200 characters"),
+        ([b"a", b"\xff\xfe"], "UTF-8"),
+        ([b"a", b"esc\x1b"], "printable"),
+    ):
         error = grpc_ids(server, bad)
         assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
         assert words in error.details() and not CLASS_NAME.search(error.details())
@@ -181,7 +242,7 @@ def test_only_valid_normalised_ids_reach_the_answer_and_the_lake(server):
     assert answer.status_code == 200, answer.text
     grpc_answer = grpc_ids(server, [f"g-{marker}".encode()])
     assert not isinstance(grpc_answer, grpc.RpcError), grpc_answer
-    post(server, V1, json=v1_body([f"bad-{marker}", "x" * 10_000]))   # refused: nothing of it is stored
+    post(server, V1, json=v1_body([f"bad-{marker}", "x" * 10_000]))  # refused: nothing of it is stored
     expected = {f"v1-{marker}", "4242", "2", f"v2-{marker}", f"ü-{marker}", f"g-{marker}"}
     deadline = time.monotonic() + 20
     stored: set = set()
@@ -189,13 +250,19 @@ def test_only_valid_normalised_ids_reach_the_answer_and_the_lake(server):
         time.sleep(0.3)
         files = [p for p in server.lake.rglob("*.parquet") if not p.name.startswith(".")]
         if files:
-            stored = set(ds.dataset(files, format="parquet").to_table(columns=["lead_id"]).column("lead_id").to_pylist())
+            stored = set(
+                ds.dataset(files, format="parquet")
+                .to_table(columns=["lead_id"])
+                .column("lead_id")
+                .to_pylist()
+            )
     assert expected <= stored
     assert not any(marker in i and i.startswith("bad-") for i in stored)
     assert all(0 < len(i) <= 128 and i.isprintable() for i in stored)
 
 
 # One error shape for every answer.
+
 
 def test_unknown_routes_and_wrong_methods_answer_the_error_shape(server):
     unknown = httpx.get(server.url + "/no/such/route", timeout=10)
@@ -209,7 +276,7 @@ def test_a_pinned_model_version_is_honoured_not_a_501(server):
     """KServe's infer route also reads `?model_version=` (and has a /versions/<v>/infer URL), and answers 501 to any
     version: found by the KServe-routes fuzzer."""
     served = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()["versions"][0]
-    body = {**v2_body(["a"]), "outputs": [{"name": "score"}]}   # requested outputs: KServe's own route answers
+    body = {**v2_body(["a"]), "outputs": [{"name": "score"}]}  # requested outputs: KServe's own route answers
     other = post(server, V2 + "?model_version=0", json=body)
     assert other.status_code == 404 and "'0' is not served" in other.json()["error"]
     same = post(server, f"{V2}?model_version={served}", json=body)
@@ -219,4 +286,6 @@ def test_a_pinned_model_version_is_honoured_not_a_501(server):
     assert pinned.status_code == 200, pinned.text
     other = post(server, f"/v2/models/{MODEL_NAME}/versions/v0/infer", json=v2_body(["a"]))
     assert other.status_code == 404 and "'v0' is not served" in other.json()["error"]
-    assert httpx.post(f"{server.url}{V2}?model_version=0", json=body, timeout=20).status_code == 401   # key first
+    assert (
+        httpx.post(f"{server.url}{V2}?model_version=0", json=body, timeout=20).status_code == 401
+    )  # key first

@@ -62,7 +62,9 @@ def test_export_is_scored_and_every_planted_problem_is_rejected(export, small_ar
     assert set(scores.column("model_version").to_pylist()) == {card.version}
 
     rejects = pq.read_table(out / "rejects").to_pylist()
-    assert sorted((r["row"], r["field"], r["rule"]) for r in rejects) == sorted((r, f, rule) for r, f, rule, _ in PLANTED)
+    assert sorted((r["row"], r["field"], r["rule"]) for r in rejects) == sorted(
+        (r, f, rule) for r, f, rule, _ in PLANTED
+    )
     by_cell = {(r["row"], r["field"]): r for r in rejects}
     assert by_cell[(3, "employee_count")]["message"] == "row 3: employee_count must be >= 1, got 0"
     assert by_cell[(10, "industry")]["lead_id"] == "L0000000010"
@@ -99,13 +101,17 @@ def test_csv_export_gives_the_same_answers_and_rejects_unparsable_cells(export, 
     result = run_batch("--input", str(csv_path), "--output", str(out), "--model", str(small_artifact))
     assert result.returncode == 0, result.stderr
     rejects = pq.read_table(out / "rejects").to_pylist()
-    type_rejects = sorted((r["row"], r["field"], r["rule"], r["value"]) for r in rejects if r["rule"] == "type")
+    type_rejects = sorted(
+        (r["row"], r["field"], r["rule"], r["value"]) for r in rejects if r["rule"] == "type"
+    )
     assert type_rejects == [(100, "demo_requested", "type", '"yes"'), (100, "touches_30d", "type", '"many"')]
     ok = valid_rows(N)
     ok[100] = False
     scores = read_scores(out)
     assert scores.num_rows == ok.sum()
-    np.testing.assert_allclose(scores.column("score").to_numpy(), expected_scores(small_artifact, x[ok]), atol=1e-6)
+    np.testing.assert_allclose(
+        scores.column("score").to_numpy(), expected_scores(small_artifact, x[ok]), atol=1e-6
+    )
 
 
 def test_shards_cover_every_row_once_and_the_last_writes_the_manifest(export, small_artifact, tmp_path):
@@ -113,21 +119,41 @@ def test_shards_cover_every_row_once_and_the_last_writes_the_manifest(export, sm
     out = tmp_path / "out"
     for index in range(3):
         assert not (out / "_manifest.json").exists()
-        result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact),
-                           env={"JOB_COMPLETION_INDEX": str(index), "BATCH_SHARD_COUNT": "3"})
+        result = run_batch(
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--model",
+            str(small_artifact),
+            env={"JOB_COMPLETION_INDEX": str(index), "BATCH_SHARD_COUNT": "3"},
+        )
         assert result.returncode == 0, result.stderr
     ids = pq.read_table(out / "scores").column("lead_id").to_pylist()
     assert sorted(ids) == [f"L{i:010d}" for i in np.flatnonzero(valid_rows(N))]
-    assert sorted(p.name for p in (out / "scores").iterdir()) == [f"part-0000{i}-of-00003.parquet" for i in range(3)]
+    assert sorted(p.name for p in (out / "scores").iterdir()) == [
+        f"part-0000{i}-of-00003.parquet" for i in range(3)
+    ]
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["shard_count"] == 3 and [s["shard"] for s in manifest["shards"]] == [0, 1, 2]
     assert manifest["rows_read"] == N and manifest["rows_rejected"] == len(BAD_ROWS)
 
-    again = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact),
-                      "--shard-index", "1", "--shard-count", "3")
+    again = run_batch(
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--model",
+        str(small_artifact),
+        "--shard-index",
+        "1",
+        "--shard-count",
+        "3",
+    )
     assert again.returncode == 0 and json.loads(again.stdout.splitlines()[0])["event"] == "shard_skipped"
-    other = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact),
-                      "--shard-count", "2")
+    other = run_batch(
+        "--input", str(source), "--output", str(out), "--model", str(small_artifact), "--shard-count", "2"
+    )
     assert other.returncode == 2 and "run with 3 shards" in other.stderr
 
 
@@ -137,11 +163,34 @@ def test_a_killed_shard_rerun_leaves_no_duplicates_and_no_gaps(small_artifact, t
     source = tmp_path / "big.parquet"
     pq.write_table(table, source, row_group_size=20_000)
     out, work = tmp_path / "out", tmp_path / "work"
-    args = [sys.executable, "-m", "batch", "--input", str(source), "--output", str(out), "--model",
-            str(small_artifact), "--shard-count", "2", "--shard-index", "0", "--window-rows", "500",
-            "--work-dir", str(work), "--progress", "none"]
-    child = subprocess.Popen(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = [
+        sys.executable,
+        "-m",
+        "batch",
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--model",
+        str(small_artifact),
+        "--shard-count",
+        "2",
+        "--shard-index",
+        "0",
+        "--window-rows",
+        "500",
+        "--work-dir",
+        str(work),
+        "--progress",
+        "none",
+    ]
+    child = subprocess.Popen(
+        args,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     # Kill it once the shard's scores file has its first row group (131,072 of its 200,000 rows) in the work
     # folder: mid-run, nothing committed yet.
@@ -154,8 +203,18 @@ def test_a_killed_shard_rerun_leaves_no_duplicates_and_no_gaps(small_artifact, t
     assert not (out / "scores").exists() or not list((out / "scores").iterdir())
 
     for index in (0, 1):
-        result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact),
-                           "--shard-count", "2", "--shard-index", str(index))
+        result = run_batch(
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--model",
+            str(small_artifact),
+            "--shard-count",
+            "2",
+            "--shard-index",
+            str(index),
+        )
         assert result.returncode == 0, result.stderr
     ids = pq.read_table(out / "scores").column("lead_id").to_pylist()
     assert len(ids) == rows and len(set(ids)) == rows
@@ -182,15 +241,24 @@ def test_unreadable_file(small_artifact, tmp_path):
 
 def test_missing_input(small_artifact, tmp_path):
     out = tmp_path / "out"
-    result = run_batch("--input", str(tmp_path / "nowhere"), "--output", str(out), "--model", str(small_artifact))
+    result = run_batch(
+        "--input", str(tmp_path / "nowhere"), "--output", str(out), "--model", str(small_artifact)
+    )
     _assert_clean_failure(result, out, "does not exist")
 
 
 def test_wrong_columns(small_artifact, tmp_path):
     table, _ = crm_export(50, planted=False)
     source = tmp_path / "crm.parquet"
-    pq.write_table(table.drop_columns(["industry", "lead_status"]).rename_columns(
-        ["id" if c == "lead_id" else c for c in table.drop_columns(["industry", "lead_status"]).column_names]), source)
+    pq.write_table(
+        table.drop_columns(["industry", "lead_status"]).rename_columns(
+            [
+                "id" if c == "lead_id" else c
+                for c in table.drop_columns(["industry", "lead_status"]).column_names
+            ]
+        ),
+        source,
+    )
     out = tmp_path / "out"
     result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact))
     _assert_clean_failure(result, out, "missing column(s) lead_id, industry, lead_status")
@@ -209,8 +277,10 @@ def test_wrong_types(small_artifact, tmp_path):
 def test_text_column_in_csv_stops_the_run(small_artifact, tmp_path):
     table, _ = crm_export(50, planted=False)
     source = tmp_path / "crm.csv"
-    write_csv(table.set_column(table.schema.get_field_index("industry"), "industry", pa.array(["software"] * 50)),
-              source)
+    write_csv(
+        table.set_column(table.schema.get_field_index("industry"), "industry", pa.array(["software"] * 50)),
+        source,
+    )
     out = tmp_path / "out"
     result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact))
     _assert_clean_failure(result, out, "column industry holds text ('software'")
@@ -243,7 +313,7 @@ def test_huge_row_in_csv(small_artifact, tmp_path):
     out = tmp_path / "out"
     result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact))
     _assert_clean_failure(result, out, "CSV parse error: Expected 51 columns, got 1")
-    assert "xxxx" not in result.stderr and len(result.stderr) < 400   # the cell itself is not echoed
+    assert "xxxx" not in result.stderr and len(result.stderr) < 400  # the cell itself is not echoed
 
 
 def test_bad_model_and_arguments(export, tmp_path):
@@ -251,8 +321,18 @@ def test_bad_model_and_arguments(export, tmp_path):
     out = tmp_path / "out"
     result = run_batch("--input", str(source), "--output", str(out), "--model", str(tmp_path))
     _assert_clean_failure(result, out, "cannot load the model")
-    result = run_batch("--input", str(source), "--output", str(out), "--model", str(tmp_path), "--shard-index", "4",
-                       "--shard-count", "2")
+    result = run_batch(
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--model",
+        str(tmp_path),
+        "--shard-index",
+        "4",
+        "--shard-count",
+        "2",
+    )
     assert result.returncode == 2 and "--shard-index must be in 0..1" in result.stderr
     assert "Traceback" not in result.stderr and math.isfinite(0)
 
@@ -262,8 +342,16 @@ def test_unusable_work_folder(export, small_artifact, tmp_path):
     blocker = tmp_path / "work"
     blocker.write_text("a file where the work folder should be")
     out = tmp_path / "out"
-    result = run_batch("--input", str(source), "--output", str(out), "--model", str(small_artifact),
-                       "--work-dir", str(blocker / "batch"))
+    result = run_batch(
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--model",
+        str(small_artifact),
+        "--work-dir",
+        str(blocker / "batch"),
+    )
     _assert_clean_failure(result, out, "cannot use the work folder")
 
 
@@ -283,11 +371,31 @@ def test_a_rerun_over_a_changed_input_is_refused(small_artifact, tmp_path):
     table, _ = crm_export(300, planted=False)
     pq.write_table(table.slice(0, 200), folder / "a.parquet")
     out = tmp_path / "out"
-    first = run_batch("--input", str(folder), "--output", str(out), "--model", str(small_artifact),
-                      "--shard-count", "2", "--shard-index", "0")
+    first = run_batch(
+        "--input",
+        str(folder),
+        "--output",
+        str(out),
+        "--model",
+        str(small_artifact),
+        "--shard-count",
+        "2",
+        "--shard-index",
+        "0",
+    )
     assert first.returncode == 0, first.stderr
-    pq.write_table(table.slice(200, 100), folder / "b.parquet")   # the export changed between two pods' starts
-    second = run_batch("--input", str(folder), "--output", str(out), "--model", str(small_artifact),
-                       "--shard-count", "2", "--shard-index", "1")
+    pq.write_table(table.slice(200, 100), folder / "b.parquet")  # the export changed between two pods' starts
+    second = run_batch(
+        "--input",
+        str(folder),
+        "--output",
+        str(out),
+        "--model",
+        str(small_artifact),
+        "--shard-count",
+        "2",
+        "--shard-index",
+        "1",
+    )
     assert second.returncode == 2 and "scored from a different input" in second.stderr
     assert not (out / "_shards" / "part-00001-of-00002.json").exists()

@@ -25,8 +25,9 @@ def batch_run(artifact, tmp_path_factory):
     table, x = crm_export(N, seed=31)
     source = folder / "crm.parquet"
     pq.write_table(table, source, row_group_size=250)
-    result = run_batch("--input", str(source), "--output", str(folder / "out"), "--model", str(artifact),
-                       "--reasons", str(K))
+    result = run_batch(
+        "--input", str(source), "--output", str(folder / "out"), "--model", str(artifact), "--reasons", str(K)
+    )
     assert result.returncode == 0, result.stderr
     scores = pq.read_table(folder / "out" / "scores").to_pylist()
     rejects = pq.read_table(folder / "out" / "rejects").to_pylist()
@@ -43,8 +44,8 @@ def test_scores_tiers_and_reasons_equal_the_online_answers(batch_run, transforme
     ids = [f"L{i:010d}" for i in ok]
     assert [s["lead_id"] for s in scores] == ids
     online = []
-    for start in range(0, len(ok), 200):   # --reasons_max_leads: 200 leads per request with reasons
-        rows = ok[start:start + 200]
+    for start in range(0, len(ok), 200):  # --reasons_max_leads: 200 leads per request with reasons
+        rows = ok[start : start + 200]
         body = {"instances": as_records(x[rows], [f"L{i:010d}" for i in rows]), "parameters": {"reasons": K}}
         response = _online(transformer_inprocess, api_key, body)
         assert response.status_code == 200, response.text
@@ -55,12 +56,18 @@ def test_scores_tiers_and_reasons_equal_the_online_answers(batch_run, transforme
         assert abs(mine["score"] - theirs["score"]) <= 1e-6
         assert (mine["bucket"], mine["tier"]) == (theirs["bucket"], theirs["tier"])
         assert [r["feature"] for r in mine["reasons"]] == [r["feature"] for r in theirs["reasons"]]
-        np.testing.assert_allclose([r["contribution"] for r in mine["reasons"]],
-                                   [r["contribution"] for r in theirs["reasons"]], atol=1e-6)
+        np.testing.assert_allclose(
+            [r["contribution"] for r in mine["reasons"]],
+            [r["contribution"] for r in theirs["reasons"]],
+            atol=1e-6,
+        )
 
 
-@pytest.mark.parametrize("planted", [p for p in PLANTED if p[1] != "lead_id" and not (
-    isinstance(p[3], float) and math.isinf(p[3]))], ids=lambda p: f"{p[1]}-{p[2]}")
+@pytest.mark.parametrize(
+    "planted",
+    [p for p in PLANTED if p[1] != "lead_id" and not (isinstance(p[3], float) and math.isinf(p[3]))],
+    ids=lambda p: f"{p[1]}-{p[2]}",
+)
 def test_rejects_carry_the_online_rule_and_message(batch_run, transformer_inprocess, api_key, planted):
     """JSON cannot carry inf and the API defaults a missing lead_id: those two plants are batch-only."""
     x, table, _, rejects = batch_run

@@ -23,8 +23,11 @@ def pushgateway(tmp_path):
     binary = shutil.which("prometheus-pushgateway")
     assert binary, "prometheus-pushgateway missing: run `bash hack/install-tools.sh`"
     port = free_port()
-    process = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -59,30 +62,66 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 def test_each_shard_pushes_its_counts(pushgateway, export, small_artifact, tmp_path):
     for index in (0, 1):
-        result = run_batch("--input", str(export), "--output", str(tmp_path / "out"), "--model", str(small_artifact),
-                           "--shard-count", "2", "--shard-index", str(index), "--pushgateway-url", pushgateway)
+        result = run_batch(
+            "--input",
+            str(export),
+            "--output",
+            str(tmp_path / "out"),
+            "--model",
+            str(small_artifact),
+            "--shard-count",
+            "2",
+            "--shard-index",
+            str(index),
+            "--pushgateway-url",
+            pushgateway,
+        )
         assert result.returncode == 0, result.stderr
     text = urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5).read().decode()  # noqa: S310 - loopback
     job = {"job": "lead-scoring-batch"}
-    scored = sum(_metric(text, "lead_scoring_batch_rows_total", outcome="scored", shard=s, **job) for s in "01")
-    rejected = sum(_metric(text, "lead_scoring_batch_rows_total", outcome="rejected", shard=s, **job) for s in "01")
+    scored = sum(
+        _metric(text, "lead_scoring_batch_rows_total", outcome="scored", shard=s, **job) for s in "01"
+    )
+    rejected = sum(
+        _metric(text, "lead_scoring_batch_rows_total", outcome="rejected", shard=s, **job) for s in "01"
+    )
     assert (scored, rejected) == (N - len(BAD_ROWS), len(BAD_ROWS))
-    tiers = sum(_metric(text, "lead_scoring_batch_tier_rows_total", tier=t, shard=s, **job) for t in "ABCDE" for s in "01")
+    tiers = sum(
+        _metric(text, "lead_scoring_batch_tier_rows_total", tier=t, shard=s, **job)
+        for t in "ABCDE"
+        for s in "01"
+    )
     assert tiers == scored
     assert _metric(text, "lead_scoring_batch_shard_duration_seconds", shard="1", **job) > 0
 
 
 def test_a_missing_pushgateway_does_not_fail_the_run(export, small_artifact, tmp_path):
-    result = run_batch("--input", str(export), "--output", str(tmp_path / "out"), "--model", str(small_artifact),
-                       "--pushgateway-url", f"http://127.0.0.1:{free_port()}")
+    result = run_batch(
+        "--input",
+        str(export),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        str(small_artifact),
+        "--pushgateway-url",
+        f"http://127.0.0.1:{free_port()}",
+    )
     assert result.returncode == 0, result.stderr
     assert "could not push metrics" in result.stderr
     assert (tmp_path / "out" / "_manifest.json").exists()
 
 
 def test_terminal_run_shows_a_summary(export, small_artifact, tmp_path):
-    result = run_batch("--input", str(export), "--output", str(tmp_path / "out"), "--model", str(small_artifact),
-                       "--progress", "bar")
+    result = run_batch(
+        "--input",
+        str(export),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        str(small_artifact),
+        "--progress",
+        "bar",
+    )
     assert result.returncode == 0, result.stderr
     assert "rows/s" in result.stderr and "ETA" in result.stderr and "100.0%" in result.stderr
     assert f"rows read {N:,}  scored {N - len(BAD_ROWS):,}  rejected {len(BAD_ROWS):,}" in result.stdout
@@ -95,7 +134,13 @@ def test_progress_bar_shows_rate_and_eta():
     progress._drawn = -1.0
     progress.advance(250)
     text = stream.getvalue()
-    assert "shard 1/4" in text and "25.0%" in text and "250/1,000 rows" in text and "rows/s" in text and "ETA" in text
+    assert (
+        "shard 1/4" in text
+        and "25.0%" in text
+        and "250/1,000 rows" in text
+        and "rows/s" in text
+        and "ETA" in text
+    )
     quiet = io.StringIO()
     Progress("shard 1/1", total=None, stream=quiet, enabled=False).advance(10)
     assert quiet.getvalue() == ""

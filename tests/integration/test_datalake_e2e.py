@@ -35,9 +35,15 @@ KEY_NAME = "crm-e2e"
 V1 = "/v1/models/lead-scoring:predict"
 V2 = "/v2/models/lead-scoring/infer"
 OBJECT_KEY = re.compile(
-    r"^model=lead-scoring/dt=(\d{4}-\d\d-\d\d)/hour=(\d\d)/\d{8}T\d{6}Z-[\w.-]+-[0-9a-f]{32}\.parquet$")
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    r"^model=lead-scoring/dt=(\d{4}-\d\d-\d\d)/hour=(\d\d)/\d{8}T\d{6}Z-[\w.-]+-[0-9a-f]{32}\.parquet$"
+)
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
 BUCKET, CONTAINER, PREFIX = "lake", "lake", "scores"
 DEADLINE = 45.0  # only guards against hanging; every wait polls
 
@@ -56,7 +62,12 @@ class Lake:
             self.args, self.env = ["--sink_uri", self.root.as_uri()], {}
         elif kind == "s3":
             server.client().create_bucket(Bucket=BUCKET)  # the writers never create buckets
-            self.args = ["--sink_uri", f"s3://{BUCKET}/{PREFIX}", "--sink_s3_endpoint_url", server.endpoint_url]
+            self.args = [
+                "--sink_uri",
+                f"s3://{BUCKET}/{PREFIX}",
+                "--sink_s3_endpoint_url",
+                server.endpoint_url,
+            ]
             self.env = dict(AWS_ENV)
         else:
             self._container().create_container()
@@ -67,28 +78,41 @@ class Lake:
     def unreachable_s3(cls) -> Lake:
         lake = cls.__new__(cls)
         lake.kind, lake.server, lake.env = "s3", None, dict(AWS_ENV)
-        lake.args = ["--sink_uri", f"s3://{BUCKET}/{PREFIX}",
-                     "--sink_s3_endpoint_url", f"http://127.0.0.1:{free_port()}"]
+        lake.args = [
+            "--sink_uri",
+            f"s3://{BUCKET}/{PREFIX}",
+            "--sink_s3_endpoint_url",
+            f"http://127.0.0.1:{free_port()}",
+        ]
         return lake
 
     def _container(self):
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient.from_connection_string(self.server.connection_string).get_container_client(CONTAINER)
+        return BlobServiceClient.from_connection_string(self.server.connection_string).get_container_client(
+            CONTAINER
+        )
 
     def objects(self) -> dict[str, bytes]:
         """Every stored object, by its key below the prefix."""
         if self.kind == "file":
-            return {p.relative_to(self.root).as_posix(): p.read_bytes()
-                    for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+            return {
+                p.relative_to(self.root).as_posix(): p.read_bytes()
+                for p in self.root.rglob("*")
+                if p.is_file() and not p.name.startswith(".")
+            }
         if self.kind == "s3":
             client = self.server.client()
             listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/").get("Contents", [])
-            return {o["Key"][len(PREFIX) + 1:]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
-                    for o in listed}
+            return {
+                o["Key"][len(PREFIX) + 1 :]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+                for o in listed
+            }
         container = self._container()
-        return {b.name[len(PREFIX) + 1:]: container.download_blob(b.name).readall()
-                for b in container.list_blobs(name_starts_with=f"{PREFIX}/")}
+        return {
+            b.name[len(PREFIX) + 1 :]: container.download_blob(b.name).readall()
+            for b in container.list_blobs(name_starts_with=f"{PREFIX}/")
+        }
 
     def record_count(self) -> int:
         return sum(pq.read_metadata(io.BytesIO(data)).num_rows for data in self.objects().values())
@@ -101,17 +125,22 @@ class Lake:
             match = OBJECT_KEY.match(key)
             assert match, f"object key {key!r} breaks the documented layout"
             table = pq.read_table(io.BytesIO(data))
-            assert table.schema.equals(expected_schema), f"{key}: schema differs from version {SCHEMA_VERSION}"
+            assert table.schema.equals(expected_schema), (
+                f"{key}: schema differs from version {SCHEMA_VERSION}"
+            )
             metadata = table.schema.metadata
             assert metadata[b"lead_scoring.schema_version"] == str(SCHEMA_VERSION).encode()
             assert metadata[b"lead_scoring.features_included"] == b"true"
             for scored_at in table.column("scored_at").to_pylist():
-                assert (f"{scored_at:%Y-%m-%d}", f"{scored_at:%H}") == match.groups(), f"{key}: wrong partition"
+                assert (f"{scored_at:%Y-%m-%d}", f"{scored_at:%H}") == match.groups(), (
+                    f"{key}: wrong partition"
+                )
             target = mirror / key
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        partitions = ds.partitioning(pa.schema([("model", pa.string()), ("dt", pa.string()), ("hour", pa.string())]),
-                                     flavor="hive")
+        partitions = ds.partitioning(
+            pa.schema([("model", pa.string()), ("dt", pa.string()), ("hour", pa.string())]), flavor="hive"
+        )
         table = ds.dataset(mirror, format="parquet", partitioning=partitions).to_table()
         return table, objects
 
@@ -141,10 +170,19 @@ def launch(artifact, logs_dir, api_key, tmp_path):
 
     def start(lake: Lake, *args: str, spool: Path | None = None, ready: bool = True):
         spool = spool or tmp_path / "spool"
-        extra = [*lake.args, "--sink_spool_dir", str(spool), "--sink_flush_seconds", "0.2", "--drain_seconds", "3",
-                 *args]
-        server = start_transformer(artifact, logs_dir, api_keys=f"{KEY_NAME}:{api_key}", extra_args=extra,
-                                   env=lake.env)
+        extra = [
+            *lake.args,
+            "--sink_spool_dir",
+            str(spool),
+            "--sink_flush_seconds",
+            "0.2",
+            "--drain_seconds",
+            "3",
+            *args,
+        ]
+        server = start_transformer(
+            artifact, logs_dir, api_keys=f"{KEY_NAME}:{api_key}", extra_args=extra, env=lake.env
+        )
         started.append(server)
         server.spool = spool
         if ready:
@@ -162,13 +200,18 @@ class Sent:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, int], dict] = {}
 
-    def add(self, request_id: str, protocol: str, form: str, ids: list[str], features: np.ndarray,
-            scores, tiers) -> None:
+    def add(
+        self, request_id: str, protocol: str, form: str, ids: list[str], features: np.ndarray, scores, tiers
+    ) -> None:
         for row, lead_id in enumerate(ids):
             self.rows[(request_id, row)] = {
-                "lead_id": lead_id, "protocol": protocol, "request_form": form,
-                "score": np.float32(scores[row]), "tier": tiers[row],
-                "features": [None if np.isnan(v) else float(v) for v in features[row].astype(np.float32)]}
+                "lead_id": lead_id,
+                "protocol": protocol,
+                "request_form": form,
+                "score": np.float32(scores[row]),
+                "tier": tiers[row],
+                "features": [None if np.isnan(v) else float(v) for v in features[row].astype(np.float32)],
+            }
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -183,13 +226,24 @@ def leads(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
 def score_v1(server, key: str, sent: Sent, n: int, seed: int) -> httpx.Response:
     x, ids = leads(n, seed)
     rid = f"v1-{uuid.uuid4().hex}"
-    response = httpx.post(server.url + V1, json={"instances": as_records(x, ids)},
-                          headers={"x-api-key": key, "x-request-id": rid}, timeout=20)
+    response = httpx.post(
+        server.url + V1,
+        json={"instances": as_records(x, ids)},
+        headers={"x-api-key": key, "x-request-id": rid},
+        timeout=20,
+    )
     if response.status_code == 200:
         predictions = response.json()["predictions"]
         assert [p["lead_id"] for p in predictions] == ids
-        sent.add(rid, "rest", "v1_instances", ids, x, [p["score"] for p in predictions],
-                 [p["tier"] for p in predictions])
+        sent.add(
+            rid,
+            "rest",
+            "v1_instances",
+            ids,
+            x,
+            [p["score"] for p in predictions],
+            [p["tier"] for p in predictions],
+        )
     return response
 
 
@@ -197,9 +251,15 @@ def score_v2_rest_tensor(server, key: str, sent: Sent, n: int, seed: int) -> htt
     x, ids = leads(n, seed)
     x = filled(x)
     rid = f"v2rest-{uuid.uuid4().hex}"
-    body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()},
-                       {"name": "lead_id", "datatype": "BYTES", "shape": [n], "data": ids}]}
-    response = httpx.post(server.url + V2, json=body, headers={"x-api-key": key, "x-request-id": rid}, timeout=20)
+    body = {
+        "inputs": [
+            {"name": "leads", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()},
+            {"name": "lead_id", "datatype": "BYTES", "shape": [n], "data": ids},
+        ]
+    }
+    response = httpx.post(
+        server.url + V2, json=body, headers={"x-api-key": key, "x-request-id": rid}, timeout=20
+    )
     if response.status_code == 200:
         outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
         assert outputs["lead_id"] == ids
@@ -218,8 +278,10 @@ def score_v2_grpc_tensor(server, key: str, sent: Sent, n: int, seed: int) -> Non
     async def call():
         client = InferenceGRPCClient(server.grpc_target, retries=0)
         try:
-            return await client.infer(InferRequest("lead-scoring", [tensor, id_input]),
-                                      headers=[("x-api-key", key), ("x-request-id", rid)])
+            return await client.infer(
+                InferRequest("lead-scoring", [tensor, id_input]),
+                headers=[("x-api-key", key), ("x-request-id", rid)],
+            )
         finally:
             await client.close()
 
@@ -284,8 +346,9 @@ def wait_until_stored(lake: Lake, count: int) -> None:
 
 
 @pytest.mark.parametrize("lake_fixture", ["file_lake", "s3_lake", "azure_lake"])
-def test_scored_leads_reach_the_lake_with_the_documented_schema(lake_fixture, request, launch, api_key, card,
-                                                                tmp_path):
+def test_scored_leads_reach_the_lake_with_the_documented_schema(
+    lake_fixture, request, launch, api_key, card, tmp_path
+):
     lake = request.getfixturevalue(lake_fixture)
     since = datetime.now(UTC)
     server = launch(lake)
@@ -303,8 +366,9 @@ def test_scored_leads_reach_the_lake_with_the_documented_schema(lake_fixture, re
 
 
 @pytest.mark.parametrize("lake_fixture", ["s3_lake", "azure_lake"])
-def test_an_outage_of_the_storage_loses_nothing_and_scoring_goes_on(lake_fixture, request, launch, api_key, card,
-                                                                    tmp_path):
+def test_an_outage_of_the_storage_loses_nothing_and_scoring_goes_on(
+    lake_fixture, request, launch, api_key, card, tmp_path
+):
     lake = request.getfixturevalue(lake_fixture)
     since = datetime.now(UTC)
     server = launch(lake, "--sink_flush_records", "5")
@@ -358,8 +422,9 @@ def test_spool_left_by_a_killed_transformer_is_uploaded_by_the_next(s3_lake, lau
 
 def test_sigterm_flushes_buffered_records_to_the_lake(file_lake, launch, api_key, card, tmp_path):
     since = datetime.now(UTC)
-    server = launch(file_lake, "--sink_flush_seconds", "60", "--sink_flush_records", "100000",
-                    "--drain_seconds", "10")
+    server = launch(
+        file_lake, "--sink_flush_seconds", "60", "--sink_flush_records", "100000", "--drain_seconds", "10"
+    )
     sent = Sent()
     for seed in range(400, 404):
         assert score_v1(server, api_key, sent, 5, seed=seed).status_code == 200
@@ -390,10 +455,15 @@ def test_a_full_spool_drops_visibly_and_scoring_keeps_answering(launch, api_key,
     statuses = []
     for seed in range(500, 540):
         statuses.append(score_v1(server, api_key, sent, 5, seed=seed).status_code)
-        if seed % 5 == 4 and metric(server, "lead_scoring_sink_dropped_records_total", reason="spool_full") > 0:
+        if (
+            seed % 5 == 4
+            and metric(server, "lead_scoring_sink_dropped_records_total", reason="spool_full") > 0
+        ):
             break
-    wait_for(lambda: metric(server, "lead_scoring_sink_dropped_records_total", reason="spool_full") > 0,
-             timeout=DEADLINE)
+    wait_for(
+        lambda: metric(server, "lead_scoring_sink_dropped_records_total", reason="spool_full") > 0,
+        timeout=DEADLINE,
+    )
     assert statuses and set(statuses) == {200}, statuses
     # Still answering after the drops began.
     assert score_v2_rest_tensor(server, api_key, sent, 5, seed=599).status_code == 200
@@ -401,8 +471,14 @@ def test_a_full_spool_drops_visibly_and_scoring_keeps_answering(launch, api_key,
     dropped = metric(server, "lead_scoring_sink_dropped_records_total", reason="spool_full")
     assert dropped % 5 == 0 and 0 < dropped < len(sent)  # whole requests, and not all of them
     # Every scored lead is accounted for: kept on the spool or counted as dropped.
-    wait_for(lambda: spooled_records(server.spool) + metric(
-        server, "lead_scoring_sink_dropped_records_total", reason="spool_full") == len(sent), timeout=DEADLINE)
+    wait_for(
+        lambda: (
+            spooled_records(server.spool)
+            + metric(server, "lead_scoring_sink_dropped_records_total", reason="spool_full")
+            == len(sent)
+        ),
+        timeout=DEADLINE,
+    )
     wait_for(lambda: "sink dropped" in server.log_path.read_text(errors="replace"), timeout=DEADLINE)
     log_line = next(line for line in server.log_path.read_text().splitlines() if "sink dropped" in line)
     assert "spool full" in log_line and api_key not in log_line
@@ -411,14 +487,18 @@ def test_a_full_spool_drops_visibly_and_scoring_keeps_answering(launch, api_key,
 # ---- 5. the server owns the scoring id (schema v2) -----------------------------------------------------------
 
 
-def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(launch, file_lake, api_key, tmp_path):
+def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(
+    launch, file_lake, api_key, tmp_path
+):
     """A client with a fixed x-request-id: under v1's (request_id, row) dedupe its requests collapsed into one."""
     server = launch(file_lake)
     headers = {"x-api-key": api_key, "x-request-id": "fixed-client-id"}
     answered = []
     for seed in (501, 502):
         x, ids = leads(3, seed)
-        response = httpx.post(server.url + V1, json={"instances": as_records(x, ids)}, headers=headers, timeout=20)
+        response = httpx.post(
+            server.url + V1, json={"instances": as_records(x, ids)}, headers=headers, timeout=20
+        )
         assert response.status_code == 200
         body = response.json()
         assert body["scoring_id"] == response.headers["x-scoring-id"]
@@ -426,9 +506,22 @@ def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(la
         assert response.headers["x-request-id"] == "fixed-client-id"
         answered.append((body["scoring_id"], ids))
     x, ids = leads(2, 503)
-    v2 = httpx.post(server.url + V2, headers=headers, timeout=20, json={"inputs": [
-        {"name": "leads", "datatype": "FP32", "shape": list(x.shape), "data": filled(x).ravel().tolist()},
-        {"name": "lead_id", "datatype": "BYTES", "shape": [2], "data": ids}]})
+    v2 = httpx.post(
+        server.url + V2,
+        headers=headers,
+        timeout=20,
+        json={
+            "inputs": [
+                {
+                    "name": "leads",
+                    "datatype": "FP32",
+                    "shape": list(x.shape),
+                    "data": filled(x).ravel().tolist(),
+                },
+                {"name": "lead_id", "datatype": "BYTES", "shape": [2], "data": ids},
+            ]
+        },
+    )
     assert v2.status_code == 200 and v2.json()["parameters"]["scoring_id"] == v2.headers["x-scoring-id"]
     answered.append((v2.headers["x-scoring-id"], ids))
     x, ids = leads(2, 504)
@@ -440,14 +533,16 @@ def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(la
     async def grpc_call():
         client = InferenceGRPCClient(server.grpc_target, retries=0)
         try:
-            return await client.infer(InferRequest("lead-scoring", [tensor, id_input]),
-                                      headers=[("x-api-key", api_key), ("x-request-id", "fixed-client-id")])
+            return await client.infer(
+                InferRequest("lead-scoring", [tensor, id_input]),
+                headers=[("x-api-key", api_key), ("x-request-id", "fixed-client-id")],
+            )
         finally:
             await client.close()
 
     parameters = asyncio.run(grpc_call()).parameters
     grpc_id = parameters["scoring_id"]
-    grpc_id = getattr(grpc_id, "string_param", grpc_id)   # an InferParameter over gRPC
+    grpc_id = getattr(grpc_id, "string_param", grpc_id)  # an InferParameter over gRPC
     answered.append((grpc_id, ids))
     assert len({sid for sid, _ in answered}) == 4
     assert [sid for sid, _ in answered] == sorted(sid for sid, _ in answered), "UUIDv7 ids sort in time order"
@@ -458,4 +553,6 @@ def test_requests_that_reuse_a_client_id_stay_apart_by_the_servers_scoring_id(la
     by_scoring = {(r["scoring_id"], r["row"]): r["lead_id"] for r in rows}
     assert by_scoring == {(sid, i): lead for sid, ids in answered for i, lead in enumerate(ids)}
     assert {r["request_id"] for r in rows} == {"fixed-client-id"}
-    assert len({(r["request_id"], r["row"]) for r in rows}) == 3 < len(rows) == 10   # what the old key would keep
+    assert (
+        len({(r["request_id"], r["row"]) for r in rows}) == 3 < len(rows) == 10
+    )  # what the old key would keep

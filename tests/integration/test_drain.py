@@ -17,10 +17,24 @@ LEADS = as_records(sample_features(5, seed=61))
 
 def test_sigterm_during_load_loses_no_request_and_no_record(artifact, logs_dir, api_key, tmp_path):
     lake = tmp_path / "lake"
-    server = start_transformer(artifact, logs_dir, api_keys=f"tests:{api_key}", extra_args=[
-        "--sink_uri", lake.as_uri(), "--sink_spool_dir", str(tmp_path / "spool"),
-        # Only the shutdown flush can deliver these records: neither count nor age would cut a file first.
-        "--sink_flush_seconds", "600", "--sink_flush_records", "1000000", "--drain_delay_seconds", "2"])
+    server = start_transformer(
+        artifact,
+        logs_dir,
+        api_keys=f"tests:{api_key}",
+        extra_args=[
+            "--sink_uri",
+            lake.as_uri(),
+            "--sink_spool_dir",
+            str(tmp_path / "spool"),
+            # Only the shutdown flush can deliver these records: neither count nor age would cut a file first.
+            "--sink_flush_seconds",
+            "600",
+            "--sink_flush_records",
+            "1000000",
+            "--drain_delay_seconds",
+            "2",
+        ],
+    )
     server.wait_ready()
     routable = threading.Event()
     routable.set()
@@ -45,17 +59,23 @@ def test_sigterm_during_load_loses_no_request_and_no_record(artifact, logs_dir, 
                 rid = f"w{worker}-{n}"
                 n += 1
                 try:
-                    response = http.post("/v1/models/lead-scoring:predict", json={"instances": LEADS},
-                                         headers={"x-request-id": rid})
+                    response = http.post(
+                        "/v1/models/lead-scoring:predict",
+                        json={"instances": LEADS},
+                        headers={"x-request-id": rid},
+                    )
                 except httpx.HTTPError as exc:
                     with lock:
                         failures.append(f"{rid}: {type(exc).__name__}")
                     continue
                 with lock:
                     (ok_ids if response.status_code == 200 else failures).append(
-                        rid if response.status_code == 200 else f"{rid}: {response.status_code}")
+                        rid if response.status_code == 200 else f"{rid}: {response.status_code}"
+                    )
 
-    threads = [threading.Thread(target=balancer)] + [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=balancer)] + [
+        threading.Thread(target=client, args=(i,)) for i in range(4)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(1.5)

@@ -19,12 +19,20 @@ WINDOW = 2000
 
 
 def _send(server, api_key: str, x: np.ndarray) -> None:
-    for i, f in enumerate(FEATURES):            # JSON tensors cannot carry NaN: fill like an enrichment default
+    for i, f in enumerate(FEATURES):  # JSON tensors cannot carry NaN: fill like an enrichment default
         x[np.isnan(x[:, i]), i] = f.minimum
     with httpx.Client(base_url=server.url, headers={"x-api-key": api_key}, timeout=10) as http:
         for chunk in np.array_split(x, max(1, len(x) // 500)):
-            body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": list(chunk.shape),
-                                "data": chunk.ravel().tolist()}]}
+            body = {
+                "inputs": [
+                    {
+                        "name": "leads",
+                        "datatype": "FP32",
+                        "shape": list(chunk.shape),
+                        "data": chunk.ravel().tolist(),
+                    }
+                ]
+            }
             assert http.post("/v2/models/lead-scoring/infer", json=body).status_code == 200
 
 
@@ -34,15 +42,23 @@ def _psi(prometheus: str, feature: str) -> float | None:
 
 def _trickle(server, api_key: str, x: np.ndarray, check):
     """Keep a little traffic flowing (the gauges are recomputed as requests arrive) until `check()` holds."""
+
     def condition():
         _send(server, api_key, x[:5].copy())
         return check()
+
     return condition
 
 
-def test_psi_is_low_on_training_like_traffic_and_high_on_shifted_traffic(artifact, logs_dir, api_key, tmp_path):
-    server = start_transformer(artifact, logs_dir, api_keys=f"tests:{api_key}",
-                               extra_args=["--drift_window", str(WINDOW), "--drift_publish_seconds", "0.5"])
+def test_psi_is_low_on_training_like_traffic_and_high_on_shifted_traffic(
+    artifact, logs_dir, api_key, tmp_path
+):
+    server = start_transformer(
+        artifact,
+        logs_dir,
+        api_keys=f"tests:{api_key}",
+        extra_args=["--drift_window", str(WINDOW), "--drift_publish_seconds", "0.5"],
+    )
     prometheus = None
     try:
         server.wait_ready()
@@ -50,8 +66,11 @@ def test_psi_is_low_on_training_like_traffic_and_high_on_shifted_traffic(artifac
         # Training-like leads, filled the same way as the shifted ones below so only the shift differs.
         _send(server, api_key, sample_features(WINDOW + 500, seed=901))
         calm = sample_features(100, seed=903)
-        wait_until(_trickle(server, api_key, calm, lambda: _psi(url, "web_visits_30d") is not None), "PSI in Prometheus",
-                   process=prometheus)
+        wait_until(
+            _trickle(server, api_key, calm, lambda: _psi(url, "web_visits_30d") is not None),
+            "PSI in Prometheus",
+            process=prometheus,
+        )
         calm_visits = _psi(url, "web_visits_30d")
         calm_score = scalar(url, "lead_scoring_score_psi")
 
@@ -59,14 +78,20 @@ def test_psi_is_low_on_training_like_traffic_and_high_on_shifted_traffic(artifac
         shifted[:, FEATURE_INDEX["web_visits_30d"]] *= 5
         shifted[:, FEATURE_INDEX["demo_requested"]] = 1
         _send(server, api_key, shifted)
-        wait_until(_trickle(server, api_key, shifted, lambda: (_psi(url, "web_visits_30d") or 0) > 0.25),
-                   "web_visits_30d drift in Prometheus", process=prometheus)
-        wait_until(lambda: (scalar(url, "lead_scoring_score_psi") or 0) > 0.25, "score drift in Prometheus",
-                   process=prometheus)
+        wait_until(
+            _trickle(server, api_key, shifted, lambda: (_psi(url, "web_visits_30d") or 0) > 0.25),
+            "web_visits_30d drift in Prometheus",
+            process=prometheus,
+        )
+        wait_until(
+            lambda: (scalar(url, "lead_scoring_score_psi") or 0) > 0.25,
+            "score drift in Prometheus",
+            process=prometheus,
+        )
         assert calm_visits < 0.1, calm_visits
         assert calm_score is not None and calm_score < 0.1, calm_score
-        assert _psi(url, "region") < 0.1          # an untouched feature stays calm
-        alert_expr = 'max by (feature) (lead_scoring_feature_psi) > 0.25'
+        assert _psi(url, "region") < 0.1  # an untouched feature stays calm
+        alert_expr = "max by (feature) (lead_scoring_feature_psi) > 0.25"
         assert scalar(url, alert_expr) is not None
     finally:
         if prometheus is not None:

@@ -22,17 +22,32 @@ from predictor.train import train
 
 KEY = "fuzz-" + secrets.token_hex(12)
 INFER = "POST /v2/models/{model_name}/infer"
-FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=60, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     artifact = tmp_path_factory.mktemp("fuzz-artifact")
     x, y = sample_population(5_000, seed=4)
-    train(x, y, artifact, seed=4, name="lead-scoring", version=None, threads=1, rounds=20, source="synthetic:test")
-    transformer = start_transformer(artifact, tmp_path_factory.mktemp("fuzz-logs"), api_keys=f"fuzz:{KEY}",
-                                    extra_args=["--max_leads", "100"])
+    train(
+        x,
+        y,
+        artifact,
+        seed=4,
+        name="lead-scoring",
+        version=None,
+        threads=1,
+        rounds=20,
+        source="synthetic:test",
+    )
+    transformer = start_transformer(
+        artifact,
+        tmp_path_factory.mktemp("fuzz-logs"),
+        api_keys=f"fuzz:{KEY}",
+        extra_args=["--max_leads", "100"],
+    )
     transformer.wait_ready()
     yield transformer
     transformer.stop()
@@ -48,8 +63,12 @@ def kserve_openapi() -> dict:
 
     registry = ModelRepository()
     app = fastapi.FastAPI()
-    register_v1_endpoints(app, DataPlane(model_registry=registry), ModelRepositoryExtension(model_registry=registry))
-    register_v2_endpoints(app, DataPlane(model_registry=registry), ModelRepositoryExtension(model_registry=registry))
+    register_v1_endpoints(
+        app, DataPlane(model_registry=registry), ModelRepositoryExtension(model_registry=registry)
+    )
+    register_v2_endpoints(
+        app, DataPlane(model_registry=registry), ModelRepositoryExtension(model_registry=registry)
+    )
     return app.openapi()
 
 
@@ -66,8 +85,10 @@ def _shown(case, response) -> str:
 def test_no_5xx_with_a_valid_key(case, server):
     response = case.call(base_url=server.url, headers={"x-api-key": KEY}, timeout=15)
     assert response.status_code < 500, _shown(case, response)
-    if response.status_code >= 400:   # one error shape, KServe's routes included
-        assert isinstance(response.json().get("error"), str) and "detail" not in response.json(), _shown(case, response)
+    if response.status_code >= 400:  # one error shape, KServe's routes included
+        assert isinstance(response.json().get("error"), str) and "detail" not in response.json(), _shown(
+            case, response
+        )
 
 
 @schema.parametrize()
@@ -84,7 +105,9 @@ def test_no_5xx_and_401_on_infer_without_a_key(case, server):
 
 def test_an_unauthenticated_malformed_json_body_is_401_not_400(server):
     """The key is checked before the body is judged: a caller without a key learns nothing about the parser."""
-    response = httpx.post(server.url + "/v2/models/lead-scoring/infer", json={"inputs": [{"name": "x"}]}, timeout=10)
+    response = httpx.post(
+        server.url + "/v2/models/lead-scoring/infer", json={"inputs": [{"name": "x"}]}, timeout=10
+    )
     assert response.status_code == 401
 
 
@@ -93,7 +116,9 @@ def test_the_served_version_url_is_not_a_5xx(server):
     version = httpx.get(server.url + "/v2/models/lead-scoring", timeout=10).json()["versions"][0]
     response = httpx.get(f"{server.url}/v2/models/lead-scoring/versions/{version}/ready", timeout=10)
     assert response.status_code == 200
-    assert httpx.get(f"{server.url}/v2/models/lead-scoring/versions/{version}", timeout=10).json()["versions"] == [version]
+    assert httpx.get(f"{server.url}/v2/models/lead-scoring/versions/{version}", timeout=10).json()[
+        "versions"
+    ] == [version]
     other = httpx.get(f"{server.url}/v2/models/lead-scoring/versions/not-this-one/ready", timeout=10)
     assert other.status_code == 404 and "not served" in other.json()["error"]
 

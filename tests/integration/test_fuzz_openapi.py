@@ -26,14 +26,22 @@ from transformer.serving import openapi
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "doc-" + secrets.token_hex(12)
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-          checks.response_schema_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
 def server(small_artifact, tmp_path_factory):
-    transformer = start_transformer(small_artifact, tmp_path_factory.mktemp("doc-logs"), api_keys=f"doc:{KEY}",
-                                    extra_args=["--max_leads", "20"])
+    transformer = start_transformer(
+        small_artifact,
+        tmp_path_factory.mktemp("doc-logs"),
+        api_keys=f"doc:{KEY}",
+        extra_args=["--max_leads", "20"],
+    )
     transformer.wait_ready()
     yield transformer
     transformer.stop()
@@ -54,23 +62,33 @@ def test_the_fuzzed_document_is_the_one_the_server_serves(document):
 
 
 @schema.parametrize()
-@settings(max_examples=25, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=25, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 def test_fuzzing_the_document_finds_no_5xx_and_no_answer_outside_it(case, server):
     case.call_and_validate(base_url=server.url, headers={"x-api-key": KEY}, checks=CHECKS, timeout=20)
 
 
 def _validator(document: dict, name: str) -> Draft202012Validator:
-    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": document["components"]})
+    return Draft202012Validator(
+        {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    )
 
 
 def _answer(document: dict, path: str, status: int) -> Draft202012Validator:
-    schema = document["paths"][path]["post"]["responses"][str(status)]["content"]["application/json"]["schema"]
+    schema = document["paths"][path]["post"]["responses"][str(status)]["content"]["application/json"][
+        "schema"
+    ]
     return Draft202012Validator({**schema, "components": document["components"]})
 
 
 def test_the_documented_examples_are_valid_requests(document):
-    _validator(document, "V1Request").validate(json.loads((ROOT / "docs/examples/v1-instances.json").read_text()))
-    _validator(document, "V2Columns").validate(json.loads((ROOT / "docs/examples/v2-columns.json").read_text()))
+    _validator(document, "V1Request").validate(
+        json.loads((ROOT / "docs/examples/v1-instances.json").read_text())
+    )
+    _validator(document, "V2Columns").validate(
+        json.loads((ROOT / "docs/examples/v2-columns.json").read_text())
+    )
     _validator(document, "V2Tensor").validate(json.loads((ROOT / "docs/examples/v2-tensor.json").read_text()))
 
 
@@ -86,8 +104,12 @@ def test_real_answers_of_every_form_validate_against_the_document(server, docume
     assert len(answer.json()["predictions"][0]["reasons"]) == 3
 
     filled = np.nan_to_num(x, nan=0.0)
-    tensor = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [3, 50], "data": filled.ravel().tolist()},
-                         {"name": "lead_id", "datatype": "BYTES", "shape": [3], "data": ["a", "b", "c"]}]}
+    tensor = {
+        "inputs": [
+            {"name": "leads", "datatype": "FP32", "shape": [3, 50], "data": filled.ravel().tolist()},
+            {"name": "lead_id", "datatype": "BYTES", "shape": [3], "data": ["a", "b", "c"]},
+        ]
+    }
     _validator(document, "V2Tensor").validate(tensor)
     answer = httpx.post(server.url + v2_path, json=tensor, headers=headers, timeout=20)
     assert answer.status_code == 200, answer.text
@@ -107,11 +129,19 @@ def test_real_answers_of_every_form_validate_against_the_document(server, docume
 def test_the_document_describes_the_lead_schema_and_the_key(document):
     instance = document["components"]["schemas"]["LeadInstance"]
     assert instance["properties"]["employee_count"]["maximum"] == 3_000_000
-    assert instance["properties"]["industry"]["enum"][-1] == len(instance["properties"]["industry"]["x-choices"]) - 1
+    assert (
+        instance["properties"]["industry"]["enum"][-1]
+        == len(instance["properties"]["industry"]["x-choices"]) - 1
+    )
     assert "employee_count" in instance["required"] and "annual_revenue_musd" not in instance["required"]
     assert instance["properties"]["lead_id"]["anyOf"][0]["maxLength"] == 128
     assert document["components"]["securitySchemes"]["ApiKey"] == {
-        "type": "apiKey", "in": "header", "name": "X-API-Key",
-        "description": document["components"]["securitySchemes"]["ApiKey"]["description"]}
-    assert not any(path.startswith("/v2/repository") or path.endswith(":explain") for path in document["paths"])
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": document["components"]["securitySchemes"]["ApiKey"]["description"],
+    }
+    assert not any(
+        path.startswith("/v2/repository") or path.endswith(":explain") for path in document["paths"]
+    )
     assert document["components"]["schemas"]["V1Request"]["properties"]["instances"]["maxItems"] == 20

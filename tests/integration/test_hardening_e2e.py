@@ -27,8 +27,10 @@ from predictor.synthetic import as_records, sample_features
 
 V1 = "/v1/models/lead-scoring:predict"
 X = np.where(np.isnan(sample_features(3, seed=5)), [f.minimum for f in FEATURES], sample_features(3, seed=5))
-KEYS = {name: f"{name}-{secrets.token_hex(10)}" for name in
-        ("limited-rest", "limited-grpc", "steady", "hashed", "old", "new")}
+KEYS = {
+    name: f"{name}-{secrets.token_hex(10)}"
+    for name in ("limited-rest", "limited-grpc", "steady", "hashed", "old", "new")
+}
 MAX_LEADS, MAX_BODY = 10, 60_000
 
 
@@ -71,9 +73,20 @@ def secret(tmp_path_factory) -> MountedSecret:
 
 @pytest.fixture(scope="module")
 def inprocess(small_artifact, secret, tmp_path_factory):
-    server = start_transformer(small_artifact, tmp_path_factory.mktemp("logs"), extra_args=[
-        "--api_keys_file", str(secret.path), "--api_keys_reload_seconds", "0.5",
-        "--max_leads", str(MAX_LEADS), "--max_body_bytes", str(MAX_BODY)])
+    server = start_transformer(
+        small_artifact,
+        tmp_path_factory.mktemp("logs"),
+        extra_args=[
+            "--api_keys_file",
+            str(secret.path),
+            "--api_keys_reload_seconds",
+            "0.5",
+            "--max_leads",
+            str(MAX_LEADS),
+            "--max_body_bytes",
+            str(MAX_BODY),
+        ],
+    )
     server.wait_ready()
     yield server
     server.stop()
@@ -81,19 +94,26 @@ def inprocess(small_artifact, secret, tmp_path_factory):
 
 def rest(server, key: str | None, n: int = 1, **kwargs) -> httpx.Response:
     headers = {"x-api-key": key} if key else {}
-    return httpx.post(server.url + V1, json={"instances": as_records(np.resize(X, (n, X.shape[1])))},
-                      headers=headers, timeout=20, **kwargs)
+    return httpx.post(
+        server.url + V1,
+        json={"instances": as_records(np.resize(X, (n, X.shape[1])))},
+        headers=headers,
+        timeout=20,
+        **kwargs,
+    )
 
 
 def grpc_call(server, key: str | None):
     """The InferResponse, or the grpc.RpcError the call ended with."""
+
     async def call():
         client = InferenceGRPCClient(server.grpc_target, retries=0, timeout=20)
         tensor = InferInput("leads", list(X.shape), "FP32")
         tensor.set_data_from_numpy(X.astype(np.float32), binary_data=True)
         try:
-            return await client.infer(InferRequest("lead-scoring", [tensor]),
-                                      headers=[("x-api-key", key)] if key else None)
+            return await client.infer(
+                InferRequest("lead-scoring", [tensor]), headers=[("x-api-key", key)] if key else None
+            )
         finally:
             await client.close()
 
@@ -119,9 +139,10 @@ def eventually(check, timeout: float = 15.0):
 
 # 1. per-key rate limits and rotation
 
+
 def test_rest_rate_limit_answers_429_with_retry_after_naming_the_key(inprocess):
     answers = [rest(inprocess, KEYS["limited-rest"]) for _ in range(5)]
-    assert [a.status_code for a in answers[:2]] == [200, 200], answers[0].text     # the burst
+    assert [a.status_code for a in answers[:2]] == [200, 200], answers[0].text  # the burst
     limited = [a for a in answers if a.status_code == 429]
     assert limited, [a.status_code for a in answers]
     for answer in limited:
@@ -136,7 +157,7 @@ def test_grpc_rate_limit_is_resource_exhausted(inprocess):
     codes = [grpc_code(grpc_call(inprocess, KEYS["limited-grpc"])) for _ in range(5)]
     assert codes[:2] == [grpc.StatusCode.OK] * 2
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
-    exhausted = grpc_call(inprocess, KEYS["limited-grpc"])   # one token per 10 s: still empty
+    exhausted = grpc_call(inprocess, KEYS["limited-grpc"])  # one token per 10 s: still empty
     assert grpc_code(exhausted) == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "limited-grpc" in exhausted.details() and KEYS["limited-grpc"] not in exhausted.details()
 
@@ -163,18 +184,23 @@ def test_rotation_without_restart_on_rest_and_grpc(inprocess, secret):
 def test_no_key_ever_reaches_the_log(inprocess):
     rest(inprocess, "never-valid-" + secrets.token_hex(4))
     log = inprocess.log_path.read_text(errors="replace")
-    assert "limited-rest" in log          # key names are logged …
+    assert "limited-rest" in log  # key names are logged …
     for key in KEYS.values():
-        assert key not in log             # … keys never
+        assert key not in log  # … keys never
     assert "never-valid-" not in log
 
 
 # 2. size limits
 
+
 def test_body_over_the_limit_is_413_with_content_length(inprocess):
     body = b'{"instances": [' + b" " * MAX_BODY + b"]}"
-    answer = httpx.post(inprocess.url + V1, content=body, timeout=20,
-                        headers={"x-api-key": KEYS["steady"], "content-type": "application/json"})
+    answer = httpx.post(
+        inprocess.url + V1,
+        content=body,
+        timeout=20,
+        headers={"x-api-key": KEYS["steady"], "content-type": "application/json"},
+    )
     assert answer.status_code == 413
     assert "--max_body_bytes" in answer.json()["error"]
 
@@ -186,8 +212,12 @@ def test_chunked_body_over_the_limit_is_413(inprocess):
             yield b" " * 1000
         yield b"]}"
 
-    answer = httpx.post(inprocess.url + V1, content=chunks(), timeout=20,
-                        headers={"x-api-key": KEYS["steady"], "content-type": "application/json"})
+    answer = httpx.post(
+        inprocess.url + V1,
+        content=chunks(),
+        timeout=20,
+        headers={"x-api-key": KEYS["steady"], "content-type": "application/json"},
+    )
     assert answer.request.headers.get("transfer-encoding") == "chunked"
     assert answer.status_code == 413
     assert "--max_body_bytes" in answer.json()["error"]
@@ -202,6 +232,7 @@ def test_more_leads_than_the_limit_is_400_naming_it(inprocess):
 
 # 3. the predictor hop fails fast
 
+
 @pytest.fixture(scope="module")
 def hop_stack(small_artifact, tmp_path_factory):
     logs = tmp_path_factory.mktemp("hop-logs")
@@ -210,10 +241,22 @@ def hop_stack(small_artifact, tmp_path_factory):
     key = "hop-" + secrets.token_hex(8)
     flags = ["--predictor_request_timeout_seconds", "1"]
     transformers = {
-        "grpc-v2": start_transformer(small_artifact, logs, api_keys=f"hop:{key}", predictor=predictor.grpc_target,
-                                     protocol="grpc-v2", extra_args=flags),
-        "v2": start_transformer(small_artifact, logs, api_keys=f"hop:{key}",
-                                predictor=f"127.0.0.1:{predictor.http_port}", protocol="v2", extra_args=flags),
+        "grpc-v2": start_transformer(
+            small_artifact,
+            logs,
+            api_keys=f"hop:{key}",
+            predictor=predictor.grpc_target,
+            protocol="grpc-v2",
+            extra_args=flags,
+        ),
+        "v2": start_transformer(
+            small_artifact,
+            logs,
+            api_keys=f"hop:{key}",
+            predictor=f"127.0.0.1:{predictor.http_port}",
+            protocol="v2",
+            extra_args=flags,
+        ),
     }
     for server in transformers.values():
         server.wait_ready()
@@ -249,7 +292,9 @@ def test_frozen_then_dead_predictor_fails_fast_on_both_hops_and_both_protocols(h
     finally:
         os.kill(predictor.process.pid, signal.SIGCONT)
     for hop, server in transformers.items():
-        assert eventually(lambda s=server: rest(s, key).status_code == 200), f"{hop}: no recovery after SIGCONT"
+        assert eventually(lambda s=server: rest(s, key).status_code == 200), (
+            f"{hop}: no recovery after SIGCONT"
+        )
 
     predictor.process.kill()
     predictor.process.wait()

@@ -62,8 +62,11 @@ def keys_file(tmp_path) -> Path:
 
 @pytest.fixture
 def transformer(small_artifact, keys_file, tmp_path):
-    server = start_transformer(small_artifact, tmp_path / "logs", extra_args=[
-        "--api_keys_file", str(keys_file), "--api_keys_reload_seconds", "0.2"])
+    server = start_transformer(
+        small_artifact,
+        tmp_path / "logs",
+        extra_args=["--api_keys_file", str(keys_file), "--api_keys_reload_seconds", "0.2"],
+    )
     try:
         server.wait_ready()
         yield server
@@ -73,8 +76,15 @@ def transformer(small_artifact, keys_file, tmp_path):
 
 def test_alternating_two_keys_of_one_name_cannot_reset_its_rate_limit(transformer, keys_file):
     # A rotation that also changes the limit: same name, different rate. Refused (one name, one bucket).
-    write_keys(keys_file, {"keys": [{"name": "crm", "key": K1, "rate_per_second": 1, "burst": 1},
-                                    {"name": "crm", "key": K2, "rate_per_second": 2, "burst": 1}]})
+    write_keys(
+        keys_file,
+        {
+            "keys": [
+                {"name": "crm", "key": K1, "rate_per_second": 1, "burst": 1},
+                {"name": "crm", "key": K2, "rate_per_second": 2, "burst": 1},
+            ]
+        },
+    )
     wait_for(lambda: rejected_reloads(transformer) >= 1, timeout=20, interval=0.3)
     time.sleep(1.1)  # the bucket refills (1 token)
     log = transformer.log_path.read_text(errors="replace")
@@ -89,10 +99,23 @@ def test_alternating_two_keys_of_one_name_cannot_reset_its_rate_limit(transforme
 
 
 def test_keys_of_one_name_with_one_limit_share_one_bucket(transformer, keys_file):
-    write_keys(keys_file, {"keys": [{"name": "crm", "key": K1, "rate_per_second": 1, "burst": 1},
-                                    {"name": "crm", "key": K2, "rate_per_second": 1, "burst": 1}]})
-    wait_for(lambda: httpx.post(transformer.url + V1, json=BODY, headers={"x-api-key": K2},
-                                timeout=10).status_code != 401, timeout=20, interval=0.3)
+    write_keys(
+        keys_file,
+        {
+            "keys": [
+                {"name": "crm", "key": K1, "rate_per_second": 1, "burst": 1},
+                {"name": "crm", "key": K2, "rate_per_second": 1, "burst": 1},
+            ]
+        },
+    )
+    wait_for(
+        lambda: (
+            httpx.post(transformer.url + V1, json=BODY, headers={"x-api-key": K2}, timeout=10).status_code
+            != 401
+        ),
+        timeout=20,
+        interval=0.3,
+    )
     time.sleep(1.1)  # the bucket refills (1 token)
     statuses, seconds = burst(transformer, [K1, K2] * 20)
     assert set(statuses) == {200, 429}
@@ -113,8 +136,15 @@ def test_an_empty_key_list_on_reload_keeps_the_previous_keys(transformer, keys_f
 
 def test_a_transformer_refuses_to_start_with_conflicting_limits(small_artifact, tmp_path):
     path = tmp_path / "api-keys.yaml"
-    write_keys(path, {"keys": [{"name": "crm", "key": K1, "rate_per_second": 1},
-                               {"name": "crm", "key": K2, "rate_per_second": 5}]})
+    write_keys(
+        path,
+        {
+            "keys": [
+                {"name": "crm", "key": K1, "rate_per_second": 1},
+                {"name": "crm", "key": K2, "rate_per_second": 5},
+            ]
+        },
+    )
     server = start_transformer(small_artifact, tmp_path / "logs", extra_args=["--api_keys_file", str(path)])
     assert server.process.wait(60) != 0
     log = server.log_path.read_text(errors="replace")

@@ -28,7 +28,16 @@ atexit.register(_write_modules)
 """
 
 # Never needed by a split-mode transformer without a data lake and without reason codes.
-HEAVY = ("pyarrow", "xgboost", "boto3", "botocore", "azure", "google.auth", "kubernetes_validate", "kserve_storage")
+HEAVY = (
+    "pyarrow",
+    "xgboost",
+    "boto3",
+    "botocore",
+    "azure",
+    "google.auth",
+    "kubernetes_validate",
+    "kserve_storage",
+)
 HEAVY_LIBRARIES = ("libarrow", "libparquet", "libxgboost")
 
 
@@ -47,16 +56,29 @@ def run_transformer(artifact: Path, predictor, tmp_path: Path, extra_args: list[
     (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     modules_out = tmp_path / "modules.txt"
     key = secrets.token_hex(8)
-    server = start_transformer(artifact, tmp_path, api_keys=f"lean:{key}", predictor=predictor.grpc_target,
-                               protocol="grpc-v2", extra_args=extra_args + ["--drain_delay_seconds", "0"],
-                               env={"PYTHONPATH": str(site), "LEAD_SCORING_MODULES_OUT": str(modules_out)})
+    server = start_transformer(
+        artifact,
+        tmp_path,
+        api_keys=f"lean:{key}",
+        predictor=predictor.grpc_target,
+        protocol="grpc-v2",
+        extra_args=extra_args + ["--drain_delay_seconds", "0"],
+        env={"PYTHONPATH": str(site), "LEAD_SCORING_MODULES_OUT": str(modules_out)},
+    )
     try:
         server.wait_ready(path="/v2/models/lead-scoring/ready")
-        body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50],
-                            "data": np.full(50, 1.0).tolist()}]}
-        body["inputs"][0]["data"][0] = 120.0   # employee_count ≥ 1; every other feature accepts 1
-        answer = httpx.post(f"{server.url}/v2/models/lead-scoring/infer", content=orjson.dumps(body), timeout=10,
-                            headers={"x-api-key": key, "content-type": "application/json"})
+        body = {
+            "inputs": [
+                {"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": np.full(50, 1.0).tolist()}
+            ]
+        }
+        body["inputs"][0]["data"][0] = 120.0  # employee_count ≥ 1; every other feature accepts 1
+        answer = httpx.post(
+            f"{server.url}/v2/models/lead-scoring/infer",
+            content=orjson.dumps(body),
+            timeout=10,
+            headers={"x-api-key": key, "content-type": "application/json"},
+        )
         assert answer.status_code == 200, answer.text
         maps = Path(f"/proc/{server.process.pid}/maps").read_text()
     finally:
@@ -68,19 +90,33 @@ def top_level(modules: set[str], name: str) -> bool:
     return any(m == name or m.startswith(name + ".") for m in modules)
 
 
-def test_split_mode_without_a_data_lake_loads_no_pyarrow_xgboost_or_cloud_sdk(small_artifact, predictor, tmp_path):
+def test_split_mode_without_a_data_lake_loads_no_pyarrow_xgboost_or_cloud_sdk(
+    small_artifact, predictor, tmp_path
+):
     modules, maps = run_transformer(small_artifact, predictor, tmp_path, [])
-    assert "kserve" in modules and "transformer.serving.fast_path" in modules   # it is the real server
+    assert "kserve" in modules and "transformer.serving.fast_path" in modules  # it is the real server
     assert [name for name in HEAVY if top_level(modules, name)] == []
     assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
 
 
 def test_a_file_data_lake_loads_pyarrow_but_no_cloud_sdk_and_no_xgboost(small_artifact, predictor, tmp_path):
     lake = tmp_path / "lake"
-    modules, maps = run_transformer(small_artifact, predictor, tmp_path,
-                                    ["--sink_uri", lake.as_uri(), "--sink_spool_dir", str(tmp_path / "spool"),
-                                     "--sink_flush_seconds", "0.2"])
-    assert top_level(modules, "pyarrow") and "libparquet" in maps   # the lake writes Parquet: the check sees it
+    modules, maps = run_transformer(
+        small_artifact,
+        predictor,
+        tmp_path,
+        [
+            "--sink_uri",
+            lake.as_uri(),
+            "--sink_spool_dir",
+            str(tmp_path / "spool"),
+            "--sink_flush_seconds",
+            "0.2",
+        ],
+    )
+    assert (
+        top_level(modules, "pyarrow") and "libparquet" in maps
+    )  # the lake writes Parquet: the check sees it
     assert [name for name in ("xgboost", "boto3", "botocore", "azure") if top_level(modules, name)] == []
     assert "libxgboost" not in maps
     assert list(lake.rglob("*.parquet")), "the request was not recorded in the lake"

@@ -31,7 +31,9 @@ AZURE_KEY = "azure-key-7f3a9c"
 
 @pytest.fixture(scope="module")
 def booster(small_artifact):
-    return xgb.Booster(params={"nthread": 1}, model_file=bytearray((small_artifact / "model.ubj").read_bytes()))
+    return xgb.Booster(
+        params={"nthread": 1}, model_file=bytearray((small_artifact / "model.ubj").read_bytes())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,12 @@ def server(booster):
 @pytest.fixture
 def aws_env(monkeypatch):
     # Any credentials: the servers check only that requests are signed; nothing may reach IMDS or a real profile.
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }.items():
         monkeypatch.setenv(name, value)
 
 
@@ -73,6 +79,7 @@ async def predict_once(predictor, matrix, headers=None):
 
 # ---- SageMaker ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("content_type", ["text/csv", "application/json"])
 def test_sagemaker_endpoint_gives_the_boosters_own_scores(server, booster, leads, aws_env, content_type):
     predictor = SageMakerPredictor(ENDPOINT, "us-east-1", content_type, 10.0, endpoint_url=server.url)
@@ -80,7 +87,9 @@ def test_sagemaker_endpoint_gives_the_boosters_own_scores(server, booster, leads
     assert scores.dtype == np.float32 and scores.shape == (len(leads),)
     np.testing.assert_array_equal(scores, own_scores(booster, leads))
     assert server.last_headers["content-type"] == content_type
-    assert server.last_headers["x-amzn-sagemaker-inference-id"] == "req-42"  # the request id reaches data capture
+    assert (
+        server.last_headers["x-amzn-sagemaker-inference-id"] == "req-42"
+    )  # the request id reaches data capture
 
 
 def test_sagemaker_failures_are_503_with_the_reason(server, leads, aws_env):
@@ -94,7 +103,9 @@ def test_sagemaker_failures_are_503_with_the_reason(server, leads, aws_env):
     server.fail_status = 500
     broken = run(attempt(SageMakerPredictor(ENDPOINT, "us-east-1", endpoint_url=server.url)))
     assert "ModelError" in broken.message and f"/aws/sagemaker/Endpoints/{ENDPOINT}" in broken.message
-    down = run(attempt(SageMakerPredictor(ENDPOINT, "us-east-1", endpoint_url=f"http://127.0.0.1:{free_port()}")))
+    down = run(
+        attempt(SageMakerPredictor(ENDPOINT, "us-east-1", endpoint_url=f"http://127.0.0.1:{free_port()}"))
+    )
     assert "unreachable" in down.message and type(down) is PredictorUnavailable
 
 
@@ -103,7 +114,9 @@ def test_a_sagemaker_endpoint_slower_than_the_timeout_is_a_504(server, leads, aw
     predictor = SageMakerPredictor(ENDPOINT, "us-east-1", timeout_seconds=0.3, endpoint_url=server.url)
     with pytest.raises(PredictorTimeout) as caught:
         run(predict_once(predictor, leads[:2]))
-    assert caught.value.http_status == 504 and server.received == 1  # one attempt: no retry behind the client's back
+    assert (
+        caught.value.http_status == 504 and server.received == 1
+    )  # one attempt: no retry behind the client's back
 
 
 def test_sagemaker_readiness_follows_describe_endpoint(server, aws_env):
@@ -122,17 +135,24 @@ def test_sagemaker_wire_and_readiness_against_moto(aws_env):
     moto = MotoSageMaker().start()
     try:
         moto.create_endpoint(ENDPOINT)
-        moto.queue_results([("0.125,0.5,0.875", "text/csv"),
-                            ('{"predictions": [{"score": 0.25}, {"score": 0.75}]}', "application/json")])
+        moto.queue_results(
+            [
+                ("0.125,0.5,0.875", "text/csv"),
+                ('{"predictions": [{"score": 0.25}, {"score": 0.75}]}', "application/json"),
+            ]
+        )
 
         async def scenario():
             csv = SageMakerPredictor(ENDPOINT, "us-east-1", endpoint_url=moto.url)
             as_json = SageMakerPredictor(ENDPOINT, "us-east-1", "application/json", endpoint_url=moto.url)
             absent = SageMakerPredictor("absent", "us-east-1", endpoint_url=moto.url)
             try:
-                return (await csv.predict(np.zeros((3, 50), np.float32)),
-                        await as_json.predict(np.ones((2, 50), np.float32)),
-                        await csv.ready(), await absent.ready())
+                return (
+                    await csv.predict(np.zeros((3, 50), np.float32)),
+                    await as_json.predict(np.ones((2, 50), np.float32)),
+                    await csv.ready(),
+                    await absent.ready(),
+                )
             finally:
                 for p in (csv, as_json, absent):
                     await p.close()
@@ -146,6 +166,7 @@ def test_sagemaker_wire_and_readiness_against_moto(aws_env):
 
 
 # ---- Azure ML -------------------------------------------------------------------------------------------------
+
 
 def test_azure_ml_endpoint_gives_the_boosters_own_scores(server, booster, leads):
     predictor = AzureMLPredictor(f"{server.url}/score", AZURE_KEY, 10.0, deployment="blue")
@@ -187,17 +208,21 @@ def test_azure_ml_readiness_down_and_slow(server, leads):
 
 # ---- shadow mode ----------------------------------------------------------------------------------------------
 
+
 def metric(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def agreement_counts() -> tuple[float, float]:
-    return (metric("lead_scoring_shadow_comparisons_total", agreement="same_tier"),
-            metric("lead_scoring_shadow_comparisons_total", agreement="different_tier"))
+    return (
+        metric("lead_scoring_shadow_comparisons_total", agreement="same_tier"),
+        metric("lead_scoring_shadow_comparisons_total", agreement="different_tier"),
+    )
 
 
 def test_shadow_runs_beside_the_live_path_and_records_agreement_in_metrics_and_the_lake(
-        server, small_artifact, leads, tmp_path):
+    server, small_artifact, leads, tmp_path
+):
     card = load_card(small_artifact)
     lake = tmp_path / "lake"
     sink = ScoreSink(SinkConfig(uri=lake.as_uri(), spool_dir=tmp_path / "spool", flush_seconds=0.2))
@@ -208,13 +233,22 @@ def test_shadow_runs_beside_the_live_path_and_records_agreement_in_metrics_and_t
 
     async def scenario():
         live = InProcessBooster(small_artifact)
-        shadow = ShadowScorer(AzureMLPredictor(f"{server.url}/score", AZURE_KEY, 10.0), 1.0, card.tier_map,
-                              recorder=sink)
+        shadow = ShadowScorer(
+            AzureMLPredictor(f"{server.url}/score", AZURE_KEY, 10.0), 1.0, card.tier_map, recorder=sink
+        )
         server.gate.clear()  # the legacy endpoint holds the shadow call
         scores = await live.predict(leads)
         tiers = card.tier_map.tiers(card.tier_map.buckets(scores))
-        started = shadow.maybe_submit("req-shadow-1", leads, scores, tiers, lead_ids=lead_ids,
-                                      api_key_name="crm-prod", protocol="rest", request_form="v1_instances")
+        started = shadow.maybe_submit(
+            "req-shadow-1",
+            leads,
+            scores,
+            tiers,
+            lead_ids=lead_ids,
+            api_key_name="crm-prod",
+            protocol="rest",
+            request_form="v1_instances",
+        )
         # maybe_submit has returned while the legacy call is still parked inside the server: off the response path.
         await asyncio.to_thread(wait_for, lambda: server.held == 1)
         assert started and shadow.in_flight == 1 and agreement_counts() == (same_before, different_before)
@@ -239,7 +273,9 @@ def test_shadow_runs_beside_the_live_path_and_records_agreement_in_metrics_and_t
 
 
 @pytest.mark.parametrize("failure", ["down", "slow", "error"])
-def test_a_failing_legacy_endpoint_never_touches_the_live_path(server, small_artifact, leads, failure, aws_env):
+def test_a_failing_legacy_endpoint_never_touches_the_live_path(
+    server, small_artifact, leads, failure, aws_env
+):
     card = load_card(small_artifact)
     url = f"http://127.0.0.1:{free_port()}" if failure == "down" else server.url
     if failure == "slow":

@@ -25,8 +25,11 @@ KEY_NAME = "metrics-port"
 
 
 def samples(text: str) -> dict[tuple, float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def family_names(text: str) -> set[str]:
@@ -35,7 +38,9 @@ def family_names(text: str) -> set[str]:
 
 def score(server, api_key: str, n: int, seed: int) -> None:
     leads = as_records(sample_features(n, seed=seed), [f"mp-{seed}-{i}" for i in range(n)])
-    answer = httpx.post(server.url + V1, json={"instances": leads}, headers={"x-api-key": api_key}, timeout=10)
+    answer = httpx.post(
+        server.url + V1, json={"instances": leads}, headers={"x-api-key": api_key}, timeout=10
+    )
     assert answer.status_code == 200, answer.text
 
 
@@ -53,8 +58,12 @@ def listening_on_all_interfaces(port: int) -> bool:
 def separate(small_artifact, api_key, tmp_path_factory):
     """A transformer with --metrics_port, and the port it was given."""
     metrics_port = free_port()
-    server = start_transformer(small_artifact, tmp_path_factory.mktemp("metrics-port"),
-                               api_keys=f"{KEY_NAME}:{api_key}", extra_args=["--metrics_port", str(metrics_port)])
+    server = start_transformer(
+        small_artifact,
+        tmp_path_factory.mktemp("metrics-port"),
+        api_keys=f"{KEY_NAME}:{api_key}",
+        extra_args=["--metrics_port", str(metrics_port)],
+    )
     try:
         server.wait_ready()
         yield server, metrics_port
@@ -72,7 +81,9 @@ def test_metrics_port_serves_the_process_registry_with_the_traffic(separate, api
     assert found[ok] == 1
     assert sum(v for (name, _), v in found.items() if name == "lead_scoring_leads_scored_total") == 3
     # KServe's own stage histograms live in the same default registry: one scrape sees both.
-    assert {"request_preprocess_seconds", "lead_scoring_request_duration_seconds"} <= family_names(answer.text)
+    assert {"request_preprocess_seconds", "lead_scoring_request_duration_seconds"} <= family_names(
+        answer.text
+    )
 
 
 @pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus not installed (make tools)")
@@ -81,7 +92,9 @@ def test_a_real_prometheus_scrapes_the_metrics_port(separate, api_key, tmp_path)
     prometheus, url = start_prometheus(f"127.0.0.1:{metrics_port}", tmp_path)
     leads = 'sum(lead_scoring_leads_scored_total{namespace="lead-scoring"})'
     try:
-        wait_until(lambda: scalar(url, 'up{job="lead-scoring-transformer"}') == 1, "first scrape", process=prometheus)
+        wait_until(
+            lambda: scalar(url, 'up{job="lead-scoring-transformer"}') == 1, "first scrape", process=prometheus
+        )
         before = scalar(url, leads)
         score(server, api_key, 4, seed=903)
         wait_until(lambda: scalar(url, leads) == before + 4, "the 4 new leads scraped", process=prometheus)
@@ -123,16 +136,28 @@ def test_unset_metrics_stay_on_the_api_port(small_artifact, api_key, tmp_path):
 def run_transformer(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     """A transformer that must refuse to start: every other setting is valid, so the refusal is the port's."""
     env = {**os.environ, "API_KEYS": f"{KEY_NAME}:test-key-not-used"}
-    return subprocess.run([sys.executable, "-m", "transformer", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "transformer", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("flag", ["--http_port", "--grpc_port"])
 def test_metrics_port_equal_to_a_server_port_is_refused(small_artifact, flag):
     port = free_port()
     ports = {"--http_port": str(free_port()), "--grpc_port": str(free_port()), flag: str(port)}
-    result = run_transformer("--model_card_uri", str(small_artifact), *[x for kv in ports.items() for x in kv],
-                             "--metrics_port", str(port))
+    result = run_transformer(
+        "--model_card_uri",
+        str(small_artifact),
+        *[x for kv in ports.items() for x in kv],
+        "--metrics_port",
+        str(port),
+    )
     assert result.returncode != 0
     assert f"--metrics_port {port} is also {flag}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -143,8 +168,16 @@ def test_metrics_port_in_use_is_refused_with_the_reason(small_artifact):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = run_transformer("--model_card_uri", str(small_artifact), "--http_port", str(free_port()),
-                                 "--grpc_port", str(free_port()), "--metrics_port", str(port))
+        result = run_transformer(
+            "--model_card_uri",
+            str(small_artifact),
+            "--http_port",
+            str(free_port()),
+            "--grpc_port",
+            str(free_port()),
+            "--metrics_port",
+            str(port),
+        )
     assert result.returncode != 0
     assert f"--metrics_port {port}: cannot listen" in result.stderr
     assert "Traceback" not in result.stderr

@@ -35,8 +35,12 @@ X = np.nan_to_num(sample_features(2, seed=21), nan=1.0).astype(np.float32)
 
 @pytest.fixture(scope="module")
 def server(small_artifact, tmp_path_factory):
-    transformer = start_transformer(small_artifact, tmp_path_factory.mktemp("state-logs"), api_keys=f"state:{KEY}",
-                                    extra_args=["--enable_docs_url", "true"])
+    transformer = start_transformer(
+        small_artifact,
+        tmp_path_factory.mktemp("state-logs"),
+        api_keys=f"state:{KEY}",
+        extra_args=["--enable_docs_url", "true"],
+    )
     transformer.wait_ready()
     yield transformer
     transformer.stop()
@@ -51,9 +55,13 @@ def kserve_routes() -> set[tuple[str, str]]:
 
     registry = ModelRepository()
     app = fastapi.FastAPI()
-    RESTServer._register_endpoints(SimpleNamespace(dataplane=DataPlane(model_registry=registry),
-                                                   model_repository_extension=ModelRepositoryExtension(registry)),
-                                   app)
+    RESTServer._register_endpoints(
+        SimpleNamespace(
+            dataplane=DataPlane(model_registry=registry),
+            model_repository_extension=ModelRepositoryExtension(registry),
+        ),
+        app,
+    )
     found = set()
     for route in app.routes:
         for inner in getattr(getattr(route, "original_router", None), "routes", [route]):
@@ -65,7 +73,9 @@ def kserve_routes() -> set[tuple[str, str]]:
 def every_route(server) -> list[str]:
     ours = httpx.get(server.url + "/openapi.json", timeout=10).json()["paths"]
     version = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()["versions"][0]
-    templates = {path for _, path in kserve_routes()} | set(ours) | {"/openapi.json", "/docs", "/redoc", "/metrics"}
+    templates = (
+        {path for _, path in kserve_routes()} | set(ours) | {"/openapi.json", "/docs", "/redoc", "/metrics"}
+    )
     assert {"/v2/repository/models/{model_name}/unload", "/v1/models/{model_name}:explain"} <= templates
     paths = set()
     for template in templates:
@@ -89,11 +99,28 @@ def grpc_score(server) -> np.ndarray:
 
 def binary_rest_score(server) -> list[float]:
     """The binary tensor extension, answered in JSON: the route KServe's model registry serves."""
-    header = orjson.dumps({"inputs": [{"name": "leads", "datatype": "FP32", "shape": [2, N_FEATURES],
-                                       "parameters": {"binary_data_size": X.nbytes}}]})
-    answer = httpx.post(f"{server.url}/v2/models/{MODEL_NAME}/infer", content=header + X.tobytes(), timeout=20,
-                        headers={"x-api-key": KEY, "content-type": "application/octet-stream",
-                                 "inference-header-content-length": str(len(header))})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "leads",
+                    "datatype": "FP32",
+                    "shape": [2, N_FEATURES],
+                    "parameters": {"binary_data_size": X.nbytes},
+                }
+            ]
+        }
+    )
+    answer = httpx.post(
+        f"{server.url}/v2/models/{MODEL_NAME}/infer",
+        content=header + X.tobytes(),
+        timeout=20,
+        headers={
+            "x-api-key": KEY,
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(len(header)),
+        },
+    )
     assert answer.status_code == 200, answer.text
     return {o["name"]: o["data"] for o in answer.json()["outputs"]}["score"]
 
@@ -110,8 +137,13 @@ def test_no_route_changes_state_without_a_key(server):
     answers = []
     for path in every_route(server):
         for method in METHODS:
-            answer = httpx.request(method, server.url + path, content=b"{}", timeout=20,
-                                   headers={"content-type": "application/json"})
+            answer = httpx.request(
+                method,
+                server.url + path,
+                content=b"{}",
+                timeout=20,
+                headers={"content-type": "application/json"},
+            )
             answers.append((method, path, answer))
     for method, path, answer in answers:
         shown = f"{method} {path} → {answer.status_code} {answer.text[:200]}"
@@ -119,7 +151,7 @@ def test_no_route_changes_state_without_a_key(server):
         if answer.status_code >= 300:
             assert isinstance(answer.json().get("error"), str) and "detail" not in answer.json(), shown
         else:
-            assert method == "GET", shown      # only reads succeed without a key
+            assert method == "GET", shown  # only reads succeed without a key
     unloads = [a for m, p, a in answers if p.endswith("/unload") and m == "POST"]
     assert unloads and all(a.status_code == 404 for a in unloads)
     assert_still_scoring(server, before)
@@ -134,9 +166,11 @@ def test_no_rpc_changes_state_without_a_key(server):
             request_type = getattr(pb, method.input_type.name)
             fields = {f.name for f in request_type.DESCRIPTOR.fields}
             request = request_type(**{name: MODEL_NAME for name in ("name", "model_name") if name in fields})
-            call = channel.unary_unary(f"/{service.full_name}/{method.name}",
-                                       request_serializer=request_type.SerializeToString,
-                                       response_deserializer=getattr(pb, method.output_type.name).FromString)
+            call = channel.unary_unary(
+                f"/{service.full_name}/{method.name}",
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=getattr(pb, method.output_type.name).FromString,
+            )
             try:
                 call(request, timeout=10)
                 codes[method.name] = grpc.StatusCode.OK
@@ -156,7 +190,9 @@ def test_swagger_ui_and_redoc_over_the_projects_document_with_enable_docs_url(se
     for path in ("/docs", "/redoc"):
         page = httpx.get(server.url + path, timeout=10)
         assert page.status_code == 200 and "/openapi.json" in page.text, path
-    assert httpx.get(server.url + "/openapi.json", timeout=10).json()["components"]["securitySchemes"]["ApiKey"]
+    assert httpx.get(server.url + "/openapi.json", timeout=10).json()["components"]["securitySchemes"][
+        "ApiKey"
+    ]
 
 
 class _Up:

@@ -48,11 +48,11 @@ pytestmark = pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheu
 class Sent:
     """What the test sent, and what it must therefore find in metrics and logs."""
 
-    requests: Counter = field(default_factory=Counter)          # (protocol, form, outcome) -> count
-    tiers: Counter = field(default_factory=Counter)             # tier -> leads scored
+    requests: Counter = field(default_factory=Counter)  # (protocol, form, outcome) -> count
+    tiers: Counter = field(default_factory=Counter)  # tier -> leads scored
     scores: list = field(default_factory=list)
     lead_ids: list = field(default_factory=list)
-    responses: dict = field(default_factory=dict)               # name -> httpx.Response
+    responses: dict = field(default_factory=dict)  # name -> httpx.Response
     wrong_key: str = "wrong-" + secrets.token_hex(10)
 
 
@@ -67,6 +67,7 @@ class Observed:
 
 # --- traffic -------------------------------------------------------------------------------------------------------
 
+
 def lead_ids(prefix: str, n: int) -> list[str]:
     return [f"obs-{prefix}-{i:03d}" for i in range(n)]
 
@@ -80,7 +81,9 @@ def without_nan(x: np.ndarray) -> tuple[list[str], np.ndarray]:
     return present, matrix
 
 
-def expect_ok(sent: Sent, protocol: str, form: str, matrix: np.ndarray, ids: list[str], booster, card) -> None:
+def expect_ok(
+    sent: Sent, protocol: str, form: str, matrix: np.ndarray, ids: list[str], booster, card
+) -> None:
     scores = runtime_scores(booster, matrix)
     sent.requests[(protocol, form, "ok")] += 1
     sent.tiers.update(card.tier_map.tiers(card.tier_map.buckets(scores)).tolist())
@@ -101,18 +104,27 @@ def grpc_infer(server: Server, inputs: list[InferInput], key: str):
 
 def send_known_traffic(server: Server, api_key: str, booster, card) -> Sent:
     sent = Sent()
-    post = lambda path, body, key, **h: httpx.post(server.url + path, json=body,  # noqa: E731
-                                                   headers={**h, **({"x-api-key": key} if key else {})}, timeout=10)
+    post = lambda path, body, key, **h: httpx.post(  # noqa: E731
+        server.url + path,
+        json=body,
+        headers={**h, **({"x-api-key": key} if key else {})},
+        timeout=10,
+    )
 
     # ok, REST, V1 instances (NaN = absent feature), with the caller's request id
     x, ids = sample_features(7, seed=501), lead_ids("v1", 7)
-    sent.responses["v1"] = post(V1, {"instances": as_records(x, ids)}, api_key, **{"x-request-id": "obs-req-v1"})
+    sent.responses["v1"] = post(
+        V1, {"instances": as_records(x, ids)}, api_key, **{"x-request-id": "obs-req-v1"}
+    )
     expect_ok(sent, "rest", "v1_instances", x, ids, booster, card)
 
     # ok, REST, V2 columns, no request id (the transformer makes one)
     x, ids = sample_features(5, seed=502), lead_ids("col", 5)
     present, matrix = without_nan(x)
-    inputs = [{"name": n, "datatype": "FP64", "shape": [5], "data": x[:, FEATURE_INDEX[n]].tolist()} for n in present]
+    inputs = [
+        {"name": n, "datatype": "FP64", "shape": [5], "data": x[:, FEATURE_INDEX[n]].tolist()}
+        for n in present
+    ]
     inputs.append({"name": "lead_id", "datatype": "BYTES", "shape": [5], "data": ids})
     sent.responses["v2_columns"] = post(V2, {"inputs": inputs}, api_key)
     expect_ok(sent, "rest", "v2_columns", matrix, ids, booster, card)
@@ -120,8 +132,12 @@ def send_known_traffic(server: Server, api_key: str, booster, card) -> Sent:
     # ok, REST, V2 tensor
     x, ids = np.nan_to_num(sample_features(4, seed=503), nan=0.0), lead_ids("ten", 4)
     x[:, FEATURE_INDEX["employee_count"]] = 10  # 0 is below that feature's minimum; the rest accept 0
-    body = {"inputs": [{"name": "leads", "datatype": "FP32", "shape": [4, 50], "data": x.ravel().tolist()},
-                       {"name": "lead_id", "datatype": "BYTES", "shape": [4], "data": ids}]}
+    body = {
+        "inputs": [
+            {"name": "leads", "datatype": "FP32", "shape": [4, 50], "data": x.ravel().tolist()},
+            {"name": "lead_id", "datatype": "BYTES", "shape": [4], "data": ids},
+        ]
+    }
     sent.responses["v2_tensor"] = post(V2, body, api_key)
     expect_ok(sent, "rest", "v2_tensor", x, ids, booster, card)
 
@@ -151,8 +167,14 @@ def send_known_traffic(server: Server, api_key: str, booster, card) -> Sent:
     sent.requests[("grpc", "unknown", "unauthorized")] += 1
 
     statuses = {name: response.status_code for name, response in sent.responses.items()}
-    assert statuses == {"v1": 200, "v2_columns": 200, "v2_tensor": 200, "invalid": 400, "wrong_key": 401,
-                        "no_key": 401}, {n: r.text[:200] for n, r in sent.responses.items()}
+    assert statuses == {
+        "v1": 200,
+        "v2_columns": 200,
+        "v2_tensor": 200,
+        "invalid": 400,
+        "wrong_key": 401,
+        "no_key": 401,
+    }, {n: r.text[:200] for n, r in sent.responses.items()}
     return sent
 
 
@@ -172,8 +194,12 @@ def fill_drift_window(server: Server, api_key: str, sent: Sent, booster, card, t
     deadline = time.monotonic() + timeout
     x, ids, seed = sample_features(600, seed=600), lead_ids("drift", 600), 601
     while True:
-        response = httpx.post(server.url + V1, json={"instances": as_records(x, ids)},
-                              headers={"x-api-key": api_key}, timeout=10)
+        response = httpx.post(
+            server.url + V1,
+            json={"instances": as_records(x, ids)},
+            headers={"x-api-key": api_key},
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
         expect_ok(sent, "rest", "v1_instances", x, ids, booster, card)
         text = httpx.get(server.url + "/metrics", timeout=10).text
@@ -188,29 +214,47 @@ def observed(artifact, predictor, api_key, runtime_booster, card, tmp_path_facto
     work = tmp_path_factory.mktemp("observability")
     lake, spool = work / "lake", work / "spool"
     transformer = start_transformer(
-        artifact, work / "logs", api_keys=f"{KEY_NAME}:{api_key}", predictor=predictor.grpc_target,
-        extra_args=["--sink_uri", lake.as_uri(), "--sink_spool_dir", str(spool), "--sink_flush_seconds", "0.5"])
+        artifact,
+        work / "logs",
+        api_keys=f"{KEY_NAME}:{api_key}",
+        predictor=predictor.grpc_target,
+        extra_args=[
+            "--sink_uri",
+            lake.as_uri(),
+            "--sink_spool_dir",
+            str(spool),
+            "--sink_flush_seconds",
+            "0.5",
+        ],
+    )
     prometheus = None
     try:
         # Prometheus starts while the transformer does (its first scrapes just fail): ~3 s saved on 2 cores.
         prometheus, url = start_prometheus(f"127.0.0.1:{transformer.http_port}", work)
         transformer.wait_ready()
-        wait_until(lambda: httpx.get(url + "/-/ready", timeout=2).status_code == 200, "prometheus ready",
-                   process=prometheus)
+        wait_until(
+            lambda: httpx.get(url + "/-/ready", timeout=2).status_code == 200,
+            "prometheus ready",
+            process=prometheus,
+        )
         # One scrape of the primed zeros before any traffic, so rate()/increase() see the counters move.
-        wait_until(lambda: scalar(url, 'up{job="lead-scoring-transformer"}') == 1, "first scrape", process=prometheus)
+        wait_until(
+            lambda: scalar(url, 'up{job="lead-scoring-transformer"}') == 1, "first scrape", process=prometheus
+        )
         sent = send_known_traffic(transformer, api_key, runtime_booster, card)
         fill_drift_window(transformer, api_key, sent, runtime_booster, card)
         total_requests = sum(sent.requests.values())
         ok_leads = sum(sent.tiers.values())
 
         def everything_scraped() -> bool:
-            return (scalar(url, "sum(lead_scoring_requests_total)") == total_requests
-                    and scalar(url, "sum(lead_scoring_leads_scored_total)") == ok_leads
-                    and scalar(url, "sum(lead_scoring_sink_records_written_total)") == ok_leads
-                    # recording rules evaluated (every 1 s) on samples that include the traffic
-                    and (scalar(url, 'sum(lead_scoring:requests:rate5m{outcome="ok"})') or 0) > 0
-                    and scalar(url, "count(lead_scoring:leads_scored:share_deviation_rate1h)") == 5)
+            return (
+                scalar(url, "sum(lead_scoring_requests_total)") == total_requests
+                and scalar(url, "sum(lead_scoring_leads_scored_total)") == ok_leads
+                and scalar(url, "sum(lead_scoring_sink_records_written_total)") == ok_leads
+                # recording rules evaluated (every 1 s) on samples that include the traffic
+                and (scalar(url, 'sum(lead_scoring:requests:rate5m{outcome="ok"})') or 0) > 0
+                and scalar(url, "count(lead_scoring:leads_scored:share_deviation_rate1h)") == 5
+            )
 
         wait_until(everything_scraped, "traffic scraped and recording rules evaluated", process=prometheus)
         metrics_text = httpx.get(transformer.url + "/metrics", timeout=10).text
@@ -242,7 +286,9 @@ def test_query_evaluates_and_reads_existing_series(observed, name):
         pytest.xfail("drift gauges not wired yet")
 
     result = promql(observed.prometheus_url, expr)  # no error
-    exported = set(httpx.get(observed.prometheus_url + "/api/v1/label/__name__/values", timeout=10).json()["data"])
+    exported = set(
+        httpx.get(observed.prometheus_url + "/api/v1/label/__name__/values", timeout=10).json()["data"]
+    )
     # A renamed metric (in the code or in the query) fails here even where the query would quietly return nothing.
     assert names <= exported, f"{name}: reads {sorted(names - exported)}, which Prometheus never received"
 
@@ -265,20 +311,28 @@ def test_query_evaluates_and_reads_existing_series(observed, name):
 
 # --- 2. /metrics content -------------------------------------------------------------------------------------------
 
+
 def samples(text: str) -> list:
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
 
 def value(text: str, name: str, **labels) -> float:
-    found = [s.value for s in samples(text) if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    found = [
+        s.value
+        for s in samples(text)
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
     assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
     return found[0]
 
 
 def test_metrics_show_the_traffic_that_was_sent(observed, card):
     text, sent = observed.metrics_text, observed.sent
-    requests = {(s.labels["protocol"], s.labels["form"], s.labels["outcome"]): s.value
-                for s in samples(text) if s.name == "lead_scoring_requests_total"}
+    requests = {
+        (s.labels["protocol"], s.labels["form"], s.labels["outcome"]): s.value
+        for s in samples(text)
+        if s.name == "lead_scoring_requests_total"
+    }
     assert {k: v for k, v in requests.items() if v} == dict(sent.requests)
     assert ("grpc", "v1_instances", "rate_limited") in requests  # primed at zero for rate() and absent()
 
@@ -287,8 +341,11 @@ def test_metrics_show_the_traffic_that_was_sent(observed, card):
     assert {t: v for t, v in leads.items() if v} == dict(sent.tiers)
     assert sum(leads.values()) == len(sent.lead_ids)
 
-    failures = {(s.labels["field"], s.labels["rule"]): s.value
-                for s in samples(text) if s.name == "lead_scoring_validation_failures_total"}
+    failures = {
+        (s.labels["field"], s.labels["rule"]): s.value
+        for s in samples(text)
+        if s.name == "lead_scoring_validation_failures_total"
+    }
     assert failures == {("employee_count", "minimum"): 1, ("industry", "enumeration"): 1}
 
     ok_requests = sum(v for (_, _, outcome), v in sent.requests.items() if outcome == "ok")
@@ -296,19 +353,28 @@ def test_metrics_show_the_traffic_that_was_sent(observed, card):
     assert value(text, "lead_scoring_predictor_hop_seconds_bucket", mode="grpc", le="+Inf") == ok_requests
     for protocol in ("rest", "grpc"):
         assert value(text, "lead_scoring_request_duration_seconds_count", protocol=protocol) == sum(
-            v for (p, _, _), v in sent.requests.items() if p == protocol)
+            v for (p, _, _), v in sent.requests.items() if p == protocol
+        )
     assert value(text, "lead_scoring_score_count") == len(sent.scores)
     assert value(text, "lead_scoring_score_sum") == pytest.approx(sum(sent.scores), rel=1e-6)
     assert value(text, "lead_scoring_score_bucket", le="0.5") == sum(s <= 0.5 for s in sent.scores)
 
     assert value(text, "lead_scoring_model_info", model="lead-scoring", version=card.version) == 1
-    shares = {s.labels["tier"]: s.value for s in samples(text) if s.name == "lead_scoring_model_expected_tier_share"}
+    shares = {
+        s.labels["tier"]: s.value for s in samples(text) if s.name == "lead_scoring_model_expected_tier_share"
+    }
     assert shares == pytest.approx(card.expected_tier_shares)
     assert value(text, "lead_scoring_sink_records_written_total") == len(sent.lead_ids)
 
 
 def test_no_label_value_carries_a_lead_id_a_key_or_a_key_name(observed):
-    secrets_and_ids = [observed.api_key, observed.sent.wrong_key, KEY_NAME, "obs-req", *observed.sent.lead_ids]
+    secrets_and_ids = [
+        observed.api_key,
+        observed.sent.wrong_key,
+        KEY_NAME,
+        "obs-req",
+        *observed.sent.lead_ids,
+    ]
     assert len(secrets_and_ids) > 20
     for sample in samples(observed.metrics_text):
         for label, label_value in sample.labels.items():
@@ -317,6 +383,7 @@ def test_no_label_value_carries_a_lead_id_a_key_or_a_key_name(observed):
 
 
 # --- 3. JSON logs --------------------------------------------------------------------------------------------------
+
 
 def log_lines(server: Server) -> list[dict]:
     lines = [line for line in server.log_path.read_text().splitlines() if line.strip()]
@@ -333,8 +400,18 @@ def log_lines(server: Server) -> list[dict]:
     return parsed
 
 
-REQUEST_FIELDS = {"ts", "level", "msg", "request_id", "lead_count", "first_lead_id", "latency_ms", "outcome", "tiers",
-                  "model_version"}
+REQUEST_FIELDS = {
+    "ts",
+    "level",
+    "msg",
+    "request_id",
+    "lead_count",
+    "first_lead_id",
+    "latency_ms",
+    "outcome",
+    "tiers",
+    "model_version",
+}
 
 
 def test_every_log_line_is_json_with_the_request_fields_and_no_key(observed, card):
@@ -382,16 +459,25 @@ def test_every_log_line_is_json_with_the_request_fields_and_no_key(observed, car
 
 def test_log_level_warning_from_the_environment_drops_info_lines(artifact, api_key, tmp_path):
     # In-process booster and no data lake: lean, and the missing sink is a WARNING line that must still appear.
-    server = start_transformer(artifact, tmp_path / "logs", api_keys=f"{KEY_NAME}:{api_key}",
-                               env={"LOG_LEVEL": "WARNING"})
+    server = start_transformer(
+        artifact, tmp_path / "logs", api_keys=f"{KEY_NAME}:{api_key}", env={"LOG_LEVEL": "WARNING"}
+    )
     try:
         server.wait_ready()
         x = sample_features(3, seed=506)
-        ok = httpx.post(server.url + V1, json={"instances": as_records(x, lead_ids("quiet", 3))},
-                        headers={"x-api-key": api_key}, timeout=10)
+        ok = httpx.post(
+            server.url + V1,
+            json={"instances": as_records(x, lead_ids("quiet", 3))},
+            headers={"x-api-key": api_key},
+            timeout=10,
+        )
         assert ok.status_code == 200, ok.text
-        denied = httpx.post(server.url + V1, json={"instances": as_records(x, lead_ids("quiet", 3))},
-                            headers={"x-api-key": "wrong-" + api_key}, timeout=10)
+        denied = httpx.post(
+            server.url + V1,
+            json={"instances": as_records(x, lead_ids("quiet", 3))},
+            headers={"x-api-key": "wrong-" + api_key},
+            timeout=10,
+        )
         assert denied.status_code == 401
     finally:
         server.stop()
@@ -402,6 +488,7 @@ def test_log_level_warning_from_the_environment_drops_info_lines(artifact, api_k
 
 
 # --- 4. one worker per pod -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_more_than_one_worker_is_refused_with_the_reason(artifact, how):

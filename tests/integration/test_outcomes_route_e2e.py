@@ -16,20 +16,47 @@ from hack.stack import start_transformer
 from tests.sink_servers import wait_for
 
 KEY_NAME = "crm-outcomes"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
 
 
 def outcome(i: int, **extra) -> dict:
     when = datetime(2026, 11, 20, 9, 0, tzinfo=UTC) + timedelta(minutes=i)
-    return {"lead_id": f"L-{i}", "outcome": "converted" if i % 3 == 0 else "disqualified",
-            "occurred_at": when.isoformat(), **extra}
+    return {
+        "lead_id": f"L-{i}",
+        "outcome": "converted" if i % 3 == 0 else "disqualified",
+        "occurred_at": when.isoformat(),
+        **extra,
+    }
 
 
-def launch(small_artifact, logs_dir, api_key, tmp_path, outcomes_uri: str, *extra: str, env=None, flush="0.2"):
-    server = start_transformer(small_artifact, logs_dir, api_keys=f"{KEY_NAME}:{api_key}", env=env, extra_args=[
-        "--outcomes_uri", outcomes_uri, "--outcomes_spool_dir", str(tmp_path / "outcomes-spool"),
-        "--sink_flush_seconds", flush, "--drain_seconds", "5", "--max_outcomes", "50", *extra])
+def launch(
+    small_artifact, logs_dir, api_key, tmp_path, outcomes_uri: str, *extra: str, env=None, flush="0.2"
+):
+    server = start_transformer(
+        small_artifact,
+        logs_dir,
+        api_keys=f"{KEY_NAME}:{api_key}",
+        env=env,
+        extra_args=[
+            "--outcomes_uri",
+            outcomes_uri,
+            "--outcomes_spool_dir",
+            str(tmp_path / "outcomes-spool"),
+            "--sink_flush_seconds",
+            flush,
+            "--drain_seconds",
+            "5",
+            "--max_outcomes",
+            "50",
+            *extra,
+        ],
+    )
     server.wait_ready()
     return server
 
@@ -43,35 +70,51 @@ def stored(root) -> dict[str, dict]:
 
 
 def post(server, body, key, **headers):
-    return httpx.post(server.url + "/v1/outcomes", json=body, headers={"x-api-key": key, **headers}, timeout=20)
+    return httpx.post(
+        server.url + "/v1/outcomes", json=body, headers={"x-api-key": key, **headers}, timeout=20
+    )
 
 
-def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(small_artifact, logs_dir, api_key,
-                                                                                 tmp_path):
+def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
+    small_artifact, logs_dir, api_key, tmp_path
+):
     lake = tmp_path / "outcomes"
     server = launch(small_artifact, logs_dir, api_key, tmp_path, lake.as_uri())
     try:
-        bad = [outcome(0), {**outcome(1), "outcome": "won"}, {**outcome(2), "occurred_at": "2026-11-20T09:00:00"},
-               {**outcome(3), "deal_value": -1}, {"outcome": "open", "occurred_at": outcome(4)["occurred_at"]}]
+        bad = [
+            outcome(0),
+            {**outcome(1), "outcome": "won"},
+            {**outcome(2), "occurred_at": "2026-11-20T09:00:00"},
+            {**outcome(3), "deal_value": -1},
+            {"outcome": "open", "occurred_at": outcome(4)["occurred_at"]},
+        ]
         answer = post(server, {"outcomes": bad}, api_key)
         assert answer.status_code == 400
         body = answer.json()
         assert [(p["row"], p["field"], p["rule"]) for p in body["problems"]] == [
-            (1, "outcome", "enumeration"), (2, "occurred_at", "timezone"), (3, "deal_value", "minimum"),
-            (4, "lead_id", "required")]
+            (1, "outcome", "enumeration"),
+            (2, "occurred_at", "timezone"),
+            (3, "deal_value", "minimum"),
+            (4, "lead_id", "required"),
+        ]
         assert body["problem_count"] == 4 and "row 1" in body["error"]
         assert "Traceback" not in answer.text and api_key not in answer.text
 
         too_many = post(server, {"outcomes": [outcome(i) for i in range(51)]}, api_key)
         assert too_many.status_code == 400 and too_many.json()["problems"][0]["rule"] == "max_items"
         assert post(server, {"leads": []}, api_key).json()["problems"][0]["field"] == "outcomes"
-        malformed = httpx.post(server.url + "/v1/outcomes", content=b"{not json", headers={"x-api-key": api_key})
+        malformed = httpx.post(
+            server.url + "/v1/outcomes", content=b"{not json", headers={"x-api-key": api_key}
+        )
         assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["error"]
         assert post(server, {"outcomes": [outcome(0)]}, "wrong-key").status_code == 401
         missing = httpx.post(server.url + "/v1/outcomes", json={"outcomes": [outcome(0)]})
         assert missing.status_code == 401 and "x-api-key" in missing.json()["error"].lower()
-        huge = httpx.post(server.url + "/v1/outcomes", content=b" " * (5 * 1024 * 1024),
-                          headers={"x-api-key": api_key, "content-type": "application/json"})
+        huge = httpx.post(
+            server.url + "/v1/outcomes",
+            content=b" " * (5 * 1024 * 1024),
+            headers={"x-api-key": api_key, "content-type": "application/json"},
+        )
         assert huge.status_code == 413
         time.sleep(1.0)
         assert stored(lake) == {}, "a refused call records nothing"
@@ -79,7 +122,9 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
         server.stop()
 
 
-def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(small_artifact, logs_dir, api_key, tmp_path):
+def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(
+    small_artifact, logs_dir, api_key, tmp_path
+):
     lake = tmp_path / "outcomes"
     server = launch(small_artifact, logs_dir, api_key, tmp_path, lake.as_uri())
     try:
@@ -88,8 +133,12 @@ def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(small_
         assert first.status_code == 200 and first.json()["recorded"] == 30
         assert first.headers["x-request-id"] == "crm-sync-1"
         # The same outcomes again, one written with another zone for the same instant: all duplicates.
-        shifted = {**batch[1], "occurred_at": datetime.fromisoformat(batch[1]["occurred_at"]).astimezone(
-            datetime.now().astimezone().tzinfo).isoformat()}
+        shifted = {
+            **batch[1],
+            "occurred_at": datetime.fromisoformat(batch[1]["occurred_at"])
+            .astimezone(datetime.now().astimezone().tzinfo)
+            .isoformat(),
+        }
         again = post(server, {"outcomes": batch[:1] + [shifted] + batch[2:]}, api_key)
         assert again.json() == {**again.json(), "recorded": 0, "duplicates": 30}
         assert again.json()["outcome_ids"] == first.json()["outcome_ids"]
@@ -97,8 +146,12 @@ def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(small_
     finally:
         assert server.stop() == 0
     rows = stored(lake)
-    assert set(rows) == {outcome_key(o["lead_id"], o["outcome"], datetime.fromisoformat(o["occurred_at"])) for o in batch}
-    assert {r["api_key_name"] for r in rows.values()} == {KEY_NAME} and {r["source"] for r in rows.values()} == {"api"}
+    assert set(rows) == {
+        outcome_key(o["lead_id"], o["outcome"], datetime.fromisoformat(o["occurred_at"])) for o in batch
+    }
+    assert {r["api_key_name"] for r in rows.values()} == {KEY_NAME} and {
+        r["source"] for r in rows.values()
+    } == {"api"}
     assert all(p.relative_to(lake).as_posix().startswith("dt=2026-11-20/") for p in lake.rglob("*.parquet"))
     for path in lake.rglob("*.parquet"):
         assert api_key.encode() not in path.read_bytes()
@@ -120,14 +173,30 @@ def test_sigterm_flushes_accepted_outcomes(small_artifact, logs_dir, api_key, tm
 
 def test_a_store_outage_loses_no_accepted_outcome(moto_s3, small_artifact, logs_dir, api_key, tmp_path):
     moto_s3.client().create_bucket(Bucket="lake")
-    server = launch(small_artifact, logs_dir, api_key, tmp_path, "s3://lake/scores/_outcomes",
-                    "--sink_s3_endpoint_url", moto_s3.endpoint_url, env=AWS_ENV)
+    server = launch(
+        small_artifact,
+        logs_dir,
+        api_key,
+        tmp_path,
+        "s3://lake/scores/_outcomes",
+        "--sink_s3_endpoint_url",
+        moto_s3.endpoint_url,
+        env=AWS_ENV,
+    )
 
     def in_store() -> set[str]:
         client = moto_s3.client()
-        keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="scores/_outcomes/").get("Contents", [])]
-        return {row["outcome_id"] for key in keys
-                for row in pq.read_table(io.BytesIO(client.get_object(Bucket="lake", Key=key)["Body"].read())).to_pylist()}
+        keys = [
+            o["Key"]
+            for o in client.list_objects_v2(Bucket="lake", Prefix="scores/_outcomes/").get("Contents", [])
+        ]
+        return {
+            row["outcome_id"]
+            for key in keys
+            for row in pq.read_table(
+                io.BytesIO(client.get_object(Bucket="lake", Key=key)["Body"].read())
+            ).to_pylist()
+        }
 
     try:
         accepted = post(server, {"outcomes": [outcome(i) for i in range(10)]}, api_key).json()["outcome_ids"]
@@ -137,7 +206,7 @@ def test_a_store_outage_loses_no_accepted_outcome(moto_s3, small_artifact, logs_
             answer = post(server, {"outcomes": [outcome(i) for i in range(start, start + 25)]}, api_key)
             assert answer.status_code == 200, "the outage must not reach the caller"
             accepted += answer.json()["outcome_ids"]
-        time.sleep(1.5)   # uploads fail and are retried meanwhile
+        time.sleep(1.5)  # uploads fail and are retried meanwhile
         moto_s3.start()
         wait_for(lambda: in_store() == set(accepted), timeout=60, interval=0.5)
     finally:

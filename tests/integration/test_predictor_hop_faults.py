@@ -20,8 +20,9 @@ from transformer.coalesce import Coalescer
 from transformer.errors import PredictorUnavailable
 from transformer.predictors.hop import GrpcHop
 
-LEAD = np.where(np.isnan(sample_features(1, seed=3)), [f.minimum for f in FEATURES],
-                sample_features(1, seed=3)).astype(np.float32)
+LEAD = np.where(
+    np.isnan(sample_features(1, seed=3)), [f.minimum for f in FEATURES], sample_features(1, seed=3)
+).astype(np.float32)
 NO_ANSWER = 10.0  # seconds: a waiter still unresolved by then would wait forever
 
 
@@ -85,8 +86,9 @@ def test_requests_of_different_widths_arriving_together_each_get_their_own_answe
 OUTAGE_SECONDS = 20.0  # long enough for gRPC's default backoff to grow past 10 s
 
 
-def test_the_hop_reconnects_within_about_a_second_after_a_long_predictor_outage(predictor, small_artifact,
-                                                                                tmp_path):
+def test_the_hop_reconnects_within_about_a_second_after_a_long_predictor_outage(
+    predictor, small_artifact, tmp_path
+):
     async def scenario():
         hop = GrpcHop(predictor.grpc_target, "lead-scoring", timeout_seconds=2, retries=0)
         try:
@@ -97,8 +99,12 @@ def test_the_hop_reconnects_within_about_a_second_after_a_long_predictor_outage(
                 with pytest.raises(PredictorUnavailable):
                     await hop.predict(LEAD)
                 await asyncio.sleep(0.25)
-            back = start_predictor(small_artifact, tmp_path / "logs-2", http_port=predictor.http_port,
-                                   grpc_port=predictor.grpc_port)
+            back = start_predictor(
+                small_artifact,
+                tmp_path / "logs-2",
+                http_port=predictor.http_port,
+                grpc_port=predictor.grpc_port,
+            )
             predictor.process = back.process  # the fixture stops this one
             while not port_open(back.grpc_port):
                 assert back.process.poll() is None, back.log_tail()

@@ -18,8 +18,12 @@ X = sample_features(20, seed=41).astype(np.float32)
 
 
 def test_v2_rest_reads_inputs0_whatever_its_name_and_answers_output0(predictor, runtime_booster):
-    finite = np.nan_to_num(X, nan=1.0)   # JSON has no NaN; binary tensors do (tested over gRPC)
-    body = {"inputs": [{"name": "whatever", "datatype": "FP32", "shape": [20, 50], "data": finite.ravel().tolist()}]}
+    finite = np.nan_to_num(X, nan=1.0)  # JSON has no NaN; binary tensors do (tested over gRPC)
+    body = {
+        "inputs": [
+            {"name": "whatever", "datatype": "FP32", "shape": [20, 50], "data": finite.ravel().tolist()}
+        ]
+    }
     answer = httpx.post(f"{predictor.url}/v2/models/lead-scoring/infer", json=body).json()
     (output,) = answer["outputs"]
     assert output["name"] == "output-0" and output["datatype"] == "FP32" and output["shape"] == [20]
@@ -28,7 +32,9 @@ def test_v2_rest_reads_inputs0_whatever_its_name_and_answers_output0(predictor, 
 
 def test_v1_rest_instances_to_predictions(predictor, runtime_booster):
     finite = np.nan_to_num(X, nan=1.0)
-    answer = httpx.post(f"{predictor.url}/v1/models/lead-scoring:predict", json={"instances": finite.tolist()}).json()
+    answer = httpx.post(
+        f"{predictor.url}/v1/models/lead-scoring:predict", json={"instances": finite.tolist()}
+    ).json()
     np.testing.assert_allclose(answer["predictions"], runtime_scores(runtime_booster, finite), rtol=1e-6)
 
 
@@ -55,8 +61,10 @@ def test_readiness_and_no_validation(predictor):
     assert httpx.post(f"{predictor.url}/v2/models/lead-scoring/infer", json=body).status_code == 200
 
 
-@pytest.mark.parametrize("layout,message", [("missing", "does not exist"), ("two", "more than one booster file"),
-                                            ("empty", "no booster file")])
+@pytest.mark.parametrize(
+    "layout,message",
+    [("missing", "does not exist"), ("two", "more than one booster file"), ("empty", "no booster file")],
+)
 def test_clear_start_up_error_for_a_bad_model_folder(tmp_path, artifact, layout, message):
     folder = tmp_path / "model"
     if layout != "missing":
@@ -64,7 +72,11 @@ def test_clear_start_up_error_for_a_bad_model_folder(tmp_path, artifact, layout,
     if layout == "two":
         (folder / "a.ubj").write_bytes((artifact / "model.ubj").read_bytes())
         (folder / "b.json").write_text("{}")
-    result = subprocess.run([sys.executable, "-m", "predictor.server", "--model_dir", str(folder), "--http_port", "0"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "predictor.server", "--model_dir", str(folder), "--http_port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -36,17 +36,29 @@ from tests.sink_servers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_NAME = "crm-quality"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
-Z = 4.0   # tolerance in standard errors: a correct pipeline fails this about once in 16,000 runs per check
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+Z = 4.0  # tolerance in standard errors: a correct pipeline fails this about once in 16,000 runs per check
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
 
 
 def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, **(env or {})}, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     return result
 
 
@@ -55,10 +67,27 @@ def now_iso() -> str:
 
 
 def start(artifact: Path, logs_dir: Path, api_key: str, tmp: Path, lake_uri: str, *extra: str, env=None):
-    server = start_transformer(artifact, logs_dir, api_keys=f"{KEY_NAME}:{api_key}", env=env, extra_args=[
-        "--sink_uri", lake_uri, "--sink_spool_dir", str(tmp / "spool"), "--outcomes_uri", lake_uri + "/_outcomes",
-        "--outcomes_spool_dir", str(tmp / "outcomes-spool"), "--sink_flush_seconds", "0.2", "--drain_seconds", "10",
-        *extra])
+    server = start_transformer(
+        artifact,
+        logs_dir,
+        api_keys=f"{KEY_NAME}:{api_key}",
+        env=env,
+        extra_args=[
+            "--sink_uri",
+            lake_uri,
+            "--sink_spool_dir",
+            str(tmp / "spool"),
+            "--outcomes_uri",
+            lake_uri + "/_outcomes",
+            "--outcomes_spool_dir",
+            str(tmp / "outcomes-spool"),
+            "--sink_flush_seconds",
+            "0.2",
+            "--drain_seconds",
+            "10",
+            *extra,
+        ],
+    )
     server.wait_ready()
     return server
 
@@ -81,18 +110,24 @@ def alert_value(alert: str, published: dict, version: str) -> float:
     if alert == "LeadScoringTierALiftLow":
         return published[("lead_scoring_quality_tier_lift", version, "A")]
     if alert == "LeadScoringRealisedAUCLow":
-        return published[("lead_scoring_quality_reference_auc", version, None)] - \
-            published[("lead_scoring_quality_auc", version, None)]
+        return (
+            published[("lead_scoring_quality_reference_auc", version, None)]
+            - published[("lead_scoring_quality_auc", version, None)]
+        )
     return published[("lead_scoring_quality_calibration_error", version, None)]
 
 
 def rendered(template: str, labels: dict, value: float) -> str:
     """The rule's annotation as Prometheus renders it (the two template forms the quality rules use)."""
     text = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], template)
-    return re.sub(r'\{\{\s*\$value \| printf "%\.(\d)f"\s*\}\}', lambda m: f"{value:.{m.group(1)}f}", text).strip()
+    return re.sub(
+        r'\{\{\s*\$value \| printf "%\.(\d)f"\s*\}\}', lambda m: f"{value:.{m.group(1)}f}", text
+    ).strip()
 
 
-def promtool_alerts(textfile: Path, tmp: Path, expected: dict[str, bool], version: str) -> subprocess.CompletedProcess:
+def promtool_alerts(
+    textfile: Path, tmp: Path, expected: dict[str, bool], version: str
+) -> subprocess.CompletedProcess:
     """The job's gauges, as a Pushgateway exposes them for 30 minutes, against the real PrometheusRule."""
     series = []
     for family in text_string_to_metric_families(textfile.read_text()):
@@ -106,18 +141,42 @@ def promtool_alerts(textfile: Path, tmp: Path, expected: dict[str, bool], versio
     for alert, fires in expected.items():
         case = {"eval_time": "20m", "alertname": alert, "exp_alerts": []}
         if fires:
-            labels = {"severity": "warning", "namespace": "lead-scoring", "model_name": "lead-scoring",
-                      "model_version": version}
+            labels = {
+                "severity": "warning",
+                "namespace": "lead-scoring",
+                "model_name": "lead-scoring",
+                "model_version": version,
+            }
             value = alert_value(alert, published, version)
-            case["exp_alerts"] = [{"exp_labels": labels, "exp_annotations": {
-                name: rendered(template, labels, value) for name, template in rules[alert]["annotations"].items()}}]
+            case["exp_alerts"] = [
+                {
+                    "exp_labels": labels,
+                    "exp_annotations": {
+                        name: rendered(template, labels, value)
+                        for name, template in rules[alert]["annotations"].items()
+                    },
+                }
+            ]
         cases.append(case)
     plain_rules_file(tmp / "rules.yaml")
-    (tmp / "job_output_test.yaml").write_text(yaml.safe_dump({
-        "rule_files": ["rules.yaml"], "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}, sort_keys=False))
-    return subprocess.run(["promtool", "test", "rules", "job_output_test.yaml"], cwd=tmp, capture_output=True,
-                          text=True, timeout=120, check=False)
+    (tmp / "job_output_test.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["rules.yaml"],
+                "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}],
+            },
+            sort_keys=False,
+        )
+    )
+    return subprocess.run(
+        ["promtool", "test", "rules", "job_output_test.yaml"],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 ALERTS = ("LeadScoringTierALiftLow", "LeadScoringRealisedAUCLow", "LeadScoringCalibrationErrorHigh")
@@ -140,11 +199,14 @@ def loop(artifact, logs_dir, api_key, tmp_path_factory) -> Loop:
     try:
         population.scores, population.tiers, population.scoring_ids = population.score(server.url, api_key)
         time.sleep(0.01)
-        occurred = now_iso()   # every outcome happens after the scoring it judges
+        occurred = now_iso()  # every outcome happens after the scoring it judges
         outcomes = population.outcomes(occurred)
         # An earlier 'open' status for some leads is not a label; half the outcomes arrive by the route, a repeat of
         # one call is a duplicate, the other half arrives as a CRM export (with 500 rows already posted).
-        opens = [{"lead_id": population.ids[i], "outcome": "open", "occurred_at": occurred} for i in range(0, 2000, 4)]
+        opens = [
+            {"lead_id": population.ids[i], "outcome": "open", "occurred_at": occurred}
+            for i in range(0, 2000, 4)
+        ]
         answers = post_outcomes(server.url, api_key, opens + outcomes[:10_000])
         again = post_outcomes(server.url, api_key, outcomes[9_000:10_000])
         assert sum(a["recorded"] for a in answers) == 10_500 and again[0]["duplicates"] == 1000
@@ -159,23 +221,40 @@ def loop(artifact, logs_dir, api_key, tmp_path_factory) -> Loop:
         assert np.mean(late_scores) > np.mean(population.scores[planted]) + 0.05
         wait_for(lambda: _rows(lake, "model=") == 20_300, timeout=60)
     finally:
-        assert server.stop() == 0          # SIGTERM: both recorders flush
+        assert server.stop() == 0  # SIGTERM: both recorders flush
     export = tmp / "crm-export.csv"
     pcsv.write_csv(pa.Table.from_pylist(outcomes[9_500:]), export)
     loaded = run_module("quality.backfill", str(export), "--lake", lake.as_uri())
     assert loaded.returncode == 0, loaded.stderr
-    assert "10,500 outcomes recorded" in loaded.stdout   # 500 rows repeat posted ones: the job dedupes them
+    assert "10,500 outcomes recorded" in loaded.stdout  # 500 rows repeat posted ones: the job dedupes them
 
     result = Loop()
-    result.lake, result.tmp, result.population, result.planted, result.hot = lake, tmp, population, planted, hot
+    result.lake, result.tmp, result.population, result.planted, result.hot = (
+        lake,
+        tmp,
+        population,
+        planted,
+        hot,
+    )
     result.textfile = tmp / "quality.prom"
-    result.report = run_module("quality.report", "--lake", lake.as_uri(), "--model-card", str(artifact), "--textfile",
-                               str(result.textfile), "--until", (datetime.now(UTC) + timedelta(minutes=1)).isoformat())
+    result.report = run_module(
+        "quality.report",
+        "--lake",
+        lake.as_uri(),
+        "--model-card",
+        str(artifact),
+        "--textfile",
+        str(result.textfile),
+        "--until",
+        (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+    )
     assert result.report.returncode == 0, result.report.stderr
     return result
 
 
-def test_realised_quality_matches_the_ground_truth_and_leaves_the_alerts_silent(loop, artifact, api_key, tmp_path):
+def test_realised_quality_matches_the_ground_truth_and_leaves_the_alerts_silent(
+    loop, artifact, api_key, tmp_path
+):
     card = load_card(artifact)
     population, lake = loop.population, loop.lake
     rows = {(r["model_version"], r["tier"]): r for r in read_metrics(lake / "_quality")}
@@ -189,7 +268,9 @@ def test_realised_quality_matches_the_ground_truth_and_leaves_the_alerts_silent(
     for tier in "ABCDE":
         members = tiers == tier
         assert rows[(card.version, tier)]["labelled_leads"] == int(members.sum())
-        assert rows[(card.version, tier)]["conversion_rate"] == pytest.approx(float(y[members].mean()), abs=1e-12)
+        assert rows[(card.version, tier)]["conversion_rate"] == pytest.approx(
+            float(y[members].mean()), abs=1e-12
+        )
 
     # (b) what the ground truth implies, within sampling error computed here.
     expected, se = expected_auc(population.p_true, p)
@@ -204,9 +285,11 @@ def test_realised_quality_matches_the_ground_truth_and_leaves_the_alerts_silent(
     assert lift_a > 3.0, "tier A of the trained model should convert at several times the base rate"
     assert overall["calibration_error"] < 0.02
     assert overall["label_coverage"] == pytest.approx(1.0)
-    print(f"measured AUC {overall['auc']:.4f}, ground truth implies {expected:.4f} ± {se:.4f}; tier A "
-          f"{rows[(card.version, 'A')]['conversion_rate']:.4f} (truth {population.p_true[tiers == 'A'].mean():.4f}), "
-          f"lift {lift_a:.2f}, calibration error {overall['calibration_error']:.4f}")
+    print(
+        f"measured AUC {overall['auc']:.4f}, ground truth implies {expected:.4f} ± {se:.4f}; tier A "
+        f"{rows[(card.version, 'A')]['conversion_rate']:.4f} (truth {population.p_true[tiers == 'A'].mean():.4f}), "
+        f"lift {lift_a:.2f}, calibration error {overall['calibration_error']:.4f}"
+    )
 
     # Gauges carry the same numbers; the real alert rules stay silent on a healthy model.
     published = gauges(loop.textfile)
@@ -231,7 +314,9 @@ def test_realised_quality_matches_the_ground_truth_and_leaves_the_alerts_silent(
 # ---- 2. retraining from the lake -----------------------------------------------------------------------------
 
 
-def test_retraining_from_the_lake_matches_direct_training_and_never_sees_post_outcome_scorings(loop, tmp_path):
+def test_retraining_from_the_lake_matches_direct_training_and_never_sees_post_outcome_scorings(
+    loop, tmp_path
+):
     from datetime import timedelta as days
 
     from predictor.train import train
@@ -243,7 +328,7 @@ def test_retraining_from_the_lake_matches_direct_training_and_never_sees_post_ou
     until = datetime.now(UTC) + timedelta(minutes=1)
     data = training_set(Lake(loop.lake.as_uri()), Window(until - days(days=30), until, days(days=90)))
     index = {lead: i for i, lead in enumerate(population.ids)}
-    rows = np.array([index[lead] for lead in data.lead_ids])      # the lake's rows, in the lake's (lead) order
+    rows = np.array([index[lead] for lead in data.lead_ids])  # the lake's rows, in the lake's (lead) order
     assert sorted(data.lead_ids) == sorted(population.ids)
     assert np.array_equal(data.y, population.y[rows])
     # The features are those recorded with the FIRST scoring: the planted post-outcome features never appear.
@@ -257,19 +342,39 @@ def test_retraining_from_the_lake_matches_direct_training_and_never_sees_post_ou
     assert not np.array_equal(np.nan_to_num(data.x[hot_rows]), np.nan_to_num(late))
 
     out = tmp_path / "from-lake"
-    trained = run_module("predictor.train", "--from-lake", loop.lake.as_uri(), "--out", str(out), "--rounds", "300",
-                         "--until", until.isoformat())
+    trained = run_module(
+        "predictor.train",
+        "--from-lake",
+        loop.lake.as_uri(),
+        "--out",
+        str(out),
+        "--rounds",
+        "300",
+        "--until",
+        until.isoformat(),
+    )
     assert trained.returncode == 0, trained.stderr
     card = load_card(out)
-    direct = train(population.x[rows], population.y[rows], tmp_path / "direct", seed=7, name="lead-scoring",
-                   version=None, threads=2, rounds=300, source="direct")
+    direct = train(
+        population.x[rows],
+        population.y[rows],
+        tmp_path / "direct",
+        seed=7,
+        name="lead-scoring",
+        version=None,
+        threads=2,
+        rounds=300,
+        source="direct",
+    )
     assert abs(card.metrics.auc - direct.metrics.auc) < 0.01, (card.metrics.auc, direct.metrics.auc)
     assert card.training["labelled_leads"] == 20_000 and card.training["label_window_days"] == 90
     assert card.training["holdout_rows"] == card.metrics.rows_test
     # The serving model's recorded scores on the same held-out rows: the comparison the card promises.
     assert 0.7 < card.training["holdout_serving_auc"] < 0.9
-    print(f"AUC from the lake {card.metrics.auc:.4f}, direct {direct.metrics.auc:.4f}, serving model on the same "
-          f"hold-out {card.training['holdout_serving_auc']:.4f}")
+    print(
+        f"AUC from the lake {card.metrics.auc:.4f}, direct {direct.metrics.auc:.4f}, serving model on the same "
+        f"hold-out {card.training['holdout_serving_auc']:.4f}"
+    )
 
 
 # ---- 3. degraded models make the alerts fire -----------------------------------------------------------------
@@ -281,8 +386,17 @@ def test_a_booster_trained_on_shuffled_labels_fires_the_lift_alert(logs_dir, api
 
     x, y = sample_population(60_000, seed=99)
     degraded_dir = tmp_path / "degraded"
-    degraded = train(x, np.random.default_rng(5).permutation(y), degraded_dir, seed=5, name="lead-scoring",
-                     version="degraded", threads=2, rounds=60, source="shuffled labels")
+    degraded = train(
+        x,
+        np.random.default_rng(5).permutation(y),
+        degraded_dir,
+        seed=5,
+        name="lead-scoring",
+        version="degraded",
+        threads=2,
+        rounds=60,
+        source="shuffled labels",
+    )
     lake = tmp_path / "lake"
     lake.mkdir()
     population = Population.draw(8_000, seed=4242)
@@ -294,8 +408,17 @@ def test_a_booster_trained_on_shuffled_labels_fires_the_lift_alert(logs_dir, api
     finally:
         assert server.stop() == 0
     textfile = tmp_path / "quality.prom"
-    report = run_module("quality.report", "--lake", lake.as_uri(), "--model-card", str(degraded_dir), "--textfile",
-                        str(textfile), "--until", (datetime.now(UTC) + timedelta(minutes=1)).isoformat())
+    report = run_module(
+        "quality.report",
+        "--lake",
+        lake.as_uri(),
+        "--model-card",
+        str(degraded_dir),
+        "--textfile",
+        str(textfile),
+        "--until",
+        (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+    )
     assert report.returncode == 0, report.stderr
     published = gauges(textfile)
     assert published[("lead_scoring_quality_tier_labelled_leads", "degraded", "A")] >= 200
@@ -303,8 +426,16 @@ def test_a_booster_trained_on_shuffled_labels_fires_the_lift_alert(logs_dir, api
     assert abs(published[("lead_scoring_quality_auc", "degraded", None)] - 0.5) < 0.05
     # Its own card already says it is no better than chance, so only the lift floor can catch it.
     assert degraded.metrics.auc < 0.56
-    result = promtool_alerts(textfile, tmp_path, {"LeadScoringTierALiftLow": True, "LeadScoringRealisedAUCLow": False,
-                                                  "LeadScoringCalibrationErrorHigh": False}, "degraded")
+    result = promtool_alerts(
+        textfile,
+        tmp_path,
+        {
+            "LeadScoringTierALiftLow": True,
+            "LeadScoringRealisedAUCLow": False,
+            "LeadScoringCalibrationErrorHigh": False,
+        },
+        "degraded",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -317,15 +448,32 @@ def test_when_outcomes_stop_following_the_scores_every_quality_alert_fires(loop,
     shuffled = np.random.default_rng(8).permutation(population.y)
     occurred = now_iso()
     export = tmp_path / "crm-export.parquet"
-    pq.write_table(pa.table({"lead_id": population.ids,
-                             "outcome": np.where(shuffled == 1, "converted", "disqualified"),
-                             "occurred_at": pa.array([datetime.fromisoformat(occurred)] * len(shuffled),
-                                                     pa.timestamp("us", tz="UTC"))}), export)
+    pq.write_table(
+        pa.table(
+            {
+                "lead_id": population.ids,
+                "outcome": np.where(shuffled == 1, "converted", "disqualified"),
+                "occurred_at": pa.array(
+                    [datetime.fromisoformat(occurred)] * len(shuffled), pa.timestamp("us", tz="UTC")
+                ),
+            }
+        ),
+        export,
+    )
     loaded = run_module("quality.backfill", str(export), "--lake", lake.as_uri())
     assert loaded.returncode == 0, loaded.stderr
     textfile = tmp_path / "quality.prom"
-    report = run_module("quality.report", "--lake", lake.as_uri(), "--model-card", str(artifact), "--textfile",
-                        str(textfile), "--until", (datetime.now(UTC) + timedelta(minutes=1)).isoformat())
+    report = run_module(
+        "quality.report",
+        "--lake",
+        lake.as_uri(),
+        "--model-card",
+        str(artifact),
+        "--textfile",
+        str(textfile),
+        "--until",
+        (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+    )
     assert report.returncode == 0, report.stderr
     result = promtool_alerts(textfile, tmp_path, dict.fromkeys(ALERTS, True), card.version)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -334,8 +482,9 @@ def test_when_outcomes_stop_following_the_scores_every_quality_alert_fires(loop,
 # ---- 3b. a canary: two versions side by side on the leads each scored ------------------------------------------
 
 
-def test_during_a_canary_each_version_is_measured_on_the_leads_it_scored(artifact, small_artifact, logs_dir, api_key,
-                                                                         tmp_path):
+def test_during_a_canary_each_version_is_measured_on_the_leads_it_scored(
+    artifact, small_artifact, logs_dir, api_key, tmp_path
+):
     lake = tmp_path / "lake"
     lake.mkdir()
     population = Population.draw(4_000, seed=515)
@@ -349,8 +498,17 @@ def test_during_a_canary_each_version_is_measured_on_the_leads_it_scored(artifac
         post_outcomes(stable.url, api_key, population.outcomes(now_iso()))
     finally:
         assert stable.stop() == 0 and canary.stop() == 0
-    report = run_module("quality.report", "--lake", lake.as_uri(), "--model-card", str(artifact), "--model-card",
-                        str(small_artifact), "--until", (datetime.now(UTC) + timedelta(minutes=1)).isoformat())
+    report = run_module(
+        "quality.report",
+        "--lake",
+        lake.as_uri(),
+        "--model-card",
+        str(artifact),
+        "--model-card",
+        str(small_artifact),
+        "--until",
+        (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+    )
     assert report.returncode == 0, report.stderr
     rows = {(r["model_version"], r["tier"]): r for r in read_metrics(lake / "_quality")}
     stable_version, canary_version = load_card(artifact).version, load_card(small_artifact).version
@@ -359,7 +517,8 @@ def test_during_a_canary_each_version_is_measured_on_the_leads_it_scored(artifac
     assert rows[(canary_version, "all")]["labelled_leads"] == 1_500
     assert rows[(stable_version, "all")]["auc"] == pytest.approx(auc(y, scores.astype(np.float64)), abs=1e-12)
     assert rows[(canary_version, "all")]["auc"] == pytest.approx(
-        auc(y[canary_part], canary_scores.astype(np.float64)), abs=1e-12)
+        auc(y[canary_part], canary_scores.astype(np.float64)), abs=1e-12
+    )
     assert rows[(canary_version, "all")]["reference_auc"] == load_card(small_artifact).metrics.auc
     (report_dir,) = (lake / "_quality" / "reports").iterdir()
     text = (report_dir / "report.md").read_text()
@@ -399,11 +558,18 @@ def test_the_loop_runs_against_s3_and_azure_blob(store, request, artifact, logs_
     pcsv.write_csv(pa.Table.from_pylist(outcomes[1500:]), export)
     loaded = run_module("quality.backfill", str(export), "--lake", uri, *job_flags, env=env)
     assert loaded.returncode == 0, loaded.stderr
-    report = run_module("quality.report", "--lake", uri, *job_flags, "--until",
-                        (datetime.now(UTC) + timedelta(minutes=1)).isoformat(), env=env)
+    report = run_module(
+        "quality.report",
+        "--lake",
+        uri,
+        *job_flags,
+        "--until",
+        (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+        env=env,
+    )
     assert report.returncode == 0, report.stderr
 
-    for name, value in env.items():   # read the results back from the store, as a consumer would
+    for name, value in env.items():  # read the results back from the store, as a consumer would
         os.environ[name] = value
     try:
         results = Lake(uri + "/_quality", s3_endpoint_url=server.endpoint_url if store == "s3" else None)
@@ -422,5 +588,8 @@ def test_the_loop_runs_against_s3_and_azure_blob(store, request, artifact, logs_
 
 
 def _rows(root: Path, prefix: str) -> int:
-    return sum(pq.read_metadata(p).num_rows for p in root.rglob("*.parquet")
-               if p.relative_to(root).as_posix().startswith(prefix))
+    return sum(
+        pq.read_metadata(p).num_rows
+        for p in root.rglob("*.parquet")
+        if p.relative_to(root).as_posix().startswith(prefix)
+    )

@@ -13,7 +13,9 @@ from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorte
 from transformer.sink import SCHEMA_VERSION, ScoreSink, SinkConfig, lake_schema
 from transformer.sink.azure import AzureBlobWriter
 
-NAME = re.compile(r"^scores/model=lead-scoring/dt=\d{4}-\d\d-\d\d/hour=\d\d/\d{8}T\d{6}Z-[\w.-]+-[0-9a-f]{32}\.parquet$")
+NAME = re.compile(
+    r"^scores/model=lead-scoring/dt=\d{4}-\d\d-\d\d/hour=\d\d/\d{8}T\d{6}Z-[\w.-]+-[0-9a-f]{32}\.parquet$"
+)
 
 
 def container(server):
@@ -85,13 +87,18 @@ def test_every_record_arrives_after_an_outage(azurite, tmp_path):
 
 def test_an_existing_blob_is_never_overwritten(azurite, tmp_path):
     container(azurite)
-    writer = AzureBlobWriter.from_uri(azurite.url("lake", "scores"), connection_string=azurite.connection_string)
+    writer = AzureBlobWriter.from_uri(
+        azurite.url("lake", "scores"), connection_string=azurite.connection_string
+    )
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_bytes(b"first")
     second.write_bytes(b"second")
     writer.put("model=m/dt=2025-01-01/hour=00/a.parquet", first)
     writer.put("model=m/dt=2025-01-01/hour=00/a.parquet", second)  # the retry of an upload that had succeeded
-    assert container(azurite).download_blob("scores/model=m/dt=2025-01-01/hour=00/a.parquet").readall() == b"first"
+    assert (
+        container(azurite).download_blob("scores/model=m/dt=2025-01-01/hour=00/a.parquet").readall()
+        == b"first"
+    )
 
 
 def test_path_style_url_needs_a_connection_string():

@@ -71,8 +71,13 @@ def refusing_changes(path: Path):
 
 
 def s3_config(server, tmp_path, **overrides) -> SinkConfig:
-    return SinkConfig(uri="s3://lake/scores", spool_dir=tmp_path / "spool", s3_endpoint_url=server.endpoint_url,
-                      feature_names=FEATURE_NAMES, **{**FAST_RETRIES, **overrides})
+    return SinkConfig(
+        uri="s3://lake/scores",
+        spool_dir=tmp_path / "spool",
+        s3_endpoint_url=server.endpoint_url,
+        feature_names=FEATURE_NAMES,
+        **{**FAST_RETRIES, **overrides},
+    )
 
 
 def s3_objects(server) -> dict[str, bytes]:
@@ -88,8 +93,13 @@ def read_all(objects: dict[str, bytes]) -> pa.Table:
 
 
 def blob_objects(server) -> dict[str, bytes]:
-    container = BlobServiceClient.from_connection_string(server.connection_string).get_container_client("lake")
-    return {b.name: container.download_blob(b.name).readall() for b in container.list_blobs(name_starts_with="scores/")}
+    container = BlobServiceClient.from_connection_string(server.connection_string).get_container_client(
+        "lake"
+    )
+    return {
+        b.name: container.download_blob(b.name).readall()
+        for b in container.list_blobs(name_starts_with="scores/")
+    }
 
 
 # ---- defect 1: one bad file must not hold up the files behind it -------------------------------------------------
@@ -116,9 +126,15 @@ def test_a_vanished_spool_file_is_counted_and_the_files_behind_it_still_upload(m
 def test_damaged_and_unreadable_spool_files_are_quarantined_and_never_reach_the_lake(azurite, tmp_path):
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     service.get_container_client("lake").create_container()
-    sink = ScoreSink(SinkConfig(uri=azurite.url("lake", "scores"), spool_dir=tmp_path / "spool",
-                                azure_connection_string=azurite.connection_string, feature_names=FEATURE_NAMES,
-                                **FAST_RETRIES))
+    sink = ScoreSink(
+        SinkConfig(
+            uri=azurite.url("lake", "scores"),
+            spool_dir=tmp_path / "spool",
+            azure_connection_string=azurite.connection_string,
+            feature_names=FEATURE_NAMES,
+            **FAST_RETRIES,
+        )
+    )
     good = sample_batch(5, seed=3)
     truncated = spool_one(sink, sample_batch(7, seed=1))
     unreadable = spool_one(sink, sample_batch(2, seed=2))
@@ -140,8 +156,14 @@ def test_damaged_and_unreadable_spool_files_are_quarantined_and_never_reach_the_
     assert (quarantine / truncated.key).read_bytes() == data[: len(data) // 2]
     assert (quarantine / unreadable.key).is_dir()
     # A restart does not try them again: the quarantine is not part of the spool's queue.
-    again = ScoreSink(SinkConfig(uri=azurite.url("lake", "scores"), spool_dir=tmp_path / "spool",
-                                 azure_connection_string=azurite.connection_string, feature_names=FEATURE_NAMES))
+    again = ScoreSink(
+        SinkConfig(
+            uri=azurite.url("lake", "scores"),
+            spool_dir=tmp_path / "spool",
+            azure_connection_string=azurite.connection_string,
+            feature_names=FEATURE_NAMES,
+        )
+    )
     assert again.spool.pending() == []
     again.close(grace_seconds=0)
 
@@ -167,8 +189,11 @@ def test_a_store_refusing_one_object_does_not_hold_up_the_others(tmp_path):
     lake = tmp_path / "lake"
     refused = lake / "model=lead-scoring" / "dt=2025-01-01" / "hour=03"
     refused.mkdir(parents=True)
-    sink = ScoreSink(SinkConfig(uri=lake.as_uri(), spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES,
-                                **FAST_RETRIES))
+    sink = ScoreSink(
+        SinkConfig(
+            uri=lake.as_uri(), spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES, **FAST_RETRIES
+        )
+    )
     stuck_batch = sample_batch(3, seed=1, scored_at=datetime(2025, 1, 1, 3, 10, tzinfo=UTC))
     later_batch = sample_batch(4, seed=2, scored_at=datetime(2025, 1, 1, 4, 10, tzinfo=UTC))
     stuck = spool_one(sink, stuck_batch)  # oldest: first in line
@@ -176,8 +201,10 @@ def test_a_store_refusing_one_object_does_not_hold_up_the_others(tmp_path):
     failures = metric("lead_scoring_sink_upload_failures_total")
     with refusing_changes(refused):
         sink.start()
-        wait_for(lambda: list((lake / "model=lead-scoring" / "dt=2025-01-01" / "hour=04").glob("*.parquet")),
-                 timeout=PATIENCE)
+        wait_for(
+            lambda: list((lake / "model=lead-scoring" / "dt=2025-01-01" / "hour=04").glob("*.parquet")),
+            timeout=PATIENCE,
+        )
         wait_for(lambda: metric("lead_scoring_sink_upload_failures_total") - failures >= 2, timeout=PATIENCE)
         assert [f.key for f in sink.spool.pending()] == [stuck.key]  # retried, kept, not given up
     wait_for(lambda: not sink.spool.pending(), timeout=PATIENCE)  # the store takes it once it can
@@ -222,8 +249,13 @@ def tiny_disk(tmp_path):
     """A 256 KiB tmpfs: a real ENOSPC. Needs root (mount)."""
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs root")
     try:
         yield mount_point
@@ -232,8 +264,11 @@ def tiny_disk(tmp_path):
 
 
 def test_a_full_disk_is_counted_as_disk_full_not_spool_full(tiny_disk, tmp_path, caplog):
-    sink = ScoreSink(SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tiny_disk / "spool",
-                                feature_names=FEATURE_NAMES))  # the byte budget (1 GiB) is far away
+    sink = ScoreSink(
+        SinkConfig(
+            uri=(tmp_path / "lake").as_uri(), spool_dir=tiny_disk / "spool", feature_names=FEATURE_NAMES
+        )
+    )  # the byte budget (1 GiB) is far away
     before = {reason: dropped(reason) for reason in ("disk_full", "spool_full")}
     with caplog.at_level(logging.WARNING, logger="transformer.sink"):
         assert sink.submit(sample_batch(3000, seed=1))  # ~800 KB of Parquet
@@ -246,8 +281,11 @@ def test_a_full_disk_is_counted_as_disk_full_not_spool_full(tiny_disk, tmp_path,
 
 
 def test_a_spool_that_refuses_writes_is_counted_as_disk_error(tmp_path):
-    sink = ScoreSink(SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool",
-                                feature_names=FEATURE_NAMES))
+    sink = ScoreSink(
+        SinkConfig(
+            uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES
+        )
+    )
     before = {reason: dropped(reason) for reason in ("disk_error", "spool_full")}
     with refusing_changes(tmp_path / "spool"):  # EPERM/EACCES, as a read-only or failing volume would
         assert sink.submit(sample_batch(8, seed=1))
@@ -258,8 +296,11 @@ def test_a_spool_that_refuses_writes_is_counted_as_disk_error(tmp_path):
 
 
 def test_a_request_that_cannot_be_encoded_costs_only_its_own_records(tmp_path):
-    sink = ScoreSink(SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool",
-                                feature_names=FEATURE_NAMES))
+    sink = ScoreSink(
+        SinkConfig(
+            uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES
+        )
+    )
     good = sample_batch(6, seed=1)
     bad = sample_batch(2, seed=2)
     bad.lead_ids[1] = 12345  # not a string: submit() does not look inside, the Parquet encoder refuses it
@@ -275,8 +316,9 @@ def test_a_request_that_cannot_be_encoded_costs_only_its_own_records(tmp_path):
 # ---- what is left at shutdown is counted, and delivered by the next start ---------------------------------------
 
 
-def test_records_left_on_the_spool_at_shutdown_are_logged_and_uploaded_by_the_next_start(moto_s3, tmp_path,
-                                                                                          caplog):
+def test_records_left_on_the_spool_at_shutdown_are_logged_and_uploaded_by_the_next_start(
+    moto_s3, tmp_path, caplog
+):
     moto_s3.client().create_bucket(Bucket="lake")
     moto_s3.stop()  # the store is down for the whole first life
     sink = ScoreSink(s3_config(moto_s3, tmp_path))

@@ -16,8 +16,12 @@ from transformer.sink.local import INCOMING_DIR, LocalFolderWriter
 
 def test_lake_reads_back_as_a_hive_partitioned_dataset(tmp_path):
     sink = ScoreSink(
-        SinkConfig(uri=f"file://{tmp_path / 'lake'}", spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES,
-                   flush_records=40)
+        SinkConfig(
+            uri=f"file://{tmp_path / 'lake'}",
+            spool_dir=tmp_path / "spool",
+            feature_names=FEATURE_NAMES,
+            flush_records=40,
+        )
     )
     sink.start()
     batches = [sample_batch(1, seed=s) for s in range(50)] + [sample_batch(100, seed=99)]
@@ -44,13 +48,18 @@ LocalFolderWriter(Path(sys.argv[1])).put("model=m/dt=2025-01-01/hour=00/a.parque
 def test_partial_copies_of_a_killed_process_are_removed_at_start(tmp_path):
     lake, source = tmp_path / "lake", tmp_path / "source.fifo"
     os.mkfifo(source)  # the copy blocks on it: the child is certainly mid-copy when it is killed
-    child = subprocess.Popen([sys.executable, "-c", KILLED_COPY, str(lake), str(source)], cwd=REPO,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_COPY, str(lake), str(source)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         with open(source, "wb") as feed:
             feed.write(b"PAR1" + b"\0" * (1 << 20))
             feed.flush()
-            wait_for(lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20)
+            wait_for(
+                lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20
+            )
             child.send_signal(signal.SIGKILL)
             child.wait(10)
     finally:

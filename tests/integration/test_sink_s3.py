@@ -23,7 +23,9 @@ from tests.sink_servers import (
 )
 from transformer.sink import SCHEMA_VERSION, ScoreSink, SinkConfig, lake_schema
 
-KEY = re.compile(r"^scores/model=lead-scoring/dt=\d{4}-\d\d-\d\d/hour=\d\d/\d{8}T\d{6}Z-[\w.-]+-[0-9a-f]{32}\.parquet$")
+KEY = re.compile(
+    r"^scores/model=lead-scoring/dt=\d{4}-\d\d-\d\d/hour=\d\d/\d{8}T\d{6}Z-[\w.-]+-[0-9a-f]{32}\.parquet$"
+)
 
 
 def sink_config(server, tmp_path, **overrides) -> SinkConfig:
@@ -45,9 +47,10 @@ def read_lake(server) -> tuple[list[str], pa.Table]:
     tables = []
     for key in keys:
         body = client.get_object(Bucket="lake", Key=key)["Body"].read()
-        assert pq.read_metadata(io.BytesIO(body)).metadata[b"lead_scoring.schema_version"] == str(
-            SCHEMA_VERSION
-        ).encode()
+        assert (
+            pq.read_metadata(io.BytesIO(body)).metadata[b"lead_scoring.schema_version"]
+            == str(SCHEMA_VERSION).encode()
+        )
         tables.append(pq.read_table(io.BytesIO(body)))
     return keys, pa.concat_tables(tables) if tables else lake_schema(FEATURE_NAMES).empty_table()
 
@@ -139,4 +142,6 @@ def test_spool_of_a_killed_process_is_uploaded_by_the_next(moto_s3, tmp_path):
     wait_for(lambda: not sink.spool.pending())
     sink.close()
     _, table = read_lake(moto_s3)
-    assert sorted_rows(table) == expected_rows([sample_batch(4, seed=s, scored_at=scored_at) for s in range(5)])
+    assert sorted_rows(table) == expected_rows(
+        [sample_batch(4, seed=s, scored_at=scored_at) for s in range(5)]
+    )

@@ -31,8 +31,10 @@ def v1_body(x=X, ids=IDS) -> dict:
 
 
 def v2_columns_body(x=X) -> tuple[dict, np.ndarray]:
-    inputs = [{"name": n, "datatype": "FP64", "shape": [len(x)], "data": x[:, FEATURE_INDEX[n]].tolist()}
-              for n in ALWAYS_PRESENT]
+    inputs = [
+        {"name": n, "datatype": "FP64", "shape": [len(x)], "data": x[:, FEATURE_INDEX[n]].tolist()}
+        for n in ALWAYS_PRESENT
+    ]
     inputs.append({"name": "lead_id", "datatype": "BYTES", "shape": [len(x)], "data": IDS[: len(x)]})
     expected = np.full_like(x, np.nan)
     for n in ALWAYS_PRESENT:
@@ -42,8 +44,10 @@ def v2_columns_body(x=X) -> tuple[dict, np.ndarray]:
 
 def v2_tensor_body(x=X) -> tuple[dict, np.ndarray]:
     f = filled(x)
-    return {"id": "tensor-1", "inputs": [{"name": "leads", "datatype": "FP32", "shape": list(f.shape),
-                                          "data": f.ravel().tolist()}]}, f
+    return {
+        "id": "tensor-1",
+        "inputs": [{"name": "leads", "datatype": "FP32", "shape": list(f.shape), "data": f.ravel().tolist()}],
+    }, f
 
 
 def post(server, path: str, body, key: str | None, **headers) -> httpx.Response:
@@ -78,17 +82,25 @@ def test_three_forms_over_rest_give_the_boosters_own_scores(transformer_grpc, ap
         assert answer.status_code == 200, answer.text
         out = answer.json()
         assert out["id"] == rid and out["model_version"] == card.version
-        np.testing.assert_array_equal(np.float32(v2_output(out, "score")), runtime_scores(runtime_booster, matrix))
+        np.testing.assert_array_equal(
+            np.float32(v2_output(out, "score")), runtime_scores(runtime_booster, matrix)
+        )
         assert {o["name"]: o["datatype"] for o in out["outputs"]} == {
-            "score": "FP32", "bucket": "INT32", "tier": "BYTES", "lead_id": "BYTES"}
+            "score": "FP32",
+            "bucket": "INT32",
+            "tier": "BYTES",
+            "lead_id": "BYTES",
+        }
 
 
 def _grpc_infer(server, inputs, key, parameters=None):
     async def call():
         client = InferenceGRPCClient(server.grpc_target, retries=0)
         try:
-            return await client.infer(InferRequest("lead-scoring", inputs, parameters=parameters),
-                                      headers=[("x-api-key", key)] if key else None)
+            return await client.infer(
+                InferRequest("lead-scoring", inputs, parameters=parameters),
+                headers=[("x-api-key", key)] if key else None,
+            )
         finally:
             await client.close()
 
@@ -114,7 +126,7 @@ def _column_inputs(x: np.ndarray) -> list[InferInput]:
 
 @pytest.mark.parametrize("form", ["tensor", "columns"])
 def test_both_v2_forms_over_grpc_with_kserves_client(transformer_grpc, api_key, runtime_booster, form):
-    inputs = _tensor_input(X) if form == "tensor" else _column_inputs(X)   # NaN travels in binary/typed FP32
+    inputs = _tensor_input(X) if form == "tensor" else _column_inputs(X)  # NaN travels in binary/typed FP32
     response = _grpc_infer(transformer_grpc, inputs, api_key)
     outputs = {o.name: o for o in response.outputs}
     np.testing.assert_array_equal(outputs["score"].as_numpy(), runtime_scores(runtime_booster, X))
@@ -122,8 +134,9 @@ def test_both_v2_forms_over_grpc_with_kserves_client(transformer_grpc, api_key, 
         assert [v.decode() if isinstance(v, bytes) else v for v in outputs["lead_id"].as_numpy()] == IDS
 
 
-def test_split_grpc_split_rest_and_in_process_agree(transformer_grpc, transformer_rest, transformer_inprocess,
-                                                     api_key):
+def test_split_grpc_split_rest_and_in_process_agree(
+    transformer_grpc, transformer_rest, transformer_inprocess, api_key
+):
     answers = []
     for server in (transformer_grpc, transformer_rest, transformer_inprocess):
         response = post(server, V1, v1_body(), api_key)
@@ -137,10 +150,16 @@ def test_tritonclient_http_with_binary_tensors(transformer_grpc, api_key, runtim
 
     client = httpclient.InferenceServerClient(f"127.0.0.1:{transformer_grpc.http_port}")
     tensor = httpclient.InferInput("leads", list(X.shape), "FP32")
-    tensor.set_data_from_numpy(X.astype(np.float32), binary_data=True)   # NaN included
-    result = client.infer("lead-scoring", [tensor], headers={"x-api-key": api_key},
-                          outputs=[httpclient.InferRequestedOutput("score", binary_data=True),
-                                   httpclient.InferRequestedOutput("tier", binary_data=True)])
+    tensor.set_data_from_numpy(X.astype(np.float32), binary_data=True)  # NaN included
+    result = client.infer(
+        "lead-scoring",
+        [tensor],
+        headers={"x-api-key": api_key},
+        outputs=[
+            httpclient.InferRequestedOutput("score", binary_data=True),
+            httpclient.InferRequestedOutput("tier", binary_data=True),
+        ],
+    )
     np.testing.assert_array_equal(result.as_numpy("score"), runtime_scores(runtime_booster, X))
     assert set(t.decode() for t in result.as_numpy("tier")) <= set("ABCDE")
     meta = client.get_model_metadata("lead-scoring")
@@ -170,8 +189,19 @@ TRITON_GRPC = textwrap.dedent("""
 def test_tritonclient_grpc_decodes_our_responses(transformer_grpc, api_key, runtime_booster):
     # tritonclient's gRPC module and kserve clash on proto symbols in one process (NOTES): run it in a subprocess.
     matrix = filled(X)
-    result = subprocess.run([sys.executable, "-c", TRITON_GRPC, transformer_grpc.grpc_target, api_key,
-                             json.dumps(matrix.tolist())], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            TRITON_GRPC,
+            transformer_grpc.grpc_target,
+            api_key,
+            json.dumps(matrix.tolist()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     np.testing.assert_array_equal(np.float32(answer["score"]), runtime_scores(runtime_booster, matrix))
@@ -204,8 +234,15 @@ def test_operational_routes_stay_open(transformer_grpc, card):
     meta = httpx.get(transformer_grpc.url + "/v2/models/lead-scoring").json()
     assert meta["versions"] == [card.version]
     assert [i["name"] for i in meta["inputs"]][:50] == list(FEATURE_NAMES)
-    assert {o["name"] for o in meta["outputs"]} == {"score", "bucket", "tier", "lead_id",   # + reason codes on request
-                                                    "reason_feature", "reason_contribution", "margin_bias"}
+    assert {o["name"] for o in meta["outputs"]} == {
+        "score",
+        "bucket",
+        "tier",
+        "lead_id",  # + reason codes on request
+        "reason_feature",
+        "reason_contribution",
+        "margin_bias",
+    }
 
 
 def test_validation_errors_name_row_field_rule_value_on_both_protocols(transformer_grpc, api_key):
@@ -217,21 +254,29 @@ def test_validation_errors_name_row_field_rule_value_on_both_protocols(transform
     body = response.json()
     assert body["problem_count"] == 2
     assert [(p["row"], p["field"], p["rule"], p["value"]) for p in body["problems"]] == [
-        (3, "employee_count", "minimum", 0), (9, "industry", "enumeration", 42)]
+        (3, "employee_count", "minimum", 0),
+        (9, "industry", "enumeration", 42),
+    ]
     with pytest.raises(grpc.RpcError) as error:
         _grpc_infer(transformer_grpc, _tensor_input(x), api_key)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "row 3: employee_count must be >= 1" in error.value.details()
 
 
-@pytest.mark.parametrize("body,status,text", [
-    (b'{"instances": [', 400, "malformed"),
-    (b'{"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 49], "data": [1]}]}', 400, "shape"),
-    (b'{"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": "x"}]}', 400, ""),
-])
+@pytest.mark.parametrize(
+    "body,status,text",
+    [
+        (b'{"instances": [', 400, "malformed"),
+        (b'{"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 49], "data": [1]}]}', 400, "shape"),
+        (b'{"inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": "x"}]}', 400, ""),
+    ],
+)
 def test_malformed_bodies_are_400_not_422_or_500(transformer_grpc, api_key, body, status, text):
-    response = httpx.post(transformer_grpc.url + V2, content=body,
-                          headers={"x-api-key": api_key, "content-type": "application/json"})
+    response = httpx.post(
+        transformer_grpc.url + V2,
+        content=body,
+        headers={"x-api-key": api_key, "content-type": "application/json"},
+    )
     assert response.status_code == status, response.text
     assert "error" in response.json() and text in response.text
     assert "Traceback" not in response.text
@@ -250,8 +295,13 @@ def test_request_id_is_echoed(transformer_grpc, api_key):
 def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
     predictor = start_predictor(artifact, logs_dir)
     predictor.wait_ready()
-    transformer = start_transformer(artifact, logs_dir, api_keys=f"tests:{api_key}", predictor=predictor.grpc_target,
-                                    extra_args=["--predictor_request_timeout_seconds", "1"])
+    transformer = start_transformer(
+        artifact,
+        logs_dir,
+        api_keys=f"tests:{api_key}",
+        predictor=predictor.grpc_target,
+        extra_args=["--predictor_request_timeout_seconds", "1"],
+    )
     try:
         transformer.wait_ready()
         assert post(transformer, V1, v1_body(), api_key).status_code == 200
@@ -277,7 +327,9 @@ def test_reason_codes_sum_with_the_bias_to_the_margin(transformer_grpc, api_key,
     out = answer.json()
     contributions = np.array(v2_output(out, "reason_contribution"), dtype=np.float64).reshape(5, 50)
     margin = contributions.sum(axis=1) + np.array(v2_output(out, "margin_bias"))
-    expected = runtime_booster.predict(__import__("xgboost").DMatrix(matrix.astype(np.float32)), output_margin=True)
+    expected = runtime_booster.predict(
+        __import__("xgboost").DMatrix(matrix.astype(np.float32)), output_margin=True
+    )
     np.testing.assert_allclose(margin, expected, atol=1e-4)
     np.testing.assert_allclose(1 / (1 + np.exp(-margin)), v2_output(out, "score"), atol=1e-5)
 
@@ -285,27 +337,52 @@ def test_reason_codes_sum_with_the_bias_to_the_margin(transformer_grpc, api_key,
     reasons = v1["predictions"][0]["reasons"]
     assert len(reasons) == 3
     assert {"feature", "label", "value", "contribution", "direction"} <= set(reasons[0])
-    assert abs(reasons[0]["contribution"]) >= abs(reasons[1]["contribution"]) >= abs(reasons[2]["contribution"])
+    assert (
+        abs(reasons[0]["contribution"]) >= abs(reasons[1]["contribution"]) >= abs(reasons[2]["contribution"])
+    )
     bad = post(transformer_grpc, V1, {**v1_body(X[:1], IDS[:1]), "parameters": {"reasons": 99}}, api_key)
     assert bad.status_code == 400 and "reasons" in bad.json()["error"]
 
 
-def test_fast_path_answers_exactly_like_kserves_own_rest_path(artifact, logs_dir, api_key, transformer_inprocess):
+def test_fast_path_answers_exactly_like_kserves_own_rest_path(
+    artifact, logs_dir, api_key, transformer_inprocess
+):
     """Both REST paths call the one entry point: same status, same body, same headers, good or bad."""
-    plain = start_transformer(artifact, logs_dir, api_keys=f"tests:{api_key}", extra_args=["--fast_path", "false"])
+    plain = start_transformer(
+        artifact, logs_dir, api_keys=f"tests:{api_key}", extra_args=["--fast_path", "false"]
+    )
     try:
         plain.wait_ready()
         bad = X.copy()
         bad[2, FEATURE_INDEX["touches_30d"]] = -1
-        cases = [(V1, v1_body(), api_key), (V2, v2_columns_body()[0], api_key), (V2, v2_tensor_body()[0], api_key),
-                 (V1, {**v1_body(X[:2]), "parameters": {"reasons": 2}}, api_key),
-                 (V1, v1_body(bad), api_key), (V2, v2_tensor_body(bad)[0], api_key),
-                 (V2, v2_tensor_body()[0], "wrong"), (V1, v1_body(), None), (V1, {"instances": []}, api_key),
-                 (V1, {"instances": [{"no_such_feature": 1}]}, api_key),
-                 (V1, {**v1_body(X[:1]), "parameters": {"reasons": 999}}, api_key),
-                 (V2, {"id": "x", "inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": [1]}]}, api_key),
-                 (V2, {"inputs": [{"name": "leads", "datatype": "INT8", "shape": [1, 50], "data": [1] * 50}]}, api_key),
-                 (V2, {"inputs": [{"name": "employee_count", "datatype": "FP32", "shape": [1], "data": [5]}]}, api_key)]
+        cases = [
+            (V1, v1_body(), api_key),
+            (V2, v2_columns_body()[0], api_key),
+            (V2, v2_tensor_body()[0], api_key),
+            (V1, {**v1_body(X[:2]), "parameters": {"reasons": 2}}, api_key),
+            (V1, v1_body(bad), api_key),
+            (V2, v2_tensor_body(bad)[0], api_key),
+            (V2, v2_tensor_body()[0], "wrong"),
+            (V1, v1_body(), None),
+            (V1, {"instances": []}, api_key),
+            (V1, {"instances": [{"no_such_feature": 1}]}, api_key),
+            (V1, {**v1_body(X[:1]), "parameters": {"reasons": 999}}, api_key),
+            (
+                V2,
+                {"id": "x", "inputs": [{"name": "leads", "datatype": "FP32", "shape": [1, 50], "data": [1]}]},
+                api_key,
+            ),
+            (
+                V2,
+                {"inputs": [{"name": "leads", "datatype": "INT8", "shape": [1, 50], "data": [1] * 50}]},
+                api_key,
+            ),
+            (
+                V2,
+                {"inputs": [{"name": "employee_count", "datatype": "FP32", "shape": [1], "data": [5]}]},
+                api_key,
+            ),
+        ]
         for path, body, key in cases:
             fast = post(transformer_inprocess, path, body, key, **{"x-request-id": "same"})
             slow = post(plain, path, body, key, **{"x-request-id": "same"})
@@ -313,11 +390,18 @@ def test_fast_path_answers_exactly_like_kserves_own_rest_path(artifact, logs_dir
             if fast.status_code == 200:
                 # Each scoring owns its id (in the body and the x-scoring-id header); everything else is identical.
                 for answer, response in zip(answers, (fast, slow), strict=True):
-                    owned = answer.pop("scoring_id", None) or (answer.get("parameters") or {}).pop("scoring_id")
+                    owned = answer.pop("scoring_id", None) or (answer.get("parameters") or {}).pop(
+                        "scoring_id"
+                    )
                     assert owned == response.headers["x-scoring-id"]
             assert (fast.status_code, answers[0]) == (slow.status_code, answers[1]), (path, body)
             for header in ("content-type", "x-request-id", "retry-after"):
-                assert fast.headers.get(header) == slow.headers.get(header), (header, path, fast.headers, slow.headers)
+                assert fast.headers.get(header) == slow.headers.get(header), (
+                    header,
+                    path,
+                    fast.headers,
+                    slow.headers,
+                )
             assert fast.headers["x-request-id"] == "same"
     finally:
         plain.stop()
@@ -325,7 +409,9 @@ def test_fast_path_answers_exactly_like_kserves_own_rest_path(artifact, logs_dir
 
 def test_versioned_infer_url(transformer_inprocess, api_key, card):
     body, _ = v2_tensor_body(X[:2])
-    served = post(transformer_inprocess, f"/v2/models/lead-scoring/versions/{card.version}/infer", body, api_key)
+    served = post(
+        transformer_inprocess, f"/v2/models/lead-scoring/versions/{card.version}/infer", body, api_key
+    )
     assert served.status_code == 200 and served.json()["model_version"] == card.version
     other = post(transformer_inprocess, "/v2/models/lead-scoring/versions/v0/infer", body, api_key)
     assert other.status_code == 404 and "not served" in other.json()["error"]
@@ -343,6 +429,8 @@ def test_concurrent_requests_each_get_their_own_scores(which, request, api_key, 
     answers = asyncio.run(burst())
     for matrix, answer in zip(matrices, answers, strict=True):
         assert answer.status_code == 200, answer.text
-        np.testing.assert_array_equal(np.float32(v2_output(answer.json(), "score")), runtime_scores(runtime_booster, matrix))
+        np.testing.assert_array_equal(
+            np.float32(v2_output(answer.json(), "score")), runtime_scores(runtime_booster, matrix)
+        )
     metrics = httpx.get(server.url + "/metrics").text
     assert "lead_scoring_coalesced_batch_rows_count" in metrics

@@ -13,9 +13,16 @@ RUN = ["--input", "in/", "--output", "out/", "--model", "model/"]
 
 
 def test_an_indexed_job_pod_needs_no_arguments():
-    env = {"BATCH_INPUT": "s3://crm/x/", "BATCH_OUTPUT": "s3://lake/y/", "BATCH_MODEL_URI": "s3://m/v1/",
-           "JOB_COMPLETION_INDEX": "5", "BATCH_SHARD_COUNT": "16", "BATCH_REASONS": "3", "BATCH_WORK_DIR": "/var/tmp/b",
-           "BATCH_PUSHGATEWAY_URL": "http://pushgateway:9091"}
+    env = {
+        "BATCH_INPUT": "s3://crm/x/",
+        "BATCH_OUTPUT": "s3://lake/y/",
+        "BATCH_MODEL_URI": "s3://m/v1/",
+        "JOB_COMPLETION_INDEX": "5",
+        "BATCH_SHARD_COUNT": "16",
+        "BATCH_REASONS": "3",
+        "BATCH_WORK_DIR": "/var/tmp/b",
+        "BATCH_PUSHGATEWAY_URL": "http://pushgateway:9091",
+    }
     args = parse_args([], env)
     assert (args.input, args.output, args.model) == ("s3://crm/x/", "s3://lake/y/", "s3://m/v1/")
     assert (args.shard_index, args.shard_count, args.reasons) == (5, 16, 3)
@@ -23,8 +30,10 @@ def test_an_indexed_job_pod_needs_no_arguments():
 
 
 def test_command_line_wins_over_the_environment():
-    args = parse_args([*RUN, "--shard-index", "1", "--shard-count", "2"],
-                      {"JOB_COMPLETION_INDEX": "7", "BATCH_SHARD_COUNT": "8", "BATCH_INPUT": "elsewhere"})
+    args = parse_args(
+        [*RUN, "--shard-index", "1", "--shard-count", "2"],
+        {"JOB_COMPLETION_INDEX": "7", "BATCH_SHARD_COUNT": "8", "BATCH_INPUT": "elsewhere"},
+    )
     assert (args.input, args.shard_index, args.shard_count) == ("in/", 1, 2)
 
 
@@ -33,12 +42,15 @@ def test_defaults_are_one_local_shard():
     assert (args.shard_index, args.shard_count, args.reasons, args.pushgateway_url) == (0, 1, 0, None)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--shard-index", "2", "--shard-count", "2"], "--shard-index must be in 0..1"),
-    (["--shard-count", "0"], "--shard-count must be at least 1"),
-    (["--reasons", "51"], "--reasons must be 0..50"),
-    (["--window-rows", "0"], "--window-rows must be positive"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--shard-index", "2", "--shard-count", "2"], "--shard-index must be in 0..1"),
+        (["--shard-count", "0"], "--shard-count must be at least 1"),
+        (["--reasons", "51"], "--reasons must be 0..50"),
+        (["--window-rows", "0"], "--window-rows must be positive"),
+    ],
+)
 def test_nonsense_is_a_usage_error(capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:
         parse_args([*RUN, *extra], {})
@@ -62,7 +74,9 @@ def test_batch_imports_no_serving_framework():
     import subprocess
     import sys
 
-    code = ("import sys, batch.cli, batch.run; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'kserve', 'fastapi', 'starlette', 'grpc', 'uvicorn'}))")
+    code = (
+        "import sys, batch.cli, batch.run; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kserve', 'fastapi', 'starlette', 'grpc', 'uvicorn'}))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

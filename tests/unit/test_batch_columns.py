@@ -55,7 +55,9 @@ def test_csv_cells_flags_blanks_and_stray_text():
     columns[flag] = pa.array(["TRUE", " false ", "1", "maybe"])
     columns[count] = pa.array(["3", "4.0", "lots", " 7 "])
     columns[optional] = pa.array(["", None, "  ", "12.5"])
-    matrix, unparsable = feature_matrix(pa.RecordBatch.from_arrays(columns, names=text.schema.names), "crm.csv")
+    matrix, unparsable = feature_matrix(
+        pa.RecordBatch.from_arrays(columns, names=text.schema.names), "crm.csv"
+    )
     assert matrix[:3, flag - 1].tolist() == [1.0, 0.0, 1.0]
     assert matrix[[0, 1, 3], count - 1].tolist() == [3.0, 4.0, 7.0]
     assert np.isnan(matrix[:3, optional - 1]).all() and matrix[3, optional - 1] == 12.5
@@ -74,7 +76,9 @@ def test_a_column_of_words_is_a_wrong_export():
 
 def test_missing_columns_are_named_and_extra_ones_ignored():
     batch, _ = _batch(2)
-    schema = batch.schema.remove(batch.schema.get_field_index("region")).append(pa.field("owner", pa.string()))
+    schema = batch.schema.remove(batch.schema.get_field_index("region")).append(
+        pa.field("owner", pa.string())
+    )
     with pytest.raises(InputError, match=r"missing column\(s\) region;"):
         check_columns(schema, "crm.parquet")
     check_columns(batch.schema.append(pa.field("owner", pa.string())), "crm.parquet")
@@ -83,11 +87,16 @@ def test_missing_columns_are_named_and_extra_ones_ignored():
 def test_wrong_types_are_named():
     batch, _ = _batch(2)
     schema = batch.schema.set(batch.schema.get_field_index("region"), pa.field("region", pa.string()))
-    schema = schema.set(schema.get_field_index("employee_count"), pa.field("employee_count", pa.timestamp("s")))
+    schema = schema.set(
+        schema.get_field_index("employee_count"), pa.field("employee_count", pa.timestamp("s"))
+    )
     with pytest.raises(InputError, match=r"employee_count is timestamp\[s\]; region is string"):
         check_columns(schema, "crm.parquet")
-    check_columns(schema.set(schema.get_field_index("employee_count"), pa.field("employee_count", pa.int32())),
-                  "crm.csv", text_cells=True)
+    check_columns(
+        schema.set(schema.get_field_index("employee_count"), pa.field("employee_count", pa.int32())),
+        "crm.csv",
+        text_cells=True,
+    )
 
 
 def test_integer_lead_ids_are_fine():

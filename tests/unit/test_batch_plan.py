@@ -29,8 +29,13 @@ def folder(tmp_path):
 def test_units_are_row_groups_and_whole_csv_files_in_name_order(folder):
     plan = plan_input(Location(str(folder), StorageOptions()))
     assert [(u.key, u.row_group, u.first_row, u.rows) for u in plan.units] == [
-        ("2026/12/a.parquet", 0, 0, 100), ("2026/12/a.parquet", 1, 100, 100), ("2026/12/a.parquet", 2, 200, 100),
-        ("b.parquet", 0, 0, 100), ("b.parquet", 1, 100, 50), ("c.csv", -1, 0, -1)]
+        ("2026/12/a.parquet", 0, 0, 100),
+        ("2026/12/a.parquet", 1, 100, 100),
+        ("2026/12/a.parquet", 2, 200, 100),
+        ("b.parquet", 0, 0, 100),
+        ("b.parquet", 1, 100, 50),
+        ("c.csv", -1, 0, -1),
+    ]
 
 
 @pytest.mark.parametrize("count", [1, 2, 4, 7])

@@ -18,7 +18,7 @@ REQUIRED = [i for i, f in enumerate(FEATURES) if f.required]
 
 def _comparable(result: tuple[list, int]) -> tuple[list, int]:
     found, total = result
-    return [(r, c, rule, repr(v)) for r, c, rule, v in found], total   # NaN != NaN, its repr does
+    return [(r, c, rule, repr(v)) for r, c, rule, v in found], total  # NaN != NaN, its repr does
 
 
 def _fast(matrix: np.ndarray) -> tuple[list, int]:
@@ -47,7 +47,7 @@ def _plant(rng: np.random.Generator, x: np.ndarray) -> None:
         elif kind == 4:
             x[row, col] = spec.maximum + rng.choice([1e-9, 1.0, 1e12])
         else:
-            x[row, col] = np.nan   # missing: a problem only for required features
+            x[row, col] = np.nan  # missing: a problem only for required features
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
@@ -62,7 +62,7 @@ def test_the_early_exit_agrees_with_the_full_check(monkeypatch, order):
 
 def test_clean_population_passes_both_ways(monkeypatch):
     x = sample_features(5_000, seed=2)
-    assert validation._surely_clean(x)   # the early exit is taken: this is the path batch runs on clean data
+    assert validation._surely_clean(x)  # the early exit is taken: this is the path batch runs on clean data
     assert _fast(x) == _slow(x, monkeypatch) == ([], 0)
 
 
@@ -81,9 +81,14 @@ def test_scorer_rejects_what_the_contract_rejects(scorer):
     scored = scorer.score(x, first_row=1000)
     assert scored.valid.tolist() == [i not in (4, 9) for i in range(50)]
     assert len(scored.scores) == len(scored.buckets) == 48 and scored.reasons[0].shape == (48, 2)
-    expected = [{**p, "row": p["row"] + 1000, "message": p["message"].replace(f"row {p['row']}:",
-                                                                               f"row {p['row'] + 1000}:")}
-                for p in online.value.problems]
+    expected = [
+        {
+            **p,
+            "row": p["row"] + 1000,
+            "message": p["message"].replace(f"row {p['row']}:", f"row {p['row'] + 1000}:"),
+        }
+        for p in online.value.problems
+    ]
     assert scored.problems == expected
 
 

@@ -32,7 +32,7 @@ def test_tensor_bodies_rotate_have_no_gaps_and_round_trip_exactly(workload):
         tensor = orjson.loads(body)["inputs"][0]
         data = np.asarray(tensor["data"], dtype=np.float32)
         assert tensor["shape"] == [5, 50] and not np.isnan(data).any()
-        assert np.array_equal(data.astype(np.float64), np.asarray(tensor["data"]))   # float32 values exactly
+        assert np.array_equal(data.astype(np.float64), np.asarray(tensor["data"]))  # float32 values exactly
     assert len(workload.tensor("single").bodies) == 4
 
 
@@ -40,7 +40,7 @@ def test_named_bodies_leave_missing_features_out_as_a_crm_export_would(workload)
     leads = [lead for body in workload.v1("batch").bodies for lead in orjson.loads(body)["instances"]]
     assert len(leads) == 20
     assert all(set(lead) <= set(FEATURE_NAMES) for lead in leads)
-    assert any(len(lead) < len(FEATURE_NAMES) for lead in leads)   # the population has realistic gaps
+    assert any(len(lead) < len(FEATURE_NAMES) for lead in leads)  # the population has realistic gaps
     single = orjson.loads(workload.named("single").bodies[0])
     assert isinstance(single, dict) and "employee_count" in single
 
@@ -54,8 +54,12 @@ def test_stock_kserve_transformer_forwards_to_the_predictor(small_artifact, work
         transformer.wait_ready()
         bodies = workload.tensor("batch")
         for body, expected in zip(bodies.bodies, bodies.expected, strict=True):
-            answer = httpx.post(f"{transformer.url}/v2/models/lead-scoring/infer", content=body,
-                                headers={"content-type": "application/json"}, timeout=10)
+            answer = httpx.post(
+                f"{transformer.url}/v2/models/lead-scoring/infer",
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=10,
+            )
             assert answer.status_code == 200, answer.text
             assert max_difference(v2_scores(answer.json(), "output-0"), expected) <= TOLERANCE
     finally:
@@ -64,7 +68,9 @@ def test_stock_kserve_transformer_forwards_to_the_predictor(small_artifact, work
         predictor.stop()
 
 
-def test_plain_fastapi_peer_scores_named_leads_with_gaps_and_checks_the_key(small_artifact, workload, tmp_path):
+def test_plain_fastapi_peer_scores_named_leads_with_gaps_and_checks_the_key(
+    small_artifact, workload, tmp_path
+):
     key = secrets.token_urlsafe(12)
     peer = start_fastapi_service(small_artifact, tmp_path, key)
     try:
@@ -72,12 +78,22 @@ def test_plain_fastapi_peer_scores_named_leads_with_gaps_and_checks_the_key(smal
         for kind, path in (("single", "/score"), ("batch", "/score/batch")):
             bodies = workload.named(kind)
             for body, expected in zip(bodies.bodies, bodies.expected, strict=True):
-                answer = httpx.post(peer.url + path, content=body, timeout=10,
-                                    headers={"x-api-key": key, "content-type": "application/json"})
+                answer = httpx.post(
+                    peer.url + path,
+                    content=body,
+                    timeout=10,
+                    headers={"x-api-key": key, "content-type": "application/json"},
+                )
                 assert answer.status_code == 200, answer.text
                 assert max_difference(peer_scores(answer.json()), expected) <= TOLERANCE
-        assert httpx.post(f"{peer.url}/score", content=workload.named("single").bodies[0],
-                          headers={"x-api-key": "wrong", "content-type": "application/json"}).status_code == 401
+        assert (
+            httpx.post(
+                f"{peer.url}/score",
+                content=workload.named("single").bodies[0],
+                headers={"x-api-key": "wrong", "content-type": "application/json"},
+            ).status_code
+            == 401
+        )
     finally:
         peer.stop()
 

@@ -44,7 +44,9 @@ def test_at_least_target_passes_on_the_median_and_flags_a_spread_across_the_boun
 
 def test_at_most_target_passes_when_the_median_is_at_or_below_the_bound():
     assert verdict("cold start", [1.0, 1.1, 1.15], 1.2, at_least=False).label == "PASS"
-    assert verdict("cold start", [1.1, 1.3, 1.4], 1.2, at_least=False).label == "MISS (spread overlaps target)"
+    assert (
+        verdict("cold start", [1.1, 1.3, 1.4], 1.2, at_least=False).label == "MISS (spread overlaps target)"
+    )
     assert verdict("cold start", [1.3, 1.4, 1.5], 1.2, at_least=False).label == "MISS"
     # A value sitting exactly on the bound counts as reaching it, both ways.
     assert verdict("rss", [20.0, 25.0], 25.0, at_least=False).overlaps

@@ -12,18 +12,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ("kserve", "fastapi", "starlette", "grpc", "grpc_interceptor", "uvicorn")
-DOMAIN = ["contract.features", "contract.validation", "contract.model_card", "contract.tiers",
-          "transformer.scoring", "transformer.codec", "transformer.auth", "transformer.coalesce", "transformer.errors",
-          "transformer.metrics", "transformer.logs", "transformer.sink", "contract.outcomes", "contract.measures",
-          "transformer.outcome_intake", "quality.report", "quality.backfill", "quality.training_set"]
+DOMAIN = [
+    "contract.features",
+    "contract.validation",
+    "contract.model_card",
+    "contract.tiers",
+    "transformer.scoring",
+    "transformer.codec",
+    "transformer.auth",
+    "transformer.coalesce",
+    "transformer.errors",
+    "transformer.metrics",
+    "transformer.logs",
+    "transformer.sink",
+    "contract.outcomes",
+    "contract.measures",
+    "transformer.outcome_intake",
+    "quality.report",
+    "quality.backfill",
+    "quality.training_set",
+]
 
 
 def loaded_after_import(modules: list[str]) -> set[str]:
     """Top-level packages in sys.modules after importing `modules` in a fresh interpreter (transitive imports count)."""
-    code = ("import importlib, json, sys\n"
-            f"for name in {modules!r}: importlib.import_module(name)\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
     return set(json.loads(out.stdout))
 
 
@@ -41,7 +61,9 @@ def test_training_and_the_stand_in_data_import_no_transformer_code():
     assert "transformer" not in loaded and loaded & set(FRAMEWORKS) == set()
 
 
-@pytest.mark.parametrize("package", ["contract", "transformer", "predictor", "batch", "quality", "hack", "tests"])
+@pytest.mark.parametrize(
+    "package", ["contract", "transformer", "predictor", "batch", "quality", "hack", "tests"]
+)
 def test_no_source_points_beside_the_clone(package):
     """`../shared` (the workspace's reference folder) is not part of the project: a clone has nothing beside it."""
     needles = ("../shared", "shared/reference", "LEAD_SCORING_REFERENCE_DIR")
@@ -49,6 +71,8 @@ def test_no_source_points_beside_the_clone(package):
     for path in (ROOT / package).rglob("*"):
         if path.suffix in {".py", ".sh", ".yaml", ".yml", ""} and path.is_file() and path.resolve() != this:
             text = path.read_text(errors="replace")
-            assert not any(n in text for n in needles), f"{path.relative_to(ROOT)} reads outside the repository"
+            assert not any(n in text for n in needles), (
+                f"{path.relative_to(ROOT)} reads outside the repository"
+            )
     for name in ("Makefile", ".ci/run", "pyproject.toml"):
         assert not any(n in (ROOT / name).read_text() for n in needles), name

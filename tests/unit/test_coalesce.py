@@ -23,7 +23,7 @@ class RecordingPredictor:
         await asyncio.sleep(0)
         if self.fail:
             raise PredictorUnavailable("predictor down")
-        return matrix[:, 0].astype(np.float32) * 2   # a score each caller can recognise as its own
+        return matrix[:, 0].astype(np.float32) * 2  # a score each caller can recognise as its own
 
 
 def test_concurrent_requests_are_scored_in_one_call_and_split_back():
@@ -46,14 +46,16 @@ def test_a_lone_request_goes_straight_through_and_big_ones_are_not_merged():
 
     async def run():
         alone = await coalescer.predict(np.ones((1, 50), np.float32))
-        both = await asyncio.gather(coalescer.predict(np.ones((4, 50), np.float32)),
-                                    coalescer.predict(np.ones((3, 50), np.float32)),
-                                    coalescer.predict(np.ones((2, 50), np.float32)))
+        both = await asyncio.gather(
+            coalescer.predict(np.ones((4, 50), np.float32)),
+            coalescer.predict(np.ones((3, 50), np.float32)),
+            coalescer.predict(np.ones((2, 50), np.float32)),
+        )
         return alone, both
 
     alone, both = asyncio.run(run())
     assert inner.calls[0] == 1 and len(alone) == 1
-    assert inner.calls[1:] == [4, 3, 2]   # 4 rows go alone; 3 + 2 would exceed max_rows=4
+    assert inner.calls[1:] == [4, 3, 2]  # 4 rows go alone; 3 + 2 would exceed max_rows=4
     assert [len(s) for s in both] == [4, 3, 2]
 
 
@@ -61,8 +63,9 @@ def test_a_failure_reaches_every_waiting_request():
     coalescer = Coalescer(RecordingPredictor(fail=True))
 
     async def run():
-        return await asyncio.gather(*(coalescer.predict(np.ones((1, 50), np.float32)) for _ in range(3)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(coalescer.predict(np.ones((1, 50), np.float32)) for _ in range(3)), return_exceptions=True
+        )
 
     results = asyncio.run(run())
     assert all(isinstance(r, PredictorUnavailable) for r in results)

@@ -25,8 +25,10 @@ def true_score(x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def reference():
     x = sample_features(100_000, seed=7)
-    hists = {spec.name: reference_histogram(x[:, i], spec.kind, len(spec.choices) if spec.choices else None)
-             for i, spec in enumerate(FEATURES)}
+    hists = {
+        spec.name: reference_histogram(x[:, i], spec.kind, len(spec.choices) if spec.choices else None)
+        for i, spec in enumerate(FEATURES)
+    }
     hists["score"] = reference_histogram(true_score(x), "float", None)
     return hists
 
@@ -41,7 +43,9 @@ def like_training():
 def shifted():
     x = sample_features(20_000, seed=2025)
     x[:, FEATURE_INDEX["web_visits_30d"]] = np.minimum(x[:, FEATURE_INDEX["web_visits_30d"]] * 5, 100_000)
-    x[:, FEATURE_INDEX["intent_score"]] = np.clip(x[:, FEATURE_INDEX["intent_score"]] + 30, 0, 100)  # NaN stays NaN
+    x[:, FEATURE_INDEX["intent_score"]] = np.clip(
+        x[:, FEATURE_INDEX["intent_score"]] + 30, 0, 100
+    )  # NaN stays NaN
     return x.astype(np.float32), true_score(x).astype(np.float32)
 
 
@@ -109,8 +113,10 @@ def test_the_window_is_exactly_the_most_recent_rows(reference, shifted, like_tra
     feed(monitor, like_training, 1_500, batch=37)
     recent = monitor.rows
     # The same last `recent` rows, alone in a monitor whose window never rotates, give the same PSI.
-    last = (np.concatenate([shifted[0][:3_000], like_training[0][:1_500]])[-recent:],
-            np.concatenate([shifted[1][:3_000], like_training[1][:1_500]])[-recent:])
+    last = (
+        np.concatenate([shifted[0][:3_000], like_training[0][:1_500]])[-recent:],
+        np.concatenate([shifted[1][:3_000], like_training[1][:1_500]])[-recent:],
+    )
     alone = quiet(reference, window=20_000, min_rows=1)
     feed(alone, last, recent, batch=recent)
     assert monitor.psi() == alone.psi()

@@ -16,7 +16,9 @@ from transformer.extras.reasons import ReasonExplainer
 def artifact(tmp_path_factory):
     x, y = sample_population(20_000, seed=3)
     folder = tmp_path_factory.mktemp("model")
-    card = train(x, y, folder, seed=3, name="lead-scoring", version="test", threads=2, rounds=60, source="test")
+    card = train(
+        x, y, folder, seed=3, name="lead-scoring", version="test", threads=2, rounds=60, source="test"
+    )
     return folder, card
 
 
@@ -56,7 +58,9 @@ def test_top_k_are_the_largest_contributions_in_order_with_their_signs(explainer
         assert min(magnitudes) >= others.max()
         for reason, column in zip(lead_reasons, chosen, strict=True):
             assert reason["contribution"] == pytest.approx(float(contributions[row, column]), abs=1e-7)
-            expected = "raises" if reason["contribution"] > 0 else "lowers" if reason["contribution"] < 0 else "none"
+            expected = (
+                "raises" if reason["contribution"] > 0 else "lowers" if reason["contribution"] < 0 else "none"
+            )
             assert reason["direction"] == expected
     directions = {r["direction"] for lead_reasons in reasons for r in lead_reasons}
     assert {"raises", "lowers"} <= directions
@@ -98,16 +102,31 @@ def test_v2_tensors_have_the_documented_names_shapes_and_types(explainer, leads)
     k = 3
     tensors = {t.name: t for t in explainer.tensors(leads, k)}
     assert list(tensors) == ["reason_feature", "reason_contribution", "margin_bias"]
-    feature, contribution, bias = tensors["reason_feature"], tensors["reason_contribution"], tensors["margin_bias"]
+    feature, contribution, bias = (
+        tensors["reason_feature"],
+        tensors["reason_contribution"],
+        tensors["margin_bias"],
+    )
     assert (feature.datatype, feature.shape, feature.data.shape) == ("BYTES", [300, k], (300, k))
     assert all(isinstance(name, str) for name in feature.data.ravel())
-    assert (contribution.datatype, contribution.shape, contribution.data.dtype) == ("FP32", [300, k], np.float32)
+    assert (contribution.datatype, contribution.shape, contribution.data.dtype) == (
+        "FP32",
+        [300, k],
+        np.float32,
+    )
     assert contribution.data.shape == (300, k)
-    assert (bias.datatype, bias.shape, bias.data.dtype, bias.data.shape) == ("FP32", [300], np.float32, (300,))
+    assert (bias.datatype, bias.shape, bias.data.dtype, bias.data.shape) == (
+        "FP32",
+        [300],
+        np.float32,
+        (300,),
+    )
     # Same reasons as the V1 form.
     v1 = explainer.per_lead(leads, k)
     assert feature.data.tolist() == [[r["feature"] for r in lead] for lead in v1]
-    np.testing.assert_allclose(contribution.data, [[r["contribution"] for r in lead] for lead in v1], atol=1e-7)
+    np.testing.assert_allclose(
+        contribution.data, [[r["contribution"] for r in lead] for lead in v1], atol=1e-7
+    )
 
 
 def test_all_50_contributions_plus_bias_from_the_tensors_give_the_margin(explainer, leads):

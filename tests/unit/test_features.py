@@ -58,6 +58,8 @@ def test_docs_configuration_table_is_generated_from_the_parser():
 def test_every_flag_has_an_env_var_and_an_explicit_flag_wins():
     from transformer.cli import build_parser
 
-    args = build_parser({"MAX_LEADS": "7", "SINK_INCLUDE_FEATURES": "false", "ENABLE_GRPC": "false"}).parse_args([])
+    args = build_parser(
+        {"MAX_LEADS": "7", "SINK_INCLUDE_FEATURES": "false", "ENABLE_GRPC": "false"}
+    ).parse_args([])
     assert (args.max_leads, args.sink_include_features, args.enable_grpc) == (7, False, False)
     assert build_parser({"MAX_LEADS": "7"}).parse_args(["--max_leads", "9"]).max_leads == 9

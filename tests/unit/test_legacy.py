@@ -55,28 +55,40 @@ def test_json_bodies_send_null_for_missing_and_name_the_columns():
     np.testing.assert_array_equal(np.asarray(body["data"][2], dtype=np.float32), m[2])
 
 
-@pytest.mark.parametrize("body,content_type", [
-    (b"0.25,0.5,0.75", "text/csv"),                       # real-time container
-    (b"0.25\n0.5\n0.75\n", "text/csv; charset=utf-8"),    # batch container
-    (b'{"predictions": [{"score": 0.25}, {"score": 0.5}, {"score": 0.75}]}', "application/json"),
-    (b'{"predictions": [{"probability": 0.25}, {"probability": 0.5}, {"probability": 0.75}]}', "application/json"),
-    (b'{"probability": 0.25}\n{"probability": 0.5}\n{"probability": 0.75}\n', "application/jsonlines"),
-    (b"[0.25, 0.5, 0.75]", "application/json"),           # Azure ML MLflow
-    (b'"{\\"predictions\\": [0.25, 0.5, 0.75]}"', "application/json"),  # a score script's json.dumps, twice
-    (b"[0.25, 0.5, 0.75]", None),
-])
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        (b"0.25,0.5,0.75", "text/csv"),  # real-time container
+        (b"0.25\n0.5\n0.75\n", "text/csv; charset=utf-8"),  # batch container
+        (b'{"predictions": [{"score": 0.25}, {"score": 0.5}, {"score": 0.75}]}', "application/json"),
+        (
+            b'{"predictions": [{"probability": 0.25}, {"probability": 0.5}, {"probability": 0.75}]}',
+            "application/json",
+        ),
+        (b'{"probability": 0.25}\n{"probability": 0.5}\n{"probability": 0.75}\n', "application/jsonlines"),
+        (b"[0.25, 0.5, 0.75]", "application/json"),  # Azure ML MLflow
+        (
+            b'"{\\"predictions\\": [0.25, 0.5, 0.75]}"',
+            "application/json",
+        ),  # a score script's json.dumps, twice
+        (b"[0.25, 0.5, 0.75]", None),
+    ],
+)
 def test_every_answer_format_decodes_to_the_scores(body, content_type):
     scores = decode_scores(body, content_type, 3, "test")
     assert scores.dtype == np.float32
     assert scores.tolist() == [0.25, 0.5, 0.75]
 
 
-@pytest.mark.parametrize("body,content_type,needle", [
-    (b"0.25,0.5", "text/csv", "2 scores for 3 leads"),
-    (b"<html>gateway</html>", "text/html", "not scores"),
-    (b'{"result": [1, 2, 3]}', "application/json", "predictions"),
-    (b"nan,0.5,0.7", "text/csv", "non-finite"),
-])
+@pytest.mark.parametrize(
+    "body,content_type,needle",
+    [
+        (b"0.25,0.5", "text/csv", "2 scores for 3 leads"),
+        (b"<html>gateway</html>", "text/html", "not scores"),
+        (b'{"result": [1, 2, 3]}', "application/json", "predictions"),
+        (b"nan,0.5,0.7", "text/csv", "non-finite"),
+    ],
+)
 def test_a_wrong_answer_is_an_unavailable_backend_that_says_why(body, content_type, needle):
     with pytest.raises(PredictorUnavailable, match=needle):
         decode_scores(body, content_type, 3, "test")
@@ -86,16 +98,27 @@ def client_error(code: str, message: str = "m", **extra) -> bx.ClientError:
     return bx.ClientError({"Error": {"Code": code, "Message": message}, **extra}, "InvokeEndpoint")
 
 
-@pytest.mark.parametrize("exc,kind,needle", [
-    (bx.ReadTimeoutError(endpoint_url="https://x"), PredictorTimeout, "within 2 s"),
-    (bx.ConnectTimeoutError(endpoint_url="https://x"), PredictorTimeout, "within 2 s"),
-    (bx.EndpointConnectionError(endpoint_url="https://x"), PredictorUnavailable, "unreachable"),
-    (bx.NoCredentialsError(), PredictorUnavailable, "no AWS credentials"),
-    (client_error("AccessDeniedException"), PredictorUnavailable, "not allowed sagemaker:InvokeEndpoint"),
-    (client_error("ValidationError", "Endpoint e of account 1 not found."), PredictorUnavailable, "no such endpoint"),
-    (client_error("ModelError", OriginalStatusCode=500), PredictorUnavailable, "/aws/sagemaker/Endpoints/e"),
-    (client_error("ThrottlingException"), PredictorUnavailable, "busy"),
-])
+@pytest.mark.parametrize(
+    "exc,kind,needle",
+    [
+        (bx.ReadTimeoutError(endpoint_url="https://x"), PredictorTimeout, "within 2 s"),
+        (bx.ConnectTimeoutError(endpoint_url="https://x"), PredictorTimeout, "within 2 s"),
+        (bx.EndpointConnectionError(endpoint_url="https://x"), PredictorUnavailable, "unreachable"),
+        (bx.NoCredentialsError(), PredictorUnavailable, "no AWS credentials"),
+        (client_error("AccessDeniedException"), PredictorUnavailable, "not allowed sagemaker:InvokeEndpoint"),
+        (
+            client_error("ValidationError", "Endpoint e of account 1 not found."),
+            PredictorUnavailable,
+            "no such endpoint",
+        ),
+        (
+            client_error("ModelError", OriginalStatusCode=500),
+            PredictorUnavailable,
+            "/aws/sagemaker/Endpoints/e",
+        ),
+        (client_error("ThrottlingException"), PredictorUnavailable, "busy"),
+    ],
+)
 def test_botocore_failures_map_to_503_or_504_with_a_hint(exc, kind, needle):
     error = sagemaker_error(exc, "e", "eu-west-1", 2.0)
     assert type(error) is kind
@@ -107,18 +130,25 @@ def test_a_non_botocore_exception_is_not_swallowed():
     assert sagemaker_error(KeyError("x"), "e", "r", 1.0) is None
 
 
-@pytest.mark.parametrize("status,kind,needle", [
-    (401, PredictorUnavailable, "refused the key"), (403, PredictorUnavailable, "refused the key"),
-    (404, PredictorUnavailable, "/score"), (408, PredictorTimeout, "request_timeout_ms"),
-    (429, PredictorUnavailable, "throttling"), (424, PredictorUnavailable, "model failed"),
-    (502, PredictorUnavailable, "HTTP 502"),
-])
+@pytest.mark.parametrize(
+    "status,kind,needle",
+    [
+        (401, PredictorUnavailable, "refused the key"),
+        (403, PredictorUnavailable, "refused the key"),
+        (404, PredictorUnavailable, "/score"),
+        (408, PredictorTimeout, "request_timeout_ms"),
+        (429, PredictorUnavailable, "throttling"),
+        (424, PredictorUnavailable, "model failed"),
+        (502, PredictorUnavailable, "HTTP 502"),
+    ],
+)
 def test_azure_ml_statuses_map_to_503_or_504(status, kind, needle):
     error = azureml_error(status, "detail", "Azure ML endpoint u", 2.0)
     assert type(error) is kind and needle in error.message
 
 
 # ---- shadow ---------------------------------------------------------------------------------------------------
+
 
 def test_sampling_is_deterministic_in_the_request_id_and_honours_the_fraction():
     ids = [f"req-{i}" for i in range(20_000)]
@@ -165,12 +195,17 @@ def test_in_flight_is_bounded_and_overflow_is_dropped_and_counted():
     live = np.array([0.1, 0.5, 0.9], np.float32)
     live_tiers = TIERS.tiers(TIERS.buckets(live))
     backend = GatedBackend(lambda m: np.array([0.1, 0.5, 0.7], np.float32))  # last lead: A live, B legacy
-    before = {k: metric("lead_scoring_shadow_comparisons_total", agreement=k) for k in ("same_tier", "different_tier")}
+    before = {
+        k: metric("lead_scoring_shadow_comparisons_total", agreement=k)
+        for k in ("same_tier", "different_tier")
+    }
     dropped_before = metric("lead_scoring_shadow_failures_total", reason="in_flight_full")
 
     async def scenario():
         shadow = ShadowScorer(backend, 1.0, TIERS, max_in_flight=2)
-        started = [shadow.maybe_submit(f"r{i}", np.zeros((3, 50), np.float32), live, live_tiers) for i in range(4)]
+        started = [
+            shadow.maybe_submit(f"r{i}", np.zeros((3, 50), np.float32), live, live_tiers) for i in range(4)
+        ]
         await asyncio.sleep(0)  # let the tasks reach the backend
         assert started == [True, True, False, False]
         assert shadow.in_flight == 2 and backend.calls == 2
@@ -181,7 +216,10 @@ def test_in_flight_is_bounded_and_overflow_is_dropped_and_counted():
     asyncio.run(scenario())
     assert metric("lead_scoring_shadow_failures_total", reason="in_flight_full") - dropped_before == 2
     assert metric("lead_scoring_shadow_comparisons_total", agreement="same_tier") - before["same_tier"] == 4
-    assert metric("lead_scoring_shadow_comparisons_total", agreement="different_tier") - before["different_tier"] == 2
+    assert (
+        metric("lead_scoring_shadow_comparisons_total", agreement="different_tier") - before["different_tier"]
+        == 2
+    )
 
 
 def test_a_failing_backend_is_counted_and_never_raises_into_the_caller():
@@ -202,7 +240,10 @@ def test_a_failing_backend_is_counted_and_never_raises_into_the_caller():
 def test_without_an_event_loop_submit_counts_an_error_instead_of_raising():
     shadow = ShadowScorer(GatedBackend(lambda m: m[:, 0]), 1.0, TIERS)
     before = metric("lead_scoring_shadow_failures_total", reason="error")
-    assert shadow.maybe_submit("r", np.zeros((1, 50), np.float32), np.zeros(1, np.float32), np.array(["E"])) is False
+    assert (
+        shadow.maybe_submit("r", np.zeros((1, 50), np.float32), np.zeros(1, np.float32), np.array(["E"]))
+        is False
+    )
     assert metric("lead_scoring_shadow_failures_total", reason="error") - before == 1
 
 

@@ -11,15 +11,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from transformer import metrics
 
-SCORE_BUCKETS = tuple(metrics.SCORE._upper_bounds[:-1])  # the production buckets (0.05 … 1.0), +Inf re-added by the client
+SCORE_BUCKETS = tuple(
+    metrics.SCORE._upper_bounds[:-1]
+)  # the production buckets (0.05 … 1.0), +Inf re-added by the client
 
 
 def exposition(registry: CollectorRegistry) -> dict[tuple, float]:
     """Every sample of the text exposition by (name, labels), without the wall-clock `_created` samples."""
     text = generate_latest(registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if not s.name.endswith("_created")}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
 
 
 def assert_same_exposition(one_by_one: CollectorRegistry, vectorised: CollectorRegistry) -> None:
@@ -30,7 +35,8 @@ def assert_same_exposition(one_by_one: CollectorRegistry, vectorised: CollectorR
             # observe() adds left to right; numpy sums pairwise. Both are correct to ~1e-16 relative; bucket counts
             # and _count below are compared exactly.
             assert actual[key] == pytest.approx(value, rel=1e-12, abs=1e-12) or (
-                math.isnan(value) and math.isnan(actual[key])), key
+                math.isnan(value) and math.isnan(actual[key])
+            ), key
         else:
             assert actual[key] == value, key
 
@@ -39,21 +45,36 @@ def pair(labelnames=()) -> tuple[tuple[CollectorRegistry, Histogram], tuple[Coll
     made = []
     for _ in range(2):
         registry = CollectorRegistry()
-        made.append((registry, Histogram("lead_scoring_score", "scores", labelnames, registry=registry,
-                                         buckets=SCORE_BUCKETS)))
+        made.append(
+            (
+                registry,
+                Histogram(
+                    "lead_scoring_score", "scores", labelnames, registry=registry, buckets=SCORE_BUCKETS
+                ),
+            )
+        )
     return made[0], made[1]
 
 
-EDGE_VALUES = np.array([0.0, 0.05, 0.1, 0.15000001, 0.15, 0.3, 0.35, 0.7, 0.95, 1.0, 1.0000001, 2.5, -0.2, 1e-9])
+EDGE_VALUES = np.array(
+    [0.0, 0.05, 0.1, 0.15000001, 0.15, 0.3, 0.35, 0.7, 0.95, 1.0, 1.0000001, 2.5, -0.2, 1e-9]
+)
 
 
-@pytest.mark.parametrize("values", [
-    pytest.param(np.random.default_rng(3).random(10_000).astype(np.float32), id="float32 scores like the booster's"),
-    pytest.param(EDGE_VALUES, id="on and around every kind of bound, negative, above 1"),
-    pytest.param(np.concatenate([SCORE_BUCKETS, np.nextafter(SCORE_BUCKETS, 2.0)]), id="exactly on each bound"),
-    pytest.param(np.array([0.42]), id="one value"),
-    pytest.param(np.array([], dtype=np.float32), id="empty batch"),
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(
+            np.random.default_rng(3).random(10_000).astype(np.float32), id="float32 scores like the booster's"
+        ),
+        pytest.param(EDGE_VALUES, id="on and around every kind of bound, negative, above 1"),
+        pytest.param(
+            np.concatenate([SCORE_BUCKETS, np.nextafter(SCORE_BUCKETS, 2.0)]), id="exactly on each bound"
+        ),
+        pytest.param(np.array([0.42]), id="one value"),
+        pytest.param(np.array([], dtype=np.float32), id="empty batch"),
+    ],
+)
 def test_observe_many_exposes_exactly_what_observe_per_value_does(values):
     (reg_a, one_by_one), (reg_b, vectorised) = pair()
     for value in values.tolist():

@@ -14,7 +14,7 @@ from transformer.serving.metrics_port import MetricsOnOwnPort, check_ports
 def parse(argv: list[str], environ: dict[str, str]):
     from transformer.cli import build_parser
 
-    saved, sys.argv = sys.argv, ["transformer"]   # kserve.model_server parses sys.argv on import
+    saved, sys.argv = sys.argv, ["transformer"]  # kserve.model_server parses sys.argv on import
     try:
         return build_parser(environ).parse_args(argv)
     finally:
@@ -37,7 +37,7 @@ def test_metrics_port_outside_the_tcp_range_is_a_usage_error(value, capsys):
 
 def test_a_metrics_port_shared_with_a_server_port_is_named():
     check_ports(9095, http_port=8080, grpc_port=8081)
-    check_ports(8081, http_port=8080, grpc_port=None)   # gRPC disabled: 8081 is free
+    check_ports(8081, http_port=8080, grpc_port=None)  # gRPC disabled: 8081 is free
     with pytest.raises(ValueError, match="--metrics_port 8080 is also --http_port"):
         check_ports(8080, http_port=8080, grpc_port=8081)
     with pytest.raises(ValueError, match="--metrics_port 8081 is also --grpc_port"):

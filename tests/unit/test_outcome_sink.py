@@ -16,10 +16,19 @@ DAY = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 
 def batch(day: datetime, n: int, **changes) -> OutcomeBatch:
     when = [day + timedelta(minutes=i) for i in range(n)]
-    fields = dict(request_id="call-1", received_at=datetime.now(UTC), source="api", api_key_name="crm",
-                  lead_ids=[f"L-{i}" for i in range(n)], outcomes=["converted"] * n, occurred_at=when,
-                  outcome_ids=[outcome_key(f"L-{i}", "converted", w) for i, w in enumerate(when)],
-                  deal_values=[None] * n, scoring_ids=[None] * n, request_ids=[None] * n)
+    fields = dict(
+        request_id="call-1",
+        received_at=datetime.now(UTC),
+        source="api",
+        api_key_name="crm",
+        lead_ids=[f"L-{i}" for i in range(n)],
+        outcomes=["converted"] * n,
+        occurred_at=when,
+        outcome_ids=[outcome_key(f"L-{i}", "converted", w) for i, w in enumerate(when)],
+        deal_values=[None] * n,
+        scoring_ids=[None] * n,
+        request_ids=[None] * n,
+    )
     return OutcomeBatch(**{**fields, **changes})
 
 
@@ -40,16 +49,23 @@ def test_a_malformed_batch_is_refused_before_it_is_queued(tmp_path):
     with pytest.raises(ValueError, match="one value per lead"):
         sink.submit(batch(DAY, 3, outcomes=["converted"]))
     with pytest.raises(ValueError, match="one UTC day"):
-        sink.submit(batch(DAY, 60))   # 23:30 + 59 minutes crosses midnight
+        sink.submit(batch(DAY, 60))  # 23:30 + 59 minutes crosses midnight
     assert sink.queue_depth == 0
     sink.close()
 
 
 def test_two_sinks_in_one_process_keep_their_own_gauges(tmp_path):
-    scores = ScoreSink(SinkConfig(uri=(tmp_path / "scores").as_uri(), spool_dir=tmp_path / "s-spool",
-                                  feature_names=FEATURE_NAMES, flush_seconds=3600))
-    outcomes = outcome_sink(SinkConfig(uri=(tmp_path / "outcomes").as_uri(), spool_dir=tmp_path / "o-spool",
-                                       flush_seconds=3600))
+    scores = ScoreSink(
+        SinkConfig(
+            uri=(tmp_path / "scores").as_uri(),
+            spool_dir=tmp_path / "s-spool",
+            feature_names=FEATURE_NAMES,
+            flush_seconds=3600,
+        )
+    )
+    outcomes = outcome_sink(
+        SinkConfig(uri=(tmp_path / "outcomes").as_uri(), spool_dir=tmp_path / "o-spool", flush_seconds=3600)
+    )
     scores.submit(sample_batch(7, seed=1))
     outcomes.submit(batch(DAY, 3))
     scores._update_gauges()

@@ -18,22 +18,31 @@ def test_good_outcomes_pass_and_an_empty_optional_is_absent():
 
 
 def test_each_bad_value_is_named_by_row_field_and_rule():
-    items = [GOOD,
-             {**GOOD, "outcome": "won"},
-             {**GOOD, "occurred_at": "2026-11-30T16:02:00"},          # no zone
-             {**GOOD, "occurred_at": "yesterday"},
-             {**GOOD, "deal_value": -5},
-             {**GOOD, "lead_id": ""},
-             {"outcome": "converted", "occurred_at": GOOD["occurred_at"]},
-             {**GOOD, "occured_at": "2026-11-30T16:02:00Z"},          # a typo is an unknown field
-             {**GOOD, "outcome": "disqualified"},                     # deal value only with converted
-             {**GOOD, "occurred_at": "2027-01-01T00:00:00Z"},         # in the future
-             "not an object"]
-    assert rules(items) == [(1, "outcome", "enumeration"), (2, "occurred_at", "timezone"),
-                            (3, "occurred_at", "datetime"), (4, "deal_value", "minimum"), (5, "lead_id", "min_length"),
-                            (6, "lead_id", "required"), (7, "occured_at", "unknown_field"),
-                            (8, "deal_value", "converted_only"), (9, "occurred_at", "not_in_future"),
-                            (10, "outcome", "object")]
+    items = [
+        GOOD,
+        {**GOOD, "outcome": "won"},
+        {**GOOD, "occurred_at": "2026-11-30T16:02:00"},  # no zone
+        {**GOOD, "occurred_at": "yesterday"},
+        {**GOOD, "deal_value": -5},
+        {**GOOD, "lead_id": ""},
+        {"outcome": "converted", "occurred_at": GOOD["occurred_at"]},
+        {**GOOD, "occured_at": "2026-11-30T16:02:00Z"},  # a typo is an unknown field
+        {**GOOD, "outcome": "disqualified"},  # deal value only with converted
+        {**GOOD, "occurred_at": "2027-01-01T00:00:00Z"},  # in the future
+        "not an object",
+    ]
+    assert rules(items) == [
+        (1, "outcome", "enumeration"),
+        (2, "occurred_at", "timezone"),
+        (3, "occurred_at", "datetime"),
+        (4, "deal_value", "minimum"),
+        (5, "lead_id", "min_length"),
+        (6, "lead_id", "required"),
+        (7, "occured_at", "unknown_field"),
+        (8, "deal_value", "converted_only"),
+        (9, "occurred_at", "not_in_future"),
+        (10, "outcome", "object"),
+    ]
 
 
 def test_identity_ignores_the_zone_an_instant_is_written_in_and_nothing_else():
@@ -42,4 +51,6 @@ def test_identity_ignores_the_zone_an_instant_is_written_in_and_nothing_else():
     assert outcome_key("L-1", "converted", instant) == outcome_key("L-1", "converted", same)
     assert outcome_key("L-1", "converted", instant) != outcome_key("L-1", "disqualified", instant)
     assert outcome_key("L-1", "converted", instant) != outcome_key("L-2", "converted", instant)
-    assert outcome_key("L-1", "converted", instant) != outcome_key("L-1", "converted", instant + timedelta(microseconds=1))
+    assert outcome_key("L-1", "converted", instant) != outcome_key(
+        "L-1", "converted", instant + timedelta(microseconds=1)
+    )

@@ -21,23 +21,33 @@ from transformer.codec import LEAD_ID, Tensor, decode_v1, decode_v2
 from transformer.errors import InvalidRequest
 
 MAX_LEADS = 20
-SETTINGS = settings(max_examples=300, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 VALID = sample_features(MAX_LEADS, seed=11)
 REQUIRED = np.array([f.required for f in FEATURES])
 LOW = np.array([f.minimum for f in FEATURES])
 HIGH = np.array([f.maximum for f in FEATURES])
 
 scalars = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(),                                        # unbounded: includes integers past float64
+    st.none(),
+    st.booleans(),
+    st.integers(),  # unbounded: includes integers past float64
     st.sampled_from([10**400, -(10**400), 2**63, 2**64, -(2**63) - 1]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([1e308, -1e308, 5e-324, -0.0]),
-    st.text(max_size=8), st.sampled_from(["1.5", "nan", "inf", "", "0x10", "１"]),
+    st.text(max_size=8),
+    st.sampled_from(["1.5", "nan", "inf", "", "0x10", "１"]),
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
 feature_names = st.sampled_from([*FEATURE_NAMES, LEAD_ID]) | st.text(max_size=12)
 
 
@@ -57,23 +67,31 @@ def near_valid_instances(draw):
 v1_payloads = st.one_of(
     json_values,
     st.fixed_dictionaries({"instances": st.lists(json_values, max_size=4)}),
-    st.fixed_dictionaries({"instances": st.lists(st.dictionaries(feature_names, json_values, max_size=8),
-                                                 max_size=MAX_LEADS + 3)}),
+    st.fixed_dictionaries(
+        {
+            "instances": st.lists(
+                st.dictionaries(feature_names, json_values, max_size=8), max_size=MAX_LEADS + 3
+            )
+        }
+    ),
     near_valid_instances(),
 )
 
-datatypes = st.sampled_from(["BOOL", "INT8", "INT32", "INT64", "UINT8", "UINT64", "FP16", "FP32", "FP64", "BYTES"]) \
-    | st.text(max_size=6)
+datatypes = st.sampled_from(
+    ["BOOL", "INT8", "INT32", "INT64", "UINT8", "UINT64", "FP16", "FP32", "FP64", "BYTES"]
+) | st.text(max_size=6)
 shapes = st.lists(st.integers(-2, MAX_LEADS + 2) | st.sampled_from([N_FEATURES, 1]), max_size=3)
 numpy_data = st.sampled_from([np.float64, np.float32, np.float16, np.int64, np.uint8, np.bool_]).flatmap(
-    lambda dtype: st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70),
-                           max_size=60).map(lambda values: _cast(values, dtype)))
-
+    lambda dtype: st.lists(
+        st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70), max_size=60
+    ).map(lambda values: _cast(values, dtype))
+)
 
 
 def _answer_body(rejected) -> dict:
     """What the REST error answer sends for a rejection, whichever layer raised it."""
     return InvalidRequest(rejected.message, rejected.problems, rejected.total).body()
+
 
 def _cast(values: list, dtype) -> np.ndarray:
     with np.errstate(all="ignore"):
@@ -95,7 +113,8 @@ def well_formed_tensor(draw):
     x = np.where(np.isnan(VALID[:n]), LOW, VALID[:n])
     for _ in range(draw(st.integers(0, 3))):
         x[draw(st.integers(0, n - 1)), draw(st.integers(0, N_FEATURES - 1))] = draw(
-            st.floats(allow_nan=True, allow_infinity=True))
+            st.floats(allow_nan=True, allow_infinity=True)
+        )
     if draw(st.booleans()):
         return [Tensor("leads", draw(st.sampled_from(["FP32", "FP64"])), [n, N_FEATURES], x.ravel())]
     names = draw(st.lists(st.sampled_from(FEATURE_NAMES), min_size=1, max_size=N_FEATURES, unique=True))
@@ -104,8 +123,11 @@ def well_formed_tensor(draw):
     return [Tensor(name, "FP64", [n], x[:, FEATURE_NAMES.index(name)]) for name in names]
 
 
-v2_requests = st.one_of(st.lists(tensors(), max_size=4), well_formed_tensor(),
-                        st.tuples(well_formed_tensor(), tensors()).map(lambda pair: [*pair[0], pair[1]]))
+v2_requests = st.one_of(
+    st.lists(tensors(), max_size=4),
+    well_formed_tensor(),
+    st.tuples(well_formed_tensor(), tensors()).map(lambda pair: [*pair[0], pair[1]]),
+)
 
 
 def _decoded_or_rejected(decode, payload) -> None:
@@ -115,7 +137,7 @@ def _decoded_or_rejected(decode, payload) -> None:
     except (InvalidRequest, LeadsRejected) as rejected:
         assert rejected.message.strip()
         assert rejected.total >= len(rejected.problems)
-        orjson.dumps(_answer_body(rejected))       # what the REST error answer sends
+        orjson.dumps(_answer_body(rejected))  # what the REST error answer sends
         return
     matrix = leads.matrix
     assert matrix.dtype == np.float64 and matrix.shape == (leads.count, N_FEATURES)

@@ -9,19 +9,44 @@ from prometheus_client.parser import text_string_to_metric_families
 from quality.gauges import publish
 
 ROWS = [
-    {"model_name": "lead-scoring", "model_version": "v1", "tier": "all", "auc": 0.8, "log_loss": 0.25, "brier": 0.07,
-     "calibration_error": 0.01, "conversion_rate": 0.09, "label_coverage": 0.5, "labelled_leads": 1000,
-     "reference_auc": float("nan")},
-    {"model_name": "lead-scoring", "model_version": "v1", "tier": "A", "conversion_rate": 0.36, "lift": 4.0,
-     "labelled_leads": 100},
-    {"model_name": "lead-scoring", "model_version": "v1", "tier": "E", "conversion_rate": 0.0, "lift": 0.0,
-     "labelled_leads": 300},
+    {
+        "model_name": "lead-scoring",
+        "model_version": "v1",
+        "tier": "all",
+        "auc": 0.8,
+        "log_loss": 0.25,
+        "brier": 0.07,
+        "calibration_error": 0.01,
+        "conversion_rate": 0.09,
+        "label_coverage": 0.5,
+        "labelled_leads": 1000,
+        "reference_auc": float("nan"),
+    },
+    {
+        "model_name": "lead-scoring",
+        "model_version": "v1",
+        "tier": "A",
+        "conversion_rate": 0.36,
+        "lift": 4.0,
+        "labelled_leads": 100,
+    },
+    {
+        "model_name": "lead-scoring",
+        "model_version": "v1",
+        "tier": "E",
+        "conversion_rate": 0.0,
+        "lift": 0.0,
+        "labelled_leads": 300,
+    },
 ]
 
 
 def samples(text: str) -> dict[tuple, float]:
-    return {(s.name, s.labels.get("tier")): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, s.labels.get("tier")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_textfile_and_push_carry_the_same_series(tmp_path):
@@ -40,8 +65,12 @@ def test_textfile_and_push_carry_the_same_series(tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        publish(ROWS, 1_800_000_000.0, textfile=str(tmp_path / "q.prom"),
-                pushgateway=f"http://127.0.0.1:{server.server_port}")
+        publish(
+            ROWS,
+            1_800_000_000.0,
+            textfile=str(tmp_path / "q.prom"),
+            pushgateway=f"http://127.0.0.1:{server.server_port}",
+        )
     finally:
         server.shutdown()
     written = samples((tmp_path / "q.prom").read_text())
@@ -50,6 +79,6 @@ def test_textfile_and_push_carry_the_same_series(tmp_path):
     assert written[("lead_scoring_quality_tier_labelled_leads", "E")] == 300
     assert written[("lead_scoring_quality_last_success_timestamp_seconds", None)] == 1_800_000_000.0
     assert ("lead_scoring_quality_reference_auc", None) not in written, "NaN is not published"
-    (path, body), = received
+    ((path, body),) = received
     assert path == "/metrics/job/lead-scoring-quality"
     assert 'lead_scoring_quality_tier_lift{model_name="lead-scoring",model_version="v1",tier="A"} 4.0' in body

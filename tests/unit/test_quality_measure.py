@@ -22,11 +22,19 @@ def test_v1_files_and_shadow_rows_are_measured_each_under_their_version(tmp_path
     scored_at = NOW - timedelta(hours=2)
     # A schema-v1 file (no scoring_id column), as the transformer wrote it before the migration.
     v2_like = sample_batch(40, scored_at=scored_at, seed=1)
-    v1_table = pa.table({"request_id": ["old-request"] * 40, "row": pa.array(range(40), pa.int32()),
-                         "lead_id": v2_like.lead_ids, "scored_at": pa.array([scored_at] * 40, pa.timestamp("us", tz="UTC")),
-                         "model_name": ["lead-scoring"] * 40, "model_version": ["v-old"] * 40,
-                         "score": pa.array(v2_like.scores), "bucket": pa.array(v2_like.buckets),
-                         "tier": v2_like.tiers}).replace_schema_metadata({b"lead_scoring.schema_version": b"1"})
+    v1_table = pa.table(
+        {
+            "request_id": ["old-request"] * 40,
+            "row": pa.array(range(40), pa.int32()),
+            "lead_id": v2_like.lead_ids,
+            "scored_at": pa.array([scored_at] * 40, pa.timestamp("us", tz="UTC")),
+            "model_name": ["lead-scoring"] * 40,
+            "model_version": ["v-old"] * 40,
+            "score": pa.array(v2_like.scores),
+            "bucket": pa.array(v2_like.buckets),
+            "tier": v2_like.tiers,
+        }
+    ).replace_schema_metadata({b"lead_scoring.schema_version": b"1"})
     folder = lake / f"model=lead-scoring/dt={scored_at:%Y-%m-%d}/hour={scored_at:%H}"
     folder.mkdir(parents=True)
     pq.write_table(v1_table, folder / "old.parquet")
@@ -35,17 +43,32 @@ def test_v1_files_and_shadow_rows_are_measured_each_under_their_version(tmp_path
     shadow = sample_batch(40, scored_at=scored_at, seed=1, model_name="lead-scoring-shadow")
     sink.submit(shadow)
     sink.close()
-    labels = (np.arange(40) % 4 == 0)
+    labels = np.arange(40) % 4 == 0
     occurred = [NOW - timedelta(hours=1)] * 40
     outcomes = outcome_sink(SinkConfig(uri=(lake / "_outcomes").as_uri(), spool_dir=tmp_path / "o-spool"))
     kinds = ["converted" if y else "disqualified" for y in labels]
-    outcomes.submit(OutcomeBatch(
-        request_id="r", received_at=NOW, source="api", api_key_name="crm", lead_ids=v2_like.lead_ids, outcomes=kinds,
-        occurred_at=occurred, outcome_ids=[outcome_key(lead, k, t) for lead, k, t in zip(v2_like.lead_ids, kinds, occurred, strict=True)],
-        deal_values=[None] * 40, scoring_ids=[None] * 40, request_ids=[None] * 40))
+    outcomes.submit(
+        OutcomeBatch(
+            request_id="r",
+            received_at=NOW,
+            source="api",
+            api_key_name="crm",
+            lead_ids=v2_like.lead_ids,
+            outcomes=kinds,
+            occurred_at=occurred,
+            outcome_ids=[
+                outcome_key(lead, k, t) for lead, k, t in zip(v2_like.lead_ids, kinds, occurred, strict=True)
+            ],
+            deal_values=[None] * 40,
+            scoring_ids=[None] * 40,
+            request_ids=[None] * 40,
+        )
+    )
     outcomes.close()
 
-    result = measure(Lake(lake.as_uri()), Window(NOW - timedelta(days=1), NOW + timedelta(minutes=1), timedelta(days=90)))
+    result = measure(
+        Lake(lake.as_uri()), Window(NOW - timedelta(days=1), NOW + timedelta(minutes=1), timedelta(days=90))
+    )
     overall = {r["model_version"]: r for r in result.rows if r["tier"] == "all"}
     assert set(overall) == {"v-old", shadow.model_version}
     assert overall["v-old"]["labelled_leads"] == 40 and overall["v-old"]["conversions"] == 10

@@ -14,8 +14,9 @@ def test_the_dev_key_and_the_callers_keys_all_authenticate_and_only_names_are_pr
     keys_file.write_text("keys:\n  - name: from-file\n    key: file-secret-123\n")
     pairs, printed = _api_keys("dev-secret", "me:my-secret, ci:ci-secret", keys_file)
     store = KeyStore(str(keys_file), pairs)
-    assert [store.authenticate(k).name for k in ("dev-secret", "my-secret", "ci-secret", "file-secret-123")] == [
-        "dev", "me", "ci", "from-file"]
+    assert [
+        store.authenticate(k).name for k in ("dev-secret", "my-secret", "ci-secret", "file-secret-123")
+    ] == ["dev", "me", "ci", "from-file"]
     assert "me, ci" in printed and str(keys_file) in printed
     assert not any(secret in printed for secret in ("my-secret", "ci-secret", "file-secret-123"))
 

@@ -20,7 +20,9 @@ def dropped(reason: str) -> float:
 
 
 def config(tmp_path, **overrides) -> SinkConfig:
-    values = dict(uri=f"file://{tmp_path / 'lake'}", spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES)
+    values = dict(
+        uri=f"file://{tmp_path / 'lake'}", spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES
+    )
     values.update(overrides)
     return SinkConfig(**values)
 
@@ -129,7 +131,9 @@ def test_leftover_spool_files_are_uploaded_at_start(tmp_path):
     schema = lake_schema(FEATURE_NAMES)
     spool = Spool(tmp_path / "spool", max_bytes=1 << 30)  # what a killed process left behind
     for i, batch in enumerate(batches):
-        spool.write(f"model=lead-scoring/dt=2025-01-01/hour=0{i}/left-{i}.parquet", build_table([batch], schema), 0)
+        spool.write(
+            f"model=lead-scoring/dt=2025-01-01/hour=0{i}/left-{i}.parquet", build_table([batch], schema), 0
+        )
     (tmp_path / "spool" / "model=lead-scoring" / ".half-written.parquet.tmp").write_bytes(b"PAR1 trunc")
 
     sink = ScoreSink(config(tmp_path))
@@ -140,7 +144,9 @@ def test_leftover_spool_files_are_uploaded_at_start(tmp_path):
         assert REGISTRY.get_sample_value("lead_scoring_sink_records_written_total") - before == 9
         assert [p.name for p in lake_files(tmp_path)] == ["left-0.parquet", "left-1.parquet"]
         assert sorted_rows(read_lake(tmp_path)) == expected_rows(batches)
-        assert not list((tmp_path / "spool").rglob("*.tmp")) and not list((tmp_path / "spool").rglob("*.parquet"))
+        assert not list((tmp_path / "spool").rglob("*.tmp")) and not list(
+            (tmp_path / "spool").rglob("*.parquet")
+        )
     finally:
         sink.close()
 

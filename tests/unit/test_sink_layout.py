@@ -32,7 +32,9 @@ def test_file_names_are_unique_and_well_formed(monkeypatch):
     monkeypatch.setenv("HOSTNAME", "lead-scoring-transformer-7d9f/x")
     name = unique_file_name(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert name.startswith("20250102T030405Z-lead-scoring-transformer-7d9f-x-")
-    assert object_key("m", hour_of(datetime(2025, 1, 2, 3, tzinfo=UTC))).startswith("model=m/dt=2025-01-02/hour=03/")
+    assert object_key("m", hour_of(datetime(2025, 1, 2, 3, tzinfo=UTC))).startswith(
+        "model=m/dt=2025-01-02/hour=03/"
+    )
 
 
 def test_records_are_split_by_model_and_hour(tmp_path):
@@ -43,7 +45,9 @@ def test_records_are_split_by_model_and_hour(tmp_path):
         sample_batch(3, scored_at=hour + timedelta(microseconds=1), seed=2),  # next day, hour 00
         sample_batch(1, scored_at=hour, model_name="challenger", seed=3),
     ]
-    sink = ScoreSink(SinkConfig(uri=f"file://{lake}", spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES))
+    sink = ScoreSink(
+        SinkConfig(uri=f"file://{lake}", spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES)
+    )
     for batch in batches:
         assert sink.submit(batch)
     sink.close()
@@ -70,5 +74,9 @@ def test_local_writer_never_overwrites(tmp_path):
     assert (tmp_path / "lake/model=m/dt=2025-01-01/hour=00/a.parquet").read_bytes() == b"first"
     # Nothing else: no temp file left in the (empty) staging folder, which readers skip as a dot-folder.
     assert sorted(p.relative_to(tmp_path / "lake").as_posix() for p in (tmp_path / "lake").rglob("*")) == [
-        ".incoming", "model=m", "model=m/dt=2025-01-01", "model=m/dt=2025-01-01/hour=00",
-        "model=m/dt=2025-01-01/hour=00/a.parquet"]
+        ".incoming",
+        "model=m",
+        "model=m/dt=2025-01-01",
+        "model=m/dt=2025-01-01/hour=00",
+        "model=m/dt=2025-01-01/hour=00/a.parquet",
+    ]

@@ -32,7 +32,7 @@ def test_base_rate_and_heavy_tailed_company_sizes():
     x, y = sample_population(300_000, seed=5)
     assert 0.05 <= y.mean() <= 0.15
     employees = x[:, FEATURE_INDEX["employee_count"]]
-    assert np.median(employees) < 200 < np.quantile(employees, 0.95) / 5   # heavy right tail
+    assert np.median(employees) < 200 < np.quantile(employees, 0.95) / 5  # heavy right tail
     assert employees.max() > 50_000
 
 

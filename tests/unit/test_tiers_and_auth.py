@@ -23,7 +23,7 @@ def test_scores_map_to_buckets_and_tiers_at_the_card_thresholds():
 
 class Clock:
     def __init__(self):
-        self.now = 1e9   # far from time.monotonic(): a bucket must use the store's clock, not the system's
+        self.now = 1e9  # far from time.monotonic(): a bucket must use the store's clock, not the system's
 
     def __call__(self):
         return self.now
@@ -69,8 +69,10 @@ def test_bad_keys_files_fail_at_start(tmp_path):
 def test_token_bucket_per_key_name(tmp_path):
     clock = Clock()
     path = tmp_path / "keys.yaml"
-    path.write_text("keys:\n  - name: slow\n    key: slow-key\n    rate_per_second: 2\n    burst: 2\n"
-                    "  - name: free\n    key: free-key\n")
+    path.write_text(
+        "keys:\n  - name: slow\n    key: slow-key\n    rate_per_second: 2\n    burst: 2\n"
+        "  - name: free\n    key: free-key\n"
+    )
     store = KeyStore(str(path), clock=clock)
     slow = store.authenticate("slow-key")
     store.charge(slow)
@@ -88,8 +90,10 @@ def test_token_bucket_per_key_name(tmp_path):
 def test_keys_of_one_name_share_one_bucket_and_cannot_reset_it_by_alternating(tmp_path):
     clock = Clock()
     path = tmp_path / "keys.yaml"
-    path.write_text("keys:\n  - name: crm\n    key: k1\n    rate_per_second: 1\n    burst: 1\n"
-                    "  - name: crm\n    key: k2\n    rate_per_second: 1\n    burst: 1\n")
+    path.write_text(
+        "keys:\n  - name: crm\n    key: k1\n    rate_per_second: 1\n    burst: 1\n"
+        "  - name: crm\n    key: k2\n    rate_per_second: 1\n    burst: 1\n"
+    )
     store = KeyStore(str(path), clock=clock)
     store.charge(store.authenticate("k1"))
     with pytest.raises(RateLimited):
@@ -101,8 +105,10 @@ def test_keys_of_one_name_share_one_bucket_and_cannot_reset_it_by_alternating(tm
 def test_keys_of_one_name_with_different_limits_are_refused_at_start_and_on_reload(tmp_path):
     clock = Clock()
     path = tmp_path / "keys.yaml"
-    conflicting = ("keys:\n  - name: crm\n    key: k1\n    rate_per_second: 1\n"
-                   "  - name: crm\n    key: k2\n    rate_per_second: 2\n")
+    conflicting = (
+        "keys:\n  - name: crm\n    key: k1\n    rate_per_second: 1\n"
+        "  - name: crm\n    key: k2\n    rate_per_second: 2\n"
+    )
     path.write_text(conflicting)
     with pytest.raises(KeyFileError, match="keys named 'crm' have different"):
         KeyStore(str(path))
@@ -112,7 +118,9 @@ def test_keys_of_one_name_with_different_limits_are_refused_at_start_and_on_relo
     path.write_text(conflicting)
     clock.now += 0.5
     store.maybe_reload()
-    clock.now += 2.5   # the reload is refused: k2 unknown, k1's bucket untouched (0.5 + 2.5 s of refill, burst 1)
+    clock.now += (
+        2.5  # the reload is refused: k2 unknown, k1's bucket untouched (0.5 + 2.5 s of refill, burst 1)
+    )
     with pytest.raises(Unauthorized):
         store.authenticate("k2")
     store.charge(store.authenticate("k1"))
@@ -127,7 +135,7 @@ def test_an_empty_key_list_is_refused_unless_revoke_all(tmp_path):
     store = KeyStore(str(path), reload_seconds=2, clock=clock)
     path.write_text("keys: []\n")
     clock.now += 2.5
-    assert store.authenticate("k1").name == "crm"   # a rotation that wrote nothing locks nobody out
+    assert store.authenticate("k1").name == "crm"  # a rotation that wrote nothing locks nobody out
     path.write_text("keys: []\nrevoke_all: true\n")
     clock.now += 2.5
     with pytest.raises(Unauthorized):

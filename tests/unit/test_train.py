@@ -34,7 +34,7 @@ def test_tier_a_converts_at_three_times_the_base_rate_on_held_out_leads(card, ru
     base = y.mean()
     assert y[tiers == "A"].mean() >= 3 * base
     rates = [y[tiers == t].mean() for t in "ABCDE"]
-    assert rates == sorted(rates, reverse=True), rates          # tiers are ordered by conversion
+    assert rates == sorted(rates, reverse=True), rates  # tiers are ordered by conversion
     assert card.metrics.tiers["A"].lift >= 3 and card.metrics.auc > 0.7
 
 
@@ -43,16 +43,24 @@ def test_runtime_compatible_load_gives_training_scores(artifact, runtime_booster
     x, _ = sample_population(2_000, seed=77)
     unnamed = xgb.DMatrix(x.astype(np.float32))
     trained = xgb.Booster(model_file=str(artifact / "model.ubj"))
-    assert trained.feature_names is None      # a named booster would refuse the runtime's unnamed matrix
+    assert trained.feature_names is None  # a named booster would refuse the runtime's unnamed matrix
     np.testing.assert_array_equal(runtime_booster.predict(unnamed), trained.predict(unnamed))
-    np.testing.assert_allclose(runtime_booster.inplace_predict(x.astype(np.float32)), runtime_booster.predict(unnamed),
-                               rtol=0, atol=1e-7)
+    np.testing.assert_allclose(
+        runtime_booster.inplace_predict(x.astype(np.float32)),
+        runtime_booster.predict(unnamed),
+        rtol=0,
+        atol=1e-7,
+    )
 
 
 def test_same_data_and_seed_give_the_same_booster(tmp_path):
     x, y = sample_population(30_000, seed=21)
-    first = train(x, y, tmp_path / "a", seed=21, name="lead-scoring", version=None, threads=2, rounds=80, source="t")
-    second = train(x, y, tmp_path / "b", seed=21, name="lead-scoring", version=None, threads=2, rounds=80, source="t")
+    first = train(
+        x, y, tmp_path / "a", seed=21, name="lead-scoring", version=None, threads=2, rounds=80, source="t"
+    )
+    second = train(
+        x, y, tmp_path / "b", seed=21, name="lead-scoring", version=None, threads=2, rounds=80, source="t"
+    )
     assert first.booster_sha256 == second.booster_sha256
     assert (tmp_path / "a" / "model.ubj").read_bytes() == (tmp_path / "b" / "model.ubj").read_bytes()
 
@@ -77,8 +85,7 @@ def test_trains_from_a_user_crm_export(tmp_path, suffix):
 def test_a_bad_export_names_every_missing_and_malformed_column(tmp_path):
     x, y = sample_population(5_000, seed=32)
     table = _export(x, y).drop_columns(["intent_score", "seniority"])
-    table = table.set_column(table.column_names.index("region"), "region",
-                             pa.array(["emea"] * len(y)))
+    table = table.set_column(table.column_names.index("region"), "region", pa.array(["emea"] * len(y)))
     bad = x[:, FEATURE_NAMES.index("employee_count")].copy()
     bad[10] = -5
     table = table.set_column(table.column_names.index("employee_count"), "employee_count", pa.array(bad))

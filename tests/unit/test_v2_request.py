@@ -14,8 +14,13 @@ from hypothesis import strategies as st
 from transformer.errors import InvalidRequest
 from transformer.v2_request import parse_binary, parse_json, tensor_from_grpc
 
-PROPERTY = settings(max_examples=400, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=400,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def binary(header: dict, tail: bytes = b"") -> tuple[bytes, str]:
@@ -32,12 +37,28 @@ def message(call, *args) -> str:
 def test_a_binary_request_with_every_datatype_layout():
     x = np.arange(6, dtype="<f4").reshape(2, 3)
     ids = b"".join(struct.pack("<I", len(s)) + s for s in (b"a", b"bc"))
-    body, length = binary({"id": "r1", "parameters": {"binary_data_output": True},
-                           "inputs": [{"name": "leads", "datatype": "FP32", "shape": [2, 3],
-                                       "parameters": {"binary_data_size": x.nbytes}},
-                                      {"name": "flag", "datatype": "BOOL", "shape": [2], "data": [True, False]},
-                                      {"name": "lead_id", "datatype": "BYTES", "shape": [2],
-                                       "parameters": {"binary_data_size": len(ids)}}]}, x.tobytes() + ids)
+    body, length = binary(
+        {
+            "id": "r1",
+            "parameters": {"binary_data_output": True},
+            "inputs": [
+                {
+                    "name": "leads",
+                    "datatype": "FP32",
+                    "shape": [2, 3],
+                    "parameters": {"binary_data_size": x.nbytes},
+                },
+                {"name": "flag", "datatype": "BOOL", "shape": [2], "data": [True, False]},
+                {
+                    "name": "lead_id",
+                    "datatype": "BYTES",
+                    "shape": [2],
+                    "parameters": {"binary_data_size": len(ids)},
+                },
+            ],
+        },
+        x.tobytes() + ids,
+    )
     request = parse_binary(body, length)
     assert request.id == "r1" and request.binary and request.parameters == {"binary_data_output": True}
     np.testing.assert_array_equal(request.inputs[0].data, x.ravel())
@@ -45,21 +66,81 @@ def test_a_binary_request_with_every_datatype_layout():
     assert request.inputs[2].data.tolist() == [b"a", b"bc"]
 
 
-@pytest.mark.parametrize("header,tail,words", [
-    ({"inputs": [{"name": "b", "datatype": "BOOL", "shape": [1], "parameters": {"binary_data_size": 1}}]}, b"\x02",
-     "BOOL bytes must be 0 or 1"),
-    ({"inputs": [{"name": "s", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 7}}]},
-     struct.pack("<I", 1) + b"a" + b"\x05\x00", "cut short"),
-    ({"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]},
-     struct.pack("<I", 99) + b"ab", "claims 99 bytes"),
-    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1], "parameters": {"binary_data_size": 4}}]},
-     bytes(4), "both 'data' and binary_data_size"),
-    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": "4"}}]},
-     bytes(4), "binary_data_size must be a whole number"),
-    ({"inputs": [{"name": "x", "datatype": "FP64", "shape": [2**62, 4], "parameters": {"binary_data_size": 0}}]},
-     b"", "18446744073709551616 FP64 values take"),
-    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": "score"}, b"", "'outputs'"),
-])
+@pytest.mark.parametrize(
+    "header,tail,words",
+    [
+        (
+            {
+                "inputs": [
+                    {"name": "b", "datatype": "BOOL", "shape": [1], "parameters": {"binary_data_size": 1}}
+                ]
+            },
+            b"\x02",
+            "BOOL bytes must be 0 or 1",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "s", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 7}}
+                ]
+            },
+            struct.pack("<I", 1) + b"a" + b"\x05\x00",
+            "cut short",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}
+                ]
+            },
+            struct.pack("<I", 99) + b"ab",
+            "claims 99 bytes",
+        ),
+        (
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "datatype": "FP32",
+                        "shape": [1],
+                        "data": [1],
+                        "parameters": {"binary_data_size": 4},
+                    }
+                ]
+            },
+            bytes(4),
+            "both 'data' and binary_data_size",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": "4"}}
+                ]
+            },
+            bytes(4),
+            "binary_data_size must be a whole number",
+        ),
+        (
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "datatype": "FP64",
+                        "shape": [2**62, 4],
+                        "parameters": {"binary_data_size": 0},
+                    }
+                ]
+            },
+            b"",
+            "18446744073709551616 FP64 values take",
+        ),
+        (
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": "score"},
+            b"",
+            "'outputs'",
+        ),
+    ],
+)
 def test_malformed_binary_bodies_name_the_problem(header, tail, words):
     assert words in message(parse_binary, *binary(header, tail))
 
@@ -73,16 +154,22 @@ def test_header_length_rules():
 
 
 def test_json_inputs_need_data_and_cannot_use_binary_sizes():
-    assert "'data' is missing" in message(parse_json, {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]})
-    assert "needs the binary tensor extension" in message(parse_json, {"inputs": [
-        {"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]})
-    assert "numbers, true/false or null" in message(parse_json, {"inputs": [
-        {"name": "x", "datatype": "FP32", "shape": [1], "data": ["1.5"]}]})     # no silent string → number
+    assert "'data' is missing" in message(
+        parse_json, {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}
+    )
+    assert "needs the binary tensor extension" in message(
+        parse_json,
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]},
+    )
+    assert "numbers, true/false or null" in message(
+        parse_json, {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": ["1.5"]}]}
+    )  # no silent string → number
 
 
 def test_grpc_raw_contents_are_counted_in_python_ints():
-    assert "needs 18446744073709551650 values" in message(tensor_from_grpc, "x", "FP32", [368934881474191033, 50],
-                                                          [0.0] * 34, None)
+    assert "needs 18446744073709551650 values" in message(
+        tensor_from_grpc, "x", "FP32", [368934881474191033, 50], [0.0] * 34, None
+    )
     assert "out of range" in message(tensor_from_grpc, "x", "FP32", [-1, 50], None, bytes(200))
     assert "50 FP32 values take 200" in message(tensor_from_grpc, "x", "FP32", [1, 50], None, bytes(199))
 
@@ -97,10 +184,20 @@ def test_any_bytes_and_header_length_parse_or_are_refused(body, length):
 
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=4)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.sampled_from(["name", "datatype", "shape", "data", "parameters",
-                                                              "binary_data_size", "inputs"]), inner, max_size=5),
-                           max_leaves=16)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["name", "datatype", "shape", "data", "parameters", "binary_data_size", "inputs"]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=16,
+)
 
 
 @PROPERTY
@@ -108,7 +205,7 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
 def test_any_json_header_parses_or_is_refused(header, tail):
     try:
         head = orjson.dumps(header)
-    except TypeError:   # integers past 64 bits: no client can send that JSON
+    except TypeError:  # integers past 64 bits: no client can send that JSON
         return
     try:
         parse_binary(head + tail, str(len(head)))

@@ -23,12 +23,26 @@ _EDGES = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 0.5, 1.0, -0.5, 1e300])
 def lead_matrices(draw):
     rows = draw(st.integers(1, 4))
     matrix = sample_features(rows, seed=draw(st.integers(0, 10_000)))
-    cells = draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, len(FEATURES) - 1),
-                                    st.sampled_from(["low", "high", "below", "above", "frac", "edge"]), _EDGES),
-                          max_size=4))
+    cells = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, rows - 1),
+                st.integers(0, len(FEATURES) - 1),
+                st.sampled_from(["low", "high", "below", "above", "frac", "edge"]),
+                _EDGES,
+            ),
+            max_size=4,
+        )
+    )
     for r, c, where, edge in cells:
-        matrix[r, c] = {"low": _LOW[c], "high": _HIGH[c], "below": _LOW[c] - 1, "above": _HIGH[c] + 1,
-                        "frac": _LOW[c] + 0.5, "edge": edge}[where]
+        matrix[r, c] = {
+            "low": _LOW[c],
+            "high": _HIGH[c],
+            "below": _LOW[c] - 1,
+            "above": _HIGH[c] + 1,
+            "frac": _LOW[c] + 0.5,
+            "edge": edge,
+        }[where]
     return matrix
 
 
@@ -47,6 +61,6 @@ def test_quick_accept_agrees_on_arbitrary_floats(matrix):
 def test_realistic_leads_take_the_quick_path_and_pass():
     matrix = lead_matrix(200).astype(np.float64)
     assert all_valid(matrix)
-    validate_matrix(matrix)   # no exception
+    validate_matrix(matrix)  # no exception
     missing_optional = sample_features(200, seed=5)
     assert np.isnan(missing_optional).any() and all_valid(missing_optional)

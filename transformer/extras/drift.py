@@ -27,22 +27,34 @@ from contract.features import FEATURE_NAMES, N_FEATURES
 from contract.model_card import Histogram
 
 SCORE = "score"
-EPSILON = 1e-4        # floor on both shares: an empty bin costs a bounded amount instead of ln(0)
+EPSILON = 1e-4  # floor on both shares: an empty bin costs a bounded amount instead of ln(0)
 WATCH_THRESHOLD = 0.1  # PSI < 0.1 stable, 0.1–0.25 watch, > 0.25 act (the alerts fire above 0.25)
 ACT_THRESHOLD = 0.25
 
-FEATURE_PSI = Gauge("lead_scoring_feature_psi",
-                    "Population stability index of a feature over the recent-traffic window vs the training "
-                    "distribution (absent until the window holds min_rows rows)", ["feature"])
-SCORE_PSI = Gauge("lead_scoring_score_psi",
-                  "Population stability index of the score over the recent-traffic window vs the training "
-                  "distribution (0 until the window holds min_rows rows)")
+FEATURE_PSI = Gauge(
+    "lead_scoring_feature_psi",
+    "Population stability index of a feature over the recent-traffic window vs the training "
+    "distribution (absent until the window holds min_rows rows)",
+    ["feature"],
+)
+SCORE_PSI = Gauge(
+    "lead_scoring_score_psi",
+    "Population stability index of the score over the recent-traffic window vs the training "
+    "distribution (0 until the window holds min_rows rows)",
+)
 
 
 class DriftMonitor:
-    def __init__(self, reference: Mapping[str, Histogram], window: int = 5000, sample_every: int = 1,
-                 publish_every_seconds: float = 10, min_rows: int = 500, n_chunks: int = 10,
-                 clock=time.monotonic):
+    def __init__(
+        self,
+        reference: Mapping[str, Histogram],
+        window: int = 5000,
+        sample_every: int = 1,
+        publish_every_seconds: float = 10,
+        min_rows: int = 500,
+        n_chunks: int = 10,
+        clock=time.monotonic,
+    ):
         if window < n_chunks or n_chunks < 2:
             raise ValueError(f"window ({window}) must hold at least n_chunks ({n_chunks} >= 2) rows")
         if sample_every < 1:
@@ -70,10 +82,12 @@ class DriftMonitor:
         for i, name in enumerate(self.names):
             hist = reference[name]
             if len(hist.shares) != len(hist.edges) + 1:
-                raise ValueError(f"reference histogram of {name}: {len(hist.edges)} cut points need "
-                                 f"{len(hist.edges) + 1} shares, got {len(hist.shares)}")
-            self._edges[:len(hist.edges), 0, i] = hist.edges
-            self._expected[i, :len(hist.shares)] = hist.shares
+                raise ValueError(
+                    f"reference histogram of {name}: {len(hist.edges)} cut points need "
+                    f"{len(hist.edges) + 1} shares, got {len(hist.shares)}"
+                )
+            self._edges[: len(hist.edges), 0, i] = hist.edges
+            self._expected[i, : len(hist.shares)] = hist.shares
             self._expected[i, -1] = hist.missing_share
         self._expected = np.maximum(self._expected, EPSILON)
         self._offsets = (np.arange(len(self.names)) * self._slots)[None, :]

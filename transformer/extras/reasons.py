@@ -68,13 +68,26 @@ class ReasonExplainer:
         return self.per_lead_from_top(matrix, *self.top(matrix, k))
 
     @staticmethod
-    def per_lead_from_top(matrix: np.ndarray, index: np.ndarray, contribution: np.ndarray, bias: np.ndarray) -> list[list[dict]]:
+    def per_lead_from_top(
+        matrix: np.ndarray, index: np.ndarray, contribution: np.ndarray, bias: np.ndarray
+    ) -> list[list[dict]]:
         values = np.take_along_axis(np.asarray(matrix), index, axis=1).tolist()
         result = []
-        for lead_index, lead_values, lead_contribs in zip(index.tolist(), values, contribution.tolist(), strict=True):
-            result.append([{"feature": FEATURE_NAMES[j], "label": _LABELS[j], "value": _plain(value, _KINDS[j]),
-                            "contribution": c, "direction": _direction(c)}
-                           for j, value, c in zip(lead_index, lead_values, lead_contribs, strict=True)])
+        for lead_index, lead_values, lead_contribs in zip(
+            index.tolist(), values, contribution.tolist(), strict=True
+        ):
+            result.append(
+                [
+                    {
+                        "feature": FEATURE_NAMES[j],
+                        "label": _LABELS[j],
+                        "value": _plain(value, _KINDS[j]),
+                        "contribution": c,
+                        "direction": _direction(c),
+                    }
+                    for j, value, c in zip(lead_index, lead_values, lead_contribs, strict=True)
+                ]
+            )
         return result
 
     def tensors(self, matrix: np.ndarray, k: int) -> list[Tensor]:
@@ -84,16 +97,20 @@ class ReasonExplainer:
     @staticmethod
     def tensors_from_top(index: np.ndarray, contribution: np.ndarray, bias: np.ndarray) -> list[Tensor]:
         n, k = index.shape
-        return [Tensor("reason_feature", "BYTES", [n, k], _NAMES[index]),
-                Tensor("reason_contribution", "FP32", [n, k], contribution.astype(np.float32, copy=False)),
-                Tensor("margin_bias", "FP32", [n], bias.astype(np.float32, copy=False))]
+        return [
+            Tensor("reason_feature", "BYTES", [n, k], _NAMES[index]),
+            Tensor("reason_contribution", "FP32", [n, k], contribution.astype(np.float32, copy=False)),
+            Tensor("margin_bias", "FP32", [n], bias.astype(np.float32, copy=False)),
+        ]
 
 
 def output_metadata(max_k: int | None = None) -> list[dict]:
     """V2 model-metadata entries of the reason outputs (present only when a request asks for reasons)."""
-    return [{"name": "reason_feature", "datatype": "BYTES", "shape": [-1, max_k or -1]},
-            {"name": "reason_contribution", "datatype": "FP32", "shape": [-1, max_k or -1]},
-            {"name": "margin_bias", "datatype": "FP32", "shape": [-1]}]
+    return [
+        {"name": "reason_feature", "datatype": "BYTES", "shape": [-1, max_k or -1]},
+        {"name": "reason_contribution", "datatype": "FP32", "shape": [-1, max_k or -1]},
+        {"name": "margin_bias", "datatype": "FP32", "shape": [-1]},
+    ]
 
 
 def _direction(contribution: float) -> str:
@@ -121,13 +138,13 @@ class LazyReasonExplainer:
     """
 
     def __init__(self, model_dir: Path):
-        find_booster(model_dir)   # a bad folder fails at start-up, not on the first request with reasons
+        find_booster(model_dir)  # a bad folder fails at start-up, not on the first request with reasons
         self._model_dir = model_dir
         self._explainer: ReasonExplainer | None = None
         self._lock = threading.Lock()
 
     def _loaded(self) -> ReasonExplainer:
-        with self._lock:   # top() runs in worker threads
+        with self._lock:  # top() runs in worker threads
             if self._explainer is None:
                 self._explainer = ReasonExplainer.from_model_dir(self._model_dir)
             return self._explainer

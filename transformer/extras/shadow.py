@@ -28,11 +28,17 @@ from transformer.errors import PredictorTimeout, PredictorUnavailable
 
 log = logging.getLogger(__name__)
 
-SCORE_DIFF = Histogram("lead_scoring_shadow_score_abs_diff", "Per lead |legacy score - live score| in shadow mode",
-                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0))
-COMPARISONS = Counter("lead_scoring_shadow_comparisons", "Leads scored by both models, by tier agreement",
-                      ["agreement"])
-FAILURES = Counter("lead_scoring_shadow_failures", "Shadowed requests without a comparison, by reason", ["reason"])
+SCORE_DIFF = Histogram(
+    "lead_scoring_shadow_score_abs_diff",
+    "Per lead |legacy score - live score| in shadow mode",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0),
+)
+COMPARISONS = Counter(
+    "lead_scoring_shadow_comparisons", "Leads scored by both models, by tier agreement", ["agreement"]
+)
+FAILURES = Counter(
+    "lead_scoring_shadow_failures", "Shadowed requests without a comparison, by reason", ["reason"]
+)
 IN_FLIGHT = Gauge("lead_scoring_shadow_in_flight", "Shadow calls to the legacy endpoint running now")
 
 AGREEMENTS = ("same_tier", "different_tier")
@@ -51,8 +57,16 @@ def sampled(request_id: str, fraction: float) -> bool:
 
 
 class ShadowScorer:
-    def __init__(self, backend, fraction: float, tier_map, recorder=None, max_in_flight: int = 8, *,
-                 model_name: str = "lead-scoring"):
+    def __init__(
+        self,
+        backend,
+        fraction: float,
+        tier_map,
+        recorder=None,
+        max_in_flight: int = 8,
+        *,
+        model_name: str = "lead-scoring",
+    ):
         if not 0 <= fraction <= 1:
             raise ValueError(f"shadow fraction must be within 0..1, got {fraction}")
         if max_in_flight < 1:
@@ -72,9 +86,20 @@ class ShadowScorer:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def maybe_submit(self, request_id: str, matrix: np.ndarray, live_scores: np.ndarray, live_tiers, *,
-                     lead_ids: list[str] | None = None, api_key_name: str = "", protocol: str = "",
-                     request_form: str = "", headers: dict | None = None, scoring_id: str | None = None) -> bool:
+    def maybe_submit(
+        self,
+        request_id: str,
+        matrix: np.ndarray,
+        live_scores: np.ndarray,
+        live_tiers,
+        *,
+        lead_ids: list[str] | None = None,
+        api_key_name: str = "",
+        protocol: str = "",
+        request_form: str = "",
+        headers: dict | None = None,
+        scoring_id: str | None = None,
+    ) -> bool:
         """Start a shadow call for a sampled request; True when one was started. Never raises, never waits.
 
         Must be called from the serving event loop. The arrays are read later by the task: callers must not
@@ -85,10 +110,17 @@ class ShadowScorer:
             if len(self._tasks) >= self.max_in_flight:
                 FAILURES.labels("in_flight_full").inc()
                 return False
-            context = {"lead_ids": lead_ids, "api_key_name": api_key_name, "protocol": protocol,
-                       "request_form": request_form, "headers": headers, "scoring_id": scoring_id}
+            context = {
+                "lead_ids": lead_ids,
+                "api_key_name": api_key_name,
+                "protocol": protocol,
+                "request_form": request_form,
+                "headers": headers,
+                "scoring_id": scoring_id,
+            }
             task = asyncio.get_running_loop().create_task(
-                self._compare(request_id, matrix, np.asarray(live_scores), np.asarray(live_tiers), context))
+                self._compare(request_id, matrix, np.asarray(live_scores), np.asarray(live_tiers), context)
+            )
             self._tasks.add(task)
             IN_FLIGHT.set(len(self._tasks))
             task.add_done_callback(self._forget)
@@ -102,19 +134,34 @@ class ShadowScorer:
         self._tasks.discard(task)
         IN_FLIGHT.set(len(self._tasks))
 
-    async def _compare(self, request_id: str, matrix: np.ndarray, live_scores: np.ndarray, live_tiers: np.ndarray,
-                       context: dict) -> None:
+    async def _compare(
+        self,
+        request_id: str,
+        matrix: np.ndarray,
+        live_scores: np.ndarray,
+        live_tiers: np.ndarray,
+        context: dict,
+    ) -> None:
         started = time.perf_counter()
         try:
-            legacy = await self.backend.predict(matrix, {"x-request-id": request_id, **(context["headers"] or {})})
+            legacy = await self.backend.predict(
+                matrix, {"x-request-id": request_id, **(context["headers"] or {})}
+            )
             legacy = np.asarray(legacy, dtype=np.float32).reshape(-1)
             if legacy.shape != live_scores.shape:
-                raise PredictorUnavailable(f"legacy returned {legacy.size} scores for {live_scores.size} leads")
+                raise PredictorUnavailable(
+                    f"legacy returned {legacy.size} scores for {live_scores.size} leads"
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every shadow failure is counted, none may escape
-            reason = ("timeout" if isinstance(exc, PredictorTimeout)
-                      else "unavailable" if isinstance(exc, PredictorUnavailable) else "error")
+            reason = (
+                "timeout"
+                if isinstance(exc, PredictorTimeout)
+                else "unavailable"
+                if isinstance(exc, PredictorUnavailable)
+                else "error"
+            )
             self._failed(reason, request_id, exc)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -123,8 +170,15 @@ class ShadowScorer:
         except Exception as exc:  # noqa: BLE001 - a recording bug must not become an unhandled task error
             self._failed("error", request_id, exc)
 
-    def _observe(self, request_id: str, legacy: np.ndarray, live_scores: np.ndarray, live_tiers: np.ndarray,
-                 elapsed_ms: float, context: dict) -> None:
+    def _observe(
+        self,
+        request_id: str,
+        legacy: np.ndarray,
+        live_scores: np.ndarray,
+        live_tiers: np.ndarray,
+        elapsed_ms: float,
+        context: dict,
+    ) -> None:
         buckets = self.tier_map.buckets(legacy)
         tiers = self.tier_map.tiers(buckets)
         same = int(np.count_nonzero(tiers == live_tiers))
@@ -133,19 +187,39 @@ class ShadowScorer:
         diffs = np.abs(legacy.astype(np.float64) - live_scores.astype(np.float64))
         for diff in diffs.tolist():
             SCORE_DIFF.observe(diff)
-        log.debug("shadow compared", extra={"request_id": request_id, "leads": int(legacy.size),
-                                            "same_tier": same, "max_abs_diff": float(diffs.max(initial=0.0)),
-                                            "legacy_ms": round(elapsed_ms, 3)})
+        log.debug(
+            "shadow compared",
+            extra={
+                "request_id": request_id,
+                "leads": int(legacy.size),
+                "same_tier": same,
+                "max_abs_diff": float(diffs.max(initial=0.0)),
+                "legacy_ms": round(elapsed_ms, 3),
+            },
+        )
         if self.recorder is not None:
             from transformer.sink import ScoredBatch  # the sink is optional; import only when recording
 
             lead_ids = context["lead_ids"] or [str(i) for i in range(legacy.size)]
             same_scoring = {"scoring_id": context["scoring_id"]} if context.get("scoring_id") else {}
-            self.recorder.submit(ScoredBatch(
-                **same_scoring, request_id=request_id, scored_at=datetime.now(UTC), model_name=self.shadow_model_name,
-                model_version=self.backend_label, api_key_name=context["api_key_name"],
-                protocol=context["protocol"], request_form=context["request_form"], latency_ms=elapsed_ms,
-                lead_ids=list(lead_ids), scores=legacy, buckets=buckets, tiers=tiers.tolist(), features=None))
+            self.recorder.submit(
+                ScoredBatch(
+                    **same_scoring,
+                    request_id=request_id,
+                    scored_at=datetime.now(UTC),
+                    model_name=self.shadow_model_name,
+                    model_version=self.backend_label,
+                    api_key_name=context["api_key_name"],
+                    protocol=context["protocol"],
+                    request_form=context["request_form"],
+                    latency_ms=elapsed_ms,
+                    lead_ids=list(lead_ids),
+                    scores=legacy,
+                    buckets=buckets,
+                    tiers=tiers.tolist(),
+                    features=None,
+                )
+            )
 
     def _failed(self, reason: str, request_id: str, exc: Exception) -> None:
         FAILURES.labels(reason).inc()
@@ -153,8 +227,11 @@ class ShadowScorer:
         if now - self._last_failure_log >= _FAILURE_LOG_INTERVAL:
             self._last_failure_log = now
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            log.warning("shadow call failed (further failures within %gs are only counted)", _FAILURE_LOG_INTERVAL,
-                        extra={"request_id": request_id, "reason": reason, "error": str(message)[:300]})
+            log.warning(
+                "shadow call failed (further failures within %gs are only counted)",
+                _FAILURE_LOG_INTERVAL,
+                extra={"request_id": request_id, "reason": reason, "error": str(message)[:300]},
+            )
 
     async def drain(self, timeout_seconds: float = 5.0) -> None:
         """Let running shadow calls finish (bounded), cancel the rest. For shutdown."""

@@ -40,7 +40,9 @@ def _request(model_name: str, matrix: np.ndarray) -> InferRequest:
 def _scores(response, n: int, where: str) -> np.ndarray:
     output = next((o for o in response.outputs if o.name == "output-0"), None)
     if output is None:
-        raise PredictorUnavailable(f"predictor at {where} answered without output-0: is it the xgboost runtime?")
+        raise PredictorUnavailable(
+            f"predictor at {where} answered without output-0: is it the xgboost runtime?"
+        )
     scores = np.asarray(output.as_numpy(), dtype=np.float32).reshape(-1)
     if scores.shape[0] != n:
         raise PredictorUnavailable(f"predictor at {where} returned {scores.shape[0]} scores for {n} leads")
@@ -50,7 +52,9 @@ def _scores(response, n: int, where: str) -> np.ndarray:
 class GrpcHop:
     mode = "grpc"
 
-    def __init__(self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False):
+    def __init__(
+        self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False
+    ):
         self.host, self.model_name, self.timeout, self.retries = host, model_name, timeout_seconds, retries
         self.use_ssl = use_ssl
         self._client: InferenceGRPCClient | None = None
@@ -61,10 +65,18 @@ class GrpcHop:
         if self._client is None:
             # KServe's client retries UNAVAILABLE itself through the gRPC service config, bounded by `retries`.
             self._client = InferenceGRPCClient(
-                url=self.host, use_ssl=self.use_ssl, timeout=self.timeout,
-                retries=self.retries + 1 if self.retries > 0 else 0,  # gRPC wants maxAttempts >= 2, or no policy
-                channel_args=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20),
-                              *RECONNECT_CHANNEL_ARGS])
+                url=self.host,
+                use_ssl=self.use_ssl,
+                timeout=self.timeout,
+                retries=self.retries + 1
+                if self.retries > 0
+                else 0,  # gRPC wants maxAttempts >= 2, or no policy
+                channel_args=[
+                    ("grpc.max_send_message_length", 64 << 20),
+                    ("grpc.max_receive_message_length", 64 << 20),
+                    *RECONNECT_CHANNEL_ARGS,
+                ],
+            )
         return self._client
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
@@ -74,14 +86,19 @@ class GrpcHop:
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise PredictorTimeout(f"predictor at {self.host} did not answer within {self.timeout:g} s "
-                                       "(--predictor_request_timeout_seconds)") from None
+                raise PredictorTimeout(
+                    f"predictor at {self.host} did not answer within {self.timeout:g} s "
+                    "(--predictor_request_timeout_seconds)"
+                ) from None
             if code == grpc.StatusCode.UNAVAILABLE:
-                raise PredictorUnavailable(f"predictor at {self.host} is unreachable over gRPC "
-                                           "(is it running, and is --predictor_host right?)") from None
+                raise PredictorUnavailable(
+                    f"predictor at {self.host} is unreachable over gRPC "
+                    "(is it running, and is --predictor_host right?)"
+                ) from None
             detail = exc.details() if hasattr(exc, "details") else str(exc)
-            raise PredictorUnavailable(f"predictor at {self.host} failed: {code.name if code else 'error'}: "
-                                       f"{str(detail)[:200]}") from None
+            raise PredictorUnavailable(
+                f"predictor at {self.host} failed: {code.name if code else 'error'}: {str(detail)[:200]}"
+            ) from None
         return _scores(response, matrix.shape[0], self.host)
 
     async def ready(self) -> bool:
@@ -98,7 +115,9 @@ class GrpcHop:
 class RestHop:
     mode = "rest"
 
-    def __init__(self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False):
+    def __init__(
+        self, host: str, model_name: str, timeout_seconds: float, retries: int, use_ssl: bool = False
+    ):
         self.base_url = f"{'https' if use_ssl else 'http'}://{host}"
         self.model_name, self.timeout, self.retries = model_name, timeout_seconds, retries
         self._client: InferenceRESTClient | None = None
@@ -107,28 +126,42 @@ class RestHop:
     def client(self) -> InferenceRESTClient:
         if self._client is None:  # made inside the serving event loop, like the gRPC channel
             # RESTConfig retries cover connect errors only, which is the only case safe to repeat.
-            self._client = InferenceRESTClient(RESTConfig(protocol="v2", retries=self.retries, timeout=self.timeout))
+            self._client = InferenceRESTClient(
+                RESTConfig(protocol="v2", retries=self.retries, timeout=self.timeout)
+            )
         return self._client
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
         forwarded = {k: headers[k] for k in FORWARDED_HEADERS if headers and k in headers}
         try:
-            response = await self.client.infer(self.base_url, _request(self.model_name, matrix),
-                                               model_name=self.model_name, headers=forwarded)
+            response = await self.client.infer(
+                self.base_url,
+                _request(self.model_name, matrix),
+                model_name=self.model_name,
+                headers=forwarded,
+            )
         except httpx.TimeoutException:
-            raise PredictorTimeout(f"predictor at {self.base_url} did not answer within {self.timeout:g} s "
-                                   "(--predictor_request_timeout_seconds)") from None
+            raise PredictorTimeout(
+                f"predictor at {self.base_url} did not answer within {self.timeout:g} s "
+                "(--predictor_request_timeout_seconds)"
+            ) from None
         except httpx.TransportError as exc:
-            raise PredictorUnavailable(f"predictor at {self.base_url} is unreachable over REST "
-                                       f"({type(exc).__name__}); is it running, and is --predictor_host right?") from None
+            raise PredictorUnavailable(
+                f"predictor at {self.base_url} is unreachable over REST "
+                f"({type(exc).__name__}); is it running, and is --predictor_host right?"
+            ) from None
         except httpx.HTTPStatusError as exc:
-            raise PredictorUnavailable(f"predictor at {self.base_url} answered HTTP {exc.response.status_code}: "
-                                       f"{exc.response.text[:200]}") from None
+            raise PredictorUnavailable(
+                f"predictor at {self.base_url} answered HTTP {exc.response.status_code}: "
+                f"{exc.response.text[:200]}"
+            ) from None
         return _scores(response, matrix.shape[0], self.base_url)
 
     async def ready(self) -> bool:
         try:
-            return bool(await self.client.is_model_ready(self.base_url, self.model_name, timeout=self.timeout))
+            return bool(
+                await self.client.is_model_ready(self.base_url, self.model_name, timeout=self.timeout)
+            )
         except httpx.HTTPError:
             return False
 

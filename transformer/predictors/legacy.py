@@ -41,6 +41,7 @@ _SEPARATORS = re.compile(r"[,\s]+")
 
 # ---- encoding -------------------------------------------------------------------------------------------------
 
+
 def _number(value: float) -> str:
     # 9 significant digits reproduce any float32 exactly, so the legacy model sees the very same inputs.
     return "" if math.isnan(value) else f"{value:.9g}"
@@ -53,7 +54,9 @@ def encode_csv(matrix: np.ndarray) -> bytes:
 
 
 def _json_rows(matrix: np.ndarray) -> list[list[float | None]]:
-    return [[None if math.isnan(v) else v for v in row] for row in np.asarray(matrix, dtype=np.float32).tolist()]
+    return [
+        [None if math.isnan(v) else v for v in row] for row in np.asarray(matrix, dtype=np.float32).tolist()
+    ]
 
 
 def encode_sagemaker_json(matrix: np.ndarray) -> bytes:
@@ -63,11 +66,13 @@ def encode_sagemaker_json(matrix: np.ndarray) -> bytes:
 def encode_azureml(matrix: np.ndarray) -> bytes:
     """MLflow `input_data` split orientation: named columns, so a column-order mistake cannot pass silently."""
     rows = _json_rows(matrix)
-    return json.dumps({"input_data": {"columns": list(FEATURE_NAMES), "index": list(range(len(rows))),
-                                      "data": rows}}).encode()
+    return json.dumps(
+        {"input_data": {"columns": list(FEATURE_NAMES), "index": list(range(len(rows))), "data": rows}}
+    ).encode()
 
 
 # ---- decoding -------------------------------------------------------------------------------------------------
+
 
 def _score_of(item: object) -> float:
     if isinstance(item, dict):
@@ -107,11 +112,15 @@ def decode_scores(body: bytes, content_type: str | None, n: int, where: str) -> 
             scores = [float(token) for token in _SEPARATORS.split(text) if token]
         result = np.asarray(scores, dtype=np.float32)
     except (ValueError, TypeError) as exc:
-        raise PredictorUnavailable(f"legacy endpoint {where} answered something that is not scores "
-                                   f"({kind or 'no content type'}): {exc}; first bytes {text[:80]!r}") from None
+        raise PredictorUnavailable(
+            f"legacy endpoint {where} answered something that is not scores "
+            f"({kind or 'no content type'}): {exc}; first bytes {text[:80]!r}"
+        ) from None
     if result.shape != (n,):
-        raise PredictorUnavailable(f"legacy endpoint {where} returned {result.size} scores for {n} leads "
-                                   "(is it a single-output binary classifier?)")
+        raise PredictorUnavailable(
+            f"legacy endpoint {where} returned {result.size} scores for {n} leads "
+            "(is it a single-output binary classifier?)"
+        )
     if not np.all(np.isfinite(result)):
         raise PredictorUnavailable(f"legacy endpoint {where} returned non-finite scores")
     return result
@@ -126,13 +135,21 @@ def _line_scores(line: str) -> list[float]:
 
 # ---- SageMaker ------------------------------------------------------------------------------------------------
 
+
 class SageMakerPredictor:
     """`sagemaker-runtime InvokeEndpoint` with the default AWS credential chain (IRSA on EKS, env, profile)."""
 
     mode = "sagemaker"
 
-    def __init__(self, endpoint_name: str, region: str, content_type: str = "text/csv", timeout_seconds: float = 2.0,
-                 endpoint_url: str | None = None, max_concurrency: int = 16):
+    def __init__(
+        self,
+        endpoint_name: str,
+        region: str,
+        content_type: str = "text/csv",
+        timeout_seconds: float = 2.0,
+        endpoint_url: str | None = None,
+        max_concurrency: int = 16,
+    ):
         import boto3  # imported here: parsing flags should not pay for boto3
         from botocore.config import Config
 
@@ -146,8 +163,12 @@ class SageMakerPredictor:
         self.timeout = float(timeout_seconds)
         self.target = f"sagemaker:{region}/{endpoint_name}"
         # One attempt only: a retried inference doubles the time the client waits, past the budget it was given.
-        config = Config(connect_timeout=self.timeout, read_timeout=self.timeout, max_pool_connections=max_concurrency,
-                        retries={"total_max_attempts": 1, "mode": "standard"})
+        config = Config(
+            connect_timeout=self.timeout,
+            read_timeout=self.timeout,
+            max_pool_connections=max_concurrency,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        )
         session = boto3.session.Session(region_name=region)
         self._runtime = session.client("sagemaker-runtime", endpoint_url=endpoint_url, config=config)
         self._control = session.client("sagemaker", endpoint_url=endpoint_url, config=config)
@@ -158,8 +179,13 @@ class SageMakerPredictor:
 
     def _invoke(self, body: bytes, inference_id: str | None) -> tuple[bytes, str]:
         extra = {"InferenceId": inference_id[:64]} if inference_id else {}
-        response = self._runtime.invoke_endpoint(EndpointName=self.endpoint_name, ContentType=self.content_type,
-                                                 Accept=self.content_type, Body=body, **extra)
+        response = self._runtime.invoke_endpoint(
+            EndpointName=self.endpoint_name,
+            ContentType=self.content_type,
+            Accept=self.content_type,
+            Body=body,
+            **extra,
+        )
         return response["Body"].read(), response.get("ContentType", "")
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
@@ -190,8 +216,10 @@ class SageMakerPredictor:
                 # The role may only allow InvokeEndpoint. Readiness then follows the last call: starting as
                 # not-ready would keep traffic away forever, and a first call is what proves the endpoint.
                 self._may_describe = False
-                log.warning("no sagemaker:DescribeEndpoint permission on %s; readiness follows the last call",
-                            self.endpoint_name)
+                log.warning(
+                    "no sagemaker:DescribeEndpoint permission on %s; readiness follows the last call",
+                    self.endpoint_name,
+                )
             except BotoCoreError:
                 return False
         return self._last_call_ok
@@ -205,7 +233,9 @@ class SageMakerPredictor:
         self._control.close()
 
 
-def sagemaker_error(exc: Exception, endpoint: str, region: str, timeout: float) -> PredictorUnavailable | None:
+def sagemaker_error(
+    exc: Exception, endpoint: str, region: str, timeout: float
+) -> PredictorUnavailable | None:
     """Turn a botocore failure into an error that says what to check; None when it is not a botocore failure."""
     from botocore import exceptions as bx
 
@@ -213,25 +243,41 @@ def sagemaker_error(exc: Exception, endpoint: str, region: str, timeout: float) 
     if isinstance(exc, bx.ReadTimeoutError | bx.ConnectTimeoutError):
         return PredictorTimeout(f"{where} did not answer within {timeout:g} s (--legacy_timeout_seconds)")
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return PredictorUnavailable(f"{where}: no AWS credentials found; give the pod an IAM role (IRSA) that "
-                                    "allows sagemaker:InvokeEndpoint")
+        return PredictorUnavailable(
+            f"{where}: no AWS credentials found; give the pod an IAM role (IRSA) that "
+            "allows sagemaker:InvokeEndpoint"
+        )
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectionClosedError | bx.HTTPClientError):
-        return PredictorUnavailable(f"{where} is unreachable ({type(exc).__name__}): check network egress, the "
-                                    "VPC endpoint for sagemaker.runtime, and --sagemaker_endpoint_url if set")
+        return PredictorUnavailable(
+            f"{where} is unreachable ({type(exc).__name__}): check network egress, the "
+            "VPC endpoint for sagemaker.runtime, and --sagemaker_endpoint_url if set"
+        )
     if isinstance(exc, bx.ClientError):
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), str(error.get("Message", ""))[:200]
-        if code in {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-                    "ExpiredTokenException", "AccessDenied"}:
+        if code in {
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+            "ExpiredTokenException",
+            "AccessDenied",
+        }:
             hint = "the pod's AWS role is not allowed sagemaker:InvokeEndpoint on this endpoint"
         elif code in {"ValidationError", "ValidationException"} and "not found" in message.lower():
             hint = "no such endpoint in this account and region: check --sagemaker_endpoint_name / --sagemaker_region"
         elif code == "ModelError":
             status = exc.response.get("OriginalStatusCode", "?")
-            hint = (f"the model container answered {status}; see CloudWatch log group "
-                    f"/aws/sagemaker/Endpoints/{endpoint}")
-        elif code in {"ThrottlingException", "ModelNotReadyException", "ServiceUnavailable", "InternalFailure",
-                      "InternalDependencyException"}:
+            hint = (
+                f"the model container answered {status}; see CloudWatch log group "
+                f"/aws/sagemaker/Endpoints/{endpoint}"
+            )
+        elif code in {
+            "ThrottlingException",
+            "ModelNotReadyException",
+            "ServiceUnavailable",
+            "InternalFailure",
+            "InternalDependencyException",
+        }:
             hint = "the endpoint is busy, scaling or not ready; retry later or raise its instance count"
         else:
             hint = "the endpoint rejected the request"
@@ -243,20 +289,29 @@ def sagemaker_error(exc: Exception, endpoint: str, region: str, timeout: float) 
 
 # ---- Azure ML -------------------------------------------------------------------------------------------------
 
+
 class AzureMLPredictor:
     """POST to an Azure ML managed online endpoint's scoring URI with its key (or an Entra token) as Bearer."""
 
     mode = "azureml"
 
-    def __init__(self, scoring_uri: str, key_or_token: str, timeout_seconds: float = 2.0,
-                 deployment: str | None = None):
+    def __init__(
+        self, scoring_uri: str, key_or_token: str, timeout_seconds: float = 2.0, deployment: str | None = None
+    ):
         if not scoring_uri.startswith(("https://", "http://")):
             raise ValueError(f"Azure ML scoring URI must be an http(s) URL, got {scoring_uri[:60]!r}")
         if not key_or_token:
             raise ValueError("Azure ML endpoint key is empty (env AZUREML_KEY or --azureml_key_file)")
-        self.scoring_uri, self.timeout, self.target = scoring_uri, float(timeout_seconds), f"azureml:{scoring_uri}"
-        self._headers = {"Authorization": f"Bearer {key_or_token}", "Content-Type": "application/json",
-                         "Accept": "application/json"}
+        self.scoring_uri, self.timeout, self.target = (
+            scoring_uri,
+            float(timeout_seconds),
+            f"azureml:{scoring_uri}",
+        )
+        self._headers = {
+            "Authorization": f"Bearer {key_or_token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
         if deployment:  # pins one deployment behind the endpoint, bypassing its traffic split
             self._headers["azureml-model-deployment"] = deployment
         self._client: httpx.AsyncClient | None = None
@@ -271,16 +326,22 @@ class AzureMLPredictor:
         return self._client
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
-        extra = {"x-ms-client-request-id": headers["x-request-id"][:64]} if headers and "x-request-id" in headers else {}
+        extra = (
+            {"x-ms-client-request-id": headers["x-request-id"][:64]}
+            if headers and "x-request-id" in headers
+            else {}
+        )
         where = f"Azure ML endpoint {self.scoring_uri}"
         try:
             response = await self.client.post(self.scoring_uri, content=encode_azureml(matrix), headers=extra)
         except httpx.TimeoutException:
-            raise PredictorTimeout(f"{where} did not answer within {self.timeout:g} s "
-                                   "(--legacy_timeout_seconds)") from None
+            raise PredictorTimeout(
+                f"{where} did not answer within {self.timeout:g} s (--legacy_timeout_seconds)"
+            ) from None
         except httpx.TransportError as exc:
-            raise PredictorUnavailable(f"{where} is unreachable ({type(exc).__name__}): check the URI, DNS and "
-                                       "network egress") from None
+            raise PredictorUnavailable(
+                f"{where} is unreachable ({type(exc).__name__}): check the URI, DNS and network egress"
+            ) from None
         if response.status_code != 200:
             raise azureml_error(response.status_code, response.text, where, self.timeout)
         return decode_scores(response.content, response.headers.get("content-type"), matrix.shape[0], where)
@@ -301,17 +362,24 @@ class AzureMLPredictor:
 def azureml_error(status: int, text: str, where: str, timeout: float) -> PredictorUnavailable:
     detail = text[:200]
     if status in {401, 403}:
-        return PredictorUnavailable(f"{where} refused the key (HTTP {status}): check AZUREML_KEY / "
-                                    "--azureml_key_file, or regenerate the endpoint key")
+        return PredictorUnavailable(
+            f"{where} refused the key (HTTP {status}): check AZUREML_KEY / "
+            "--azureml_key_file, or regenerate the endpoint key"
+        )
     if status == 404:
-        return PredictorUnavailable(f"{where} answered 404: check --azureml_scoring_uri (it ends in /score) "
-                                    "and --azureml_deployment")
+        return PredictorUnavailable(
+            f"{where} answered 404: check --azureml_scoring_uri (it ends in /score) and --azureml_deployment"
+        )
     if status == 408:
-        return PredictorTimeout(f"{where} timed out on its side (HTTP 408); raise the deployment's "
-                                f"request_timeout_ms or lower --legacy_timeout_seconds ({timeout:g} s)")
+        return PredictorTimeout(
+            f"{where} timed out on its side (HTTP 408); raise the deployment's "
+            f"request_timeout_ms or lower --legacy_timeout_seconds ({timeout:g} s)"
+        )
     if status == 429:
-        return PredictorUnavailable(f"{where} is throttling (HTTP 429): raise max_concurrent_requests_per_instance "
-                                    "or the instance count")
+        return PredictorUnavailable(
+            f"{where} is throttling (HTTP 429): raise max_concurrent_requests_per_instance "
+            "or the instance count"
+        )
     if status == 424:
         return PredictorUnavailable(f"{where}: the model failed (HTTP 424): {detail}")
     return PredictorUnavailable(f"{where} answered HTTP {status}: {detail}")
@@ -319,29 +387,63 @@ def azureml_error(status: int, text: str, where: str, timeout: float) -> Predict
 
 # ---- command line ---------------------------------------------------------------------------------------------
 
+
 def add_legacy_arguments(parser) -> None:
     """Flags for the legacy endpoint; like every flag, each is also read from the env var of its dest upper-cased."""
     group = parser.add_argument_group("legacy endpoint (migration off SageMaker / Azure ML)")
-    group.add_argument("--legacy_mode", choices=["off", "live", "shadow"], default="off",
-                       help="live: the legacy endpoint answers clients; shadow: it is called on the side for a "
-                            "fraction of requests and compared; off: not used.")
-    group.add_argument("--legacy_backend", choices=["sagemaker", "azureml"], default=None,
-                       help="Which legacy endpoint --legacy_mode live|shadow calls.")
-    group.add_argument("--legacy_timeout_seconds", type=float, default=2.0,
-                       help="Timeout of one call to the legacy endpoint (no retries).")
-    group.add_argument("--sagemaker_endpoint_name", default=None, help="SageMaker real-time endpoint to call.")
+    group.add_argument(
+        "--legacy_mode",
+        choices=["off", "live", "shadow"],
+        default="off",
+        help="live: the legacy endpoint answers clients; shadow: it is called on the side for a "
+        "fraction of requests and compared; off: not used.",
+    )
+    group.add_argument(
+        "--legacy_backend",
+        choices=["sagemaker", "azureml"],
+        default=None,
+        help="Which legacy endpoint --legacy_mode live|shadow calls.",
+    )
+    group.add_argument(
+        "--legacy_timeout_seconds",
+        type=float,
+        default=2.0,
+        help="Timeout of one call to the legacy endpoint (no retries).",
+    )
+    group.add_argument(
+        "--sagemaker_endpoint_name", default=None, help="SageMaker real-time endpoint to call."
+    )
     group.add_argument("--sagemaker_region", default=None, help="Default: AWS_REGION / AWS_DEFAULT_REGION.")
-    group.add_argument("--sagemaker_content_type", choices=list(SAGEMAKER_CONTENT_TYPES), default="text/csv",
-                       help="text/csv for the built-in XGBoost container; application/json for a custom script.")
-    group.add_argument("--sagemaker_endpoint_url", default=None, help="sagemaker-runtime endpoint (tests, VPC).")
-    group.add_argument("--azureml_scoring_uri", default=None, help="https://<endpoint>.<region>.inference.ml.azure.com/score")
-    group.add_argument("--azureml_key_file", default=None,
-                       help="File holding the endpoint key or token (a mounted Secret). Env AZUREML_KEY also works; "
-                            "the key is never a flag, so it never shows in the process list.")
-    group.add_argument("--azureml_deployment", default=None, help="Pin one deployment (azureml-model-deployment).")
-    group.add_argument("--shadow_fraction", type=float, default=0.01, help="Share of requests shadowed, 0..1.")
-    group.add_argument("--shadow_max_in_flight", type=int, default=8,
-                       help="Shadow calls running at once; more are dropped and counted.")
+    group.add_argument(
+        "--sagemaker_content_type",
+        choices=list(SAGEMAKER_CONTENT_TYPES),
+        default="text/csv",
+        help="text/csv for the built-in XGBoost container; application/json for a custom script.",
+    )
+    group.add_argument(
+        "--sagemaker_endpoint_url", default=None, help="sagemaker-runtime endpoint (tests, VPC)."
+    )
+    group.add_argument(
+        "--azureml_scoring_uri", default=None, help="https://<endpoint>.<region>.inference.ml.azure.com/score"
+    )
+    group.add_argument(
+        "--azureml_key_file",
+        default=None,
+        help="File holding the endpoint key or token (a mounted Secret). Env AZUREML_KEY also works; "
+        "the key is never a flag, so it never shows in the process list.",
+    )
+    group.add_argument(
+        "--azureml_deployment", default=None, help="Pin one deployment (azureml-model-deployment)."
+    )
+    group.add_argument(
+        "--shadow_fraction", type=float, default=0.01, help="Share of requests shadowed, 0..1."
+    )
+    group.add_argument(
+        "--shadow_max_in_flight",
+        type=int,
+        default=8,
+        help="Shadow calls running at once; more are dropped and counted.",
+    )
 
 
 def build_legacy_predictor(args, environ: dict[str, str] | None = None):
@@ -349,12 +451,18 @@ def build_legacy_predictor(args, environ: dict[str, str] | None = None):
     environ = os.environ if environ is None else environ
     if args.legacy_backend == "sagemaker":
         region = args.sagemaker_region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-        return SageMakerPredictor(args.sagemaker_endpoint_name or "", region or "", args.sagemaker_content_type,
-                                  args.legacy_timeout_seconds, args.sagemaker_endpoint_url)
+        return SageMakerPredictor(
+            args.sagemaker_endpoint_name or "",
+            region or "",
+            args.sagemaker_content_type,
+            args.legacy_timeout_seconds,
+            args.sagemaker_endpoint_url,
+        )
     if args.legacy_backend == "azureml":
         key = environ.get("AZUREML_KEY", "")
         if args.azureml_key_file:
             key = Path(args.azureml_key_file).read_text().strip()
-        return AzureMLPredictor(args.azureml_scoring_uri or "", key, args.legacy_timeout_seconds,
-                                args.azureml_deployment)
+        return AzureMLPredictor(
+            args.azureml_scoring_uri or "", key, args.legacy_timeout_seconds, args.azureml_deployment
+        )
     raise ValueError(f"--legacy_mode {args.legacy_mode} needs --legacy_backend sagemaker|azureml")

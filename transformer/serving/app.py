@@ -47,7 +47,9 @@ log = logging.getLogger("transformer")
 
 def json_response(content: object, status_code: int = 200, headers: dict | None = None) -> Response:
     """JSON via orjson (FastAPI deprecates its ORJSONResponse class)."""
-    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+    return Response(
+        orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def error_response(error: ScoringError, request_id: str | None = None) -> Response:
@@ -62,10 +64,18 @@ async def _scoring_error(request: Request, error: ScoringError) -> Response:
 
 
 async def _malformed_body(request: Request, error: RequestValidationError) -> Response:
-    problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body")[:100] or "body",
-                 "rule": e.get("type", "invalid"), "message": str(e.get("msg", ""))[:200]} for e in error.errors()[:20]]
+    problems = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body")[:100] or "body",
+            "rule": e.get("type", "invalid"),
+            "message": str(e.get("msg", ""))[:200],
+        }
+        for e in error.errors()[:20]
+    ]
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-    return json_response({"error": f"malformed request body: {summary}", "problems": problems}, status_code=400)
+    return json_response(
+        {"error": f"malformed request body: {summary}", "problems": problems}, status_code=400
+    )
 
 
 async def _http_error(request: Request, error: HTTPException) -> Response:
@@ -83,9 +93,16 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
 async def _bug(request: Request, error: Exception) -> Response:
     """The last resort: logged with its traceback, answered without it (and without the exception's class)."""
     request_id = request.headers.get("x-request-id", "")[:128] or None
-    log.error("unexpected error", exc_info=error, extra={"path": request.url.path[:200], "request_id": request_id})
-    return json_response({"error": "internal error; see the server log" + (f" for request {request_id}"
-                                                                          if request_id else "")}, status_code=500)
+    log.error(
+        "unexpected error", exc_info=error, extra={"path": request.url.path[:200], "request_id": request_id}
+    )
+    return json_response(
+        {
+            "error": "internal error; see the server log"
+            + (f" for request {request_id}" if request_id else "")
+        },
+        status_code=500,
+    )
 
 
 class BodyLimit:
@@ -121,8 +138,16 @@ class BodyLimit:
 
     async def _refuse(self, send, size: int):
         body = orjson.dumps(PayloadTooLarge.body_over(self.max_bytes, size).body())
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -148,11 +173,19 @@ def _docs_routes() -> None:
     title = "Lead scoring API"
     paths = {route.path for route in app.routes}
     if "/docs" not in paths:
-        app.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json", title=title),
-                          methods=["GET"], include_in_schema=False)
+        app.add_api_route(
+            "/docs",
+            lambda: get_swagger_ui_html(openapi_url="/openapi.json", title=title),
+            methods=["GET"],
+            include_in_schema=False,
+        )
     if "/redoc" not in paths:
-        app.add_api_route("/redoc", lambda: get_redoc_html(openapi_url="/openapi.json", title=title),
-                          methods=["GET"], include_in_schema=False)
+        app.add_api_route(
+            "/redoc",
+            lambda: get_redoc_html(openapi_url="/openapi.json", title=title),
+            methods=["GET"],
+            include_in_schema=False,
+        )
 
 
 class Readiness:
@@ -170,26 +203,42 @@ class Readiness:
             return "draining: this replica is shutting down"
         name = self.scorer.model_name
         if self.registry is None or not await self.registry.is_model_ready(name):
-            return (f"model {name} is not loaded in KServe's model registry: gRPC and the binary V2 route "
-                    "cannot score")
+            return (
+                f"model {name} is not loaded in KServe's model registry: gRPC and the binary V2 route "
+                "cannot score"
+            )
         if not await self.scorer.predictor.ready():
             return f"predictor ({self.scorer.predictor.mode} hop) is not ready or unreachable"
         return None
 
 
-def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain, drain_seconds: float,
-            enable_docs: bool = False, outcomes=None) -> Readiness:
+def install(
+    scorer: Scorer,
+    *,
+    recorder=None,
+    max_body_bytes: int,
+    drain: Drain,
+    drain_seconds: float,
+    enable_docs: bool = False,
+    outcomes=None,
+) -> Readiness:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
     app.add_exception_handler(HTTPException, _http_error)
     _keep_our_bug_handler()
-    document = openapi.build(scorer.model_name, scorer.card.version, max_leads=scorer.limits.max_leads,
-                             reasons_max=scorer.limits.reasons_max)
+    document = openapi.build(
+        scorer.model_name,
+        scorer.card.version,
+        max_leads=scorer.limits.max_leads,
+        reasons_max=scorer.limits.reasons_max,
+    )
     app.openapi = lambda: document
     if enable_docs:
         _docs_routes()
-    app.add_exception_handler(_TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes)))
-    app.add_middleware(BinaryExtensionGuard, scorer=scorer)   # innermost: reads bodies BodyLimit has bounded
+    app.add_exception_handler(
+        _TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes))
+    )
+    app.add_middleware(BinaryExtensionGuard, scorer=scorer)  # innermost: reads bodies BodyLimit has bounded
     app.add_middleware(VersionedInfer, scorer=scorer)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(ClosedRoutes)
@@ -197,10 +246,20 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
 
     @app.get(f"/v2/models/{model_name}", include_in_schema=False)
     async def model_metadata():
-        return {"name": model_name, "versions": [scorer.card.version], "platform": "xgboost",
-                "inputs": input_metadata(), "outputs": output_metadata() + reason_metadata(scorer.limits.reasons_max),
-                "parameters": {"tensor_form": {"datatype": "FP32", "shape": [-1, len(FEATURES)],
-                                               "feature_order": [f.name for f in FEATURES]}}}
+        return {
+            "name": model_name,
+            "versions": [scorer.card.version],
+            "platform": "xgboost",
+            "inputs": input_metadata(),
+            "outputs": output_metadata() + reason_metadata(scorer.limits.reasons_max),
+            "parameters": {
+                "tensor_form": {
+                    "datatype": "FP32",
+                    "shape": [-1, len(FEATURES)],
+                    "feature_order": [f.name for f in FEATURES],
+                }
+            },
+        }
 
     readiness = Readiness(scorer, drain)
 
@@ -224,12 +283,22 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
         return await versioned(version, predictor_ready)
 
     # Registered before KServe's routes, which answer 501 for any /versions/<v> URL, even the served version.
-    app.add_api_route(f"/v2/models/{model_name}/versions/{{version}}", versioned_metadata, methods=["GET"],
-                      include_in_schema=False)
-    app.add_api_route(f"/v2/models/{model_name}/versions/{{version}}/ready", versioned_ready, methods=["GET"],
-                      include_in_schema=False)
+    app.add_api_route(
+        f"/v2/models/{model_name}/versions/{{version}}",
+        versioned_metadata,
+        methods=["GET"],
+        include_in_schema=False,
+    )
+    app.add_api_route(
+        f"/v2/models/{model_name}/versions/{{version}}/ready",
+        versioned_ready,
+        methods=["GET"],
+        include_in_schema=False,
+    )
     app.add_api_route("/v2/health/ready", predictor_ready, methods=["GET"], include_in_schema=False)
-    app.add_api_route(f"/v2/models/{model_name}/ready", predictor_ready, methods=["GET"], include_in_schema=False)
+    app.add_api_route(
+        f"/v2/models/{model_name}/ready", predictor_ready, methods=["GET"], include_in_schema=False
+    )
     install_outcomes(app, outcomes, json_response)
     recorders = [r for r in (recorder, outcomes.recorder if outcomes is not None else None) if r is not None]
 
@@ -252,8 +321,12 @@ def install(scorer: Scorer, *, recorder=None, max_body_bytes: int, drain: Drain,
             log.info("flushing the data lake", extra={"grace_seconds": drain_seconds})
             # Blocking on purpose: nothing else is left to serve, and the process must not exit before the flush.
             # The tables flush side by side, so the shutdown budget holds one grace period, not one per table.
-            closing = [threading.Thread(target=each.close, kwargs={"grace_seconds": drain_seconds}, name="sink-close")
-                       for each in recorders]
+            closing = [
+                threading.Thread(
+                    target=each.close, kwargs={"grace_seconds": drain_seconds}, name="sink-close"
+                )
+                for each in recorders
+            ]
             for thread in closing:
                 thread.start()
             for thread in closing:

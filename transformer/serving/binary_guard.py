@@ -64,8 +64,11 @@ async def _read(receive) -> bytes:
 
 async def _answer(send, error: ScoringError, request_id: str) -> None:
     body = orjson.dumps(error.body())
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", request_id.encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
     headers += [(name.encode(), value.encode()) for name, value in error.headers().items()]
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -26,11 +26,22 @@ _JSON = [(b"content-type", b"application/json")]
 
 
 def _v2_body(request: ScoringRequest, scorer: Scorer, outputs: list[Tensor], v2_id: object) -> dict:
-    return {"model_name": scorer.model_name, "model_version": scorer.card.version,
-            "id": v2_id if isinstance(v2_id, str) else request.request_id,
-            "parameters": {"scoring_id": request.scoring_id},
-            "outputs": [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "parameters": None,
-                         "data": t.data.reshape(-1).tolist()} for t in outputs]}
+    return {
+        "model_name": scorer.model_name,
+        "model_version": scorer.card.version,
+        "id": v2_id if isinstance(v2_id, str) else request.request_id,
+        "parameters": {"scoring_id": request.scoring_id},
+        "outputs": [
+            {
+                "name": t.name,
+                "shape": t.shape,
+                "datatype": t.datatype,
+                "parameters": None,
+                "data": t.data.reshape(-1).tolist(),
+            }
+            for t in outputs
+        ],
+    }
 
 
 class FastPath:
@@ -44,8 +55,11 @@ class FastPath:
         self.labels = get_labels(name)
         # KServe's stage histograms, children looked up once (a `.labels()` call per request costs ~1 µs each).
         labels = self.labels
-        self.stage_seconds = (PRE_HIST_TIME.labels(**labels), PREDICT_HIST_TIME.labels(**labels),
-                              POST_HIST_TIME.labels(**labels))
+        self.stage_seconds = (
+            PRE_HIST_TIME.labels(**labels),
+            PREDICT_HIST_TIME.labels(**labels),
+            POST_HIST_TIME.labels(**labels),
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -67,7 +81,7 @@ class FastPath:
             return await self._to_kserve(scope, receive, send, headers)
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
-            return await self.app(scope, receive, send)   # the BodyLimit layer answers 413
+            return await self.app(scope, receive, send)  # the BodyLimit layer answers 413
         body, complete = await self._read(receive)
         if not complete:
             return await self._answer(send, PayloadTooLarge.body_over(self.max_body_bytes), None)
@@ -76,8 +90,14 @@ class FastPath:
         except orjson.JSONDecodeError as exc:
             return await self._answer(send, InvalidRequest(f"malformed JSON body: {exc}"), None)
         parameters = payload.get("parameters") if isinstance(payload, dict) else None
-        if path == self.v2_path and isinstance(payload, dict) and (
-                payload.get("outputs") or (isinstance(parameters, dict) and parameters.get("binary_data_output"))):
+        if (
+            path == self.v2_path
+            and isinstance(payload, dict)
+            and (
+                payload.get("outputs")
+                or (isinstance(parameters, dict) and parameters.get("binary_data_output"))
+            )
+        ):
             # Requested / binary outputs: KServe encodes those.
             return await self._to_kserve(scope, replay(body), send, headers)
         await self._score(path == self.v1_path, payload, headers, send)
@@ -112,8 +132,12 @@ class FastPath:
                 body = await scorer.score_v1(request, api_key, payload)
             else:
                 parameters = payload.get("parameters") if isinstance(payload, dict) else None
-                outputs = await scorer.score_v2(request, api_key, lambda: _v2_inputs(payload),
-                                                parameters.get("reasons") if isinstance(parameters, dict) else None)
+                outputs = await scorer.score_v2(
+                    request,
+                    api_key,
+                    lambda: _v2_inputs(payload),
+                    parameters.get("reasons") if isinstance(parameters, dict) else None,
+                )
                 body = _v2_body(request, scorer, outputs, payload.get("id"))
         except ScoringError as error:
             return await self._answer(send, error, request.request_id)
@@ -122,9 +146,12 @@ class FastPath:
         pre.observe(request.decoded_at - request.started)
         predict.observe(request.predicted_at - request.decoded_at)
         post.observe(time.perf_counter() - request.predicted_at)
-        await self._send(send, 200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                         [(b"x-request-id", request.request_id.encode()),
-                          (b"x-scoring-id", request.scoring_id.encode())])
+        await self._send(
+            send,
+            200,
+            orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+            [(b"x-request-id", request.request_id.encode()), (b"x-scoring-id", request.scoring_id.encode())],
+        )
 
     async def _answer(self, send, error: ScoringError, request_id: str | None) -> None:
         extra = [(b"x-request-id", request_id.encode())] if request_id else []
@@ -133,8 +160,13 @@ class FastPath:
 
     @staticmethod
     async def _send(send, status: int, body: bytes, extra: list) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": _JSON + [(b"content-length", str(len(body)).encode())] + extra})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": _JSON + [(b"content-length", str(len(body)).encode())] + extra,
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

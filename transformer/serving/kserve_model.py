@@ -43,13 +43,25 @@ def to_tensors(request: InferRequest) -> list[Tensor]:
     tensors = []
     for index, item in enumerate(request.inputs):
         if request.from_grpc:
-            raw = item._raw_data   # raw_input_contents: KServe keeps them on the input, unparsed
-            tensors.append(tensor_from_grpc(item.name, item.datatype, list(item.shape),
-                                            None if raw is not None else item.data, raw))
+            raw = item._raw_data  # raw_input_contents: KServe keeps them on the input, unparsed
+            tensors.append(
+                tensor_from_grpc(
+                    item.name, item.datatype, list(item.shape), None if raw is not None else item.data, raw
+                )
+            )
         else:
             # JSON data, or binary data KServe decoded after v2_request.parse_binary accepted the body (app.py).
-            tensors.append(tensor_from_json({"name": item.name, "datatype": item.datatype,
-                                             "shape": list(item.shape), "data": item.data}, index))
+            tensors.append(
+                tensor_from_json(
+                    {
+                        "name": item.name,
+                        "datatype": item.datatype,
+                        "shape": list(item.shape),
+                        "data": item.data,
+                    },
+                    index,
+                )
+            )
     return tensors
 
 
@@ -96,15 +108,22 @@ class LeadScoringModel(Model):
     async def preprocess(self, payload, headers=None):
         headers = headers or {}
         grpc = isinstance(payload, InferRequest) and payload.from_grpc
-        return _Call(ScoringRequest("grpc" if grpc else "rest", request_id_from(headers)), payload,
-                     headers.get("x-api-key"))
+        return _Call(
+            ScoringRequest("grpc" if grpc else "rest", request_id_from(headers)),
+            payload,
+            headers.get("x-api-key"),
+        )
 
     async def predict(self, call: _Call, headers=None, response_headers=None):
         request, payload = call.request, call.payload
         try:
             if isinstance(payload, InferRequest):
-                call.outputs = await self.scorer.score_v2(request, call.api_key, lambda: to_tensors(payload),
-                                                          parameter_value(payload.parameters, "reasons"))
+                call.outputs = await self.scorer.score_v2(
+                    request,
+                    call.api_key,
+                    lambda: to_tensors(payload),
+                    parameter_value(payload.parameters, "reasons"),
+                )
             else:
                 call.outputs = await self.scorer.score_v1(request, call.api_key, payload)
         except ScoringError as error:
@@ -123,9 +142,14 @@ class LeadScoringModel(Model):
             return call.outputs
         payload: InferRequest = call.payload
         binary = request.protocol == "grpc" or bool(payload.use_binary_outputs)
-        return InferResponse(response_id=payload.id or request.request_id, model_name=self.name,
-                             model_version=self.scorer.card.version, parameters={"scoring_id": request.scoring_id},
-                             infer_outputs=to_infer_outputs(call.outputs, binary),
-                             # KServe filters to the outputs a client named and honours their binary_data wish.
-                             requested_outputs=payload.request_outputs or None,
-                             from_grpc=request.protocol == "grpc", use_binary_outputs=binary)
+        return InferResponse(
+            response_id=payload.id or request.request_id,
+            model_name=self.name,
+            model_version=self.scorer.card.version,
+            parameters={"scoring_id": request.scoring_id},
+            infer_outputs=to_infer_outputs(call.outputs, binary),
+            # KServe filters to the outputs a client named and honours their binary_data wish.
+            requested_outputs=payload.request_outputs or None,
+            from_grpc=request.protocol == "grpc",
+            use_binary_outputs=binary,
+        )

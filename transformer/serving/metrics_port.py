@@ -24,7 +24,9 @@ def check_ports(metrics_port: int, *, http_port: int, grpc_port: int | None) -> 
     taken = {"--http_port": http_port, **({"--grpc_port": grpc_port} if grpc_port else {})}
     for flag, port in taken.items():
         if metrics_port == port:
-            raise ValueError(f"--metrics_port {metrics_port} is also {flag}: the metrics port must be a port of its own")
+            raise ValueError(
+                f"--metrics_port {metrics_port} is also {flag}: the metrics port must be a port of its own"
+            )
 
 
 def serve_metrics(port: int) -> None:

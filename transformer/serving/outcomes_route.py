@@ -19,8 +19,14 @@ def install_outcomes(app, intake, json_response) -> None:
     async def post_outcomes(request: Request):
         request_id = (request.headers.get("x-request-id") or new_scoring_id())[:128]
         if intake is None:
-            return json_response({"error": "outcomes are not recorded on this deployment (start the transformer with "
-                                           "--outcomes_uri)"}, status_code=404, headers={"x-request-id": request_id})
+            return json_response(
+                {
+                    "error": "outcomes are not recorded on this deployment (start the transformer with "
+                    "--outcomes_uri)"
+                },
+                status_code=404,
+                headers={"x-request-id": request_id},
+            )
         try:
             try:
                 payload = orjson.loads(await request.body())

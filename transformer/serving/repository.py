@@ -33,15 +33,24 @@ class ClosedRoutes:
         if scope["type"] == "http":
             path = scope["path"]
             if path.startswith("/v2/repository/") or path.endswith(":explain"):
-                return await answer_not_found(send, _MESSAGE if path.startswith("/v2/repository/")
-                                              else "explanations are not served here; ask for reason codes with "
-                                                   "parameters.reasons on the predict/infer routes")
+                return await answer_not_found(
+                    send,
+                    _MESSAGE
+                    if path.startswith("/v2/repository/")
+                    else "explanations are not served here; ask for reason codes with "
+                    "parameters.reasons on the predict/infer routes",
+                )
         return await self.app(scope, receive, send)
 
 
 async def answer_not_found(send, message: str) -> None:
     """A complete ASGI 404 `{"error": message}`, written before any routing."""
     body = orjson.dumps({"error": message})
-    await send({"type": "http.response.start", "status": 404,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

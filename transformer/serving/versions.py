@@ -21,7 +21,7 @@ def unpin(scope: dict, model_name: str) -> tuple[dict, str | None]:
     prefix, infer = f"/v2/models/{model_name}/versions/", f"/v2/models/{model_name}/infer"
     path, asked = scope["path"], None
     if path.startswith(prefix) and path.endswith("/infer"):
-        asked, path = path[len(prefix):-len("/infer")], infer
+        asked, path = path[len(prefix) : -len("/infer")], infer
     query = scope.get("query_string", b"")
     if path == infer and b"model_version" in query:
         pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
@@ -58,6 +58,14 @@ class VersionedInfer:
         api_key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
         error = refusal(self.scorer, asked, api_key)
         body = orjson.dumps(error.body())
-        await send({"type": "http.response.start", "status": error.http_status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.http_status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -48,7 +48,9 @@ class LocalFolderWriter:
             try:
                 if temp.name.startswith(self._prefix) or temp.stat().st_mtime < cutoff:
                     temp.unlink()
-                    log.warning("sink lake folder: removed the partial copy %s left by a killed process", temp)
+                    log.warning(
+                        "sink lake folder: removed the partial copy %s left by a killed process", temp
+                    )
             except OSError:
                 continue  # gone already, or not ours to remove: the next start tries again
 

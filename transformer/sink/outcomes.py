@@ -45,47 +45,64 @@ def utc_day(moment: datetime) -> str:
 
 
 def outcomes_schema() -> pa.Schema:
-    return pa.schema([pa.field(n, t, nullable=nullable) for n, t, nullable in OUTCOME_COLUMNS],
-                     metadata={METADATA_SCHEMA_VERSION: str(OUTCOMES_SCHEMA_VERSION).encode()})
+    return pa.schema(
+        [pa.field(n, t, nullable=nullable) for n, t, nullable in OUTCOME_COLUMNS],
+        metadata={METADATA_SCHEMA_VERSION: str(OUTCOMES_SCHEMA_VERSION).encode()},
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class OutcomeBatch:
     """Accepted outcomes of one call (or one backfill chunk), all of one UTC day of occurred_at."""
 
-    request_id: str                 # the call's correlation id (logs); not stored per row
-    received_at: datetime           # tz-aware UTC
-    source: str                     # "api" | "backfill"
-    api_key_name: str               # the key's name, never the key
+    request_id: str  # the call's correlation id (logs); not stored per row
+    received_at: datetime  # tz-aware UTC
+    source: str  # "api" | "backfill"
+    api_key_name: str  # the key's name, never the key
     lead_ids: list[str]
     outcomes: list[str]
-    occurred_at: list[datetime]     # tz-aware
+    occurred_at: list[datetime]  # tz-aware
     outcome_ids: list[str]
     deal_values: list[float | None]
     scoring_ids: list[str | None]
-    request_ids: list[str | None]   # per outcome: the request id of the scoring it refers to
+    request_ids: list[str | None]  # per outcome: the request id of the scoring it refers to
 
     def __len__(self) -> int:
         return len(self.lead_ids)
 
 
 OUTCOME_METRICS = SimpleNamespace(
-    QUEUE_DEPTH=Gauge("lead_scoring_outcomes_sink_queue_depth", "Outcomes waiting in memory, not yet on the spool."),
-    RECORDS_WRITTEN=Counter("lead_scoring_outcomes_sink_records_written_total", "Outcomes uploaded to the data lake."),
-    BYTES_WRITTEN=Counter("lead_scoring_outcomes_sink_bytes_written_total", "Parquet bytes of outcomes uploaded."),
-    UPLOAD_FAILURES=Counter("lead_scoring_outcomes_sink_upload_failures_total",
-                            "Failed upload attempts of outcome files (each is retried with backoff)."),
-    QUARANTINED_FILES=Counter("lead_scoring_outcomes_sink_quarantined_files_total",
-                              "Outcome spool files that failed the integrity check, moved to <spool>/quarantine."),
+    QUEUE_DEPTH=Gauge(
+        "lead_scoring_outcomes_sink_queue_depth", "Outcomes waiting in memory, not yet on the spool."
+    ),
+    RECORDS_WRITTEN=Counter(
+        "lead_scoring_outcomes_sink_records_written_total", "Outcomes uploaded to the data lake."
+    ),
+    BYTES_WRITTEN=Counter(
+        "lead_scoring_outcomes_sink_bytes_written_total", "Parquet bytes of outcomes uploaded."
+    ),
+    UPLOAD_FAILURES=Counter(
+        "lead_scoring_outcomes_sink_upload_failures_total",
+        "Failed upload attempts of outcome files (each is retried with backoff).",
+    ),
+    QUARANTINED_FILES=Counter(
+        "lead_scoring_outcomes_sink_quarantined_files_total",
+        "Outcome spool files that failed the integrity check, moved to <spool>/quarantine.",
+    ),
     SPOOL_BYTES=Gauge("lead_scoring_outcomes_sink_spool_bytes", "Bytes of outcome files on the spool."),
-    OLDEST_UNSTORED_AGE=Gauge("lead_scoring_outcomes_sink_oldest_unstored_age_seconds",
-                              "Age (now - received_at) of the oldest outcome not yet in the backend."),
-    DROPPED_RECORDS=Counter("lead_scoring_outcomes_sink_dropped_records_total",
-                            "Outcomes lost before reaching the data lake, by reason (as for scores).", ["reason"]),
+    OLDEST_UNSTORED_AGE=Gauge(
+        "lead_scoring_outcomes_sink_oldest_unstored_age_seconds",
+        "Age (now - received_at) of the oldest outcome not yet in the backend.",
+    ),
+    DROPPED_RECORDS=Counter(
+        "lead_scoring_outcomes_sink_dropped_records_total",
+        "Outcomes lost before reaching the data lake, by reason (as for scores).",
+        ["reason"],
+    ),
     DROP_REASONS=sink_metrics.DROP_REASONS,
 )
 for _reason in OUTCOME_METRICS.DROP_REASONS:
-    OUTCOME_METRICS.DROPPED_RECORDS.labels(reason=_reason)   # the series exist at 0 before the first drop
+    OUTCOME_METRICS.DROPPED_RECORDS.labels(reason=_reason)  # the series exist at 0 before the first drop
 
 
 class OutcomesTable:
@@ -96,8 +113,14 @@ class OutcomesTable:
 
     def check(self, batch: OutcomeBatch) -> None:
         n = len(batch.lead_ids)
-        columns = (batch.outcomes, batch.occurred_at, batch.outcome_ids, batch.deal_values, batch.scoring_ids,
-                   batch.request_ids)
+        columns = (
+            batch.outcomes,
+            batch.occurred_at,
+            batch.outcome_ids,
+            batch.deal_values,
+            batch.scoring_ids,
+            batch.request_ids,
+        )
         if any(len(c) != n for c in columns):
             raise ValueError("every outcome column must have one value per lead")
         if batch.received_at.tzinfo is None or any(t.tzinfo is None for t in batch.occurred_at):
@@ -128,11 +151,15 @@ class OutcomesTable:
             "deal_value": pa.array(flat("deal_values"), pa.float64()),
             "scoring_id": pa.array(flat("scoring_ids"), pa.string()),
             "request_id": pa.array(flat("request_ids"), pa.string()),
-            "received_at": pa.array(np.repeat([epoch_micros(b.received_at) for b in batches], counts).astype(np.int64),
-                                    pa.int64()).cast(_TS),
-            "source": pa.array([b.source for b, c in zip(batches, counts, strict=True) for _ in range(c)], pa.string()),
-            "api_key_name": pa.array([b.api_key_name for b, c in zip(batches, counts, strict=True) for _ in range(c)],
-                                     pa.string()),
+            "received_at": pa.array(
+                np.repeat([epoch_micros(b.received_at) for b in batches], counts).astype(np.int64), pa.int64()
+            ).cast(_TS),
+            "source": pa.array(
+                [b.source for b, c in zip(batches, counts, strict=True) for _ in range(c)], pa.string()
+            ),
+            "api_key_name": pa.array(
+                [b.api_key_name for b, c in zip(batches, counts, strict=True) for _ in range(c)], pa.string()
+            ),
             "schema_version": pa.array(np.full(total, OUTCOMES_SCHEMA_VERSION, dtype=np.int16)),
         }
         return pa.Table.from_arrays([columns[n] for n in self.schema.names], schema=self.schema)

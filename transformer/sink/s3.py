@@ -13,9 +13,7 @@ from botocore.exceptions import ClientError
 from .layout import join_key
 
 # Our own loop retries forever with backoff; the SDK only smooths over brief blips.
-_CLIENT_CONFIG = Config(
-    connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}
-)
+_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
 
 
 class S3Writer:

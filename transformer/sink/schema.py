@@ -56,7 +56,9 @@ def lake_schema(feature_names: Sequence[str] = (), include_features: bool = True
     fields = [pa.field(name, dtype, nullable=nullable) for name, dtype, nullable in BASE_COLUMNS]
     if include_features:
         # Nullable: a missing feature (NaN on the wire) is stored as null, which SQL engines aggregate correctly.
-        fields += [pa.field(name, pa.float32(), nullable=True) for name in feature_column_names(feature_names)]
+        fields += [
+            pa.field(name, pa.float32(), nullable=True) for name in feature_column_names(feature_names)
+        ]
     return pa.schema(
         fields,
         metadata={
@@ -93,7 +95,9 @@ def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:
         "scoring_id": per_request([b.scoring_id for b in batches], pa.string()),
         "request_id": per_request([b.request_id for b in batches], pa.string()),
         "row": pa.array(row, type=pa.int32()),
-        "lead_id": pa.array(list(itertools.chain.from_iterable(b.lead_ids for b in batches)), type=pa.string()),
+        "lead_id": pa.array(
+            list(itertools.chain.from_iterable(b.lead_ids for b in batches)), type=pa.string()
+        ),
         "scored_at": per_request([epoch_micros(b.scored_at) for b in batches], pa.int64()).cast(
             pa.timestamp("us", tz="UTC")
         ),
@@ -113,7 +117,9 @@ def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:
         width = len(feature_fields)
         matrix = np.concatenate(
             [
-                np.full((len(b.lead_ids), width), np.nan, dtype=np.float32) if b.features is None else b.features
+                np.full((len(b.lead_ids), width), np.nan, dtype=np.float32)
+                if b.features is None
+                else b.features
                 for b in batches
             ]
         ).astype(np.float32, copy=False)

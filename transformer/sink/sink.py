@@ -71,7 +71,9 @@ def _errno_in_message(message: str) -> int | None:
 
 
 class ScoreSink:
-    def __init__(self, config: SinkConfig, writer: Writer | None = None, table: RecordTable | None = None) -> None:
+    def __init__(
+        self, config: SinkConfig, writer: Writer | None = None, table: RecordTable | None = None
+    ) -> None:
         self.config = config
         # What the rows are (schema, partitions, checks, metrics); the delivery below is the same for every table.
         self.table = table or ScoresTable(config)
@@ -101,9 +103,13 @@ class ScoreSink:
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-        self._dropped = {reason: metrics.DROPPED_RECORDS.labels(reason=reason) for reason in metrics.DROP_REASONS}
+        self._dropped = {
+            reason: metrics.DROPPED_RECORDS.labels(reason=reason) for reason in metrics.DROP_REASONS
+        }
         self._retries: dict[str, _Retry] = {}  # by spool key; owned by whoever runs _upload_pending
-        self._store_failures = 0  # consecutive failed uploads of any file: paces attempts while the store is down
+        self._store_failures = (
+            0  # consecutive failed uploads of any file: paces attempts while the store is down
+        )
         self._drop_log = ThrottledLog(log)
         self._upload_log = ThrottledLog(log)
         self._delete_log = ThrottledLog(log)
@@ -148,8 +154,13 @@ class ScoreSink:
             return
         leftovers = self.spool.pending()
         if leftovers:
-            log.warning("sink: %d records in %d spool files (%d bytes) left by an earlier process; uploading them "
-                        "first", sum(f.records for f in leftovers), len(leftovers), self.spool.bytes)
+            log.warning(
+                "sink: %d records in %d spool files (%d bytes) left by an earlier process; uploading them "
+                "first",
+                sum(f.records for f in leftovers),
+                len(leftovers),
+                self.spool.bytes,
+            )
         for target, name in ((self._batch_loop, "sink-batcher"), (self._upload_loop, "sink-uploader")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -184,9 +195,14 @@ class ScoreSink:
         left = self.spool.pending()
         if left:
             # Kept for the next start on this spool; lost if the spool's volume goes with the pod (an emptyDir).
-            log.warning("sink closed with %d records in %d files (%d bytes) still on the spool %s: the next start "
-                        "on this spool uploads them; they are lost if the volume is deleted",
-                        sum(f.records for f in left), len(left), self.spool.bytes, self.config.spool_dir)
+            log.warning(
+                "sink closed with %d records in %d files (%d bytes) still on the spool %s: the next start "
+                "on this spool uploads them; they are lost if the volume is deleted",
+                sum(f.records for f in left),
+                len(left),
+                self.spool.bytes,
+                self.config.spool_dir,
+            )
         self._update_gauges()
         self._closed = True
         os.close(self._lock_fd)
@@ -247,8 +263,13 @@ class ScoreSink:
                 try:
                     self.table.build([batch])
                 except Exception as error:  # noqa: BLE001 - a caller bug the submit() checks do not catch
-                    self._drop("build_error", len(batch.lead_ids), "cannot encode request %s: %r",
-                               batch.request_id, error)
+                    self._drop(
+                        "build_error",
+                        len(batch.lead_ids),
+                        "cannot encode request %s: %r",
+                        batch.request_id,
+                        error,
+                    )
                 else:
                     good.append(batch)
             return (self.table.build(good) if good else None), good
@@ -296,7 +317,9 @@ class ScoreSink:
             stored = self._upload(due)
         except Exception:  # noqa: BLE001 - e.g. stat() of the file fails: this file waits, the others go on
             self._schedule_retry(due)
-            self._upload_log.warning("sink upload of %s failed unexpectedly, will retry", due.key, exc_info=True)
+            self._upload_log.warning(
+                "sink upload of %s failed unexpectedly, will retry", due.key, exc_info=True
+            )
             stored = False
         if stored:
             self._store_failures = 0
@@ -333,8 +356,12 @@ class ScoreSink:
         except Exception as error:  # noqa: BLE001 - any failure is retried; the file stays on the spool
             self._schedule_retry(entry)
             self.metrics.UPLOAD_FAILURES.inc()
-            self._upload_log.warning("sink upload of %s failed (attempt %d), will retry: %r",
-                                     entry.key, self._retry(entry).failures, error)
+            self._upload_log.warning(
+                "sink upload of %s failed (attempt %d), will retry: %r",
+                entry.key,
+                self._retry(entry).failures,
+                error,
+            )
             self._update_gauges()
             return False
         self.metrics.RECORDS_WRITTEN.inc(entry.records)
@@ -342,7 +369,9 @@ class ScoreSink:
         self._retries.pop(entry.key, None)
         try:
             self.spool.remove(entry)
-        except OSError as error:  # EROFS, EIO, ESTALE …: stored all the same; a later start re-puts the same key
+        except (
+            OSError
+        ) as error:  # EROFS, EIO, ESTALE …: stored all the same; a later start re-puts the same key
             self._delete_log.warning("sink stored %s but cannot delete its spool file: %r", entry.key, error)
         self._update_gauges()
         return True
@@ -356,12 +385,19 @@ class ScoreSink:
         self._retries.pop(entry.key, None)
         target = self.spool.quarantine(entry)
         self.metrics.QUARANTINED_FILES.inc()
-        log.error("sink: spool file %s (%d records) failed the integrity check and was not uploaded: %s; moved to %s",
-                  entry.key, entry.records, error, target or "nowhere (left in place)")
+        log.error(
+            "sink: spool file %s (%d records) failed the integrity check and was not uploaded: %s; moved to %s",
+            entry.key,
+            entry.records,
+            error,
+            target or "nowhere (left in place)",
+        )
         self._update_gauges()
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.config.upload_retry_max_seconds, self.config.upload_retry_initial_seconds * 2**attempt)
+        ceiling = min(
+            self.config.upload_retry_max_seconds, self.config.upload_retry_initial_seconds * 2**attempt
+        )
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, keeps replicas from retrying in step
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 from prometheus_client import Counter, Gauge
 
-QUEUE_DEPTH = Gauge("lead_scoring_sink_queue_depth", "Scored records waiting in memory, not yet on the spool.")
+QUEUE_DEPTH = Gauge(
+    "lead_scoring_sink_queue_depth", "Scored records waiting in memory, not yet on the spool."
+)
 RECORDS_WRITTEN = Counter(
     "lead_scoring_sink_records_written_total", "Scored records uploaded to the data lake backend."
 )
-BYTES_WRITTEN = Counter("lead_scoring_sink_bytes_written_total", "Parquet bytes uploaded to the data lake backend.")
+BYTES_WRITTEN = Counter(
+    "lead_scoring_sink_bytes_written_total", "Parquet bytes uploaded to the data lake backend."
+)
 UPLOAD_FAILURES = Counter(
     "lead_scoring_sink_upload_failures_total", "Failed upload attempts (each is retried with backoff)."
 )
@@ -14,7 +18,9 @@ QUARANTINED_FILES = Counter(
     "lead_scoring_sink_quarantined_files_total",
     "Spool files that failed the integrity check before upload, moved to <spool>/quarantine instead of the lake.",
 )
-SPOOL_BYTES = Gauge("lead_scoring_sink_spool_bytes", "Bytes of Parquet files on the local spool, awaiting upload.")
+SPOOL_BYTES = Gauge(
+    "lead_scoring_sink_spool_bytes", "Bytes of Parquet files on the local spool, awaiting upload."
+)
 OLDEST_UNSTORED_AGE = Gauge(
     "lead_scoring_sink_oldest_unstored_age_seconds",
     "Age (now - scored_at) of the oldest record not yet in the backend; 0 when nothing is waiting.",

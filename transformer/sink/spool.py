@@ -79,8 +79,10 @@ class Spool:
         for temp in self.directory.rglob(f"*{TEMP_SUFFIX}"):
             log.warning("sink spool: discarding incomplete file %s", temp)
             temp.unlink(missing_ok=True)
-        found = sorted((p for p in self.directory.rglob("*.parquet") if quarantine not in p.parents),
-                       key=lambda p: p.stat().st_mtime)
+        found = sorted(
+            (p for p in self.directory.rglob("*.parquet") if quarantine not in p.parents),
+            key=lambda p: p.stat().st_mtime,
+        )
         adopted = []
         with self._lock:
             for path in found:
@@ -90,7 +92,9 @@ class Spool:
                 try:
                     records, oldest = _describe_leftover(path)
                 except Exception:  # noqa: BLE001 - the upload's integrity check decides; keep, do not lose
-                    log.warning("sink spool: unreadable footer in %s; it is checked again before upload", path)
+                    log.warning(
+                        "sink spool: unreadable footer in %s; it is checked again before upload", path
+                    )
                     records, oldest = 0, path.stat().st_mtime
                 entry = SpoolFile(key, path, path.stat().st_size, records, oldest)
                 self._files[key] = entry
@@ -106,10 +110,15 @@ class Spool:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 # Dictionary-encode only the text columns: on the 50 float feature columns it costs ~2/3 of the write
                 # time and makes files larger, not smaller.
-                text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                text = [
+                    f.name
+                    for f in table.schema
+                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                ]
                 # Page checksums let the pre-upload check find a flipped bit, not only a broken footer.
-                pq.write_table(table, temp, compression=self.compression, use_dictionary=text,
-                               write_page_checksum=True)
+                pq.write_table(
+                    table, temp, compression=self.compression, use_dictionary=text, write_page_checksum=True
+                )
             size = temp.stat().st_size
             with self._lock:
                 if self._bytes + size > self.max_bytes:

@@ -23,7 +23,7 @@ from .schema import MICROS_PER_HOUR, build_table, epoch_micros, lake_schema
 
 class RecordTable(Protocol):
     schema: pa.Schema
-    metrics: SimpleNamespace   # the collectors of METRIC_NAMES (transformer/sink/sink_metrics.py for scores)
+    metrics: SimpleNamespace  # the collectors of METRIC_NAMES (transformer/sink/sink_metrics.py for scores)
 
     def check(self, batch) -> None:
         """Raise ValueError for a malformed batch (a caller bug), before anything is queued."""
@@ -38,8 +38,17 @@ class RecordTable(Protocol):
     def build(self, batches: Sequence) -> pa.Table: ...
 
 
-METRIC_NAMES = ("QUEUE_DEPTH", "RECORDS_WRITTEN", "BYTES_WRITTEN", "UPLOAD_FAILURES", "QUARANTINED_FILES", "SPOOL_BYTES",
-                "OLDEST_UNSTORED_AGE", "DROPPED_RECORDS", "DROP_REASONS")
+METRIC_NAMES = (
+    "QUEUE_DEPTH",
+    "RECORDS_WRITTEN",
+    "BYTES_WRITTEN",
+    "UPLOAD_FAILURES",
+    "QUARANTINED_FILES",
+    "SPOOL_BYTES",
+    "OLDEST_UNSTORED_AGE",
+    "DROPPED_RECORDS",
+    "DROP_REASONS",
+)
 SCORE_METRICS = SimpleNamespace(**{name: getattr(sink_metrics, name) for name in METRIC_NAMES})
 
 
@@ -56,8 +65,14 @@ class ScoresTable:
         n = len(batch.lead_ids)
         if not (len(batch.scores) == len(batch.buckets) == len(batch.tiers) == n):
             raise ValueError("lead_ids, scores, buckets and tiers must have the same length")
-        if batch.features is not None and self._feature_width and batch.features.shape != (n, self._feature_width):
-            raise ValueError(f"features must have shape ({n}, {self._feature_width}), got {batch.features.shape}")
+        if (
+            batch.features is not None
+            and self._feature_width
+            and batch.features.shape != (n, self._feature_width)
+        ):
+            raise ValueError(
+                f"features must have shape ({n}, {self._feature_width}), got {batch.features.shape}"
+            )
         if batch.scored_at.tzinfo is None:
             raise ValueError("scored_at must be timezone-aware")
 

@@ -39,5 +39,9 @@ def writer_for_uri(
     if scheme in ("https", "http"):
         from .azure import AzureBlobWriter
 
-        return AzureBlobWriter.from_uri(uri, connection_string=azure_connection_string, credential=azure_credential)
-    raise ValueError(f"unsupported sink URI {uri!r}: use file:///path, s3://bucket/prefix or an Azure Blob https URL")
+        return AzureBlobWriter.from_uri(
+            uri, connection_string=azure_connection_string, credential=azure_credential
+        )
+    raise ValueError(
+        f"unsupported sink URI {uri!r}: use file:///path, s3://bucket/prefix or an Azure Blob https URL"
+    )
