@@ -70,6 +70,12 @@ def configure(level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    # The JSON lines carry no thread, process or call-site fields: do not collect them for every record (the
+    # logging HOWTO's "Optimization" table; ~2 µs of a ~12 µs request line).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # noqa: SLF001 - the documented switch for "where calls were made from"
     logging.getLogger("uvicorn.access").addFilter(ScoringRoutesAccessFilter())
     # Library deprecation warnings would otherwise go to stderr as plain text and break "one JSON object per
     # line" for log pipelines; as records of `py.warnings` they are JSON at level WARNING (and shown once each).

@@ -185,6 +185,55 @@ def test_a_bit_flip_inside_a_data_page_is_caught_before_upload(moto_s3, tmp_path
     assert s3_objects(moto_s3) == {}
 
 
+def test_a_file_this_process_wrote_is_vouched_for_by_its_crc_so_even_a_change_that_decodes_is_caught(
+    moto_s3, tmp_path
+):
+    """Own files are checked by the CRC-32 of the bytes written (no second decode). A changed statistics value in
+    the footer still decodes, page checksums and all: only the CRC can tell."""
+    moto_s3.client().create_bucket(Bucket="lake")
+    sink = ScoreSink(s3_config(moto_s3, tmp_path))
+    entry = spool_one(sink, sample_batch(20, seed=6))
+    assert entry.crc32 is not None
+    data = entry.path.read_bytes()
+    footer_start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    needle = b"lead-"  # lead ids appear in the footer's min/max statistics of lead_id
+    at = data.index(needle, footer_start)
+    changed = data[:at] + b"LEAD-" + data[at + len(needle) :]
+    entry.path.write_bytes(changed)
+    assert pq.ParquetFile(entry.path, page_checksum_verification=True).read().num_rows == 20  # still decodes
+    before = quarantined()
+    sink.start()
+    try:
+        wait_for(lambda: quarantined() > before, timeout=PATIENCE)
+    finally:
+        sink.close(grace_seconds=1)
+    assert s3_objects(moto_s3) == {}
+
+
+def test_a_damaged_file_left_by_an_earlier_process_is_decoded_in_full_and_quarantined(moto_s3, tmp_path):
+    moto_s3.client().create_bucket(Bucket="lake")
+    moto_s3.stop()  # the first life cannot upload: its files stay on the spool
+    first = ScoreSink(s3_config(moto_s3, tmp_path))
+    damaged = spool_one(first, sample_batch(50, seed=7))
+    intact = sample_batch(3, seed=8)
+    spool_one(first, intact)
+    first.close(grace_seconds=0)
+    data = bytearray(damaged.path.read_bytes())
+    data[len(data) // 4] ^= 0xFF  # inside the column chunks; the footer still parses
+    damaged.path.write_bytes(bytes(data))
+    moto_s3.start()
+    again = ScoreSink(s3_config(moto_s3, tmp_path))
+    assert all(f.crc32 is None for f in again.spool.pending())  # nothing vouches for another process's bytes
+    before = quarantined()
+    again.start()
+    try:
+        wait_for(lambda: not again.spool.pending(), timeout=PATIENCE)
+    finally:
+        again.close(grace_seconds=2)
+    assert quarantined() - before == 1
+    assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows([intact])
+
+
 def test_a_store_refusing_one_object_does_not_hold_up_the_others(tmp_path):
     lake = tmp_path / "lake"
     refused = lake / "model=lead-scoring" / "dt=2025-01-01" / "hour=03"

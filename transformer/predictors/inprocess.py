@@ -1,7 +1,8 @@
 """Collocated mode: the booster runs inside the transformer (no predictor hop), for the lowest latency.
 
-It loads the same artifact file the stock runtime serves; `inplace_predict` on the float32 matrix gives the same
-scores as the runtime's `predict(DMatrix(...))` without building a DMatrix per request.
+It loads the same artifact file the stock runtime serves; in-place prediction on the float32 matrix gives the same
+scores as the runtime's `predict(DMatrix(...))` without building a DMatrix per request, through one long-lived proxy
+(dense_predict.py).
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ import numpy as np
 
 from contract.model_card import load_booster
 
+from .dense_predict import DensePredictor
+
 
 class InProcessBooster:
     mode = "inprocess"
 
     def __init__(self, model_dir: Path, nthread: int = 1):
         self.booster = load_booster(model_dir, nthread)
+        self._predict = DensePredictor(self.booster)
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
-        return self.booster.inplace_predict(matrix, missing=np.nan).astype(np.float32, copy=False)
+        return self._predict(matrix)
 
     async def ready(self) -> bool:
         return True
 
     async def close(self) -> None:
-        return None
+        self._predict.close()

@@ -7,6 +7,7 @@ sink wrote were fsynced and renamed into place, so a bad one means the disk or s
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,7 +19,23 @@ class CorruptSpoolFile(ValueError):
     """The spool file is not a readable Parquet file of the lake schema."""
 
 
-def check_spool_file(path: Path) -> int:
+def check_spool_file(path: Path, crc32: int | None = None) -> int | None:
+    """A file this process wrote (its CRC-32 is known) is fit when its bytes are unchanged: pyarrow encoded them
+    from a valid table. Any other file is decoded in full (`check_parquet_file`)."""
+    if crc32 is None:
+        return check_parquet_file(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CorruptSpoolFile(f"unreadable: {error}") from None
+    if zlib.crc32(data) != crc32:
+        raise CorruptSpoolFile(
+            f"the bytes changed since they were written (CRC-32 differs; {len(data)} bytes)"
+        )
+    return None
+
+
+def check_parquet_file(path: Path) -> int:
     """The file's row count once its footer, key-value metadata and every page decode (page checksums are verified
     where the writer stored them). CorruptSpoolFile when it is damaged or cannot be read at all (EIO, EACCES …)."""
     try:

