@@ -1,6 +1,7 @@
 """The split-mode transformer carries no more than it needs (issue 17): a real process, started as `make serve`
 starts it, scores a request; the modules it imported are read back when it stops, the shared libraries it mapped
-while it ran. pyarrow, xgboost and the cloud SDKs are ~45–150 MB of RSS each: if one of them creeps back into the
+while it ran. pandas (imported by kserve, never used by us), pyarrow, xgboost and the cloud SDKs are ~15–150 MB of RSS
+each: if one of them creeps back into the
 start-up path, the RSS target (stock KServe transformer + 25 MB, docs/performance.md) is lost without anyone noticing.
 """
 
@@ -29,6 +30,7 @@ atexit.register(_write_modules)
 
 # Never needed by a split-mode transformer without a data lake and without reason codes.
 HEAVY = (
+    "pandas",
     "pyarrow",
     "xgboost",
     "boto3",
@@ -90,7 +92,7 @@ def top_level(modules: set[str], name: str) -> bool:
     return any(m == name or m.startswith(name + ".") for m in modules)
 
 
-def test_split_mode_without_a_data_lake_loads_no_pyarrow_xgboost_or_cloud_sdk(
+def test_split_mode_without_a_data_lake_loads_no_pandas_pyarrow_xgboost_or_cloud_sdk(
     small_artifact, predictor, tmp_path
 ):
     modules, maps = run_transformer(small_artifact, predictor, tmp_path, [])
@@ -99,7 +101,9 @@ def test_split_mode_without_a_data_lake_loads_no_pyarrow_xgboost_or_cloud_sdk(
     assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
 
 
-def test_a_file_data_lake_loads_pyarrow_but_no_cloud_sdk_and_no_xgboost(small_artifact, predictor, tmp_path):
+def test_a_file_data_lake_loads_pyarrow_but_no_pandas_cloud_sdk_or_xgboost(
+    small_artifact, predictor, tmp_path
+):
     lake = tmp_path / "lake"
     modules, maps = run_transformer(
         small_artifact,
@@ -117,6 +121,9 @@ def test_a_file_data_lake_loads_pyarrow_but_no_cloud_sdk_and_no_xgboost(small_ar
     assert (
         top_level(modules, "pyarrow") and "libparquet" in maps
     )  # the lake writes Parquet: the check sees it
-    assert [name for name in ("xgboost", "boto3", "botocore", "azure") if top_level(modules, name)] == []
+    assert [
+        name for name in ("pandas", "xgboost", "boto3", "botocore", "azure") if top_level(modules, name)
+    ] == []
+    assert "pyarrow.compute" not in modules  # every kernel registered: ~9 MB (transformer/sink/columns.py)
     assert "libxgboost" not in maps
     assert list(lake.rglob("*.parquet")), "the request was not recorded in the lake"

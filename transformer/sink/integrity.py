@@ -10,8 +10,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from .arrow import pq
 from .schema import METADATA_SCHEMA_VERSION
 
 

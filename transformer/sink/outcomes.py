@@ -15,25 +15,25 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import numpy as np
-import pyarrow as pa
 from prometheus_client import Counter, Gauge
 
 from . import sink_metrics
+from .arrow import pa
+from .columns import TIMESTAMP_UTC, repeated, timestamps_utc
 from .layout import unique_file_name
 from .records import SinkConfig
 from .schema import METADATA_SCHEMA_VERSION, epoch_micros
 
 OUTCOMES_SCHEMA_VERSION = 1
-_TS = pa.timestamp("us", tz="UTC")
 OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (
     ("outcome_id", pa.string(), False),
     ("lead_id", pa.string(), False),
     ("outcome", pa.string(), False),
-    ("occurred_at", _TS, False),
+    ("occurred_at", TIMESTAMP_UTC, False),
     ("deal_value", pa.float64(), True),
     ("scoring_id", pa.string(), True),
     ("request_id", pa.string(), True),
-    ("received_at", _TS, False),
+    ("received_at", TIMESTAMP_UTC, False),
     ("source", pa.string(), False),
     ("api_key_name", pa.string(), False),
     ("schema_version", pa.int16(), False),
@@ -141,25 +141,19 @@ class OutcomesTable:
         def flat(attr: str) -> list:
             return [v for b in batches for v in getattr(b, attr)]
 
-        counts = [len(b) for b in batches]
-        total = sum(counts)
+        counts = np.fromiter((len(b) for b in batches), dtype=np.int64, count=len(batches))
+        total = int(counts.sum())
         columns = {
             "outcome_id": pa.array(flat("outcome_ids"), pa.string()),
             "lead_id": pa.array(flat("lead_ids"), pa.string()),
             "outcome": pa.array(flat("outcomes"), pa.string()),
-            "occurred_at": pa.array([epoch_micros(t) for t in flat("occurred_at")], pa.int64()).cast(_TS),
+            "occurred_at": timestamps_utc([epoch_micros(t) for t in flat("occurred_at")]),
             "deal_value": pa.array(flat("deal_values"), pa.float64()),
             "scoring_id": pa.array(flat("scoring_ids"), pa.string()),
             "request_id": pa.array(flat("request_ids"), pa.string()),
-            "received_at": pa.array(
-                np.repeat([epoch_micros(b.received_at) for b in batches], counts).astype(np.int64), pa.int64()
-            ).cast(_TS),
-            "source": pa.array(
-                [b.source for b, c in zip(batches, counts, strict=True) for _ in range(c)], pa.string()
-            ),
-            "api_key_name": pa.array(
-                [b.api_key_name for b, c in zip(batches, counts, strict=True) for _ in range(c)], pa.string()
-            ),
+            "received_at": timestamps_utc([epoch_micros(b.received_at) for b in batches], counts),
+            "source": repeated([b.source for b in batches], counts, pa.string()),
+            "api_key_name": repeated([b.api_key_name for b in batches], counts, pa.string()),
             "schema_version": pa.array(np.full(total, OUTCOMES_SCHEMA_VERSION, dtype=np.int16)),
         }
         return pa.Table.from_arrays([columns[n] for n in self.schema.names], schema=self.schema)

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pyarrow as pa
 
+from .arrow import pa
+from .columns import TIMESTAMP_UTC, repeated, timestamps_utc
 from .records import ScoredBatch
 
 SCHEMA_VERSION = 2  # 2: scoring_id (the server's id of a scoring) is the dedupe key with row
@@ -32,7 +33,7 @@ BASE_COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (
     ("request_id", pa.string(), False),
     ("row", pa.int32(), False),
     ("lead_id", pa.string(), False),
-    ("scored_at", pa.timestamp("us", tz="UTC"), False),
+    ("scored_at", TIMESTAMP_UTC, False),
     ("model_name", pa.string(), False),
     ("model_version", pa.string(), False),
     ("score", pa.float32(), False),
@@ -74,18 +75,16 @@ def epoch_micros(moment: datetime) -> int:
 
 
 def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:
-    """One row per lead. Per-request values are gathered once per batch and repeated with numpy/arrow kernels."""
+    """One row per lead. Per-request values are gathered once per batch and repeated per lead (`columns`)."""
     counts = np.fromiter((len(b.lead_ids) for b in batches), dtype=np.int64, count=len(batches))
     total = int(counts.sum())
-    one_lead_each = total == len(batches)
-    # Which batch each row came from; skipped when every batch has exactly one lead (no repetition needed).
-    batch_of_row = None if one_lead_each else np.repeat(np.arange(len(batches)), counts)
+    # Repeats are skipped when every batch has exactly one lead.
+    repeats = None if total == len(batches) else counts
 
     def per_request(values: list, dtype: pa.DataType) -> pa.Array:
-        array = pa.array(values, type=dtype)
-        return array if batch_of_row is None else array.take(batch_of_row)
+        return repeated(values, repeats, dtype)
 
-    if one_lead_each:
+    if repeats is None:
         row = np.zeros(total, dtype=np.int32)
     else:
         starts = np.repeat(np.cumsum(counts) - counts, counts)
@@ -98,9 +97,7 @@ def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:
         "lead_id": pa.array(
             list(itertools.chain.from_iterable(b.lead_ids for b in batches)), type=pa.string()
         ),
-        "scored_at": per_request([epoch_micros(b.scored_at) for b in batches], pa.int64()).cast(
-            pa.timestamp("us", tz="UTC")
-        ),
+        "scored_at": timestamps_utc([epoch_micros(b.scored_at) for b in batches], repeats),
         "model_name": per_request([b.model_name for b in batches], pa.string()),
         "model_version": per_request([b.model_version for b in batches], pa.string()),
         "score": pa.array(np.concatenate([b.scores for b in batches]).astype(np.float32, copy=False)),

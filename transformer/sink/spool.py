@@ -16,8 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from .arrow import pa, pq
 
 log = logging.getLogger(__name__)
 

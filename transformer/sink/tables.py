@@ -13,9 +13,8 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Protocol
 
-import pyarrow as pa
-
 from . import sink_metrics
+from .arrow import pa
 from .layout import object_key
 from .records import ScoredBatch, SinkConfig
 from .schema import MICROS_PER_HOUR, build_table, epoch_micros, lake_schema
