@@ -7,6 +7,7 @@ start-up path, the RSS target (stock KServe transformer + 25 MB, docs/performanc
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from kserve import InferenceGRPCClient, InferInput, InferRequest
 
 from hack.stack import start_predictor, start_transformer
 
@@ -52,7 +54,7 @@ def predictor(small_artifact, tmp_path_factory):
 
 
 def run_transformer(artifact: Path, predictor, tmp_path: Path, extra_args: list[str]) -> tuple[set[str], str]:
-    """Start the split-mode transformer, score one lead, stop it: (modules imported, /proc/<pid>/maps while serving)."""
+    """Start the split-mode transformer, score over REST and gRPC, stop it: (modules imported, /proc/<pid>/maps while serving)."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
@@ -82,10 +84,27 @@ def run_transformer(artifact: Path, predictor, tmp_path: Path, extra_args: list[
             headers={"x-api-key": key, "content-type": "application/json"},
         )
         assert answer.status_code == 200, answer.text
+        # KServe's own gRPC route (binary tensor, two leads: the lake repeats per-request values) takes its own path.
+        leads = InferInput("leads", [2, 50], "FP32")
+        leads.set_data_from_numpy(
+            np.tile(np.array(body["inputs"][0]["data"], np.float32), (2, 1)), binary_data=True
+        )
+        assert len(grpc_infer(server.grpc_target, leads, key).outputs) >= 3
         maps = Path(f"/proc/{server.process.pid}/maps").read_text()
     finally:
         assert server.stop() == 0, server.log_tail()
     return set(modules_out.read_text().split()), maps
+
+
+def grpc_infer(target: str, leads: InferInput, key: str):
+    async def call():
+        client = InferenceGRPCClient(target, retries=0, timeout=20)
+        try:
+            return await client.infer(InferRequest("lead-scoring", [leads]), headers=[("x-api-key", key)])
+        finally:
+            await client.close()
+
+    return asyncio.run(call())
 
 
 def top_level(modules: set[str], name: str) -> bool:
