@@ -37,14 +37,17 @@ SPLIT_MODE_STEPS = [
         "import contract.features, contract.model_card, contract.validation, transformer.extras.drift, "
         "transformer.coalesce, transformer.auth, transformer.extras.reasons, transformer.cli, transformer.logs",
     ),
-    ("pyarrow (pandas imports it whenever it is installed)", "import pyarrow"),
-    ("pandas (imported by kserve)", "import pandas"),
     ("fastapi + starlette + uvicorn", "import fastapi, starlette, uvicorn"),
     ("grpc + protobuf", "import grpc, google.protobuf"),
-    ("kubernetes client (imported by kserve.api)", "import kubernetes"),
-    ("kserve (the rest of it)", "import kserve, kserve.model_server"),
-    ("kserve_storage (model card download)", "import kserve_storage"),
-    ("pyarrow.parquet (data-lake spool)", "import pyarrow.parquet"),
+    (
+        "kserve incl. the kubernetes client, as the transformer imports it (lean_kserve): optional extras hidden, "
+        "pandas deferred",
+        "from transformer.serving import lean_kserve; lean_kserve.import_kserve()",
+    ),
+    (
+        "pyarrow + pyarrow.parquet, without pandas (data lake: transformer.sink.arrow)",
+        "import transformer.sink.arrow",
+    ),
     ("transformer.sink (rest of the data lake)", "import transformer.sink"),
     (
         "transformer.serving (KServe adapter, fast path) + predictors.hop + scoring",
@@ -55,7 +58,15 @@ SPLIT_MODE_STEPS = [
         "uvicorn's protocol modules (imported when it starts serving)",
         "import uvicorn.protocols.http.httptools_impl, uvicorn.protocols.websockets.websockets_sansio_impl",
     ),
+    (
+        "--- never on our path: pandas (kserve imports it; ours defers it, docs/performance.md)",
+        "import pandas",
+    ),
     ("--- not in split mode: xgboost (in-process mode, reason codes)", "import xgboost"),
+    (
+        "--- only for a remote model card: kserve_storage (download; a local folder skips it)",
+        "import kserve_storage",
+    ),
     ("--- not at start-up: boto3 (s3:// sink / card)", "import boto3"),
     ("--- not at start-up: azure.storage.blob (Azure sink)", "import azure.storage.blob, azure.identity"),
 ]
