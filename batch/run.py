@@ -21,7 +21,7 @@ from batch.output import ShardOutput, marker_key, read_markers, write_manifest_i
 from batch.progress import Progress
 from batch.scorer import Scorer
 from batch.storage import Location, StorageOptions
-from contract.model_card import fetch_artifact
+from contract.artifact_fetch import fetch_artifact
 from contract.tiers import TIER_OF_BUCKET
 
 

@@ -7,7 +7,6 @@ folder and refuses a folder with two. The transformer loads the card from the sa
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -133,19 +132,3 @@ def load_card(folder: Path) -> ModelCard:
             f"{card.booster_sha256[:12]}…): the folder mixes two models"
         )
     return card
-
-
-def fetch_artifact(uri: str, into: Path | None = None) -> Path:
-    """Local folder holding the artifact at `uri` (local path, file://, s3://, gs://, Azure Blob https://…).
-
-    kserve-storage does the download, with the same credentials and env vars as KServe's storage initializer.
-    """
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
-    if Path(uri).is_dir():
-        return Path(uri)
-    # Imported only for a download: it pulls cloud SDKs (0.03–0.12 s of start-up) that a local folder does not need.
-    from kserve_storage import Storage
-
-    target = into or Path(tempfile.mkdtemp(prefix="lead-scoring-card-"))
-    return Path(Storage.download(uri, str(target)))

@@ -223,7 +223,8 @@ def write_outputs(result: QualityResult, out: Lake) -> dict[str, str]:
 
 
 def reference_aucs(card_uris: list[str]) -> dict[str, float]:
-    from contract.model_card import fetch_artifact, load_card
+    from contract.artifact_fetch import fetch_artifact
+    from contract.model_card import load_card
 
     cards = [load_card(fetch_artifact(uri)) for uri in card_uris]
     return {card.version: card.metrics.auc for card in cards}

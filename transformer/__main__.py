@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from contract.model_card import fetch_artifact, load_card
+from contract.artifact_fetch import fetch_artifact
+from contract.model_card import load_card
 from transformer import logs
 from transformer.auth import KeyFileError, KeyStore
 from transformer.cli import build_parser

@@ -53,7 +53,9 @@ def predictor(small_artifact, tmp_path_factory):
     server.stop()
 
 
-def run_transformer(artifact: Path, predictor, tmp_path: Path, extra_args: list[str]) -> tuple[set[str], str]:
+def run_transformer(
+    artifact: Path, predictor, tmp_path: Path, extra_args: list[str], env: dict[str, str] | None = None
+) -> tuple[set[str], str]:
     """Start the split-mode transformer, score over REST and gRPC, stop it: (modules imported, /proc/<pid>/maps while serving)."""
     site = tmp_path / "site"
     site.mkdir()
@@ -67,7 +69,7 @@ def run_transformer(artifact: Path, predictor, tmp_path: Path, extra_args: list[
         predictor=predictor.grpc_target,
         protocol="grpc-v2",
         extra_args=extra_args + ["--drain_delay_seconds", "0"],
-        env={"PYTHONPATH": str(site), "LEAD_SCORING_MODULES_OUT": str(modules_out)},
+        env={**(env or {}), "PYTHONPATH": str(site), "LEAD_SCORING_MODULES_OUT": str(modules_out)},
     )
     try:
         server.wait_ready(path="/v2/models/lead-scoring/ready")
@@ -146,3 +148,22 @@ def test_a_file_data_lake_loads_pyarrow_but_no_pandas_cloud_sdk_or_xgboost(
     assert "pyarrow.compute" not in modules  # every kernel registered: ~9 MB (transformer/sink/columns.py)
     assert "libxgboost" not in maps
     assert list(lake.rglob("*.parquet")), "the request was not recorded in the lake"
+
+
+def test_a_card_from_s3_leaves_no_storage_sdk_in_the_server(small_artifact, predictor, moto_s3, tmp_path):
+    # As deployed: the card comes from the predictor's storageUri. kserve-storage downloads it in a child process
+    # (contract/artifact_fetch.py), so the server itself never holds kserve-storage, boto3 or botocore (~30 MB).
+    s3 = moto_s3.client()
+    s3.create_bucket(Bucket="models")
+    for path in small_artifact.iterdir():
+        s3.upload_file(str(path), "models", f"lead-scoring/v1/{path.name}")
+    modules, maps = run_transformer(
+        small_artifact,
+        predictor,
+        tmp_path,
+        ["--model_card_uri", "s3://models/lead-scoring/v1/"],
+        env={"AWS_ENDPOINT_URL": moto_s3.endpoint_url},
+    )
+    assert "transformer.serving.fast_path" in modules
+    assert [name for name in HEAVY if top_level(modules, name)] == []
+    assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
