@@ -12,7 +12,7 @@ from contract.artifact_fetch import fetch_artifact
 from contract.model_card import load_card
 from transformer import logs
 from transformer.auth import KeyFileError, KeyStore
-from transformer.cli import build_parser
+from transformer.cli import build_parser, drift_rate_cap
 from transformer.coalesce import Coalescer
 from transformer.extras.drift import DriftMonitor
 from transformer.extras.reasons import LazyReasonExplainer, ReasonExplainer
@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         drift = (
             DriftMonitor(
-                card.reference, window=args.drift_window, publish_every_seconds=args.drift_publish_seconds
+                card.reference,
+                window=args.drift_window,
+                publish_every_seconds=args.drift_publish_seconds,
+                max_rows_per_second=drift_rate_cap(args),
             )
             if card.reference
             else None

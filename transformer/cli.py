@@ -42,6 +42,21 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value}")
+    return number
+
+
+def drift_rate_cap(args: argparse.Namespace) -> float | None:
+    """--drift_max_leads_per_second as DriftMonitor takes it (None = every lead)."""
+    value = args.drift_max_leads_per_second
+    if value is None:
+        return args.drift_window / args.drift_publish_seconds
+    return None if value == 0 else value
+
+
 def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("lead scoring")
     group.add_argument(
@@ -156,13 +171,23 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         "--drift_window",
         type=_positive_int,
         default=5000,
-        help="Live leads in the sliding window compared with the card's training distribution (PSI).",
+        help="Leads in the sliding window compared with the card's training distribution (PSI): the most recent "
+        "ones, or a uniform sample of them above --drift_max_leads_per_second.",
     )
     group.add_argument(
         "--drift_publish_seconds",
         type=_positive_float,
         default=10.0,
         help="How often the PSI gauges are recomputed.",
+    )
+    group.add_argument(
+        "--drift_max_leads_per_second",
+        type=_non_negative_float,
+        default=None,
+        help="Above this many scored leads a second, drift keeps each lead with the same probability, so it bins "
+        "about this many a second: the window then spans about window / this seconds of traffic, at a cost that "
+        "does not grow with traffic. Default: drift_window / drift_publish_seconds (500), a window that turns over "
+        "once per publish interval. 0 = every lead.",
     )
     group.add_argument(
         "--coalesce",

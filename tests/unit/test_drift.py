@@ -130,12 +130,6 @@ def test_the_window_holds_about_window_rows_whatever_the_request_size(reference,
     assert 2_000 <= monitor.rows <= 2_000 + max(monitor.chunk_rows, batch)
 
 
-def test_sampling_keeps_every_nth_request(reference, like_training):
-    monitor = quiet(reference, sample_every=4)
-    feed(monitor, like_training, 4_000, batch=10)  # 400 requests → 100 kept
-    assert monitor.rows == 1_000
-
-
 def test_publish_sets_the_gauges_to_the_psi(reference, shifted):
     monitor = quiet(reference)
     feed(monitor, shifted, 5_000)
@@ -185,7 +179,7 @@ def test_features_without_a_reference_are_not_monitored(reference, like_training
     assert list(features) == ["web_visits_30d"] and features["web_visits_30d"] < 0.05 and score < 0.05
 
 
-@pytest.mark.parametrize("kwargs", [{"sample_every": 0}, {"min_rows": 0}, {"min_rows": 6_000}, {"window": 5}])
+@pytest.mark.parametrize("kwargs", [{"min_rows": 0}, {"min_rows": 6_000}, {"window": 5}])
 def test_nonsense_settings_are_refused(reference, kwargs):
     with pytest.raises(ValueError):
         DriftMonitor(reference, **kwargs)
@@ -196,3 +190,118 @@ def test_a_histogram_with_the_wrong_number_of_shares_is_refused(reference):
     broken["intent_score"] = reference["intent_score"].model_copy(update={"shares": [1.0]})
     with pytest.raises(ValueError, match="intent_score"):
         DriftMonitor(broken)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def at_rate(
+    monitor: DriftMonitor, clock: Clock, traffic, leads_per_second: float, seconds: float, batch: int
+) -> None:
+    """Feed `traffic` (cycled) at a steady lead rate, in requests of `batch` leads, advancing the clock."""
+    x, scores = traffic
+    step = batch / leads_per_second
+    for i in range(int(leads_per_second * seconds / batch)):
+        start = (i * batch) % (len(x) - batch)
+        monitor.observe(x[start : start + batch], scores[start : start + batch])
+        clock.now += step
+
+
+def capped(reference, clock: Clock, cap: float, **kwargs) -> DriftMonitor:
+    return DriftMonitor(
+        reference,
+        publish_every_seconds=math.inf,
+        clock=clock,
+        max_rows_per_second=cap,
+        seed=11,
+        **{"window": 200_000, "min_rows": 1, **kwargs},
+    )
+
+
+def test_below_the_cap_every_lead_is_binned_as_without_one(reference, like_training):
+    clock = Clock()
+    monitor = capped(reference, clock, cap=500, window=5_000)
+    at_rate(monitor, clock, like_training, leads_per_second=400, seconds=10, batch=20)
+    uncapped = quiet(reference, window=5_000)
+    feed(uncapped, like_training, 4_000, batch=20)
+    assert monitor.rows == uncapped.rows
+    assert monitor.psi() == uncapped.psi()
+
+
+def test_above_the_cap_about_cap_leads_a_second_are_binned(reference, like_training):
+    clock = Clock()
+    monitor = capped(reference, clock, cap=500)
+    at_rate(monitor, clock, like_training, leads_per_second=50_000, seconds=1, batch=100)
+    first_second = monitor.rows  # no rate known yet: everything
+    assert first_second == 50_000
+    at_rate(monitor, clock, like_training, leads_per_second=50_000, seconds=4, batch=100)
+    binned = monitor.rows - first_second
+    assert 1_800 <= binned <= 2_200  # 4 s x 500, binomial spread ~45
+
+
+def missing_share(monitor: DriftMonitor, feature: str) -> float:
+    counts = monitor._counts.sum(axis=0).reshape(len(monitor.names), monitor._slots)
+    return counts[monitor.names.index(feature), monitor._missing_slot] / monitor.rows
+
+
+def test_a_leads_chance_does_not_depend_on_the_size_of_its_request(reference, like_training):
+    # Half the leads come one per request with web_visits_30d missing, half in requests of 1,000 with it present.
+    # A budget that requests draw on as they arrive (a token bucket) would go almost all to the single-lead half,
+    # which arrives 1,000 times as often; a probability per lead keeps the window 50/50.
+    x, scores = like_training
+    present = x[~np.isnan(x[:, FEATURE_INDEX["web_visits_30d"]])]
+    single = present[:2_000].copy()
+    single[:, FEATURE_INDEX["web_visits_30d"]] = np.nan
+    big = present[2_000:4_000]
+    clock = Clock()
+    monitor = capped(reference, clock, cap=1_000)
+    for second in range(12):
+        for i in range(10):  # per second: 10 bursts of 1,000 single-lead requests and one 1,000-lead request
+            for j in range(1_000):
+                row = (i * 1_000 + j) % 2_000
+                monitor.observe(single[row : row + 1], scores[row : row + 1])
+            start = 1_000 * (i % 2)
+            monitor.observe(big[start : start + 1_000], scores[start : start + 1_000])
+            clock.now += 0.1
+        if second == 1:
+            before = monitor.rows  # the first second keeps everything; measure after it
+            missing_before = missing_share(monitor, "web_visits_30d") * before
+    sampled = monitor.rows - before
+    share = (missing_share(monitor, "web_visits_30d") * monitor.rows - missing_before) / sampled
+    assert 9_000 <= sampled <= 11_000  # 10 s x 1,000
+    assert 0.45 <= share <= 0.55
+
+
+@pytest.mark.parametrize("cap", [0, -1.0])
+def test_a_cap_must_be_positive(reference, cap):
+    with pytest.raises(ValueError, match="max_rows_per_second"):
+        DriftMonitor(reference, max_rows_per_second=cap)
+
+
+@pytest.mark.parametrize(
+    ("argv", "cap"),
+    [
+        ([], 500.0),  # drift_window / drift_publish_seconds: the window turns over once per publish
+        (["--drift_window", "2000", "--drift_publish_seconds", "0.5"], 4_000.0),
+        (["--drift_max_leads_per_second", "250"], 250.0),
+        (["--drift_max_leads_per_second", "0"], None),  # every lead
+    ],
+)
+def test_the_flag_sets_the_cap(argv, cap):
+    from transformer.cli import build_parser, drift_rate_cap
+
+    assert drift_rate_cap(build_parser(environ={}).parse_args(argv)) == cap
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "nan", "many"])
+def test_the_flag_refuses_nonsense(value, capsys):
+    from transformer.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser(environ={}).parse_args(["--drift_max_leads_per_second", value])
+    assert "--drift_max_leads_per_second" in capsys.readouterr().err

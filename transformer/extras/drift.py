@@ -11,6 +11,11 @@ buffer. No Python loop over features or rows. A chunk closes once it holds `wind
 may overfill it), and the oldest chunks are dropped for as long as the others still hold `window` rows. So after
 warm-up the window covers the most recent `window` rows plus less than one chunk (window/n_chunks + one request),
 and old traffic leaves it a chunk at a time.
+
+Above `max_rows_per_second` scored leads a second, each lead is kept with the same probability p = that cap / the lead
+rate of the last second, whatever the size of its request. The window then holds a uniform sample that spans about
+window / cap seconds of traffic instead of the last fraction of a second, and binning costs the same at 1,000 leads/s
+as at 100,000.
 """
 
 from __future__ import annotations
@@ -44,21 +49,27 @@ SCORE_PSI = Gauge(
 )
 
 
+_NONE = np.zeros(0, dtype=np.intp)
+
+
 class DriftMonitor:
     def __init__(
         self,
         reference: Mapping[str, Histogram],
         window: int = 5000,
-        sample_every: int = 1,
         publish_every_seconds: float = 10,
         min_rows: int = 500,
         n_chunks: int = 10,
         clock=time.monotonic,
+        max_rows_per_second: float | None = None,
+        seed: int | None = None,
     ):
         if window < n_chunks or n_chunks < 2:
             raise ValueError(f"window ({window}) must hold at least n_chunks ({n_chunks} >= 2) rows")
-        if sample_every < 1:
-            raise ValueError(f"sample_every must be >= 1, got {sample_every}")
+        if max_rows_per_second is not None and not max_rows_per_second > 0:
+            raise ValueError(
+                f"max_rows_per_second must be > 0 (or None: every row), got {max_rows_per_second}"
+            )
         if not 1 <= min_rows <= window:
             raise ValueError(f"min_rows must be 1..window ({window}), got {min_rows}")
         self.chunk_rows = math.ceil(window / n_chunks)
@@ -96,7 +107,6 @@ class DriftMonitor:
 
         self.window = window
         self.n_chunks = n_chunks
-        self.sample_every = sample_every
         self.publish_every_seconds = publish_every_seconds
         self.min_rows = min_rows
         self._clock = clock
@@ -107,9 +117,14 @@ class DriftMonitor:
         self._total_rows = 0
         self._current = 0
         self._oldest = 0
-        self._requests = 0
         self._last_publish = clock()
         self._lock = threading.Lock()
+        # The sampler: only observe() touches it (one thread, the event loop).
+        self.max_rows_per_second = max_rows_per_second
+        self._keep = 1.0  # probability of keeping a lead; 1 until a second of traffic says otherwise
+        self._rate_leads = 0
+        self._rate_started = clock()
+        self._rng = np.random.default_rng(seed)
 
     @property
     def rows(self) -> int:
@@ -118,9 +133,12 @@ class DriftMonitor:
 
     def observe(self, matrix: np.ndarray, scores: np.ndarray) -> None:
         """Add one scored request (float32 [N, 50] and [N]) to the window; publish when the interval is due."""
-        self._requests += 1
-        if self._requests % self.sample_every:
-            return
+        if self.max_rows_per_second is not None:
+            kept = self._sample(scores.shape[0])
+            if kept is not None:
+                if kept.size == 0:
+                    return
+                matrix, scores = matrix[kept], scores[kept]
         n = matrix.shape[0]
         values = np.empty((n, N_FEATURES + 1), dtype=np.float32)
         values[:, :N_FEATURES] = matrix
@@ -152,6 +170,22 @@ class DriftMonitor:
                 due = True
         if due:
             self.publish()
+
+    def _sample(self, n: int) -> np.ndarray | None:
+        """Rows of this request to keep: None = all of them. Each row independently with probability `_keep`, so a
+        lead's chance does not depend on how many leads came with it. `_keep` is re-set once a second."""
+        self._rate_leads += n
+        now = self._clock()
+        elapsed = now - self._rate_started
+        if elapsed >= 1.0:
+            self._keep = min(1.0, self.max_rows_per_second * elapsed / max(self._rate_leads, 1))
+            self._rate_leads, self._rate_started = 0, now
+        keep = self._keep
+        if keep >= 1.0:
+            return None
+        if n == 1:  # the common single-lead request: one scalar draw
+            return None if self._rng.random() < keep else _NONE
+        return np.flatnonzero(self._rng.random(n) < keep)
 
     def _evict_oldest(self) -> None:
         self._total_rows -= self._rows[self._oldest]
