@@ -779,7 +779,7 @@ def top_frames(collapsed: Path, limit: int = 15) -> list[tuple[str, float]]:
     """Share of samples per innermost frame (self time), from py-spy's raw (collapsed) stacks."""
     own: dict[str, int] = {}
     total = 0
-    for line in collapsed.read_text().splitlines():
+    for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue

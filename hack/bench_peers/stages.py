@@ -59,7 +59,7 @@ def stage_shares(collapsed: Path) -> dict[str, float]:
     """Percent of samples per stage, largest first, from py-spy's raw (collapsed) output."""
     counts: dict[str, int] = {}
     total = 0
-    for line in collapsed.read_text().splitlines():
+    for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue

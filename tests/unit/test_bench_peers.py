@@ -127,3 +127,17 @@ def test_wrk_sends_every_body_of_the_rotation_with_the_key(tmp_path):
     assert result.error_count == 0 and result.requests >= 5
     assert {body for body, _ in seen} == set(bodies)
     assert {key for _, key in seen} == {"k-123"}
+
+
+def test_profile_stages_survive_a_torn_frame_name_in_py_spy_output(tmp_path):
+    # py-spy --nonblocking reads frame names while the process runs and can write bytes that are not UTF-8
+    # (seen in a real profile); the report must still charge every sample.
+    from hack.bench_peers.stages import stage_shares
+
+    raw = tmp_path / "profile.txt"
+    raw.write_bytes(
+        b"main (transformer/__main__.py:1);validate_matrix (contract/validation.py:9) 3\n"
+        b"main (transformer/__main__.py:1);run_asgi (uvicorn/protocols/http/httpto\xfbols.py:4) 1\n"
+    )
+    shares = stage_shares(raw)
+    assert shares == {"validation": 75.0, "HTTP server (uvicorn/starlette/fastapi)": 25.0}
