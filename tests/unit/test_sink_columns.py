@@ -49,3 +49,21 @@ def test_without_counts_each_value_is_stored_once(texts):
     assert (
         timestamps_utc(micros).to_pylist() == pc.cast(pa.array(micros, pa.int64()), TIMESTAMP_UTC).to_pylist()
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 12).flatmap(
+        lambda width: st.lists(
+            st.tuples(st.text(alphabet="abcXYZ-0é", min_size=width, max_size=width), st.integers(0, 7)),
+            max_size=20,
+        )
+    )
+)
+def test_repeated_strings_of_one_length_equal_arrow_take(rows):
+    # Per-request values usually share a byte length (one model name, fixed-length ids), empty strings included;
+    # "é" is two bytes, so lists of one character length also mix byte lengths.
+    texts, counts = ([t for t, _ in rows], [c for _, c in rows]) if rows else ([], [])
+    built = repeated(texts, np.array(counts, dtype=np.int64), pa.string())
+    built.validate(full=True)
+    assert built.equals(kernel_repeat(texts, counts, pa.string()))
