@@ -9,17 +9,20 @@ Targets, real processes on loopback, driven by wrk (-t2 -c16):
   d  ours, split mode, gRPC hop        } every feature on: API key, validation, tiers, data lake (file:// + spool),
   e  ours, split mode, REST hop        } metrics, drift, one JSON log line per request to a file
   f  ours, in-process booster          }  (+ V1 named-field bodies, + a batch with reason codes)
+  g  f with `--sink_encoder process`: lake files encoded in a child process (single and batch; its RSS and CPU
+     include the child)
 
 A shared 2-core machine changes its weather from minute to minute, so the run is built for per-round comparison:
 * Each round starts every target (spawn → the model's ready route answering 200 is the cold start; targets start one
   after another, so no start competes with another), checks every body's answer against the booster's own scores,
-  then runs each workload on each target in turn — single a b c d e f, batch a b c d e f, … — so a target and its
+  then runs each workload on each target in turn — single a b c d e f g, batch a b c d e f g, … — so a target and its
   baseline are measured a minute apart at most. The order is rotated every round (round 2 starts with b, …) so no
   target always runs first or last. RSS is read once the round's load is over. All targets are stopped at the end of
   the round; the next round starts them afresh (≥ 5 cold starts per target by default).
 * Every ratio is taken within a round, against the baseline measured in that same round; the report gives the median
   of those per-round ratios and their min–max, and flags a verdict whose spread reaches across its target.
-* CPU ms per lead is utime+stime of each process (with its children) over the timed window, per process.
+* CPU ms per lead is utime+stime of each process (with its children) over the timed window, per process; RSS is
+  VmRSS of each process with its children.
 * Bodies rotate: 32 different bodies per workload, drawn from the synthetic population (hack/bench_peers/workload.py).
 wrk shares the 2 cores with the servers, so every number includes the load generator's share.
 Writes bench-results/bench-<UTC>.json (every round's raw data) and prints markdown tables. Exit 1 on any error,
@@ -163,7 +166,7 @@ def build_targets(
 
     counter = iter(range(1_000_000))
 
-    def ours(log_dir: Path, predictor: str | None, protocol: str) -> Server:
+    def ours(log_dir: Path, predictor: str | None, protocol: str, *more: str) -> Server:
         lake = run_dir / f"lake-{next(counter)}"
         return start_transformer(
             model_dir,
@@ -182,6 +185,7 @@ def build_targets(
                 "10",
                 "--log_level",
                 "INFO",
+                *more,
             ],
         )
 
@@ -237,6 +241,13 @@ def build_targets(
         ),
         Target(
             "f", "ours, in-process booster", solo(lambda d: ours(d, None, "grpc-v2")), in_process, ours=True
+        ),
+        Target(
+            "g",
+            "ours, in-process booster, lake files encoded in a child process",
+            solo(lambda d: ours(d, None, "grpc-v2", "--sink_encoder", "process")),
+            v2("score", "single", "batch"),
+            ours=True,
         ),
     ]
 
@@ -575,6 +586,8 @@ CONTEXT_RATIOS = (
     ("CPU/lead: FastAPI design ÷ in-process, batch", "f", "c", "batch", None, "cpu_ms_per_lead_all"),
     ("CPU/lead: stock gRPC pair ÷ split gRPC, single", "d", "b", "single", None, "cpu_ms_per_lead_all"),
     ("CPU/lead: stock gRPC pair ÷ split gRPC, batch", "d", "b", "batch", None, "cpu_ms_per_lead_all"),
+    ("lake encoder in a child process × in a thread: in-process batch", "g", "f", "batch", None, "leads_s"),
+    ("lake encoder in a child process × in a thread: in-process single", "g", "f", "single", None, "leads_s"),
 )
 
 
@@ -845,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each timed run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--targets", default="abcdef", help="subset to run (verdicts need their baselines)")
+    parser.add_argument("--targets", default="abcdefg", help="subset to run (verdicts need their baselines)")
     parser.add_argument(
         "--quick", action="store_true", help="a short look: 2 rounds of 3 s, no sink micro-benchmark"
     )

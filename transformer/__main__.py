@@ -36,6 +36,7 @@ def build_recorder(args):
         spool_max_bytes=args.sink_spool_max_bytes,
         include_features=args.sink_include_features,
         feature_names=FEATURE_NAMES,
+        encoder=args.sink_encoder,
         s3_endpoint_url=args.sink_s3_endpoint_url,
         azure_connection_string=args.sink_azure_connection_string
         or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),

@@ -1,7 +1,7 @@
 """What `make bench` measures: wrk runs (through a Lua script that prints its own JSON summary) and /proc counters.
 
 CPU is utime+stime from /proc/<pid>/stat (all threads of a process, plus its children), read per process just before
-and just after the timed window. RSS is VmRSS from /proc/<pid>/status.
+and just after the timed window. RSS is VmRSS from /proc/<pid>/status, summed over the process and its children.
 """
 
 from __future__ import annotations
@@ -166,10 +166,15 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """VmRSS of the process and its children (a server's helper process is part of what it costs)."""
+    total = 0.0
+    for member in with_children([pid]):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:  # a child that ended meanwhile
+            continue
+        total += next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), 0.0)
+    return total
 
 
 def wait_ready(

@@ -338,6 +338,20 @@ def assert_lake_holds(lake: Lake, sent: Sent, key: str, mirror: Path, card, sinc
         assert row["latency_ms"] > 0
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
 def wait_until_stored(lake: Lake, count: int) -> None:
     wait_for(lambda: lake.record_count() >= count, timeout=DEADLINE, interval=0.3)
 
@@ -420,11 +434,22 @@ def test_spool_left_by_a_killed_transformer_is_uploaded_by_the_next(s3_lake, lau
 # ---- 4. SIGTERM flushes what is still in memory ----------------------------------------------------------------
 
 
-def test_sigterm_flushes_buffered_records_to_the_lake(file_lake, launch, api_key, card, tmp_path):
+@pytest.mark.parametrize("encoder", ["thread", "process"])
+def test_sigterm_flushes_buffered_records_to_the_lake(encoder, file_lake, launch, api_key, card, tmp_path):
     since = datetime.now(UTC)
     server = launch(
-        file_lake, "--sink_flush_seconds", "60", "--sink_flush_records", "100000", "--drain_seconds", "10"
+        file_lake,
+        "--sink_flush_seconds",
+        "60",
+        "--sink_flush_records",
+        "100000",
+        "--drain_seconds",
+        "10",
+        "--sink_encoder",
+        encoder,
     )
+    helpers = children(server.process.pid)
+    assert len(helpers) == (encoder == "process")  # the lake's encoder process, started with the sink
     sent = Sent()
     for seed in range(400, 404):
         assert score_v1(server, api_key, sent, 5, seed=seed).status_code == 200
@@ -435,6 +460,9 @@ def test_sigterm_flushes_buffered_records_to_the_lake(file_lake, launch, api_key
 
     server.process.send_signal(signal.SIGTERM)
     server.process.wait(40)  # exits on its own; the fixture would SIGKILL only after this failed
+    wait_for(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), timeout=10
+    )  # none left behind
     assert file_lake.record_count() == len(sent)
     assert spooled_records(server.spool) == 0
     assert_lake_holds(file_lake, sent, api_key, tmp_path / "mirror", card, since)

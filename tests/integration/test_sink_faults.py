@@ -312,10 +312,14 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def test_a_full_disk_is_counted_as_disk_full_not_spool_full(tiny_disk, tmp_path, caplog):
+@pytest.mark.parametrize("encoder", ["thread", "process"])
+def test_a_full_disk_is_counted_as_disk_full_not_spool_full(encoder, tiny_disk, tmp_path, caplog):
     sink = ScoreSink(
         SinkConfig(
-            uri=(tmp_path / "lake").as_uri(), spool_dir=tiny_disk / "spool", feature_names=FEATURE_NAMES
+            uri=(tmp_path / "lake").as_uri(),
+            spool_dir=tiny_disk / "spool",
+            feature_names=FEATURE_NAMES,
+            encoder=encoder,
         )
     )  # the byte budget (1 GiB) is far away
     before = {reason: dropped(reason) for reason in ("disk_full", "spool_full")}
@@ -329,10 +333,14 @@ def test_a_full_disk_is_counted_as_disk_full_not_spool_full(tiny_disk, tmp_path,
     assert not [p for p in (tiny_disk / "spool").rglob("*") if p.is_file() and p.name != ".lock"]
 
 
-def test_a_spool_that_refuses_writes_is_counted_as_disk_error(tmp_path):
+@pytest.mark.parametrize("encoder", ["thread", "process"])
+def test_a_spool_that_refuses_writes_is_counted_as_disk_error(encoder, tmp_path):
     sink = ScoreSink(
         SinkConfig(
-            uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES
+            uri=(tmp_path / "lake").as_uri(),
+            spool_dir=tmp_path / "spool",
+            feature_names=FEATURE_NAMES,
+            encoder=encoder,
         )
     )
     before = {reason: dropped(reason) for reason in ("disk_error", "spool_full")}

@@ -104,14 +104,17 @@ def test_full_queue_drops_visibly_without_blocking(tmp_path, caplog):
     assert read_lake(tmp_path).num_rows == 10  # what was accepted is delivered
 
 
-def test_full_spool_drops_visibly(tmp_path, caplog):
+@pytest.mark.parametrize("encoder", ["thread", "process"])
+def test_full_spool_drops_visibly(encoder, tmp_path, caplog):
     probe = ScoreSink(config(tmp_path / "probe"))
     probe.submit(sample_batch(20, seed=1))
     probe.flush()
     one_file = probe.spool.bytes
     probe.close(grace_seconds=0)
 
-    sink = ScoreSink(config(tmp_path, spool_max_bytes=one_file * 3 // 2))  # room for one file, not two
+    sink = ScoreSink(
+        config(tmp_path, spool_max_bytes=one_file * 3 // 2, encoder=encoder)
+    )  # one file, not two
     before = dropped("spool_full")
     kept = sample_batch(20, seed=2)
     sink.submit(kept)

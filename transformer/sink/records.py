@@ -10,6 +10,8 @@ import numpy as np
 
 from transformer.ids import new_scoring_id
 
+ENCODERS = ("thread", "process")
+
 
 @dataclass(frozen=True, slots=True)
 class ScoredBatch:
@@ -53,6 +55,7 @@ class SinkConfig:
     upload_retry_max_seconds: float = 30.0  # backoff cap
     upload_retry_initial_seconds: float = 0.5
     compression: str = "zstd"
+    encoder: str = "thread"  # where files are encoded: ENCODERS, transformer/sink/encoder.py
 
     def __post_init__(self) -> None:
         if self.flush_records < 1:
@@ -63,5 +66,7 @@ class SinkConfig:
             raise ValueError("queue_max_records must be >= 1")
         if self.spool_max_bytes < 1:
             raise ValueError("spool_max_bytes must be >= 1")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ValueError("feature_names must be unique")

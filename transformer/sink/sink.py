@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .batcher import Batcher
+from .encoder import BuildFailed, encoder_for
 from .integrity import CorruptSpoolFile, check_spool_file
 from .records import ScoredBatch, SinkConfig
 from .spool import Spool, SpoolFile, SpoolFull
@@ -87,6 +88,7 @@ class ScoreSink:
         self.spool = Spool(config.spool_dir, config.spool_max_bytes, config.compression)
         self._lock_fd = self._lock_spool()
         self.spool.recover()
+        self._encoder = encoder_for(config.encoder, self.table, config.spool_dir, config.compression)
 
         self._queue: collections.deque[ScoredBatch] = collections.deque()
         self._in_memory = 0  # records queued or buffered, not yet on the spool
@@ -161,6 +163,7 @@ class ScoreSink:
                 len(leftovers),
                 self.spool.bytes,
             )
+        self._encoder.start()
         for target, name in ((self._batch_loop, "sink-batcher"), (self._upload_loop, "sink-uploader")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -182,6 +185,7 @@ class ScoreSink:
         if batcher is not None:
             batcher.join(max(0.0, deadline - time.monotonic()))
         self.flush()
+        self._encoder.close()
         self._draining = True
         self._upload_wake.set()
         if uploader is not None and uploader.is_alive():
@@ -239,10 +243,10 @@ class ScoreSink:
             records = sum(len(b.lead_ids) for b in group)
             kept = group
             try:
-                table, kept = self._build(group)
-                if table is not None:
+                encoded, kept = self._encode(group)
+                if encoded is not None:
                     oldest = self.table.recorded_at(kept[0]).timestamp()
-                    self.spool.write(self.table.object_key(partition), table, oldest)
+                    self.spool.commit(self.table.object_key(partition), encoded, oldest)
             except Exception as error:  # noqa: BLE001 - full spool, disk error …: the records cannot be kept
                 reason = _drop_reason(error)
                 message = "spool full: %s" if reason == "spool_full" else "cannot write to the spool: %r"
@@ -252,12 +256,12 @@ class ScoreSink:
                     self._in_memory -= records
         self._upload_wake.set()
 
-    def _build(self, group: list[ScoredBatch]):
-        """The table of a group; when that fails, of its requests that can be encoded (the others are dropped as
-        build_error), so one malformed request never costs the records of its neighbours."""
+    def _encode(self, group: list[ScoredBatch]):
+        """The encoded file of a group; when its table cannot be built, of its requests that can be (the others are
+        dropped as build_error), so one malformed request never costs the records of its neighbours."""
         try:
-            return self.table.build(group), group
-        except Exception:  # noqa: BLE001 - find the culprit below
+            return self._encoder.encode(group), group
+        except BuildFailed:  # find the culprit below
             good = []
             for batch in group:
                 try:
@@ -272,7 +276,7 @@ class ScoreSink:
                     )
                 else:
                     good.append(batch)
-            return (self.table.build(good) if good else None), good
+            return (self._encoder.encode(good) if good else None), good
 
     def _drop(self, reason: str, records: int, message: str, *args: object) -> None:
         self._dropped[reason].inc(records)

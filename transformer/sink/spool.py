@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,6 +39,40 @@ class SpoolFile:
 
 class SpoolFull(Exception):
     """The file would push the spool over its byte budget; it was not kept."""
+
+
+@dataclass(frozen=True)
+class EncodedFile:
+    """A complete, fsynced Parquet file under a temp name at the spool's top, not yet in the upload queue."""
+
+    temp: Path
+    size: int
+    crc32: int
+    records: int
+
+
+def encode_file(table: pa.Table, directory: Path, compression: str) -> EncodedFile:
+    """Encode a table to a temp file in `directory` (fsynced). Needs no Spool: the encoder process calls it too
+    (transformer/sink/encoder.py), and the spool's owner commits the result."""
+    # Dictionary-encode only the text columns: on the 50 float feature columns it costs ~2/3 of the write time and
+    # makes files larger, not smaller.
+    text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    # Page checksums let readers (and the check of an adopted file) find a flipped bit, not only a broken footer.
+    # Encoded in memory: the CRC of exactly these bytes vouches for the file at upload time without decoding it
+    # again (the decode cost ~40 % of the encode's CPU; the CRC ~3 %).
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression=compression, use_dictionary=text, write_page_checksum=True)
+    data = buffer.getvalue()
+    temp = Path(directory) / f".{uuid.uuid4().hex}.parquet{TEMP_SUFFIX}"
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return EncodedFile(temp, len(data), zlib.crc32(data), table.num_rows)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -106,51 +141,31 @@ class Spool:
         return adopted
 
     def write(self, key: str, table: pa.Table, oldest_scored_at: float) -> SpoolFile:
+        return self.commit(key, encode_file(table, self.directory, self.compression), oldest_scored_at)
+
+    def commit(self, key: str, encoded: EncodedFile, oldest_scored_at: float) -> SpoolFile:
+        """Give an encoded temp file its final name (its object key) and queue it for upload; SpoolFull, and the
+        temp file deleted, when it does not fit the byte budget."""
         final = self.directory / key
-        temp = final.with_name(f".{final.name}{TEMP_SUFFIX}")
         try:
-            with self._tree_lock:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                # Dictionary-encode only the text columns: on the 50 float feature columns it costs ~2/3 of the write
-                # time and makes files larger, not smaller.
-                text = [
-                    f.name
-                    for f in table.schema
-                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                ]
-                # Page checksums let readers (and the check of an adopted file) find a flipped bit, not only a
-                # broken footer. Encoded in memory: the CRC of exactly these bytes vouches for the file at upload
-                # time without decoding it again (the decode cost ~40 % of the encode's CPU; the CRC ~3 %).
-                buffer = pa.BufferOutputStream()
-                pq.write_table(
-                    table, buffer, compression=self.compression, use_dictionary=text, write_page_checksum=True
-                )
-                data = buffer.getvalue()
-                crc = zlib.crc32(data)
-                with open(temp, "wb") as handle:
-                    handle.write(data)
-                del data, buffer
-            size = temp.stat().st_size
             with self._lock:
-                if self._bytes + size > self.max_bytes:
-                    raise SpoolFull(f"spool holds {self._bytes} bytes, budget {self.max_bytes}, file {size}")
-                # Reserve the bytes before the slow fsync so a concurrent writer sees them.
-                self._bytes += size
+                if self._bytes + encoded.size > self.max_bytes:
+                    raise SpoolFull(
+                        f"spool holds {self._bytes} bytes, budget {self.max_bytes}, file {encoded.size}"
+                    )
+                self._bytes += encoded.size  # reserved before the rename, so a concurrent writer sees them
             try:
-                fd = os.open(temp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.rename(temp, final)
+                with self._tree_lock:  # the partition folder must not be pruned between mkdir and rename
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(encoded.temp, final)
                 _fsync_dir(final.parent)
             except BaseException:
                 with self._lock:
-                    self._bytes -= size
+                    self._bytes -= encoded.size
                 raise
         finally:
-            temp.unlink(missing_ok=True)
-        entry = SpoolFile(key, final, size, table.num_rows, oldest_scored_at, crc)
+            encoded.temp.unlink(missing_ok=True)
+        entry = SpoolFile(key, final, encoded.size, encoded.records, oldest_scored_at, encoded.crc32)
         with self._lock:
             self._files[key] = entry
         return entry
