@@ -11,6 +11,7 @@ Targets, real processes on loopback, driven by wrk (-t2 -c16):
   f  ours, in-process booster          }  (+ V1 named-field bodies, + a batch with reason codes)
   g  f with `--sink_encoder process`: lake files encoded in a child process (single and batch; its RSS and CPU
      include the child)
+  h  d with `--sink_encoder process` (not in the default set: `--targets bdh`)
 
 A shared 2-core machine changes its weather from minute to minute, so the run is built for per-round comparison:
 * Each round starts every target (spawn → the model's ready route answering 200 is the cold start; targets start one
@@ -246,6 +247,13 @@ def build_targets(
             "g",
             "ours, in-process booster, lake files encoded in a child process",
             solo(lambda d: ours(d, None, "grpc-v2", "--sink_encoder", "process")),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
+        Target(
+            "h",
+            "ours, split mode, gRPC hop, lake files encoded in a child process",
+            with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2", "--sink_encoder", "process")),
             v2("score", "single", "batch"),
             ours=True,
         ),
@@ -588,6 +596,15 @@ CONTEXT_RATIOS = (
     ("CPU/lead: stock gRPC pair ÷ split gRPC, batch", "d", "b", "batch", None, "cpu_ms_per_lead_all"),
     ("lake encoder in a child process × in a thread: in-process batch", "g", "f", "batch", None, "leads_s"),
     ("lake encoder in a child process × in a thread: in-process single", "g", "f", "single", None, "leads_s"),
+    ("lake encoder in a child process × in a thread: split gRPC batch", "h", "d", "batch", None, "leads_s"),
+    (
+        "split gRPC batch, lake encoder in a child process × stock gRPC pair",
+        "h",
+        "b",
+        "batch",
+        None,
+        "leads_s",
+    ),
 )
 
 

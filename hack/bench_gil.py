@@ -11,8 +11,10 @@ task really ran (a task starved of the GIL runs less often than asked). Backgrou
   python       1 ms of pure Python (holds the GIL, few switches)
   numpy-small  100 numpy calls on 5,000 floats (~0.1 ms of CPU, up to 100 GIL releases)
   lake-file    the data lake's batcher work for one file: ScoresTable.build of 50 requests × 100 leads with
-               features, then Spool.write (Parquet zstd, fsync, rename)
-  lake-file in a child process: the same work, in another process (no shared GIL)
+               features, then the Parquet encode (zstd, fsync) and the spool commit (rename)
+  lake-file via the encoder process: what the batcher thread does with `--sink_encoder process` — pack the
+               requests, hand them to the sink's encoder child, wait, commit — with the encoding in the child
+  lake-file in a child process: the whole work, in another process (no shared GIL)
 
 Not a test; numbers depend on the machine. Exit 0 always (it asserts nothing about speed).
 """
@@ -38,6 +40,7 @@ from contract.validation import validate_matrix
 from hack.bench_peers.workload import lead_matrix
 from transformer.codec import decode_v2
 from transformer.sink import ScoredBatch, SinkConfig
+from transformer.sink.encoder import encoder_for
 from transformer.sink.spool import Spool
 from transformer.sink.tables import ScoresTable
 from transformer.v2_request import parse_json
@@ -73,12 +76,14 @@ def _request_work(body: bytes) -> None:
 
 
 class LakeFile:
-    """One lake file's worth of the batcher's work, through the sink's own table and spool."""
+    """One lake file's worth of the batcher's work, through the sink's own table, encoder and spool."""
 
-    def __init__(self, spool_dir: Path) -> None:
+    def __init__(self, spool_dir: Path, encoder: str = "thread") -> None:
         config = SinkConfig(uri="file:///unused", spool_dir=spool_dir, feature_names=tuple(FEATURE_NAMES))
         self.table = ScoresTable(config)
         self.spool = Spool(spool_dir, max_bytes=1 << 40)
+        self.encoder = encoder_for(encoder, self.table, spool_dir, config.compression)
+        self.encoder.start()
         matrix = _matrix()
         self.batches = [
             ScoredBatch(
@@ -94,7 +99,7 @@ class LakeFile:
                 scores=matrix[:, 0].copy(),
                 buckets=np.ones(LEADS, dtype=np.int8),
                 tiers=["E"] * LEADS,
-                features=matrix,
+                features=matrix.copy(),  # one array per request, as the server's requests have
             )
             for i in range(REQUESTS_PER_FILE)
         ]
@@ -102,8 +107,13 @@ class LakeFile:
 
     def __call__(self) -> None:
         self.files += 1
-        entry = self.spool.write(f"bench/{self.files}.parquet", self.table.build(self.batches), time.time())
+        entry = self.spool.commit(
+            f"bench/{self.files}.parquet", self.encoder.encode(self.batches), time.time()
+        )
         self.spool.remove(entry)
+
+    def close(self) -> None:
+        self.encoder.close()
 
 
 def _python_ms() -> None:
@@ -181,19 +191,24 @@ def run(rounds: int, seconds: float, period: float) -> dict[str, dict[str, list[
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-gil-") as tmp:
         lake = LakeFile(Path(tmp) / "thread")
+        via_encoder = LakeFile(Path(tmp) / "encoder", encoder="process")
         variants: dict[str, Callable[[], tuple[float, float]]] = {
             "python": lambda: _with_thread(_python_ms, body, seconds, period),
             "numpy-small": lambda: _with_thread(_numpy_small, body, seconds, period),
             "lake-file": lambda: _with_thread(lake, body, seconds, period),
+            "lake-file via the encoder process": lambda: _with_thread(via_encoder, body, seconds, period),
             "lake-file in a child process": lambda: _with_child(Path(tmp) / "child", body, seconds, period),
         }
-        for _ in range(rounds):
-            for name, measure in variants.items():
-                alone = _foreground(body, seconds)
-                rate, tasks = measure()
-                result = results.setdefault(name, {"share": [], "tasks_per_second": []})
-                result["share"].append(rate / alone)
-                result["tasks_per_second"].append(tasks)
+        try:
+            for _ in range(rounds):
+                for name, measure in variants.items():
+                    alone = _foreground(body, seconds)
+                    rate, tasks = measure()
+                    result = results.setdefault(name, {"share": [], "tasks_per_second": []})
+                    result["share"].append(rate / alone)
+                    result["tasks_per_second"].append(tasks)
+        finally:
+            via_encoder.close()
     return results
 
 
