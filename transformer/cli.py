@@ -131,7 +131,8 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("thread", "process"),
         default="thread",
         help="Where lake files are encoded: in a thread of the server, or in one child process, which keeps the "
-        "encoding's GIL hand-offs off the event loop (+~100 MB of RSS; docs/performance.md, seventh pass).",
+        "encoding's GIL hand-offs off the event loop (+~40 MB of RSS; docs/performance.md, seventh and eighth "
+        "passes).",
     )
     group.add_argument("--sink_s3_endpoint_url", default=None, help="S3-compatible endpoint (MinIO, moto …).")
     group.add_argument(

@@ -19,12 +19,13 @@ from kserve import InferenceGRPCClient, InferInput, InferRequest
 
 from hack.stack import start_predictor, start_transformer
 
-# Written into a folder on PYTHONPATH, so the interpreter imports it at start-up: at exit it writes sys.modules out.
+# Written into a folder on PYTHONPATH, so the interpreter imports it at start-up: at exit it writes sys.modules out,
+# one file per process (the server's children inherit PYTHONPATH and write their own).
 _SITECUSTOMIZE = """
 import atexit, os, sys
 
 def _write_modules():
-    with open(os.environ["LEAD_SCORING_MODULES_OUT"], "w") as out:
+    with open(f"{os.environ['LEAD_SCORING_MODULES_OUT']}.{os.getpid()}", "w") as out:
         out.write("\\n".join(sorted(sys.modules)))
 
 atexit.register(_write_modules)
@@ -54,9 +55,15 @@ def predictor(small_artifact, tmp_path_factory):
 
 
 def run_transformer(
-    artifact: Path, predictor, tmp_path: Path, extra_args: list[str], env: dict[str, str] | None = None
+    artifact: Path,
+    predictor,
+    tmp_path: Path,
+    extra_args: list[str],
+    env: dict[str, str] | None = None,
+    reasons: bool = False,
 ) -> tuple[set[str], str]:
-    """Start the split-mode transformer, score over REST and gRPC, stop it: (modules imported, /proc/<pid>/maps while serving)."""
+    """Start the transformer (split mode; in-process when `predictor` is None), score over REST (and ask for reason
+    codes if `reasons`) and gRPC, stop it: (modules imported, /proc/<pid>/maps while serving), of the server process itself."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
@@ -66,7 +73,7 @@ def run_transformer(
         artifact,
         tmp_path,
         api_keys=f"lean:{key}",
-        predictor=predictor.grpc_target,
+        predictor=predictor.grpc_target if predictor is not None else None,
         protocol="grpc-v2",
         extra_args=extra_args + ["--drain_delay_seconds", "0"],
         env={**(env or {}), "PYTHONPATH": str(site), "LEAD_SCORING_MODULES_OUT": str(modules_out)},
@@ -86,6 +93,15 @@ def run_transformer(
             headers={"x-api-key": key, "content-type": "application/json"},
         )
         assert answer.status_code == 200, answer.text
+        if reasons:  # TreeSHAP: in split mode its first use loads xgboost
+            explained = httpx.post(
+                f"{server.url}/v2/models/lead-scoring/infer",
+                content=orjson.dumps({**body, "parameters": {"reasons": 3}}),
+                timeout=30,
+                headers={"x-api-key": key, "content-type": "application/json"},
+            )
+            assert explained.status_code == 200, explained.text
+            assert any(output["name"].startswith("reason") for output in explained.json()["outputs"])
         # KServe's own gRPC route (binary tensor, two leads: the lake repeats per-request values) takes its own path.
         leads = InferInput("leads", [2, 50], "FP32")
         leads.set_data_from_numpy(
@@ -95,7 +111,11 @@ def run_transformer(
         maps = Path(f"/proc/{server.process.pid}/maps").read_text()
     finally:
         assert server.stop() == 0, server.log_tail()
-    return set(modules_out.read_text().split()), maps
+    return modules_of(modules_out, server.process.pid), maps
+
+
+def modules_of(modules_out: Path, pid: int) -> set[str]:
+    return set(Path(f"{modules_out}.{pid}").read_text().split())
 
 
 def grpc_infer(target: str, leads: InferInput, key: str):
@@ -120,6 +140,39 @@ def test_split_mode_without_a_data_lake_loads_no_pandas_pyarrow_xgboost_or_cloud
     assert "kserve" in modules and "transformer.serving.fast_path" in modules  # it is the real server
     assert [name for name in HEAVY if top_level(modules, name)] == []
     assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
+
+
+def test_reason_codes_load_xgboost_but_not_pandas(small_artifact, predictor, tmp_path):
+    # xgboost imports pandas when it can, and tries again on every DMatrix it builds (transformer/lean_xgboost.py).
+    modules, maps = run_transformer(small_artifact, predictor, tmp_path, [], reasons=True)
+    assert top_level(modules, "xgboost") and "libxgboost" in maps
+    assert [name for name in ("pandas", "pyarrow") if top_level(modules, name)] == []
+
+
+def test_in_process_mode_loads_xgboost_but_not_pandas_and_its_lake_child_keeps_pyarrow_out(
+    small_artifact, tmp_path
+):
+    lake = tmp_path / "lake"
+    modules, maps = run_transformer(
+        small_artifact,
+        None,
+        tmp_path,
+        [
+            "--sink_uri",
+            lake.as_uri(),
+            "--sink_spool_dir",
+            str(tmp_path / "spool"),
+            "--sink_flush_seconds",
+            "0.2",
+            "--sink_encoder",
+            "process",
+        ],
+        reasons=True,
+    )
+    assert "transformer.predictors.inprocess" in modules and "libxgboost" in maps
+    assert [name for name in ("pandas", "pyarrow") if top_level(modules, name)] == []
+    assert [lib for lib in ("libarrow", "libparquet") if lib in maps] == []
+    assert len(list(lake.rglob("*.parquet"))) >= 1, "the requests were not recorded in the lake"
 
 
 def test_a_file_data_lake_loads_pyarrow_but_no_pandas_cloud_sdk_or_xgboost(
@@ -148,6 +201,36 @@ def test_a_file_data_lake_loads_pyarrow_but_no_pandas_cloud_sdk_or_xgboost(
     assert "pyarrow.compute" not in modules  # every kernel registered: ~9 MB (transformer/sink/columns.py)
     assert "libxgboost" not in maps
     assert list(lake.rglob("*.parquet")), "the request was not recorded in the lake"
+
+
+def test_a_lake_encoded_in_a_child_process_keeps_pyarrow_out_of_the_server(
+    small_artifact, predictor, tmp_path
+):
+    # --sink_encoder process: the child builds and encodes the files; the server only checks, partitions, commits and
+    # uploads them, none of which needs pyarrow (~30 MB of RSS, docs/performance.md, eighth pass).
+    lake = tmp_path / "lake"
+    modules, maps = run_transformer(
+        small_artifact,
+        predictor,
+        tmp_path,
+        [
+            "--sink_uri",
+            lake.as_uri(),
+            "--sink_spool_dir",
+            str(tmp_path / "spool"),
+            "--sink_flush_seconds",
+            "0.2",
+            "--sink_encoder",
+            "process",
+        ],
+    )
+    assert "transformer.sink.sink" in modules  # the server ran the sink
+    assert [name for name in HEAVY if top_level(modules, name)] == []
+    assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
+    assert len(list(lake.rglob("*.parquet"))) >= 1, "the requests were not recorded in the lake"
+    others = [set(path.read_text().split()) for path in tmp_path.glob("modules.txt.*")]
+    children = [found for found in others if "kserve" not in found and "transformer.sink.transport" in found]
+    assert len(children) == 1 and top_level(children[0], "pyarrow")  # the encoder child did the encoding
 
 
 def test_a_card_from_s3_leaves_no_storage_sdk_in_the_server(small_artifact, predictor, moto_s3, tmp_path):

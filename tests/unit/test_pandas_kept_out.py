@@ -2,7 +2,7 @@
 
 kserve imports pandas unconditionally, pyarrow looks for it on its first conversion; neither needs it on our path.
 `lean_kserve.import_kserve` hands kserve a stand-in that imports the real pandas on first use, and
-`transformer.sink.arrow` lets pyarrow look for pandas while it is hidden. Each check runs in a fresh interpreter:
+`transformer.sink.arrow` and `transformer.lean_xgboost` let pyarrow and xgboost look for pandas while it is hidden. Each check runs in a fresh interpreter:
 this test process has pandas loaded already.
 """
 
@@ -97,3 +97,47 @@ def test_with_pandas_loaded_first_pyarrow_keeps_its_pandas_interop():
         """
     )
     assert out == "[1.5, None]"
+
+
+def test_xgboost_scores_and_explains_without_loading_pandas_or_pyarrow(tmp_path):
+    # The in-process booster and reason codes, as the server loads them, against xgboost imported the ordinary way
+    # (pandas and pyarrow loaded) in another fresh interpreter: the same model, the same numbers.
+    code = """
+        import sys
+        import numpy as np
+        {prelude}
+        rows = np.random.default_rng(7).normal(2.0, 3.0, (64, 50)).astype(np.float32)
+        rows[::5, 3] = np.nan
+        from pathlib import Path
+        from transformer.lean_xgboost import import_xgboost, load_booster
+        from transformer.predictors.dense_predict import DensePredictor
+        from transformer.extras.reasons import ReasonExplainer
+        booster = load_booster(Path("predictor/model"))
+        scores = DensePredictor(booster)(rows)
+        features, contributions, bias = ReasonExplainer(booster).top(rows, 3)
+        loaded = sorted(m for m in ("pandas", "pyarrow") if m in sys.modules)
+        np.save({out!r}, np.concatenate([scores, contributions.ravel(), bias, features.ravel()]))
+        print(loaded, import_xgboost().compat.PANDAS_INSTALLED)
+        """
+    lean = run_fresh(code.format(prelude="", out=str(tmp_path / "lean.npy")))
+    usual = run_fresh(code.format(prelude="import xgboost", out=str(tmp_path / "usual.npy")))
+    assert lean == "[] False"
+    assert usual == "['pandas', 'pyarrow'] True"  # what it saves: both come with a plain `import xgboost`
+    import numpy as np
+
+    assert np.array_equal(np.load(tmp_path / "lean.npy"), np.load(tmp_path / "usual.npy"), equal_nan=True)
+
+
+def test_pandas_imported_after_the_lean_xgboost_works_and_xgboost_still_takes_numpy():
+    out = run_fresh(
+        """
+        import numpy as np
+        from pathlib import Path
+        from transformer.lean_xgboost import import_xgboost, load_booster
+        booster = load_booster(Path("predictor/model"))
+        import pandas
+        frame = pandas.DataFrame({"a": [1.0]})
+        print(type(frame).__name__, booster.inplace_predict(np.ones((1, 50), np.float32)).shape)
+        """
+    )
+    assert out == "DataFrame (1,)"

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from contract.features import FEATURE_NAMES, FEATURES, N_FEATURES
-from contract.model_card import find_booster, load_booster
+from contract.model_card import find_booster
 from transformer.codec import Tensor
+from transformer.lean_xgboost import dmatrix, load_booster
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -41,9 +42,7 @@ class ReasonExplainer:
         data = np.ascontiguousarray(matrix, dtype=np.float32)
         if data.ndim != 2 or data.shape[1] != N_FEATURES:
             raise ValueError(f"expected a [N, {N_FEATURES}] matrix, got shape {list(data.shape)}")
-        import xgboost as xgb
-
-        return self.booster.predict(xgb.DMatrix(data, missing=np.nan), pred_contribs=True)
+        return self.booster.predict(dmatrix(data), pred_contribs=True)
 
     def top(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Feature indices [N, k] and signed contributions [N, k] by |contribution| descending, and the bias [N]."""
@@ -133,8 +132,9 @@ def _plain(value: float, kind: str) -> float | int | bool | None:
 class LazyReasonExplainer:
     """Loads the booster on the first request that asks for reasons.
 
-    In split mode the transformer needs xgboost only for reason codes; importing it at start-up costs ~0.5 s of cold
-    start and ~120 MB of RSS in every replica, for a feature that is off by default.
+    In split mode the transformer needs xgboost only for reason codes; importing it at start-up costs cold start and
+    ~35 MB of RSS in every replica (xgboost and scipy, with pandas kept out: transformer/lean_xgboost.py), for a
+    feature that is off by default.
     """
 
     def __init__(self, model_dir: Path):

@@ -17,7 +17,10 @@ import json
 import threading
 
 import numpy as np
-from xgboost import core as xgb_core
+
+from transformer.lean_xgboost import import_xgboost
+
+xgb_core = import_xgboost().core
 
 _ULONG = ctypes.c_uint64  # xgboost's bst_ulong
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.model_card import load_booster
+from transformer.lean_xgboost import load_booster
 
 from .dense_predict import DensePredictor
 

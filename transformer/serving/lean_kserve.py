@@ -17,7 +17,8 @@ uses it only to turn tensors into DataFrames, which this transformer never asks 
 than the whole data lake's Arrow writer. So kserve's two modules get a stand-in that imports the real pandas the
 first time they touch it (`_PandasOnFirstUse`). At import time those modules read only `pd.DataFrame`, in return
 annotations, which get a placeholder class. Once kserve is in, the stand-in leaves `sys.modules`: any other importer
-of pandas (xgboost in in-process mode) gets the real one, and kserve's next `pd.<name>` then finds it loaded.
+of pandas gets the real one (xgboost is imported without it: transformer/lean_xgboost.py), and kserve's next
+`pd.<name>` then finds it loaded.
 """
 
 from __future__ import annotations

@@ -57,7 +57,10 @@ class ThreadEncoder:
         self.compression = compression
 
     def start(self) -> None:
-        return None
+        """Loads pyarrow (the table's schema) now, while the server starts, rather than in the batcher thread while
+        the first file's requests are served. The process encoder's fallback never starts: its server loads
+        pyarrow only if the child fails."""
+        _ = self.table.schema
 
     def encode(self, batches: Sequence) -> EncodedFile:
         return _encode(self.table, self.directory, self.compression, batches)

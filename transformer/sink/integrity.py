@@ -10,8 +10,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from .arrow import pq
-from .schema import METADATA_SCHEMA_VERSION
+from .schema_facts import METADATA_SCHEMA_VERSION
 
 
 class CorruptSpoolFile(ValueError):
@@ -37,6 +36,9 @@ def check_spool_file(path: Path, crc32: int | None = None) -> int | None:
 def check_parquet_file(path: Path) -> int:
     """The file's row count once its footer, key-value metadata and every page decode (page checksums are verified
     where the writer stored them). CorruptSpoolFile when it is damaged or cannot be read at all (EIO, EACCES …)."""
+    # Imported here: only files an earlier process left get here (this server's own are vouched for by their CRC).
+    from .arrow import pq
+
     try:
         parquet = pq.ParquetFile(path, page_checksum_verification=True)
     except Exception as error:  # noqa: BLE001 - ArrowInvalid for a bad footer, OSError for an unreadable file

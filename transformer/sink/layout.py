@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from .schema import MICROS_PER_HOUR
+from .schema_facts import MICROS_PER_HOUR
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -22,7 +22,7 @@ from .arrow import pa
 from .columns import TIMESTAMP_UTC, repeated, timestamps_utc
 from .layout import unique_file_name
 from .records import SinkConfig
-from .schema import METADATA_SCHEMA_VERSION, epoch_micros
+from .schema_facts import METADATA_SCHEMA_VERSION, epoch_micros
 
 OUTCOMES_SCHEMA_VERSION = 1
 OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (

@@ -1,6 +1,6 @@
 """The versioned Parquet schema of the data lake, and the column-wise table builder.
 
-Bump SCHEMA_VERSION on any change; only add columns (readers of older files see them as null).
+Bump SCHEMA_VERSION (schema_facts.py) on any change; only add columns (readers of older files see them as null).
 docs/data-lake.md documents every column.
 """
 
@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from .arrow import pa
 from .columns import TIMESTAMP_UTC, repeated, timestamps_utc
 from .records import ScoredBatch
-
-SCHEMA_VERSION = 2  # 2: scoring_id (the server's id of a scoring) is the dedupe key with row
-METADATA_SCHEMA_VERSION = b"lead_scoring.schema_version"
-METADATA_FEATURES_INCLUDED = b"lead_scoring.features_included"
-FEATURE_COLUMN_PREFIX = "f_"
-DEFAULT_FEATURE_COUNT = 50
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MICROSECOND = timedelta(microseconds=1)
-MICROS_PER_HOUR = 3_600_000_000
+from .schema_facts import (  # noqa: F401 - re-exported: the schema's facts, for readers of this module
+    DEFAULT_FEATURE_COUNT,
+    FEATURE_COLUMN_PREFIX,
+    METADATA_FEATURES_INCLUDED,
+    METADATA_SCHEMA_VERSION,
+    MICROS_PER_HOUR,
+    SCHEMA_VERSION,
+    epoch_micros,
+    feature_column_names,
+)
 
 # (name, type, nullable) of the fixed columns, in file order. The dedupe key is (scoring_id, row); request_id is the
 # client's correlation id, which a client may reuse across requests.
@@ -47,12 +46,6 @@ BASE_COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (
 )
 
 
-def feature_column_names(feature_names: Sequence[str]) -> list[str]:
-    """Feature columns carry a prefix so a feature can never collide with a fixed column."""
-    names = feature_names or [f"{i:02d}" for i in range(DEFAULT_FEATURE_COUNT)]
-    return [FEATURE_COLUMN_PREFIX + name for name in names]
-
-
 def lake_schema(feature_names: Sequence[str] = (), include_features: bool = True) -> pa.Schema:
     fields = [pa.field(name, dtype, nullable=nullable) for name, dtype, nullable in BASE_COLUMNS]
     if include_features:
@@ -67,11 +60,6 @@ def lake_schema(feature_names: Sequence[str] = (), include_features: bool = True
             METADATA_FEATURES_INCLUDED: b"true" if include_features else b"false",
         },
     )
-
-
-def epoch_micros(moment: datetime) -> int:
-    """Exact integer microseconds (float timestamps lose the last digit)."""
-    return (moment - _EPOCH) // _ONE_MICROSECOND
 
 
 def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:

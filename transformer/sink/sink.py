@@ -84,7 +84,6 @@ class ScoreSink:
             s3_endpoint_url=config.s3_endpoint_url,
             azure_connection_string=config.azure_connection_string,
         )
-        self.schema = self.table.schema
         self.spool = Spool(config.spool_dir, config.spool_max_bytes, config.compression)
         self._lock_fd = self._lock_spool()
         self.spool.recover()

@@ -16,8 +16,10 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .arrow import pa, pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ class EncodedFile:
 def encode_file(table: pa.Table, directory: Path, compression: str) -> EncodedFile:
     """Encode a table to a temp file in `directory` (fsynced). Needs no Spool: the encoder process calls it too
     (transformer/sink/encoder.py), and the spool's owner commits the result."""
+    # Imported here, not at the top: a server whose files a child process encodes never loads pyarrow.
+    from .arrow import pa, pq
+
     # Dictionary-encode only the text columns: on the 50 float feature columns it costs ~2/3 of the write time and
     # makes files larger, not smaller.
     text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
@@ -85,6 +90,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def _describe_leftover(path: Path) -> tuple[int, float]:
     """Row count and oldest scored_at from the Parquet footer, so a leftover file does not have to be read."""
+    from .arrow import pq  # only for files an earlier process left
+
     meta = pq.read_metadata(path)
     try:
         column = meta.schema.names.index("scored_at")

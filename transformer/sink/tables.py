@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from datetime import datetime
+from functools import cached_property
 from types import SimpleNamespace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import sink_metrics
-from .arrow import pa
 from .layout import object_key
 from .records import ScoredBatch, SinkConfig
-from .schema import MICROS_PER_HOUR, build_table, epoch_micros, lake_schema
+from .schema_facts import MICROS_PER_HOUR, epoch_micros, feature_column_names
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class RecordTable(Protocol):
@@ -57,8 +60,17 @@ class ScoresTable:
     metrics = SCORE_METRICS
 
     def __init__(self, config: SinkConfig) -> None:
-        self.schema = lake_schema(config.feature_names, config.include_features)
-        self._feature_width = len(self.schema) - len(lake_schema((), False))
+        self.feature_names = tuple(config.feature_names)
+        self.include_features = config.include_features
+        self._feature_width = len(feature_column_names(self.feature_names)) if self.include_features else 0
+
+    @cached_property
+    def schema(self) -> pa.Schema:
+        # On first use, not at construction: whatever only checks, partitions and keys batches (the server, when a
+        # child process encodes the files) never loads pyarrow.
+        from .schema import lake_schema
+
+        return lake_schema(self.feature_names, self.include_features)
 
     def check(self, batch: ScoredBatch) -> None:
         n = len(batch.lead_ids)
@@ -85,4 +97,6 @@ class ScoresTable:
         return object_key(*partition)
 
     def build(self, batches: Sequence[ScoredBatch]) -> pa.Table:
+        from .schema import build_table
+
         return build_table(batches, self.schema)

@@ -13,14 +13,11 @@ from __future__ import annotations
 import itertools
 import pickle
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from .records import ScoredBatch
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MICROSECOND = timedelta(microseconds=1)
+from .schema_facts import epoch_micros, from_epoch_micros
 
 
 def pack(batches: Sequence) -> list[bytes | memoryview]:
@@ -45,7 +42,7 @@ def pack(batches: Sequence) -> list[bytes | memoryview]:
             (
                 b.request_id,
                 b.scoring_id,
-                (b.scored_at - _EPOCH) // _ONE_MICROSECOND,
+                epoch_micros(b.scored_at),
                 b.model_name,
                 b.model_version,
                 b.api_key_name,
@@ -91,7 +88,7 @@ def unpack(frames: Sequence[bytes]) -> list:
         batches.append(
             ScoredBatch(
                 request_id=request_id,
-                scored_at=_EPOCH + timedelta(microseconds=micros),
+                scored_at=from_epoch_micros(micros),
                 model_name=model,
                 model_version=version,
                 api_key_name=key_name,
