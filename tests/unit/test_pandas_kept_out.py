@@ -99,7 +99,7 @@ def test_with_pandas_loaded_first_pyarrow_keeps_its_pandas_interop():
     assert out == "[1.5, None]"
 
 
-def test_xgboost_scores_and_explains_without_loading_pandas_or_pyarrow(tmp_path):
+def test_xgboost_scores_and_explains_without_loading_pandas_or_pyarrow(small_artifact, tmp_path):
     # The in-process booster and reason codes, as the server loads them, against xgboost imported the ordinary way
     # (pandas and pyarrow loaded) in another fresh interpreter: the same model, the same numbers.
     code = """
@@ -112,15 +112,16 @@ def test_xgboost_scores_and_explains_without_loading_pandas_or_pyarrow(tmp_path)
         from transformer.lean_xgboost import import_xgboost, load_booster
         from transformer.predictors.dense_predict import DensePredictor
         from transformer.extras.reasons import ReasonExplainer
-        booster = load_booster(Path("predictor/model"))
+        booster = load_booster(Path({model!r}))
         scores = DensePredictor(booster)(rows)
         features, contributions, bias = ReasonExplainer(booster).top(rows, 3)
         loaded = sorted(m for m in ("pandas", "pyarrow") if m in sys.modules)
         np.save({out!r}, np.concatenate([scores, contributions.ravel(), bias, features.ravel()]))
         print(loaded, import_xgboost().compat.PANDAS_INSTALLED)
         """
-    lean = run_fresh(code.format(prelude="", out=str(tmp_path / "lean.npy")))
-    usual = run_fresh(code.format(prelude="import xgboost", out=str(tmp_path / "usual.npy")))
+    model = str(small_artifact)
+    lean = run_fresh(code.format(prelude="", out=str(tmp_path / "lean.npy"), model=model))
+    usual = run_fresh(code.format(prelude="import xgboost", out=str(tmp_path / "usual.npy"), model=model))
     assert lean == "[] False"
     assert usual == "['pandas', 'pyarrow'] True"  # what it saves: both come with a plain `import xgboost`
     import numpy as np
@@ -128,15 +129,15 @@ def test_xgboost_scores_and_explains_without_loading_pandas_or_pyarrow(tmp_path)
     assert np.array_equal(np.load(tmp_path / "lean.npy"), np.load(tmp_path / "usual.npy"), equal_nan=True)
 
 
-def test_pandas_imported_after_the_lean_xgboost_works_and_xgboost_still_takes_numpy():
+def test_pandas_imported_after_the_lean_xgboost_works_and_xgboost_still_takes_numpy(small_artifact):
     out = run_fresh(
-        """
+        f"""
         import numpy as np
         from pathlib import Path
         from transformer.lean_xgboost import import_xgboost, load_booster
-        booster = load_booster(Path("predictor/model"))
+        booster = load_booster(Path({str(small_artifact)!r}))
         import pandas
-        frame = pandas.DataFrame({"a": [1.0]})
+        frame = pandas.DataFrame({{"a": [1.0]}})
         print(type(frame).__name__, booster.inplace_predict(np.ones((1, 50), np.float32)).shape)
         """
     )
