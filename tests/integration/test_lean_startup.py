@@ -129,6 +129,20 @@ def grpc_infer(target: str, leads: InferInput, key: str):
     return asyncio.run(call())
 
 
+def lake_args(lake: Path, tmp_path: Path, encoder: str) -> list[str]:
+    """A file:// data lake that cuts a file every 0.2 s, encoded in a thread of the server or in a child process."""
+    return [
+        "--sink_uri",
+        lake.as_uri(),
+        "--sink_spool_dir",
+        str(tmp_path / "spool"),
+        "--sink_flush_seconds",
+        "0.2",
+        "--sink_encoder",
+        encoder,
+    ]
+
+
 def top_level(modules: set[str], name: str) -> bool:
     return any(m == name or m.startswith(name + ".") for m in modules)
 
@@ -157,16 +171,7 @@ def test_in_process_mode_loads_xgboost_but_not_pandas_and_its_lake_child_keeps_p
         small_artifact,
         None,
         tmp_path,
-        [
-            "--sink_uri",
-            lake.as_uri(),
-            "--sink_spool_dir",
-            str(tmp_path / "spool"),
-            "--sink_flush_seconds",
-            "0.2",
-            "--sink_encoder",
-            "process",
-        ],
+        lake_args(lake, tmp_path, "process"),
         reasons=True,
     )
     assert "transformer.predictors.inprocess" in modules and "libxgboost" in maps
@@ -183,14 +188,7 @@ def test_a_file_data_lake_loads_pyarrow_but_no_pandas_cloud_sdk_or_xgboost(
         small_artifact,
         predictor,
         tmp_path,
-        [
-            "--sink_uri",
-            lake.as_uri(),
-            "--sink_spool_dir",
-            str(tmp_path / "spool"),
-            "--sink_flush_seconds",
-            "0.2",
-        ],
+        lake_args(lake, tmp_path, "thread"),
     )
     assert (
         top_level(modules, "pyarrow") and "libparquet" in maps
@@ -213,16 +211,7 @@ def test_a_lake_encoded_in_a_child_process_keeps_pyarrow_out_of_the_server(
         small_artifact,
         predictor,
         tmp_path,
-        [
-            "--sink_uri",
-            lake.as_uri(),
-            "--sink_spool_dir",
-            str(tmp_path / "spool"),
-            "--sink_flush_seconds",
-            "0.2",
-            "--sink_encoder",
-            "process",
-        ],
+        lake_args(lake, tmp_path, "process"),
     )
     assert "transformer.sink.sink" in modules  # the server ran the sink
     assert [name for name in HEAVY if top_level(modules, name)] == []
