@@ -1,6 +1,6 @@
 """What a background thread costs the request path's Python work, by kind of background work (issue 17, sixth pass).
 
-    python -m hack.bench_gil [--rounds 5] [--seconds 3] [--period 0.05]
+    python -m hack.bench_gil [--rounds 5] [--seconds 3] [--period 0.05] [--s3]
 
 The foreground does what the event loop does for a 100-lead V2 request, minus the network: an epoll poll, orjson
 parse, the body → matrix decode, validation, an orjson answer. It runs alone, then with one background worker that
@@ -16,15 +16,24 @@ task really ran (a task starved of the GIL runs less often than asked). Backgrou
                requests, hand them to the sink's encoder child, wait, commit — with the encoding in the child
   lake-file in a child process: the whole work, in another process (no shared GIL)
 
+With `--s3` (a moto S3 server on loopback, in its own process), two more: the uploader's work for one lake file,
+`S3Writer.put` through boto3, in a thread of this process ("s3-put") and in a child process ("s3-put in a child
+process"). The server's CPU is spent in both; what differs is whose GIL boto3's Python holds.
+
 Not a test; numbers depend on the machine. Exit 0 always (it asserts nothing about speed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
+import os
 import select
+import socket
 import statistics
+import subprocess  # nosec B404 - our own interpreter, a fixed argument list
+import sys
 import tempfile
 import threading
 import time
@@ -143,6 +152,69 @@ def _lake_in_child(spool_dir: str, stop, period: float, done) -> None:
     _repeat(LakeFile(Path(spool_dir)), stop, period, done)
 
 
+_S3_BUCKET = "bench-lake"
+# moto needs some credentials to sign with; they are never checked.
+_S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def _s3_server():
+    """A moto S3 server in its own process (its CPU is not this process's GIL); yields its endpoint URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "import time; from moto.server import ThreadedMotoServer as S; "
+        f"S(ip_address='127.0.0.1', port={port}, verbose=False).start(); time.sleep(1e9)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **_S3_ENV})  # noqa: S603 # nosec
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+                break
+            time.sleep(0.1)
+        _s3_client(endpoint).create_bucket(Bucket=_S3_BUCKET)
+        yield endpoint
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _s3_client(endpoint: str):
+    """A client configured as the sink's, with moto's credentials given to it (this process's environment is left
+    alone)."""
+    import boto3
+
+    from transformer.sink.s3 import _CLIENT_CONFIG
+
+    session = boto3.session.Session(
+        aws_access_key_id=_S3_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=_S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=_S3_ENV["AWS_DEFAULT_REGION"],
+    )
+    return session.client("s3", endpoint_url=endpoint, config=_CLIENT_CONFIG)
+
+
+class S3Put:
+    """One lake file's upload, as the sink's uploader does it (`S3Writer.put`), each time under a new key."""
+
+    def __init__(self, endpoint: str, lake_file: str) -> None:
+        from transformer.sink.s3 import S3Writer
+
+        self.writer = S3Writer(_S3_BUCKET, f"bench/{os.getpid()}", client=_s3_client(endpoint))
+        self.path = Path(lake_file)
+        self.puts = 0
+
+    def __call__(self) -> None:
+        self.puts += 1
+        self.writer.put(f"{self.puts}.parquet", self.path)
+
+
+def _s3_put_in_child(endpoint: str, lake_file: str, stop, period: float, done) -> None:
+    _repeat(S3Put(endpoint, lake_file), stop, period, done)
+
+
 def _foreground(body: bytes, seconds: float) -> float:
     # Each request also polls, as an event loop turn does (epoll); like the loop's socket calls, the poll releases
     # the GIL, which is when a waiting background thread takes it.
@@ -169,10 +241,13 @@ def _with_thread(task: Callable[[], None], body: bytes, seconds: float, period: 
         worker.join()
 
 
-def _with_child(spool_dir: Path, body: bytes, seconds: float, period: float) -> tuple[float, float]:
+def _with_child(
+    target: Callable, args: tuple, body: bytes, seconds: float, period: float
+) -> tuple[float, float]:
+    """`target(*args, stop, period, done)` repeats its task in a child process while the foreground runs."""
     context = multiprocessing.get_context("spawn")
     stop, done = context.Event(), context.Value("l", 0)
-    child = context.Process(target=_lake_in_child, args=(str(spool_dir), stop, period, done), daemon=True)
+    child = context.Process(target=target, args=(*args, stop, period, done), daemon=True)
     child.start()
     time.sleep(1.0)  # past the child's imports, which would otherwise be measured
     try:
@@ -183,13 +258,13 @@ def _with_child(spool_dir: Path, body: bytes, seconds: float, period: float) -> 
         child.join(10)
 
 
-def run(rounds: int, seconds: float, period: float) -> dict[str, dict[str, list[float]]]:
+def run(rounds: int, seconds: float, period: float, s3: bool = False) -> dict[str, dict[str, list[float]]]:
     """Per variant and round: the foreground's share of its alone rate in the same round ("share"), and how many
     background tasks a second ran meanwhile ("tasks_per_second": a task starved of the GIL runs less often than
     `period` asks, which makes its cost look smaller)."""
     body = _body(_matrix())
     results: dict[str, dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-gil-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-gil-") as tmp, contextlib.ExitStack() as stack:
         lake = LakeFile(Path(tmp) / "thread")
         via_encoder = LakeFile(Path(tmp) / "encoder", encoder="process")
         variants: dict[str, Callable[[], tuple[float, float]]] = {
@@ -197,8 +272,18 @@ def run(rounds: int, seconds: float, period: float) -> dict[str, dict[str, list[
             "numpy-small": lambda: _with_thread(_numpy_small, body, seconds, period),
             "lake-file": lambda: _with_thread(lake, body, seconds, period),
             "lake-file via the encoder process": lambda: _with_thread(via_encoder, body, seconds, period),
-            "lake-file in a child process": lambda: _with_child(Path(tmp) / "child", body, seconds, period),
+            "lake-file in a child process": lambda: _with_child(
+                _lake_in_child, (str(Path(tmp) / "child"),), body, seconds, period
+            ),
         }
+        if s3:
+            endpoint = stack.enter_context(_s3_server())
+            # A real lake file, encoded as the sink encodes it, kept for every upload.
+            lake_file = lake.encoder.encode(lake.batches).temp
+            variants["s3-put"] = lambda: _with_thread(S3Put(endpoint, str(lake_file)), body, seconds, period)
+            variants["s3-put in a child process"] = lambda: _with_child(
+                _s3_put_in_child, (endpoint, str(lake_file)), body, seconds, period
+            )
         try:
             for _ in range(rounds):
                 for name, measure in variants.items():
@@ -217,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--period", type=float, default=0.05, help="seconds between background tasks")
+    parser.add_argument("--s3", action="store_true", help="also an S3 upload per task (moto on loopback)")
     args = parser.parse_args(argv)
-    results = run(args.rounds, args.seconds, args.period)
+    results = run(args.rounds, args.seconds, args.period, args.s3)
     print(
         f"\nforeground req/s with the background task, as % of alone in the same round; asked: a task every "
         f"{args.period:g} s ({1 / args.period:g}/s)\n"

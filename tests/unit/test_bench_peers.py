@@ -158,3 +158,13 @@ def test_gil_bench_measures_every_background_task_while_it_really_runs():
         assert len(result["share"]) == 1 and 0 < result["share"][0] < 2, name
         # The background task really ran during the foreground's window (a lake task writes a real Parquet file).
         assert result["tasks_per_second"][0] > 0, name
+
+
+def test_gil_bench_s3_variants_upload_real_lake_files_from_a_thread_and_from_a_child():
+    from hack.bench_gil import run
+
+    results = run(rounds=1, seconds=0.5, period=0.05, s3=True)
+    for name in ("s3-put", "s3-put in a child process"):
+        assert 0 < results[name]["share"][0] < 2, name
+        # Uploads really happened to the moto server during the window (a failed put raises and ends the task loop).
+        assert results[name]["tasks_per_second"][0] > 0, name
