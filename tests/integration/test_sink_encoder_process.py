@@ -87,7 +87,7 @@ def test_a_killed_child_costs_no_record_and_a_new_one_takes_over(tmp_path, monke
     flush(sink, first)
     pid = child_of(sink)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not alive(pid) or sink._encoder._process.poll() is not None, timeout=10)
+    wait_for(lambda: not alive(pid) or sink._encoder.child.process.poll() is not None, timeout=10)
     during = sample_batch(6, seed=2)
     with caplog.at_level(logging.WARNING, logger="transformer.sink"):
         flush(sink, during)  # the dead child's socket fails: encoded in the thread

@@ -17,21 +17,14 @@ new child is started for a later file. An encoder failure never costs a record.
 from __future__ import annotations
 
 import logging
-import os
-import pickle
-import socket
-
-# subprocess runs this module with our own interpreter and an argument list (bandit B404/B603 reviewed).
-import subprocess  # nosec B404
 import sys
-import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from .child import ChildFailed, ChildProcess, answered_error, error_answer, serve
 from .records import ENCODERS
 from .spool import EncodedFile, encode_file
-from .throttle import ThrottledLog
 from .transport import pack, unpack
 
 log = logging.getLogger(__name__)
@@ -41,7 +34,6 @@ ANSWER_TIMEOUT_SECONDS = 60.0
 # After a child failed, files are encoded in the thread for this long before a new child is tried, so a child that
 # cannot live (no memory for it, say) does not cost a start per file.
 RESTART_AFTER_SECONDS = 30.0
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class BuildFailed(Exception):
@@ -70,103 +62,54 @@ class ThreadEncoder:
 
 
 class ProcessEncoder:
-    """Encodes in one long-lived child process; the thread is the fallback."""
+    """Encodes in one long-lived child process (child.py); the thread is the fallback."""
 
     def __init__(
         self, table, directory: Path, compression: str, timeout: float = ANSWER_TIMEOUT_SECONDS
     ) -> None:
         self.fallback = ThreadEncoder(table, directory, compression)
         self.timeout = timeout
-        self._process: subprocess.Popen | None = None
-        self._connection: Connection | None = None
-        self._not_before = 0.0  # monotonic: no new child before this
-        self._closed = False
-        self._log = ThrottledLog(log)
+        self.child = ChildProcess(
+            "transformer.sink.encoder",
+            hello=(table, str(directory), compression),
+            name="sink encoder process",
+            instead="encoding in the batcher thread",
+            log=log,
+            timeout=timeout,
+            restart_after=RESTART_AFTER_SECONDS,
+        )
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self.child.pid
 
     def start(self) -> None:
         """Start the child now (the sink's start): its imports (~0.5 s of CPU) then run while the server starts, not
         when the first file is due. Without it, the first file starts the child."""
-        if self._connection is None and not self._closed and time.monotonic() >= self._not_before:
-            try:
-                self._start()
-            except Exception as error:  # noqa: BLE001 - no child (fork refused, …): the thread encodes
-                self._failed(f"cannot start: {error!r}")
+        self.child.start()
 
     def encode(self, batches: Sequence) -> EncodedFile:
-        self.start()
-        connection = self._connection
-        if connection is None:
+        if not self.child.start():
             return self.fallback.encode(batches)
         try:
             frames = pack(batches)
         except Exception:  # noqa: BLE001 - a batch the packer cannot take: the thread encoder says what is wrong
             return self.fallback.encode(batches)
-        try:
+
+        def send(connection) -> None:
             connection.send_bytes(len(frames).to_bytes(4, "little"))
             for frame in frames:
                 connection.send_bytes(frame)
-            if not connection.poll(self.timeout):
-                raise TimeoutError(f"no answer in {self.timeout:g} s")
-            answer = connection.recv()
-        except (OSError, EOFError, TimeoutError, pickle.PickleError) as error:
-            self._failed(f"{error!r}")
+
+        try:
+            answer = self.child.ask(send, self.timeout)
+        except ChildFailed:
             return self.fallback.encode(batches)
         return _answer_to_result(answer)
 
     def close(self) -> None:
-        """Ends the child (it exits when its socket closes); later files are encoded in the thread."""
-        self._closed = True
-        self._stop()
-
-    def _stop(self) -> None:
-        connection, process = self._connection, self._process
-        self._connection = self._process = None
-        if connection is not None:
-            connection.close()
-        if process is not None:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def _start(self) -> None:
-        ours, theirs = socket.socketpair()
-        # The child must find this package however the parent found it (installed, or run from a checkout).
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(_PROJECT_ROOT), path) if p)}
-        try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module  # nosec B603
-                [sys.executable, "-m", "transformer.sink.encoder", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=env,
-                # Its own process group: a Ctrl-C in a terminal, or a signal to the server's group, must not end
-                # the child while the server still flushes through it. It ends when the server closes the socket.
-                process_group=0,
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._connection = Connection(ours.detach())
-        self._connection.send((self.fallback.table, str(self.fallback.directory), self.fallback.compression))
-
-    def _failed(self, why: str) -> None:
-        self._log.warning(
-            "sink encoder process failed (%s): encoding in the batcher thread, a new process in %g s",
-            why,
-            RESTART_AFTER_SECONDS,
-        )
-        if self._process is not None:
-            self._process.kill()  # stuck or half-dead: it gets no second chance to answer
-        self._stop()
-        self._not_before = time.monotonic() + RESTART_AFTER_SECONDS
+        """Ends the child; later files are encoded in the thread."""
+        self.child.close()
 
 
 def _encode(table, directory: Path, compression: str, batches: Sequence) -> EncodedFile:
@@ -183,12 +126,8 @@ def _result_to_answer(table, directory: Path, compression: str, frames: Sequence
         encoded = _encode(table, directory, compression, unpack(frames))
     except BuildFailed as error:
         return ("build_failed", str(error))
-    except OSError as error:
-        if error.errno is None:
-            return ("os_error", None, str(error), None)
-        return ("os_error", error.errno, error.strerror, error.filename)
     except Exception as error:  # noqa: BLE001 - reported, the parent counts the records as dropped
-        return ("error", f"{type(error).__name__}: {error}")
+        return error_answer(error)
     return ("encoded", str(encoded.temp), encoded.size, encoded.crc32, encoded.records)
 
 
@@ -199,10 +138,7 @@ def _answer_to_result(answer: tuple) -> EncodedFile:
         return EncodedFile(Path(temp), size, crc32, records)
     if kind == "build_failed":
         raise BuildFailed(values[0])
-    if kind == "os_error":
-        code, message, filename = values
-        raise OSError(code, message, filename) if code is not None else OSError(message)
-    raise RuntimeError(values[0])
+    raise answered_error(answer)
 
 
 def encoder_for(mode: str, table, directory: Path, compression: str) -> ThreadEncoder | ProcessEncoder:
@@ -213,16 +149,22 @@ def encoder_for(mode: str, table, directory: Path, compression: str) -> ThreadEn
     raise ValueError(f"sink encoder must be one of {', '.join(ENCODERS)}, got {mode!r}")
 
 
+def _receive_frames(connection: Connection) -> list[bytes]:
+    count = int.from_bytes(connection.recv_bytes(), "little")
+    return [connection.recv_bytes() for _ in range(count)]
+
+
 def main(argv: list[str]) -> int:
     connection = Connection(int(argv[0]))
     try:
         table, directory, compression = connection.recv()
-        while True:
-            count = int.from_bytes(connection.recv_bytes(), "little")
-            frames = [connection.recv_bytes() for _ in range(count)]
-            connection.send(_result_to_answer(table, Path(directory), compression, frames))
     except (EOFError, OSError):
         return 0
+    return serve(
+        connection,
+        lambda frames: _result_to_answer(table, Path(directory), compression, frames),
+        _receive_frames,
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from .layout import replica_name
+from .locations import folder_location
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,7 @@ class LocalFolderWriter:
 
     @classmethod
     def from_uri(cls, uri: str) -> LocalFolderWriter:
-        parsed = urlparse(uri)
-        if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"file URI must be file:///absolute/path, got {uri!r}")
-        return cls(Path(unquote(parsed.path)))
+        return cls(folder_location(uri).root)
 
     def _remove_leftover_temps(self) -> None:
         try:

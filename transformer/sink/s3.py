@@ -4,13 +4,13 @@ so IRSA / EKS Pod Identity / instance roles work without configuration."""
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .layout import join_key
+from .locations import s3_location
 
 # Our own loop retries forever with backoff; the SDK only smooths over brief blips.
 _CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
@@ -24,10 +24,8 @@ class S3Writer:
 
     @classmethod
     def from_uri(cls, uri: str, endpoint_url: str | None = None) -> S3Writer:
-        parsed = urlparse(uri)
-        if not parsed.netloc:
-            raise ValueError(f"S3 URI must be s3://bucket/prefix, got {uri!r}")
-        return cls(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint_url)
+        location = s3_location(uri)
+        return cls(location.bucket, location.prefix, endpoint_url=endpoint_url)
 
     def put(self, key: str, local_path: Path) -> None:
         with open(local_path, "rb") as body:

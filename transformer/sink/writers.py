@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
+
+from .locations import FolderLocation, S3Location, lake_location
 
 
 class Writer(Protocol):
@@ -25,23 +26,18 @@ def writer_for_uri(
     azure_connection_string: str | None = None,
     azure_credential: object | None = None,
 ) -> Writer:
-    """`file:///path` | `s3://bucket/prefix` | `https://<account>.blob.core.windows.net/<container>/<prefix>`
-    (or the emulator's path-style `http://host:port/<account>/<container>/<prefix>` with a connection string)."""
-    scheme = urlparse(uri).scheme
-    if scheme == "file":
+    """The writer of a lake URI (the forms are in locations.lake_location)."""
+    location = lake_location(uri, azure_connection_string=azure_connection_string)
+    if isinstance(location, FolderLocation):
         from .local import LocalFolderWriter
 
-        return LocalFolderWriter.from_uri(uri)
-    if scheme == "s3":
+        return LocalFolderWriter(location.root)
+    if isinstance(location, S3Location):
         from .s3 import S3Writer
 
-        return S3Writer.from_uri(uri, endpoint_url=s3_endpoint_url)
-    if scheme in ("https", "http"):
-        from .azure import AzureBlobWriter
+        return S3Writer(location.bucket, location.prefix, endpoint_url=s3_endpoint_url)
+    from .azure import AzureBlobWriter
 
-        return AzureBlobWriter.from_uri(
-            uri, connection_string=azure_connection_string, credential=azure_credential
-        )
-    raise ValueError(
-        f"unsupported sink URI {uri!r}: use file:///path, s3://bucket/prefix or an Azure Blob https URL"
+    return AzureBlobWriter.at(
+        location, connection_string=azure_connection_string, credential=azure_credential
     )
