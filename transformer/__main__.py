@@ -37,6 +37,7 @@ def build_recorder(args):
         include_features=args.sink_include_features,
         feature_names=FEATURE_NAMES,
         encoder=args.sink_encoder,
+        uploader=args.sink_uploader,
         s3_endpoint_url=args.sink_s3_endpoint_url,
         azure_connection_string=args.sink_azure_connection_string
         or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),
@@ -57,6 +58,7 @@ def build_outcome_recorder(args):
             flush_records=args.sink_flush_records,
             flush_seconds=args.sink_flush_seconds,
             spool_max_bytes=args.outcomes_spool_max_bytes,
+            uploader=args.sink_uploader,  # its child starts with the first outcomes file
             s3_endpoint_url=args.sink_s3_endpoint_url,
             azure_connection_string=args.sink_azure_connection_string
             or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),

@@ -134,6 +134,14 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         "encoding's GIL hand-offs off the event loop (+~40 MB of RSS; docs/performance.md, seventh and eighth "
         "passes).",
     )
+    group.add_argument(
+        "--sink_uploader",
+        choices=("thread", "process"),
+        default="thread",
+        help="Where lake files are uploaded: from a thread of the server, or from one child process, which keeps "
+        "the storage SDK's GIL hand-offs off the event loop and boto3 / the Azure SDK out of the server "
+        "(docs/performance.md, ninth pass).",
+    )
     group.add_argument("--sink_s3_endpoint_url", default=None, help="S3-compatible endpoint (MinIO, moto …).")
     group.add_argument(
         "--sink_azure_connection_string",

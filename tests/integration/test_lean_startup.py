@@ -239,3 +239,32 @@ def test_a_card_from_s3_leaves_no_storage_sdk_in_the_server(small_artifact, pred
     assert "transformer.serving.fast_path" in modules
     assert [name for name in HEAVY if top_level(modules, name)] == []
     assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
+
+
+def test_a_lake_encoded_and_uploaded_by_children_keeps_pyarrow_and_boto3_out_of_the_server(
+    small_artifact, predictor, moto_s3, tmp_path
+):
+    # --sink_encoder process --sink_uploader process: the server's lake work is checks, partitions, commits and the
+    # two conversations; pyarrow lives in the encoder child, boto3 in the upload child (docs/performance.md, ninth
+    # pass).
+    moto_s3.client().create_bucket(Bucket="lake")
+    args = lake_args(tmp_path / "unused", tmp_path, "process")
+    args[args.index("--sink_uri") + 1] = "s3://lake/scores"
+    modules, maps = run_transformer(
+        small_artifact,
+        predictor,
+        tmp_path,
+        args + ["--sink_uploader", "process", "--sink_s3_endpoint_url", moto_s3.endpoint_url],
+    )
+    assert "transformer.sink.writer_process" in modules  # the server ran the upload child's parent side
+    assert [name for name in HEAVY if top_level(modules, name)] == []
+    assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
+    stored = moto_s3.client().list_objects_v2(Bucket="lake").get("Contents", [])
+    assert stored, "the requests were not recorded in the lake"
+    others = [set(path.read_text().split()) for path in tmp_path.glob("modules.txt.*")]
+    # Run with -m, a child's own module is __main__: it is told by what it imported.
+    uploaders = [found for found in others if top_level(found, "boto3")]
+    assert (
+        len(uploaders) == 1 and "transformer.sink.writers" in uploaders[0]
+    )  # the upload child made the puts
+    assert not top_level(uploaders[0], "pyarrow") and "kserve" not in uploaders[0]

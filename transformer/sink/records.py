@@ -11,6 +11,7 @@ import numpy as np
 from transformer.ids import new_scoring_id
 
 ENCODERS = ("thread", "process")
+UPLOADERS = ("thread", "process")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class SinkConfig:
     upload_retry_initial_seconds: float = 0.5
     compression: str = "zstd"
     encoder: str = "thread"  # where files are encoded: ENCODERS, transformer/sink/encoder.py
+    uploader: str = "thread"  # where files are uploaded: UPLOADERS, transformer/sink/writer_process.py
 
     def __post_init__(self) -> None:
         if self.flush_records < 1:
@@ -68,5 +70,7 @@ class SinkConfig:
             raise ValueError("spool_max_bytes must be >= 1")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.uploader not in UPLOADERS:
+            raise ValueError(f"uploader must be one of {', '.join(UPLOADERS)}, got {self.uploader!r}")
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ValueError("feature_names must be unique")

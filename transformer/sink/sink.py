@@ -54,6 +54,17 @@ class _Retry:
     checked: bool = False  # passed the integrity check (done once: it reads the whole file)
 
 
+def _writer_for(config: SinkConfig) -> Writer:
+    where = dict(
+        s3_endpoint_url=config.s3_endpoint_url, azure_connection_string=config.azure_connection_string
+    )
+    if config.uploader == "process":
+        from .writer_process import ProcessWriter
+
+        return ProcessWriter(config.uri, **where)
+    return writer_for_uri(config.uri, **where)
+
+
 def _drop_reason(error: BaseException) -> str:
     if isinstance(error, SpoolFull):
         return "spool_full"
@@ -79,11 +90,8 @@ class ScoreSink:
         # What the rows are (schema, partitions, checks, metrics); the delivery below is the same for every table.
         self.table = table or ScoresTable(config)
         metrics = self.metrics = self.table.metrics
-        self.writer = writer or writer_for_uri(
-            config.uri,
-            s3_endpoint_url=config.s3_endpoint_url,
-            azure_connection_string=config.azure_connection_string,
-        )
+        self.writer = writer or _writer_for(config)
+        self._owns_writer = writer is None  # a writer it was given is its caller's to close
         self.spool = Spool(config.spool_dir, config.spool_max_bytes, config.compression)
         self._lock_fd = self._lock_spool()
         self.spool.recover()
@@ -195,6 +203,8 @@ class ScoreSink:
         elif grace_seconds > 0:
             self._upload_pending(deadline)  # no uploader (never started, or it died): drain from here
         self._halted = True
+        if self._owns_writer and hasattr(self.writer, "close"):
+            self.writer.close()  # the upload child, after the last put
         left = self.spool.pending()
         if left:
             # Kept for the next start on this spool; lost if the spool's volume goes with the pod (an emptyDir).
