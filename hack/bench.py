@@ -12,6 +12,8 @@ Targets, real processes on loopback, driven by wrk (-t2 -c16):
   g  f with `--sink_encoder process`: lake files encoded in a child process (single and batch; its RSS and CPU
      include the child)
   h  d with `--sink_encoder process` (not in the default set: `--targets bdh`)
+  i  g with its lake on S3 (a moto server in its own process, hack/bench_peers/moto_s3.py): uploads from the server
+  j  i with `--sink_uploader process`: uploads from a child process (i and j: `--targets gij`, not in the default set)
 
 A shared 2-core machine changes its weather from minute to minute, so the run is built for per-round comparison:
 * Each round starts every target (spawn → the model's ready route answering 200 is the cold start; targets start one
@@ -33,6 +35,7 @@ wrong answer or dead server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -63,6 +66,7 @@ from hack.bench_peers.measure import (
     with_children,
     write_script,
 )
+from hack.bench_peers.moto_s3 import S3_ENV, s3_server
 from hack.bench_peers.stages import stage_shares
 from hack.bench_peers.stats import Verdict, per_round_differences, per_round_ratios, spread, verdict
 from hack.bench_peers.stock_env import stock_python
@@ -96,6 +100,9 @@ class Load:
     @property
     def leads(self) -> int:
         return self.bodies.leads
+
+
+S3_BUCKET = "bench-lake"  # targets i and j
 
 
 @dataclass
@@ -145,7 +152,12 @@ def solo(spawn: Callable[[Path], Server], path: str = READY_PATH) -> Callable[[P
 
 
 def build_targets(
-    model_dir: Path, work: Workload, api_key: str, run_dir: Path, stock_python: Path | None = None
+    model_dir: Path,
+    work: Workload,
+    api_key: str,
+    run_dir: Path,
+    stock_python: Path | None = None,
+    s3_endpoint: str | None = None,
 ) -> list[Target]:
     def v2(output: str, *kinds: str) -> dict[str, Load]:
         read = lambda answer: v2_scores(answer, output)  # noqa: E731
@@ -167,17 +179,18 @@ def build_targets(
 
     counter = iter(range(1_000_000))
 
-    def ours(log_dir: Path, predictor: str | None, protocol: str, *more: str) -> Server:
+    def ours(log_dir: Path, predictor: str | None, protocol: str, *more: str, s3: bool = False) -> Server:
         lake = run_dir / f"lake-{next(counter)}"
+        on_s3 = ["--sink_uri", f"s3://{S3_BUCKET}/{lake.name}", "--sink_s3_endpoint_url", str(s3_endpoint)]
         return start_transformer(
             model_dir,
             log_dir,
             api_keys=f"bench:{api_key}",
             predictor=predictor,
             protocol=protocol,
+            env=S3_ENV if s3 else None,
             extra_args=[
-                "--sink_uri",
-                lake.as_uri(),
+                *(on_s3 if s3 else ["--sink_uri", lake.as_uri()]),
                 "--sink_spool_dir",
                 str(lake.with_name(lake.name + "-spool")),
                 "--drain_delay_seconds",
@@ -201,7 +214,7 @@ def build_targets(
             lambda answer: v2_scores(answer, "score"),
         ),
     }
-    return [
+    targets = [
         Target(
             "a",
             "stock KServe transformer → predictor, REST hop",
@@ -254,6 +267,25 @@ def build_targets(
             "h",
             "ours, split mode, gRPC hop, lake files encoded in a child process",
             with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2", "--sink_encoder", "process")),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
+    ]
+    if s3_endpoint is None:
+        return targets
+    child_encoder = ("--sink_encoder", "process")
+    return targets + [
+        Target(
+            "i",
+            "ours, in-process booster, lake on S3 (moto), encoded in a child, uploaded from the server",
+            solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, s3=True)),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
+        Target(
+            "j",
+            "i, uploaded from a child process (--sink_uploader process)",
+            solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, "--sink_uploader", "process", s3=True)),
             v2("score", "single", "batch"),
             ours=True,
         ),
@@ -597,6 +629,15 @@ CONTEXT_RATIOS = (
     ("lake encoder in a child process × in a thread: in-process batch", "g", "f", "batch", None, "leads_s"),
     ("lake encoder in a child process × in a thread: in-process single", "g", "f", "single", None, "leads_s"),
     ("lake encoder in a child process × in a thread: split gRPC batch", "h", "d", "batch", None, "leads_s"),
+    ("S3 lake, uploads from a child × from the server: in-process batch", "j", "i", "batch", None, "leads_s"),
+    (
+        "S3 lake, uploads from a child × from the server: in-process single",
+        "j",
+        "i",
+        "single",
+        None,
+        "leads_s",
+    ),
     (
         "split gRPC batch, lake encoder in a child process × stock gRPC pair",
         "h",
@@ -879,6 +920,19 @@ def jsonable(value):
     raise TypeError(type(value).__name__)
 
 
+def print_profiles(profiles: dict) -> None:
+    for key, kind_profiles in profiles.items():
+        for kind, prof in kind_profiles.items():
+            print(f"\npy-spy ({key}, {kind}) — self time per frame; raw stacks in {prof['file']}")
+            for frame, share in prof["top"]:
+                print(f"  {share:5.1f} %  {frame[:150]}")
+            print(
+                f"py-spy ({key}, {kind}) — samples per stage of the scoring path (hack/bench_peers/stages.py)"
+            )
+            for stage, share in prof["stages"].items():
+                print(f"  {share:5.1f} %  {stage}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hack.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=ROOT / "predictor" / "model")
@@ -935,11 +989,16 @@ def main(argv: list[str] | None = None) -> int:
     profiles: dict = {}
     sink: dict = {}
     targets: list[Target] = []
+    stack = contextlib.ExitStack()
     try:
         stock = stock_python() if args.stock_env == "isolated" and set(args.targets) & set("ab") else None
         meta["stock_python"] = str(stock or sys.executable)
+        # Targets i and j put their lake on S3: a moto server in its own process, for the whole run.
+        s3_endpoint = stack.enter_context(s3_server(S3_BUCKET)) if set(args.targets) & set("ij") else None
         targets = [
-            t for t in build_targets(model_dir, work, api_key, run_dir, stock) if t.key in args.targets
+            t
+            for t in build_targets(model_dir, work, api_key, run_dir, stock, s3_endpoint)
+            if t.key in args.targets
         ]
         booster = booster_rss(model_dir)
         for round_no in range(1, args.rounds + 1):
@@ -958,6 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in targets:
             stop_all(target)
+        stack.close()
     summary = summarise(records, targets)
     checks = verdicts(records, booster["allowance_mb"])
     context = context_ratios(records)
@@ -983,16 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print("\n" + table + f"\n\nJSON: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
-    for key, kind_profiles in profiles.items():
-        for kind, prof in kind_profiles.items():
-            print(f"\npy-spy ({key}, {kind}) — self time per frame; raw stacks in {prof['file']}")
-            for frame, share in prof["top"]:
-                print(f"  {share:5.1f} %  {frame[:150]}")
-            print(
-                f"py-spy ({key}, {kind}) — samples per stage of the scoring path (hack/bench_peers/stages.py)"
-            )
-            for stage, share in prof["stages"].items():
-                print(f"  {share:5.1f} %  {stage}")
+    print_profiles(profiles)
     shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 

@@ -16,9 +16,11 @@ task really ran (a task starved of the GIL runs less often than asked). Backgrou
                requests, hand them to the sink's encoder child, wait, commit — with the encoding in the child
   lake-file in a child process: the whole work, in another process (no shared GIL)
 
-With `--s3` (a moto S3 server on loopback, in its own process), two more: the uploader's work for one lake file,
-`S3Writer.put` through boto3, in a thread of this process ("s3-put") and in a child process ("s3-put in a child
-process"). The server's CPU is spent in both; what differs is whose GIL boto3's Python holds.
+With `--s3` (a moto S3 server on loopback, in its own process), three more: the uploader's work for one lake file,
+`S3Writer.put` through boto3, in a thread of this process ("s3-put"), in a child process ("s3-put in a child
+process"), and what the uploader thread does with `--sink_uploader process` ("s3-put via the upload process": hand
+the key to the sink's upload child, transformer/sink/writer_process.py, and wait for its answer). The CPU is spent
+in every case; what differs is whose GIL boto3's Python holds.
 
 Not a test; numbers depend on the machine. Exit 0 always (it asserts nothing about speed).
 """
@@ -30,13 +32,11 @@ import contextlib
 import multiprocessing
 import os
 import select
-import socket
 import statistics
-import subprocess  # nosec B404 - our own interpreter, a fixed argument list
-import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ import orjson
 
 from contract.features import FEATURE_NAMES
 from contract.validation import validate_matrix
+from hack.bench_peers.moto_s3 import S3_ENV, s3_client, s3_server
 from hack.bench_peers.workload import lead_matrix
 from transformer.codec import decode_v2
 from transformer.sink import ScoredBatch, SinkConfig
@@ -153,47 +154,6 @@ def _lake_in_child(spool_dir: str, stop, period: float, done) -> None:
 
 
 _S3_BUCKET = "bench-lake"
-# moto needs some credentials to sign with; they are never checked.
-_S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@contextlib.contextmanager
-def _s3_server():
-    """A moto S3 server in its own process (its CPU is not this process's GIL); yields its endpoint URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    code = (
-        "import time; from moto.server import ThreadedMotoServer as S; "
-        f"S(ip_address='127.0.0.1', port={port}, verbose=False).start(); time.sleep(1e9)"
-    )
-    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **_S3_ENV})  # noqa: S603 # nosec
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
-                break
-            time.sleep(0.1)
-        _s3_client(endpoint).create_bucket(Bucket=_S3_BUCKET)
-        yield endpoint
-    finally:
-        server.kill()
-        server.wait()
-
-
-def _s3_client(endpoint: str):
-    """A client configured as the sink's, with moto's credentials given to it (this process's environment is left
-    alone)."""
-    import boto3
-
-    from transformer.sink.s3 import _CLIENT_CONFIG
-
-    session = boto3.session.Session(
-        aws_access_key_id=_S3_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=_S3_ENV["AWS_SECRET_ACCESS_KEY"],
-        region_name=_S3_ENV["AWS_DEFAULT_REGION"],
-    )
-    return session.client("s3", endpoint_url=endpoint, config=_CLIENT_CONFIG)
 
 
 class S3Put:
@@ -202,13 +162,45 @@ class S3Put:
     def __init__(self, endpoint: str, lake_file: str) -> None:
         from transformer.sink.s3 import S3Writer
 
-        self.writer = S3Writer(_S3_BUCKET, f"bench/{os.getpid()}", client=_s3_client(endpoint))
+        # A fresh prefix each time: a key stored in an earlier round would be refused (412), a cheaper request.
+        self.writer = S3Writer(_S3_BUCKET, f"bench/{uuid.uuid4().hex}", client=s3_client(endpoint))
         self.path = Path(lake_file)
         self.puts = 0
 
     def __call__(self) -> None:
         self.puts += 1
         self.writer.put(f"{self.puts}.parquet", self.path)
+
+
+class S3PutViaUploadProcess(S3Put):
+    """The same upload through the sink's upload child, as the uploader thread makes it with `--sink_uploader
+    process`."""
+
+    def __init__(self, endpoint: str, lake_file: str) -> None:
+        from transformer.sink.writer_process import ProcessWriter
+
+        self.writer = ProcessWriter(f"s3://{_S3_BUCKET}/bench/{uuid.uuid4().hex}", s3_endpoint_url=endpoint)
+        self.path = Path(lake_file)
+        self.puts = 0
+        # The child inherits the environment, as it does in a pod: moto's credentials, for the time it starts.
+        saved = {name: os.environ.get(name) for name in S3_ENV}
+        os.environ.update(S3_ENV)
+        try:
+            self()  # the child starts (imports boto3) now, outside the measured window
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _s3_put_via_upload_process(endpoint: str, lake_file: str, body: bytes, seconds: float, period: float):
+    put = S3PutViaUploadProcess(endpoint, lake_file)
+    try:
+        return _with_thread(put, body, seconds, period)
+    finally:
+        put.writer.close()
 
 
 def _s3_put_in_child(endpoint: str, lake_file: str, stop, period: float, done) -> None:
@@ -277,12 +269,15 @@ def run(rounds: int, seconds: float, period: float, s3: bool = False) -> dict[st
             ),
         }
         if s3:
-            endpoint = stack.enter_context(_s3_server())
+            endpoint = stack.enter_context(s3_server(_S3_BUCKET))
             # A real lake file, encoded as the sink encodes it, kept for every upload.
             lake_file = lake.encoder.encode(lake.batches).temp
             variants["s3-put"] = lambda: _with_thread(S3Put(endpoint, str(lake_file)), body, seconds, period)
             variants["s3-put in a child process"] = lambda: _with_child(
                 _s3_put_in_child, (endpoint, str(lake_file)), body, seconds, period
+            )
+            variants["s3-put via the upload process"] = lambda: _s3_put_via_upload_process(
+                endpoint, str(lake_file), body, seconds, period
             )
         try:
             for _ in range(rounds):

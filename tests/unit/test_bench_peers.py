@@ -160,11 +160,11 @@ def test_gil_bench_measures_every_background_task_while_it_really_runs():
         assert result["tasks_per_second"][0] > 0, name
 
 
-def test_gil_bench_s3_variants_upload_real_lake_files_from_a_thread_and_from_a_child():
+def test_gil_bench_s3_variants_upload_real_lake_files_from_a_thread_a_child_and_the_upload_process():
     from hack.bench_gil import run
 
     results = run(rounds=1, seconds=0.5, period=0.05, s3=True)
-    for name in ("s3-put", "s3-put in a child process"):
+    for name in ("s3-put", "s3-put in a child process", "s3-put via the upload process"):
         assert 0 < results[name]["share"][0] < 2, name
         # Uploads really happened to the moto server during the window (a failed put raises and ends the task loop).
         assert results[name]["tasks_per_second"][0] > 0, name
