@@ -13,7 +13,7 @@ Targets, real processes on loopback, driven by wrk (-t2 -c16):
      include the child)
   h  d with `--sink_encoder process` (not in the default set: `--targets bdh`)
   i  g with its lake on S3 (a moto server in its own process, hack/bench_peers/moto_s3.py): uploads from the server
-  j  i with `--sink_uploader process`: uploads from a child process (i and j: `--targets gij`, not in the default set)
+  j  i with `--sink_uploader process`: uploads from a child process
 
 A shared 2-core machine changes its weather from minute to minute, so the run is built for per-round comparison:
 * Each round starts every target (spawn → the model's ready route answering 200 is the cold start; targets start one
@@ -941,7 +941,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each timed run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--targets", default="abcdefg", help="subset to run (verdicts need their baselines)")
+    parser.add_argument(
+        "--targets", default="abcdefgij", help="subset to run (verdicts need their baselines)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a short look: 2 rounds of 3 s, no sink micro-benchmark"
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from transformer.ids import new_scoring_id
+
+if TYPE_CHECKING:  # annotations only: the upload child (writer_process.py) imports this package without numpy
+    import numpy as np
 
 ENCODERS = ("thread", "process")
 UPLOADERS = ("thread", "process")
