@@ -78,6 +78,18 @@ class AzuriteServer:
             f"/{prefix}" if prefix else ""
         )
 
+    def sink_config(self, tmp_path: Path, **overrides):
+        """A sink on this emulator's `lake/scores`, spooling under `tmp_path`."""
+        from transformer.sink import SinkConfig
+
+        return SinkConfig(
+            uri=self.url("lake", "scores"),
+            spool_dir=tmp_path / "spool",
+            azure_connection_string=self.connection_string,
+            feature_names=FEATURE_NAMES,
+            **overrides,
+        )
+
     def start(self) -> AzuriteServer:
         self.location.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.child_processes import alive, child_running, work_with_a_stuck_child
 from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorted_rows, wait_for
 from transformer.sink import ScoreSink, SinkConfig
 from transformer.sink import encoder as encoder_module
@@ -39,19 +40,7 @@ def read_lake(tmp_path: Path):
 
 
 def child_of(sink: ScoreSink) -> int:
-    pid = sink._encoder.pid
-    assert pid is not None, "no encoder process is running"
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"transformer.sink.encoder" in cmdline and os.getppid() != pid
-    return pid
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return child_running(sink._encoder.pid, "transformer.sink.encoder")
 
 
 def flush(sink: ScoreSink, *batches) -> None:
@@ -104,16 +93,8 @@ def test_a_stuck_child_is_replaced_after_its_timeout(tmp_path, caplog):
     sink.start()
     pid = child_of(sink)
     sink._encoder.timeout = 1.0
-    os.kill(pid, signal.SIGSTOP)  # alive, never answers
-    try:
-        stuck = sample_batch(4, seed=5)
-        with caplog.at_level(logging.WARNING, logger="transformer.sink"):
-            flush(sink, stuck)
-        assert any("no answer in 1 s" in r.getMessage() for r in caplog.records)
-        wait_for(lambda: not alive(pid), timeout=10)  # killed, not left stopped
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    stuck = sample_batch(4, seed=5)
+    work_with_a_stuck_child(pid, caplog, lambda: flush(sink, stuck))
     sink.close(grace_seconds=10)
     assert sorted_rows(read_lake(tmp_path)) == expected_rows([stuck])
 

@@ -126,15 +126,7 @@ def test_a_vanished_spool_file_is_counted_and_the_files_behind_it_still_upload(m
 def test_damaged_and_unreadable_spool_files_are_quarantined_and_never_reach_the_lake(azurite, tmp_path):
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     service.get_container_client("lake").create_container()
-    sink = ScoreSink(
-        SinkConfig(
-            uri=azurite.url("lake", "scores"),
-            spool_dir=tmp_path / "spool",
-            azure_connection_string=azurite.connection_string,
-            feature_names=FEATURE_NAMES,
-            **FAST_RETRIES,
-        )
-    )
+    sink = ScoreSink(azurite.sink_config(tmp_path, **FAST_RETRIES))
     good = sample_batch(5, seed=3)
     truncated = spool_one(sink, sample_batch(7, seed=1))
     unreadable = spool_one(sink, sample_batch(2, seed=2))
@@ -156,14 +148,7 @@ def test_damaged_and_unreadable_spool_files_are_quarantined_and_never_reach_the_
     assert (quarantine / truncated.key).read_bytes() == data[: len(data) // 2]
     assert (quarantine / unreadable.key).is_dir()
     # A restart does not try them again: the quarantine is not part of the spool's queue.
-    again = ScoreSink(
-        SinkConfig(
-            uri=azurite.url("lake", "scores"),
-            spool_dir=tmp_path / "spool",
-            azure_connection_string=azurite.connection_string,
-            feature_names=FEATURE_NAMES,
-        )
-    )
+    again = ScoreSink(azurite.sink_config(tmp_path))
     assert again.spool.pending() == []
     again.close(grace_seconds=0)
 

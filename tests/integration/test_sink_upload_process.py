@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.child_processes import alive, child_running, work_with_a_stuck_child
 from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorted_rows, wait_for
 from transformer.sink import ScoreSink, SinkConfig
 from transformer.sink import writer_process as writer_process_module
@@ -45,19 +46,7 @@ def s3_rows(server) -> list:
 
 
 def uploader_child(sink: ScoreSink) -> int:
-    pid = sink.writer.pid
-    assert pid is not None, "no upload process is running"
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"transformer.sink.writer_process" in cmdline
-    return pid
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return child_running(sink.writer.pid, "transformer.sink.writer_process")
 
 
 def failures() -> float:
@@ -91,15 +80,7 @@ def test_every_record_reaches_azure_blob_through_the_child(azurite, tmp_path):
 
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     service.create_container("lake")
-    sink = ScoreSink(
-        SinkConfig(
-            uri=azurite.url("lake", "scores"),
-            spool_dir=tmp_path / "spool",
-            azure_connection_string=azurite.connection_string,
-            feature_names=FEATURE_NAMES,
-            uploader="process",
-        )
-    )
+    sink = ScoreSink(azurite.sink_config(tmp_path, uploader="process"))
     sink.start()
     batches = [sample_batch(4, seed=s) for s in range(3)]
     spool_and_upload(sink, *batches)
@@ -167,16 +148,8 @@ def test_a_stuck_child_is_replaced_after_its_timeout_and_its_file_still_arrives(
     spool_and_upload(sink, first)
     pid = uploader_child(sink)
     sink.writer.timeout = 1.0
-    os.kill(pid, signal.SIGSTOP)  # alive, never answers
-    try:
-        stuck = sample_batch(4, seed=5)
-        with caplog.at_level(logging.WARNING, logger="transformer.sink"):
-            spool_and_upload(sink, stuck)
-        assert any("no answer in 1 s" in r.getMessage() for r in caplog.records)
-        wait_for(lambda: not alive(pid), timeout=10)  # killed, not left stopped
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    stuck = sample_batch(4, seed=5)
+    work_with_a_stuck_child(pid, caplog, lambda: spool_and_upload(sink, stuck))
     sink.close(grace_seconds=10)
     assert s3_rows(moto_s3) == expected_rows([first, stuck])
 
