@@ -18,8 +18,10 @@ NAMESPACE = "lead-scoring"
 
 def promql(prometheus_url: str, expr: str) -> list[dict]:
     response = httpx.get(prometheus_url + "/api/v1/query", params={"query": expr}, timeout=10)
+    # Before its TSDB is open Prometheus answers 503 with a plain-text body, not JSON.
+    assert response.status_code == 200, f"{expr}\n→ {response.status_code} {response.text[:200]}"
     body = response.json()
-    assert response.status_code == 200 and body["status"] == "success", f"{expr}\n→ {body}"
+    assert body["status"] == "success", f"{expr}\n→ {body}"
     assert body["data"]["resultType"] == "vector", expr
     return body["data"]["result"]
 
@@ -74,7 +76,16 @@ def start_prometheus(target: str, work: Path) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.STDOUT,
     )
     log.close()
-    return process, f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # /-/ready turns 200 once the TSDB is open; queries before that get 503 "Service Unavailable".
+        wait_until(
+            lambda: httpx.get(url + "/-/ready", timeout=2).status_code == 200, "prometheus ready", 60, process
+        )
+    except BaseException:
+        stop(process)
+        raise
+    return process, url
 
 
 def stop(process: subprocess.Popen) -> None:

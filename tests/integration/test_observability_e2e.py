@@ -232,11 +232,6 @@ def observed(artifact, predictor, api_key, runtime_booster, card, tmp_path_facto
         # Prometheus starts while the transformer does (its first scrapes just fail): ~3 s saved on 2 cores.
         prometheus, url = start_prometheus(f"127.0.0.1:{transformer.http_port}", work)
         transformer.wait_ready()
-        wait_until(
-            lambda: httpx.get(url + "/-/ready", timeout=2).status_code == 200,
-            "prometheus ready",
-            process=prometheus,
-        )
         # One scrape of the primed zeros before any traffic, so rate()/increase() see the counters move.
         wait_until(
             lambda: scalar(url, 'up{job="lead-scoring-transformer"}') == 1, "first scrape", process=prometheus
