@@ -43,12 +43,12 @@ test-fast: venv
 	$(PY) -m pytest -q tests/unit
 
 # Online serving (interleaved rounds vs the stock KServe pair), then batch scoring, then outcomes + the quality join,
-# then what the lake's background thread and its S3 uploads cost the request path (hack/bench_gil.py).
+# then what the lake's background thread and its S3 and Blob uploads cost the request path (hack/bench_gil.py).
 bench: venv tools model
 	$(PY) -m hack.bench --model-dir $(MODEL_DIR)
 	$(PY) -m hack.bench_batch --model-dir $(MODEL_DIR)
 	$(PY) -m hack.bench_quality --model-dir $(MODEL_DIR)
-	$(PY) -m hack.bench_gil --s3
+	$(PY) -m hack.bench_gil --s3 --azure
 
 docs: venv
 	$(PY) -m contract.features --markdown > docs/features.md

@@ -14,6 +14,8 @@ Targets, real processes on loopback, driven by wrk (-t2 -c16):
   h  d with `--sink_encoder process` (not in the default set: `--targets bdh`)
   i  g with its lake on S3 (a moto server in its own process, hack/bench_peers/moto_s3.py): uploads from the server
   j  i with `--sink_uploader process`: uploads from a child process
+  k  g with its lake on Azure Blob (azurite in its own process, hack/azurite.py): uploads from the server
+  l  k with `--sink_uploader process` (k and l are not in the default set: `--targets gkl`)
 
 A shared 2-core machine changes its weather from minute to minute, so the run is built for per-round comparison:
 * Each round starts every target (spawn → the model's ready route answering 200 is the cold start; targets start one
@@ -56,6 +58,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from hack.azurite import Azurite, azurite_container
 from hack.bench_peers.launch import start_fastapi_service, start_stock_transformer
 from hack.bench_peers.measure import (
     BenchError,
@@ -102,7 +105,7 @@ class Load:
         return self.bodies.leads
 
 
-S3_BUCKET = "bench-lake"  # targets i and j
+LAKE_BUCKET = "bench-lake"  # the S3 bucket of targets i and j, the Blob container of k and l
 
 
 @dataclass
@@ -158,6 +161,7 @@ def build_targets(
     run_dir: Path,
     stock_python: Path | None = None,
     s3_endpoint: str | None = None,
+    azurite: Azurite | None = None,
 ) -> list[Target]:
     def v2(output: str, *kinds: str) -> dict[str, Load]:
         read = lambda answer: v2_scores(answer, output)  # noqa: E731
@@ -179,18 +183,35 @@ def build_targets(
 
     counter = iter(range(1_000_000))
 
-    def ours(log_dir: Path, predictor: str | None, protocol: str, *more: str, s3: bool = False) -> Server:
+    def ours(
+        log_dir: Path, predictor: str | None, protocol: str, *more: str, store: str = "folder"
+    ) -> Server:
         lake = run_dir / f"lake-{next(counter)}"
-        on_s3 = ["--sink_uri", f"s3://{S3_BUCKET}/{lake.name}", "--sink_s3_endpoint_url", str(s3_endpoint)]
+        where = {
+            "folder": lambda: ["--sink_uri", lake.as_uri()],
+            "s3": lambda: [
+                "--sink_uri",
+                f"s3://{LAKE_BUCKET}/{lake.name}",
+                "--sink_s3_endpoint_url",
+                str(s3_endpoint),
+            ],
+            # The emulator's published development key, not a secret (hack/azurite.py).
+            "blob": lambda: [
+                "--sink_uri",
+                azurite.url(LAKE_BUCKET, lake.name),
+                "--sink_azure_connection_string",
+                azurite.connection_string,
+            ],
+        }[store]()
         return start_transformer(
             model_dir,
             log_dir,
             api_keys=f"bench:{api_key}",
             predictor=predictor,
             protocol=protocol,
-            env=S3_ENV if s3 else None,
+            env=S3_ENV if store == "s3" else None,
             extra_args=[
-                *(on_s3 if s3 else ["--sink_uri", lake.as_uri()]),
+                *where,
                 "--sink_spool_dir",
                 str(lake.with_name(lake.name + "-spool")),
                 "--drain_delay_seconds",
@@ -271,25 +292,43 @@ def build_targets(
             ours=True,
         ),
     ]
-    if s3_endpoint is None:
-        return targets
     child_encoder = ("--sink_encoder", "process")
-    return targets + [
-        Target(
-            "i",
-            "ours, in-process booster, lake on S3 (moto), encoded in a child, uploaded from the server",
-            solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, s3=True)),
-            v2("score", "single", "batch"),
-            ours=True,
-        ),
-        Target(
-            "j",
-            "i, uploaded from a child process (--sink_uploader process)",
-            solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, "--sink_uploader", "process", s3=True)),
-            v2("score", "single", "batch"),
-            ours=True,
-        ),
-    ]
+    child_uploader = ("--sink_uploader", "process")
+    if s3_endpoint is not None:
+        targets += [
+            Target(
+                "i",
+                "ours, in-process booster, lake on S3 (moto), encoded in a child, uploaded from the server",
+                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, store="s3")),
+                v2("score", "single", "batch"),
+                ours=True,
+            ),
+            Target(
+                "j",
+                "i, uploaded from a child process (--sink_uploader process)",
+                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, *child_uploader, store="s3")),
+                v2("score", "single", "batch"),
+                ours=True,
+            ),
+        ]
+    if azurite is not None:
+        targets += [
+            Target(
+                "k",
+                "ours, in-process booster, lake on Azure Blob (azurite), encoded in a child, uploaded from the server",
+                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, store="blob")),
+                v2("score", "single", "batch"),
+                ours=True,
+            ),
+            Target(
+                "l",
+                "k, uploaded from a child process (--sink_uploader process)",
+                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, *child_uploader, store="blob")),
+                v2("score", "single", "batch"),
+                ours=True,
+            ),
+        ]
+    return targets
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -634,6 +673,22 @@ CONTEXT_RATIOS = (
         "S3 lake, uploads from a child × from the server: in-process single",
         "j",
         "i",
+        "single",
+        None,
+        "leads_s",
+    ),
+    (
+        "Blob lake, uploads from a child × from the server: in-process batch",
+        "l",
+        "k",
+        "batch",
+        None,
+        "leads_s",
+    ),
+    (
+        "Blob lake, uploads from a child × from the server: in-process single",
+        "l",
+        "k",
         "single",
         None,
         "leads_s",
@@ -996,10 +1051,16 @@ def main(argv: list[str] | None = None) -> int:
         stock = stock_python() if args.stock_env == "isolated" and set(args.targets) & set("ab") else None
         meta["stock_python"] = str(stock or sys.executable)
         # Targets i and j put their lake on S3: a moto server in its own process, for the whole run.
-        s3_endpoint = stack.enter_context(s3_server(S3_BUCKET)) if set(args.targets) & set("ij") else None
+        s3_endpoint = stack.enter_context(s3_server(LAKE_BUCKET)) if set(args.targets) & set("ij") else None
+        # Targets k and l put theirs on Azure Blob: azurite, likewise.
+        azurite = (
+            stack.enter_context(azurite_container(run_dir / "azurite", LAKE_BUCKET))
+            if set(args.targets) & set("kl")
+            else None
+        )
         targets = [
             t
-            for t in build_targets(model_dir, work, api_key, run_dir, stock, s3_endpoint)
+            for t in build_targets(model_dir, work, api_key, run_dir, stock, s3_endpoint, azurite)
             if t.key in args.targets
         ]
         booster = booster_rss(model_dir)

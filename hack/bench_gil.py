@@ -1,6 +1,6 @@
 """What a background thread costs the request path's Python work, by kind of background work (issue 17, sixth pass).
 
-    python -m hack.bench_gil [--rounds 5] [--seconds 3] [--period 0.05] [--s3]
+    python -m hack.bench_gil [--rounds 5] [--seconds 3] [--period 0.05] [--s3] [--azure]
 
 The foreground does what the event loop does for a 100-lead V2 request, minus the network: an epoll poll, orjson
 parse, the body → matrix decode, validation, an orjson answer. It runs alone, then with one background worker that
@@ -20,7 +20,8 @@ With `--s3` (a moto S3 server on loopback, in its own process), three more: the 
 `S3Writer.put` through boto3, in a thread of this process ("s3-put"), in a child process ("s3-put in a child
 process"), and what the uploader thread does with `--sink_uploader process` ("s3-put via the upload process": hand
 the key to the sink's upload child, transformer/sink/writer_process.py, and wait for its answer). The CPU is spent
-in every case; what differs is whose GIL boto3's Python holds.
+in every case; what differs is whose GIL boto3's Python holds. `--azure` does the same with `AzureBlobWriter.put`
+through azure-storage-blob against azurite (hack/azurite.py): "blob-put", and so on.
 
 Not a test; numbers depend on the machine. Exit 0 always (it asserts nothing about speed).
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import multiprocessing
 import os
 import select
@@ -37,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,7 +48,8 @@ import orjson
 
 from contract.features import FEATURE_NAMES
 from contract.validation import validate_matrix
-from hack.bench_peers.moto_s3 import S3_ENV, s3_client, s3_server
+from hack.azurite import azurite_container
+from hack.bench_peers.moto_s3 import S3_ENV, s3_server
 from hack.bench_peers.workload import lead_matrix
 from transformer.codec import decode_v2
 from transformer.sink import ScoredBatch, SinkConfig
@@ -153,58 +156,61 @@ def _lake_in_child(spool_dir: str, stop, period: float, done) -> None:
     _repeat(LakeFile(Path(spool_dir)), stop, period, done)
 
 
-_S3_BUCKET = "bench-lake"
+_BUCKET = "bench-lake"
 
 
-class S3Put:
-    """One lake file's upload, as the sink's uploader does it (`S3Writer.put`), each time under a new key."""
+class StorePut:
+    """One lake file's upload as the sink's uploader thread makes it: `put` on the lake's writer, built from the
+    URI as the server builds it (`writer_for_uri`), or with `--sink_uploader process`, the `ProcessWriter` that
+    hands the put to the sink's upload child and waits for its answer. A new key each time."""
 
-    def __init__(self, endpoint: str, lake_file: str) -> None:
-        from transformer.sink.s3 import S3Writer
+    def __init__(self, where: dict, lake_file: str, uploader: str = "thread") -> None:
+        from transformer.sink.writer_process import ProcessWriter
+        from transformer.sink.writers import writer_for_uri
 
         # A fresh prefix each time: a key stored in an earlier round would be refused (412), a cheaper request.
-        self.writer = S3Writer(_S3_BUCKET, f"bench/{uuid.uuid4().hex}", client=s3_client(endpoint))
+        where = {**where, "uri": f"{where['uri']}/{uuid.uuid4().hex}"}
+        self.writer = ProcessWriter(**where) if uploader == "process" else writer_for_uri(**where)
         self.path = Path(lake_file)
         self.puts = 0
+        if uploader == "process":
+            self()  # the child starts (imports the SDK) now, outside the measured window
 
     def __call__(self) -> None:
         self.puts += 1
         self.writer.put(f"{self.puts}.parquet", self.path)
 
-
-class S3PutViaUploadProcess(S3Put):
-    """The same upload through the sink's upload child, as the uploader thread makes it with `--sink_uploader
-    process`."""
-
-    def __init__(self, endpoint: str, lake_file: str) -> None:
-        from transformer.sink.writer_process import ProcessWriter
-
-        self.writer = ProcessWriter(f"s3://{_S3_BUCKET}/bench/{uuid.uuid4().hex}", s3_endpoint_url=endpoint)
-        self.path = Path(lake_file)
-        self.puts = 0
-        # The child inherits the environment, as it does in a pod: moto's credentials, for the time it starts.
-        saved = {name: os.environ.get(name) for name in S3_ENV}
-        os.environ.update(S3_ENV)
-        try:
-            self()  # the child starts (imports boto3) now, outside the measured window
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    def close(self) -> None:
+        close = getattr(self.writer, "close", None)
+        if close is not None:
+            close()
 
 
-def _s3_put_via_upload_process(endpoint: str, lake_file: str, body: bytes, seconds: float, period: float):
-    put = S3PutViaUploadProcess(endpoint, lake_file)
+def _put_in_thread(where: dict, lake_file: str, uploader: str, body: bytes, seconds: float, period: float):
+    put = StorePut(where, lake_file, uploader)
     try:
         return _with_thread(put, body, seconds, period)
     finally:
-        put.writer.close()
+        put.close()
 
 
-def _s3_put_in_child(endpoint: str, lake_file: str, stop, period: float, done) -> None:
-    _repeat(S3Put(endpoint, lake_file), stop, period, done)
+def _put_in_child(where: dict, lake_file: str, stop, period: float, done) -> None:
+    _repeat(StorePut(where, lake_file), stop, period, done)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set for the bench and the children it spawns, as a pod's environment is for the server and its children."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _foreground(body: bytes, seconds: float) -> float:
@@ -250,7 +256,9 @@ def _with_child(
         child.join(10)
 
 
-def run(rounds: int, seconds: float, period: float, s3: bool = False) -> dict[str, dict[str, list[float]]]:
+def run(
+    rounds: int, seconds: float, period: float, s3: bool = False, azure: bool = False
+) -> dict[str, dict[str, list[float]]]:
     """Per variant and round: the foreground's share of its alone rate in the same round ("share"), and how many
     background tasks a second ran meanwhile ("tasks_per_second": a task starved of the GIL runs less often than
     `period` asks, which makes its cost look smaller)."""
@@ -268,16 +276,31 @@ def run(rounds: int, seconds: float, period: float, s3: bool = False) -> dict[st
                 _lake_in_child, (str(Path(tmp) / "child"),), body, seconds, period
             ),
         }
+        stores: dict[str, dict] = {}
         if s3:
-            endpoint = stack.enter_context(s3_server(_S3_BUCKET))
+            stack.enter_context(_environment(S3_ENV))
+            stores["s3-put"] = {
+                "uri": f"s3://{_BUCKET}/bench",
+                "s3_endpoint_url": stack.enter_context(s3_server(_BUCKET)),
+            }
+        if azure:
+            azurite = stack.enter_context(azurite_container(Path(tmp) / "azurite", _BUCKET))
+            stores["blob-put"] = {
+                "uri": azurite.url(_BUCKET, "bench"),
+                "azure_connection_string": azurite.connection_string,
+            }
+        if stores:
             # A real lake file, encoded as the sink encodes it, kept for every upload.
-            lake_file = lake.encoder.encode(lake.batches).temp
-            variants["s3-put"] = lambda: _with_thread(S3Put(endpoint, str(lake_file)), body, seconds, period)
-            variants["s3-put in a child process"] = lambda: _with_child(
-                _s3_put_in_child, (endpoint, str(lake_file)), body, seconds, period
+            lake_file = str(lake.encoder.encode(lake.batches).temp)
+        for name, where in stores.items():
+            variants[name] = functools.partial(
+                _put_in_thread, where, lake_file, "thread", body, seconds, period
             )
-            variants["s3-put via the upload process"] = lambda: _s3_put_via_upload_process(
-                endpoint, str(lake_file), body, seconds, period
+            variants[f"{name} in a child process"] = functools.partial(
+                _with_child, _put_in_child, (where, lake_file), body, seconds, period
+            )
+            variants[f"{name} via the upload process"] = functools.partial(
+                _put_in_thread, where, lake_file, "process", body, seconds, period
             )
         try:
             for _ in range(rounds):
@@ -298,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--period", type=float, default=0.05, help="seconds between background tasks")
     parser.add_argument("--s3", action="store_true", help="also an S3 upload per task (moto on loopback)")
+    parser.add_argument(
+        "--azure", action="store_true", help="also a Blob upload per task (azurite on loopback)"
+    )
     args = parser.parse_args(argv)
-    results = run(args.rounds, args.seconds, args.period, args.s3)
+    results = run(args.rounds, args.seconds, args.period, args.s3, args.azure)
     print(
         f"\nforeground req/s with the background task, as % of alone in the same round; asked: a task every "
         f"{args.period:g} s ({1 / args.period:g}/s)\n"

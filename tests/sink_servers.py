@@ -7,9 +7,6 @@ Pytest fixtures built on these live in tests/support/storage_fixtures.py.
 from __future__ import annotations
 
 import math
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -18,18 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hack.azurite import Azurite, port_open
+from hack.stack import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-AZURITE_BIN = REPO / ".tools" / "node_modules" / ".bin" / "azurite-blob"
-# The emulator's published development account (https://learn.microsoft.com/azure/storage/common/storage-use-azurite).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 FEATURE_NAMES = tuple(f"feature_{i:02d}" for i in range(50))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
@@ -44,39 +34,8 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
         time.sleep(interval)
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class AzuriteServer:
-    """azurite-blob as a child process; data persists in `location` across stop()/start()."""
-
-    def __init__(self, location: Path, port: int | None = None) -> None:
-        self.location = Path(location)
-        self.port = port or free_port()
-        self.process: subprocess.Popen | None = None
-
-    @staticmethod
-    def ensure_installed() -> Path:
-        if not AZURITE_BIN.exists():
-            subprocess.run(["bash", str(REPO / "hack" / "install-tools.sh")], check=True)
-        if not shutil.which("node") and not AZURITE_BIN.exists():
-            raise RuntimeError("azurite needs node and `bash hack/install-tools.sh`")
-        return AZURITE_BIN
-
-    @property
-    def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
-        )
-
-    def url(self, container: str, prefix: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}/{container}" + (
-            f"/{prefix}" if prefix else ""
-        )
+class AzuriteServer(Azurite):
+    """azurite-blob (hack/azurite.py), plus the sink configurations the tests build on it."""
 
     def sink_config(self, tmp_path: Path, **overrides):
         """A sink on this emulator's `lake/scores`, spooling under `tmp_path`."""
@@ -89,40 +48,6 @@ class AzuriteServer:
             feature_names=FEATURE_NAMES,
             **overrides,
         )
-
-    def start(self) -> AzuriteServer:
-        self.location.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                str(self.ensure_installed()),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(self.port),
-                "--location",
-                str(self.location),
-                "--silent",
-                # azure-storage-blob 12.31 sends an API version azurite 3.35 does not know yet.
-                "--skipApiVersionCheck",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: _port_open(self.port) or self.process.poll() is not None, timeout=30)
-        if self.process.poll() is not None:
-            raise RuntimeError(f"azurite exited with {self.process.returncode}")
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
-        wait_for(lambda: not _port_open(self.port), timeout=10)
 
 
 class MotoS3Server:
@@ -141,7 +66,7 @@ class MotoS3Server:
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
-        wait_for(lambda: _port_open(self.port), timeout=10)
+        wait_for(lambda: port_open(self.port), timeout=10)
         return self
 
     def reset(self) -> None:
@@ -155,7 +80,7 @@ class MotoS3Server:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        wait_for(lambda: not _port_open(self.port), timeout=10)
+        wait_for(lambda: not port_open(self.port), timeout=10)
 
     def client(self):
         import boto3
