@@ -292,42 +292,44 @@ def build_targets(
             ours=True,
         ),
     ]
-    child_encoder = ("--sink_encoder", "process")
-    child_uploader = ("--sink_uploader", "process")
+
+    def remote_lake(keys: str, store: str, label: str) -> list[Target]:
+        """The in-process transformer with its lake on a remote store, uploads from the server, then from a child;
+        both encode in a child."""
+        server_key, child_key = keys
+        uploader = {server_key: "thread", child_key: "process"}
+        return [
+            Target(
+                key,
+                description,
+                solo(
+                    lambda d, key=key: ours(
+                        d,
+                        None,
+                        "grpc-v2",
+                        "--sink_encoder",
+                        "process",
+                        "--sink_uploader",
+                        uploader[key],
+                        store=store,
+                    )
+                ),
+                v2("score", "single", "batch"),
+                ours=True,
+            )
+            for key, description in (
+                (
+                    server_key,
+                    f"ours, in-process booster, lake on {label}, encoded in a child, uploaded from the server",
+                ),
+                (child_key, f"{server_key}, uploaded from a child process (--sink_uploader process)"),
+            )
+        ]
+
     if s3_endpoint is not None:
-        targets += [
-            Target(
-                "i",
-                "ours, in-process booster, lake on S3 (moto), encoded in a child, uploaded from the server",
-                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, store="s3")),
-                v2("score", "single", "batch"),
-                ours=True,
-            ),
-            Target(
-                "j",
-                "i, uploaded from a child process (--sink_uploader process)",
-                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, *child_uploader, store="s3")),
-                v2("score", "single", "batch"),
-                ours=True,
-            ),
-        ]
+        targets += remote_lake("ij", "s3", "S3 (moto)")
     if azurite is not None:
-        targets += [
-            Target(
-                "k",
-                "ours, in-process booster, lake on Azure Blob (azurite), encoded in a child, uploaded from the server",
-                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, store="blob")),
-                v2("score", "single", "batch"),
-                ours=True,
-            ),
-            Target(
-                "l",
-                "k, uploaded from a child process (--sink_uploader process)",
-                solo(lambda d: ours(d, None, "grpc-v2", *child_encoder, *child_uploader, store="blob")),
-                v2("score", "single", "batch"),
-                ours=True,
-            ),
-        ]
+        targets += remote_lake("kl", "blob", "Azure Blob (azurite)")
     return targets
 
 
