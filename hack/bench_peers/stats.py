@@ -5,6 +5,10 @@ measured at 17:04 saw different machines. So a comparison is made *within* a rou
 apart, interleaved — and only then summarised across rounds: the median of the per-round ratios and their spread
 (min–max). A ratio of medians would mix rounds and hide that spread. A verdict is PASS or MISS on the median; when the
 spread reaches across the target's bound, the verdict is flagged as not robust (another run may well flip it).
+
+A throughput target can also carry a ceiling: what the target would reach, round by round, if it had every core of
+the machine to itself at the CPU per lead it was measured at. A miss whose ceiling stays below the bound in every
+round is not the weather: no quieter run can pass it without cutting CPU per lead, and the verdict says so.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class Verdict:
     bound: float
     at_least: bool  # True: value ≥ bound passes; False: value ≤ bound passes
     summary: Spread | None
+    ceiling: Spread | None = None  # at-least targets: the best the measured CPU per lead allows (see above)
 
     @property
     def passed(self) -> bool:
@@ -75,12 +80,28 @@ class Verdict:
         return self.summary is not None and self.summary.low <= self.bound <= self.summary.high
 
     @property
+    def out_of_reach(self) -> bool:
+        """Missed, and even every core at the measured CPU per lead stays below the bound in every round."""
+        return (
+            self.at_least and not self.passed and self.ceiling is not None and self.ceiling.high < self.bound
+        )
+
+    @property
     def label(self) -> str:
         if self.summary is None:
             return "NOT MEASURED"
-        return ("PASS" if self.passed else "MISS") + (" (spread overlaps target)" if self.overlaps else "")
+        label = ("PASS" if self.passed else "MISS") + (" (spread overlaps target)" if self.overlaps else "")
+        if self.out_of_reach:
+            label += " (out of reach at this CPU per lead)"
+        return label
 
 
-def verdict(name: str, values: list[float | None], bound: float, at_least: bool) -> Verdict:
+def verdict(
+    name: str,
+    values: list[float | None],
+    bound: float,
+    at_least: bool,
+    ceiling: list[float | None] | None = None,
+) -> Verdict:
     present = [v for v in values if v is not None]
-    return Verdict(name, present, bound, at_least, spread(present))
+    return Verdict(name, present, bound, at_least, spread(present), spread(ceiling or []))

@@ -55,3 +55,17 @@ def test_at_most_target_passes_when_the_median_is_at_or_below_the_bound():
 def test_nothing_measured_is_never_a_pass():
     empty = verdict("split x pair", [None, None], 2.0, at_least=True)
     assert not empty.passed and not empty.overlaps and empty.label == "NOT MEASURED"
+
+
+def test_a_miss_whose_ceiling_stays_below_the_bound_in_every_round_is_out_of_reach():
+    structural = verdict("split batch x pair", [1.7, 1.8, 2.0], 4.0, at_least=True, ceiling=[2.3, 2.5, 2.9])
+    assert structural.out_of_reach
+    assert structural.label == "MISS (out of reach at this CPU per lead)"
+    assert (structural.ceiling.median, structural.ceiling.high) == (2.5, 2.9)
+    # One round whose ceiling reaches the bound: a quieter run might still pass, so it is only a miss.
+    weather = verdict("batch leads/s", [60_000, 70_000], 100_000, at_least=True, ceiling=[90_000, 120_000])
+    assert not weather.out_of_reach and weather.label == "MISS"
+    # A pass is never out of reach, and a target without a ceiling never is either.
+    assert not verdict("x", [5.0], 4.0, at_least=True, ceiling=[3.0]).out_of_reach
+    assert not verdict("x", [1.0], 4.0, at_least=True).out_of_reach
+    assert verdict("x", [1.0], 4.0, at_least=True).ceiling is None
