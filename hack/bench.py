@@ -25,7 +25,9 @@ A shared 2-core machine changes its weather from minute to minute, so the run is
   target always runs first or last. RSS is read once the round's load is over. All targets are stopped at the end of
   the round; the next round starts them afresh (≥ 5 cold starts per target by default).
 * Every ratio is taken within a round, against the baseline measured in that same round; the report gives the median
-  of those per-round ratios and their min–max, and flags a verdict whose spread reaches across its target.
+  of those per-round ratios and their min–max, and flags a verdict whose spread reaches across its target. A
+  throughput target also gets its ceiling (every core at the CPU per lead measured); a miss whose ceiling stays
+  below the bound in every round is labelled out of reach.
 * CPU ms per lead is utime+stime of each process (with its children) over the timed window, per process; RSS is
   VmRSS of each process with its children.
 * Bodies rotate: 32 different bodies per workload, drawn from the synthetic population (hack/bench_peers/workload.py).
