@@ -81,7 +81,7 @@ class Scorer:
         features = np.ascontiguousarray(matrix, dtype=np.float32)
         if not len(features):
             return Scored(valid, np.empty(0, np.float32), np.empty(0, np.int32), None, problems)
-        scores = self.booster.inplace_predict(features, missing=np.nan).astype(np.float32, copy=False)
+        scores = self.booster.predict(features)
         buckets = self.tier_map.buckets(scores)
         reasons = self.explainer.top(features, self.reasons_k) if self.explainer else None
         return Scored(valid, scores, buckets, reasons, problems)

@@ -1,5 +1,6 @@
-"""Batch scoring throughput on one core: Parquet in → Parquet out with full validation and tiers, against bare
-`booster.inplace_predict` on the same float32 matrix, plus the peak RSS of a 10 M-row input.
+"""Batch scoring throughput on one core: Parquet in → Parquet out with full validation and tiers, against the bare
+booster (xgboost's in-place prediction, transformer/native_xgboost.py) on the same float32 matrix, plus the peak RSS
+of a 10 M-row input.
 
     python -m hack.bench_batch --model-dir predictor/model [--rows 2000000] [--big-rows 10000000]
 
@@ -111,7 +112,7 @@ table = pq.read_table(sys.argv[2], columns=list(FEATURE_NAMES))
 x = np.column_stack([table.column(n).cast("float64").to_numpy() for n in FEATURE_NAMES]).astype(np.float32)
 started, cpu = time.perf_counter(), time.process_time()
 for i in range(0, len(x), 16384):
-    booster.inplace_predict(x[i:i + 16384], missing=np.nan)
+    booster.predict(x[i:i + 16384])
 print(time.perf_counter() - started, time.process_time() - cpu)
 """
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{shard_cpu:.2f} s CPU = {n / shard_cpu * 60:,.0f} leads per CPU-minute"
         )
         print(
-            f"bare booster.inplace_predict on the same float32 matrix: {bare_wall:.2f} s wall, {bare_cpu:.2f} s CPU "
+            f"bare booster predict on the same float32 matrix: {bare_wall:.2f} s wall, {bare_cpu:.2f} s CPU "
             f"= {n / bare_cpu * 60:,.0f} leads per CPU-minute"
         )
         print(

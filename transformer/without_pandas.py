@@ -1,9 +1,9 @@
 """Import a library as if pandas were not installed, for libraries that take pandas only when it is there.
 
 kserve installs pandas (~35 MB of RSS, ~0.3 s of CPU to import), and pandas imports pyarrow (~30 MB) as soon as it
-is imported itself. xgboost and pyarrow each look for pandas once, remember the answer, and use it only for
-DataFrame input or output, which the transformer never gives them. Hiding pandas while they look keeps it out of
-the process; it changes nothing once pandas is loaded, and a later `import pandas` works as usual.
+is imported itself. pyarrow looks for pandas once, remembers the answer, and uses it only for DataFrame input or
+output, which the transformer never asks of it. Hiding pandas while it looks keeps it out of the process; it
+changes nothing once pandas is loaded, and a later `import pandas` works as usual.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ HEAVY = (
     "pandas",
     "pyarrow",
     "xgboost",
+    "scipy",
     "boto3",
     "botocore",
     "azure",
@@ -156,14 +157,14 @@ def test_split_mode_without_a_data_lake_loads_no_pandas_pyarrow_xgboost_or_cloud
     assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
 
 
-def test_reason_codes_load_xgboost_but_not_pandas(small_artifact, predictor, tmp_path):
-    # xgboost imports pandas when it can, and tries again on every DMatrix it builds (transformer/lean_xgboost.py).
+def test_reason_codes_load_xgboosts_library_but_not_its_python_package(small_artifact, predictor, tmp_path):
+    # The package would bring scipy, and pandas when it can (transformer/native_xgboost.py).
     modules, maps = run_transformer(small_artifact, predictor, tmp_path, [], reasons=True)
-    assert top_level(modules, "xgboost") and "libxgboost" in maps
-    assert [name for name in ("pandas", "pyarrow") if top_level(modules, name)] == []
+    assert "transformer.native_xgboost" in modules and "libxgboost" in maps
+    assert [name for name in ("xgboost", "scipy", "pandas", "pyarrow") if top_level(modules, name)] == []
 
 
-def test_in_process_mode_loads_xgboost_but_not_pandas_and_its_lake_child_keeps_pyarrow_out(
+def test_in_process_mode_loads_xgboosts_library_alone_and_its_lake_child_keeps_pyarrow_out(
     small_artifact, tmp_path
 ):
     lake = tmp_path / "lake"
@@ -175,7 +176,7 @@ def test_in_process_mode_loads_xgboost_but_not_pandas_and_its_lake_child_keeps_p
         reasons=True,
     )
     assert "transformer.predictors.inprocess" in modules and "libxgboost" in maps
-    assert [name for name in ("pandas", "pyarrow") if top_level(modules, name)] == []
+    assert [name for name in ("xgboost", "scipy", "pandas", "pyarrow") if top_level(modules, name)] == []
     assert [lib for lib in ("libarrow", "libparquet") if lib in maps] == []
     assert len(list(lake.rglob("*.parquet"))) >= 1, "the requests were not recorded in the lake"
 

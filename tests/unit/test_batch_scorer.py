@@ -9,6 +9,7 @@ import pytest
 from batch.scorer import Scorer
 from contract import validation
 from contract.features import FEATURE_INDEX, FEATURES
+from contract.model_card import load_booster
 from contract.validation import LeadsRejected, find_problems, validate_matrix
 from predictor.synthetic import sample_features
 
@@ -92,10 +93,11 @@ def test_scorer_rejects_what_the_contract_rejects(scorer):
     assert scored.problems == expected
 
 
-def test_scores_and_tiers_are_the_boosters(scorer):
+def test_scores_and_tiers_are_the_boosters(scorer, small_artifact):
     x = sample_features(200, seed=12)
     scored = scorer.score(x)
-    direct = scorer.booster.inplace_predict(x.astype(np.float32), missing=np.nan)
+    # The artifact through xgboost's Python package, as kserve-xgbserver loads it.
+    direct = load_booster(small_artifact).inplace_predict(x.astype(np.float32), missing=np.nan)
     np.testing.assert_array_equal(scored.scores, direct.astype(np.float32))
     np.testing.assert_array_equal(scored.buckets, scorer.card.tier_map.buckets(direct))
 

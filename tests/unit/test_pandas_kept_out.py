@@ -2,8 +2,9 @@
 
 kserve imports pandas unconditionally, pyarrow looks for it on its first conversion; neither needs it on our path.
 `lean_kserve.import_kserve` hands kserve a stand-in that imports the real pandas on first use, and
-`transformer.sink.arrow` and `transformer.lean_xgboost` let pyarrow and xgboost look for pandas while it is hidden. Each check runs in a fresh interpreter:
-this test process has pandas loaded already.
+`transformer.sink.arrow` lets pyarrow look for pandas while it is hidden; the booster never imports xgboost's Python
+package, which would import pandas (transformer/native_xgboost.py). Each check runs in a fresh interpreter: this test
+process has pandas loaded already.
 """
 
 from __future__ import annotations
@@ -99,9 +100,10 @@ def test_with_pandas_loaded_first_pyarrow_keeps_its_pandas_interop():
     assert out == "[1.5, None]"
 
 
-def test_xgboost_scores_and_explains_without_loading_pandas_or_pyarrow(small_artifact, tmp_path):
-    # The in-process booster and reason codes, as the server loads them, against xgboost imported the ordinary way
-    # (pandas and pyarrow loaded) in another fresh interpreter: the same model, the same numbers.
+def test_the_booster_scores_and_explains_without_xgboosts_package_scipy_or_pandas(small_artifact, tmp_path):
+    # The in-process booster and reason codes, as the server loads them (xgboost's C library only:
+    # transformer/native_xgboost.py), against xgboost imported the ordinary way (pandas, pyarrow and scipy loaded)
+    # in another fresh interpreter: the same model, the same numbers.
     code = """
         import sys
         import numpy as np
@@ -109,36 +111,22 @@ def test_xgboost_scores_and_explains_without_loading_pandas_or_pyarrow(small_art
         rows = np.random.default_rng(7).normal(2.0, 3.0, (64, 50)).astype(np.float32)
         rows[::5, 3] = np.nan
         from pathlib import Path
-        from transformer.lean_xgboost import import_xgboost, load_booster
-        from transformer.predictors.dense_predict import DensePredictor
         from transformer.extras.reasons import ReasonExplainer
-        booster = load_booster(Path({model!r}))
-        scores = DensePredictor(booster)(rows)
+        from transformer.native_xgboost import NativeBooster
+        booster = NativeBooster.from_model_dir(Path({model!r}))
+        scores = booster.predict(rows)
         features, contributions, bias = ReasonExplainer(booster).top(rows, 3)
-        loaded = sorted(m for m in ("pandas", "pyarrow") if m in sys.modules)
+        loaded = sorted(m for m in ("pandas", "pyarrow", "scipy", "xgboost") if m in sys.modules)
         np.save({out!r}, np.concatenate([scores, contributions.ravel(), bias, features.ravel()]))
-        print(loaded, import_xgboost().compat.PANDAS_INSTALLED)
+        print(loaded)
         """
     model = str(small_artifact)
-    lean = run_fresh(code.format(prelude="", out=str(tmp_path / "lean.npy"), model=model))
+    native = run_fresh(code.format(prelude="", out=str(tmp_path / "native.npy"), model=model))
     usual = run_fresh(code.format(prelude="import xgboost", out=str(tmp_path / "usual.npy"), model=model))
-    assert lean == "[] False"
-    assert usual == "['pandas', 'pyarrow'] True"  # what it saves: both come with a plain `import xgboost`
+    assert native == "[]"
+    assert (
+        usual == "['pandas', 'pyarrow', 'scipy', 'xgboost']"
+    )  # what it saves: all come with `import xgboost`
     import numpy as np
 
-    assert np.array_equal(np.load(tmp_path / "lean.npy"), np.load(tmp_path / "usual.npy"), equal_nan=True)
-
-
-def test_pandas_imported_after_the_lean_xgboost_works_and_xgboost_still_takes_numpy(small_artifact):
-    out = run_fresh(
-        f"""
-        import numpy as np
-        from pathlib import Path
-        from transformer.lean_xgboost import import_xgboost, load_booster
-        booster = load_booster(Path({str(small_artifact)!r}))
-        import pandas
-        frame = pandas.DataFrame({{"a": [1.0]}})
-        print(type(frame).__name__, booster.inplace_predict(np.ones((1, 50), np.float32)).shape)
-        """
-    )
-    assert out == "DataFrame (1,)"
+    assert np.array_equal(np.load(tmp_path / "native.npy"), np.load(tmp_path / "usual.npy"), equal_nan=True)

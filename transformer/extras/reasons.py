@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from contract.features import FEATURE_NAMES, FEATURES, N_FEATURES
 from contract.model_card import find_booster
 from transformer.codec import Tensor
-from transformer.lean_xgboost import dmatrix, load_booster
-
-if TYPE_CHECKING:
-    import xgboost as xgb
+from transformer.native_xgboost import NativeBooster
 
 _NAMES = np.array(FEATURE_NAMES, dtype=object)
 _LABELS = tuple(f.description for f in FEATURES)
@@ -28,21 +24,21 @@ _KINDS = tuple(f.kind for f in FEATURES)
 
 
 class ReasonExplainer:
-    def __init__(self, booster: xgb.Booster):
+    def __init__(self, booster: NativeBooster):
         self.booster = booster
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, nthread: int = 1) -> ReasonExplainer:
         """Load the artifact's booster. `model_card.load_card` has already checked it against the card's sha256, so
         the reasons explain the very model the predictor serves."""
-        return cls(load_booster(model_dir, nthread))
+        return cls(NativeBooster.from_model_dir(model_dir, nthread))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """[N, 51] float32: one log-odds contribution per feature, then the bias; each row sums to the margin."""
         data = np.ascontiguousarray(matrix, dtype=np.float32)
         if data.ndim != 2 or data.shape[1] != N_FEATURES:
             raise ValueError(f"expected a [N, {N_FEATURES}] matrix, got shape {list(data.shape)}")
-        return self.booster.predict(dmatrix(data), pred_contribs=True)
+        return self.booster.contributions(data)
 
     def top(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Feature indices [N, k] and signed contributions [N, k] by |contribution| descending, and the bias [N]."""
@@ -132,9 +128,8 @@ def _plain(value: float, kind: str) -> float | int | bool | None:
 class LazyReasonExplainer:
     """Loads the booster on the first request that asks for reasons.
 
-    In split mode the transformer needs xgboost only for reason codes; importing it at start-up costs cold start and
-    ~35 MB of RSS in every replica (xgboost and scipy, with pandas kept out: transformer/lean_xgboost.py), for a
-    feature that is off by default.
+    In split mode the transformer needs xgboost only for reason codes; its C library and a loaded booster are ~11 MB
+    of RSS in every replica (transformer/native_xgboost.py), for a feature that is off by default.
     """
 
     def __init__(self, model_dir: Path):
