@@ -42,7 +42,10 @@ HEAVY = (
     "azure",
     "google.auth",
     "kubernetes_validate",
+    "kubernetes",  # kserve.KServeClient's, built by no model server (lean_kserve.py)
     "kserve_storage",
+    "pygments",  # with rich: httpx's command-line client, when dev tools installed them (lean_kserve.py)
+    "rich",
 )
 HEAVY_LIBRARIES = ("libarrow", "libparquet", "libxgboost")
 
