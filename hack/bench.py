@@ -31,6 +31,9 @@ A shared 2-core machine changes its weather from minute to minute, so the run is
 * CPU ms per lead is utime+stime of each process (with its children) over the timed window, per process; RSS is
   VmRSS of each process with its children.
 * Bodies rotate: 32 different bodies per workload, drawn from the synthetic population (hack/bench_peers/workload.py).
+* Each of our runs also counts its predictor calls (the transformer's coalescing histogram on /metrics), and each
+  round times xgboost alone once every server is stopped, so the report can say how much of the in-process CPU per
+  lead is the library's own cost at the leads per call measured (hack/bench_peers/xgboost_share.py).
 wrk shares the 2 cores with the servers, so every number includes the load generator's share.
 Writes bench-results/bench-<UTC>.json (every round's raw data) and prints markdown tables. Exit 1 on any error,
 wrong answer or dead server.
@@ -84,12 +87,14 @@ from hack.bench_peers.workload import (
     v1_scores,
     v2_scores,
 )
+from hack.bench_peers.xgboost_share import coalesced_totals, leads_per_call, share_rows, xgboost_call_us
 from hack.stack import MODEL_NAME, ROOT, Server, start_predictor, start_transformer
 
 V2_PATH = f"/v2/models/{MODEL_NAME}/infer"
 V1_PATH = f"/v1/models/{MODEL_NAME}:predict"
 READY_PATH = f"/v2/models/{MODEL_NAME}/ready"
 BATCH = 100
+XGBOOST_VERSION = metadata.version("xgboost-cpu")
 KINDS = ("single", "batch", "single-v1", "batch-v1", "batch+reasons")
 
 
@@ -381,9 +386,11 @@ def run_load(
     if warm.error_count:
         raise BenchError(f"({target.key}) {load.kind} warm-up: errors {warm.errors}\n{front.log_tail()}")
     groups = {role(s): with_children([s.process.pid]) for s in target.live}
+    calls_before = predictor_calls(front) if target.ours else None
     before = {name: cpu_seconds(pids) for name, pids in groups.items()}
     result = run_wrk(url, script, seconds, threads, connections)
     cpu = {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
+    per_call = leads_per_call(calls_before, predictor_calls(front)) if calls_before is not None else None
     if result.error_count:
         raise BenchError(f"({target.key}) {load.kind}: errors {result.errors}\n{front.log_tail()}")
     leads = result.requests * load.leads
@@ -399,7 +406,16 @@ def run_load(
         "errors": result.error_count,
         "cpu_ms_per_lead": {name: 1000 * used / leads for name, used in cpu.items()},
         "cpu_ms_per_lead_all": 1000 * sum(cpu.values()) / leads,
+        "leads_per_predictor_call": per_call,
     }
+
+
+def predictor_calls(front: Server) -> tuple[float, float]:
+    """Our transformer's predictor calls and the leads in them so far (its coalescing histogram on /metrics)."""
+    answer = httpx.get(front.url + "/metrics", timeout=10)
+    if answer.status_code != 200:
+        raise BenchError(f"{front.name}: /metrics answered {answer.status_code}")
+    return coalesced_totals(answer.text)
 
 
 def run_round(round_no: int, targets: list[Target], run_dir: Path, api_key: str, args) -> dict:
@@ -460,6 +476,9 @@ def run_round(round_no: int, targets: list[Target], run_dir: Path, api_key: str,
         for target in order:
             stop_all(target)
     record["loadavg_end"] = os.getloadavg()
+    if any(t.ours for t in targets):
+        # With every server of the round stopped: the library alone, on the machine of this round.
+        record["xgboost_call_us"] = xgboost_call_us(args.model_dir.resolve(), ROOT)
     return record
 
 
@@ -738,7 +757,7 @@ def context_ratios(records: list[dict]) -> list[dict]:
             else:
                 values = ratio(records, mine, base, kind, base_kind, metric)
             out.append({"name": name, "per_round": values, "spread": spread(list(values.values()))})
-    return out
+    return out + share_rows(records)  # xgboost's own part of the in-process CPU per lead
 
 
 def fmt_spread(s, spec: str = ",.0f") -> str:
@@ -754,7 +773,13 @@ def num(value: float) -> str:
 
 
 def markdown(
-    summary: dict, checks: list[Verdict], context: list[dict], booster: dict | None, sink: dict, meta: dict
+    summary: dict,
+    checks: list[Verdict],
+    context: list[dict],
+    booster: dict | None,
+    sink: dict,
+    meta: dict,
+    xgboost_calls: list[dict] | None = None,
 ) -> str:
     lines = [
         "Each cell: median [min–max] over the rounds.",
@@ -793,10 +818,11 @@ def markdown(
         lines += ["", "| for context | per round | median | min–max |", "|---|---|---|---|"]
         for item in context:
             s = item["spread"]
+            spec = item.get("format", ".2f")
             lines.append(
-                f"| {item['name']} | {', '.join(f'{v:.2f}' for v in item['per_round'].values())} | "
-                f"{'–' if s is None else f'{s.median:.2f}'} | "
-                f"{'–' if s is None else f'{s.low:.2f}–{s.high:.2f}'} |"
+                f"| {item['name']} | {', '.join(format(v, spec) for v in item['per_round'].values())} | "
+                f"{'–' if s is None else format(s.median, spec)} | "
+                f"{'–' if s is None else f'{format(s.low, spec)}–{format(s.high, spec)}'} |"
             )
     rows = summary.get("f", {}).get("rows", {})
     if rows.get("batch+reasons", {}).get("cpu_ms_per_lead_all") and rows.get("batch", {}).get(
@@ -817,6 +843,16 @@ def markdown(
             f"+{booster['import_mb']:.0f} MB, the loaded booster +{booster['load_mb']:.0f} MB (clean interpreter "
             f"with numpy loaded; a plain `import xgboost` is +{booster['plain_import_mb']:.0f} MB, with scipy, "
             "pandas and pyarrow)."
+        )
+    if xgboost_calls:
+        one = spread([c["one_lead_us"] for c in xgboost_calls])
+        extra = spread([c["per_extra_lead_us"] for c in xgboost_calls])
+        lines.append(
+            f"xgboost {XGBOOST_VERSION} alone, as the in-process transformer calls it (fresh interpreter, every "
+            f"server stopped; per round): one call for one lead {fmt_spread(one, '.0f')} CPU µs, each further "
+            f"lead in a call +{fmt_spread(extra, '.2f')} µs. The fixed part is mostly `std::regex` compiled on "
+            "every call (docs/performance.md, twelfth pass); request coalescing spreads it over the leads of a call. The "
+            "rows above that use it are a lower bound: in the server, each call runs with colder caches."
         )
     if sink:
         lines.append(
@@ -1117,7 +1153,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(records, targets)
     checks = verdicts(records, booster["allowance_mb"], meta["nproc"])
     context = context_ratios(records)
-    table = markdown(summary, checks, context, booster, sink, meta)
+    table = markdown(
+        summary,
+        checks,
+        context,
+        booster,
+        sink,
+        meta,
+        [r["xgboost_call_us"] for r in records if "xgboost_call_us" in r],
+    )
     out = args.out_dir / f"bench-{stamp}.json"
     out.write_bytes(
         orjson.dumps(

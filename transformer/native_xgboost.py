@@ -13,8 +13,11 @@ same arguments, on the library the pinned package installed:
 * the model is loaded as kserve-xgbserver loads it (`Booster(model_file=bytearray(...))`: `XGBoosterLoadModelFromBuffer`,
   then `nthread`);
 * scores come from `XGBoosterPredictFromDense`, which is what `inplace_predict` calls, through one long-lived proxy
-  DMatrix: `inplace_predict` makes a proxy per call and each builds a fresh `Context` (it re-reads the cgroup CPU
-  quota from /sys and parses the device string with `std::regex`), ~50 µs of a ~200 µs single-row call;
+  DMatrix: `inplace_predict` makes a proxy per call, and a new proxy's `Context` re-reads the cgroup CPU quota from
+  /sys (~10-15 % of a one-lead call). What no caller can save in xgboost 2.1: every call re-initialises the proxy's
+  `Context` (`DMatrixProxy::SetArrayData`), which compiles three `std::regex` to parse the device string "cpu", about
+  2/3 of a ~210 µs one-lead call (docs/performance.md, twelfth pass). xgboost 3.0 and 3.4 removed it; the
+  predictor's pin (`xgboost~=2.1.1`) keeps this project on 2.1, so request coalescing spreads the cost instead;
 * contributions come from `XGBoosterPredictFromDMatrix` with prediction type 2, what `predict(pred_contribs=True)`
   sends.
 

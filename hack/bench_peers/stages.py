@@ -12,8 +12,10 @@ from pathlib import Path
 
 RULES: tuple[tuple[str, str], ...] = (
     ("socket I/O (send/recv syscalls)", "asyncio/selector_events.py"),
-    ("xgboost inplace_predict", "inplace_predict (xgboost"),
-    ("xgboost inplace_predict", "xgboost/"),
+    # The in-process booster calls xgboost's C library through ctypes (transformer/native_xgboost.py): py-spy charges
+    # the C call's time to that module's frames.
+    ("xgboost (its C library: scores, TreeSHAP)", "transformer/native_xgboost.py"),
+    ("xgboost (its C library: scores, TreeSHAP)", "xgboost/"),
     ("log line (JSON formatter + handler)", "logging/__init__.py"),
     ("log line (JSON formatter + handler)", "transformer/logs.py"),
     ("drift (PSI binning)", "transformer/extras/drift.py"),

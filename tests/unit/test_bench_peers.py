@@ -143,6 +143,18 @@ def test_profile_stages_survive_a_torn_frame_name_in_py_spy_output(tmp_path):
     assert shares == {"validation": 75.0, "HTTP server (uvicorn/starlette/fastapi)": 25.0}
 
 
+def test_profile_stages_charge_the_in_process_booster_to_xgboost_not_to_coalescing(tmp_path):
+    from hack.bench_peers.stages import stage_shares
+
+    raw = tmp_path / "profile.txt"
+    raw.write_text(
+        "_run (asyncio/events.py:80);_flush (transformer/coalesce.py:70);predict (transformer/predictors/inprocess.py:23);"
+        "predict (transformer/native_xgboost.py:160);_call (transformer/native_xgboost.py:183) 9\n"
+        "_run (asyncio/events.py:80);_flush (transformer/coalesce.py:70) 1\n"
+    )
+    assert stage_shares(raw) == {"xgboost (its C library: scores, TreeSHAP)": 90.0, "coalescing": 10.0}
+
+
 def test_gil_bench_measures_every_background_task_while_it_really_runs():
     from hack.bench_gil import run
 
