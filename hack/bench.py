@@ -69,6 +69,7 @@ from hack.bench_peers.measure import (
     BenchError,
     cpu_seconds,
     rss_mb,
+    run_probe,
     run_wrk,
     wait_ready,
     with_children,
@@ -906,17 +907,7 @@ def booster_rss(model_dir: Path) -> dict:
 
     sizes = {}
     for mode in ("plain", "native"):
-        done = subprocess.run(
-            [sys.executable, "-c", _BOOSTER_PROBE, str(find_booster(model_dir)), mode],  # nosec B603
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=ROOT,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"booster RSS probe failed:\n{done.stderr}")
-        sizes[mode] = [float(v) for v in done.stdout.split()]
+        sizes[mode] = run_probe("booster RSS", _BOOSTER_PROBE, str(find_booster(model_dir)), mode, cwd=ROOT)
     (plain, _), (native, loaded) = sizes["plain"], sizes["native"]
     return {"import_mb": native, "plain_import_mb": plain, "load_mb": loaded, "allowance_mb": native + loaded}
 

@@ -10,8 +10,9 @@ import os
 import re
 import shutil
 
-# subprocess runs wrk and py-spy only, with argument lists we build (bandit B404/B603 reviewed).
+# subprocess runs wrk, py-spy and the probe scripts only, with argument lists we build (bandit B404/B603 reviewed).
 import subprocess  # nosec B404
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,21 @@ def run_wrk(
         max_ms=raw["max_us"] / 1e3,
         errors=errors,
     )
+
+
+def run_probe(what: str, script: str, *args: str, cwd: Path) -> list[float]:
+    """Run a measuring script in a fresh interpreter (this one's executable) and read the numbers it prints."""
+    done = subprocess.run(  # nosec B603
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"{what} probe failed:\n{done.stderr}")
+    return [float(v) for v in done.stdout.split()]
 
 
 def _stat_fields(pid: int) -> list[str]:

@@ -21,13 +21,11 @@ at 12–15 % of its CPU in batch, where this estimate says ~10 %).
 
 from __future__ import annotations
 
-# subprocess runs the probe below, with this interpreter only (bandit B404/B603 reviewed).
-import subprocess  # nosec B404
-import sys
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from hack.bench_peers.measure import run_probe
 from hack.bench_peers.stats import spread
 
 COALESCED = "lead_scoring_coalesced_batch_rows"
@@ -57,17 +55,7 @@ print(statistics.median(ones), statistics.median(manys))
 
 def xgboost_call_us(model_dir: Path, root: Path) -> dict:
     """CPU µs of one xgboost call for one lead, and per extra lead in a call (fresh interpreter, nothing else)."""
-    done = subprocess.run(  # nosec B603
-        [sys.executable, "-c", _PROBE, str(model_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=root,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"xgboost call probe failed:\n{done.stderr}")
-    one, many = (float(v) for v in done.stdout.split())
+    one, many = run_probe("xgboost call", _PROBE, str(model_dir), cwd=root)
     return {"one_lead_us": one, "per_extra_lead_us": max(many - one, 0.0) / 100}
 
 
