@@ -247,7 +247,17 @@ def _with_child(
     stop, done = context.Event(), context.Value("l", 0)
     child = context.Process(target=target, args=(*args, stop, period, done), daemon=True)
     child.start()
-    time.sleep(1.0)  # past the child's imports, which would otherwise be measured
+    # Past the child's imports and its first task (an SDK client is built then), which would otherwise be measured:
+    # a fixed sleep was too short for boto3 on a busy machine, and the window then saw no upload at all.
+    deadline = time.monotonic() + 60
+    while done.value == 0:
+        if not child.is_alive() or time.monotonic() > deadline:
+            stop.set()
+            child.join(10)
+            raise RuntimeError(
+                f"the background child did not finish its first task (exit code {child.exitcode})"
+            )
+        time.sleep(0.02)
     try:
         before = done.value
         return _foreground(body, seconds), (done.value - before) / seconds
