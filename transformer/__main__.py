@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformer.scoring import Extras, Scorer, ScoringLimits
     from transformer.serving import app as server_app
     from transformer.serving.drain import Drain
+    from transformer.serving.event_loop import use_event_loop
     from transformer.serving.kserve_model import LeadScoringModel
     from transformer.serving.repository import NoModelRepository
 
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
             # Readiness follows the predictor: Knative stops routing here while the predictor is unreachable.
             predictor_health_check=True,
         )
+    use_event_loop(args.event_loop)
     log.info(
         "starting",
         extra={

@@ -286,6 +286,17 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         predictor_request_retries=1,
         enable_latency_logging=False,
     )
+    # KServe's own flag, which its one-worker server never reads (transformer/serving/event_loop.py): the default
+    # becomes what really runs, and the help says what each value does here. (Its action object is the one KServe's
+    # module-level parser holds — re-adding the flag under conflict_handler="resolve" would strip its option strings
+    # there — so the same values are set on it at every build.)
+    event_loop = next(action for action in parser._actions if action.dest == "event_loop")
+    event_loop.help = (
+        "Event loop of the REST and gRPC servers: 'asyncio', asyncio's own (default; what a one-worker KServe server "
+        "runs whatever KServe's flag says), 'uvloop', or 'auto' (uvloop if installed). uvloop measured no faster "
+        "in-process and slower in split mode, whose gRPC hop it runs too (docs/performance.md, thirteenth pass)."
+    )
+    parser.set_defaults(event_loop="asyncio")
     apply_environment(parser, environ)
     return parser
 

@@ -157,6 +157,11 @@ def test_split_mode_without_a_data_lake_loads_no_pandas_pyarrow_xgboost_or_cloud
     modules, maps = run_transformer(small_artifact, predictor, tmp_path, [])
     assert "kserve" in modules and "transformer.serving.fast_path" in modules  # it is the real server
     assert [name for name in HEAVY if top_level(modules, name)] == []
+    # The default loop is asyncio's own (transformer/serving/event_loop.py), logged from inside it.
+    assert not top_level(modules, "uvloop")
+    assert [line["event_loop"] for line in _log_lines(tmp_path) if line.get("msg") == "event loop"] == [
+        "asyncio"
+    ]
     assert [lib for lib in HEAVY_LIBRARIES if lib in maps] == []
 
 
@@ -273,3 +278,23 @@ def test_a_lake_encoded_and_uploaded_by_children_keeps_pyarrow_and_boto3_out_of_
     )  # the upload child made the puts
     # It needs nothing of the scoring side: no pyarrow, no numpy (~12 MB), no KServe.
     assert [name for name in ("pyarrow", "numpy", "kserve") if top_level(uploaders[0], name)] == []
+
+
+def test_event_loop_uvloop_serves_rest_grpc_and_the_grpc_hop_on_uvloop(small_artifact, predictor, tmp_path):
+    # KServe's one-worker start ignores its own --event-loop; ours installs the loop before it (REST, then KServe's
+    # gRPC server, both through the gRPC hop to the predictor, inside run_transformer).
+    modules, maps = run_transformer(small_artifact, predictor, tmp_path, ["--event-loop", "uvloop"])
+    assert "uvloop.loop" in modules and "uvloop/loop." in maps
+    # Logged from inside the running loop, at start-up: the loop that ran, not the one asked for.
+    assert [line["event_loop"] for line in _log_lines(tmp_path) if line.get("msg") == "event loop"] == [
+        "uvloop"
+    ]
+
+
+def _log_lines(log_dir: Path) -> list[dict]:
+    lines = []
+    for path in log_dir.glob("transformer-*.log"):
+        for raw in path.read_bytes().splitlines():
+            if raw.startswith(b"{"):
+                lines.append(orjson.loads(raw))
+    return lines

@@ -38,6 +38,7 @@ from transformer.scoring import Scorer
 from transformer.serving import openapi
 from transformer.serving.binary_guard import BinaryExtensionGuard
 from transformer.serving.drain import Drain
+from transformer.serving.event_loop import running_loop_name
 from transformer.serving.outcomes_route import install_outcomes
 from transformer.serving.repository import ClosedRoutes
 from transformer.serving.versions import VersionedInfer
@@ -309,6 +310,7 @@ def install(
         for each in recorders:
             each.start()
         drain.install()
+        log.info("event loop", extra={"event_loop": running_loop_name()})
         # Start-up objects (models, modules, the card) never die: keep them out of every future GC pass,
         # which shortens the pauses that show up in p99. No gc.collect() first: here it finds 0–33 unreachable
         # objects and costs ~80 ms of start-up (docs/performance.md).
