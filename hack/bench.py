@@ -16,6 +16,8 @@ Targets, real processes on loopback, driven by wrk (-t2 -c16):
   j  i with `--sink_uploader process`: uploads from a child process
   k  g with its lake on Azure Blob (azurite in its own process, hack/azurite.py): uploads from the server
   l  k with `--sink_uploader process` (k and l are not in the default set: `--targets gkl`)
+  m  f on uvloop (`--event-loop uvloop`)                   } not in the default set: `--targets fm`, `--targets bdn`
+  n  d on uvloop                                          } (the default loop is asyncio's: docs/performance.md)
 
 A shared 2-core machine changes its weather from minute to minute, so the run is built for per-round comparison:
 * Each round starts every target (spawn → the model's ready route answering 200 is the cold start; targets start one
@@ -289,6 +291,20 @@ def build_targets(
             "g",
             "ours, in-process booster, lake files encoded in a child process",
             solo(lambda d: ours(d, None, "grpc-v2", "--sink_encoder", "process")),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
+        Target(
+            "m",
+            "ours, in-process booster, on uvloop (--event-loop uvloop)",
+            solo(lambda d: ours(d, None, "grpc-v2", "--event-loop", "uvloop")),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
+        Target(
+            "n",
+            "ours, split mode, gRPC hop, on uvloop (--event-loop uvloop)",
+            with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2", "--event-loop", "uvloop")),
             v2("score", "single", "batch"),
             ours=True,
         ),
