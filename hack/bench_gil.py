@@ -233,10 +233,23 @@ def _with_thread(task: Callable[[], None], body: bytes, seconds: float, period: 
     worker = threading.Thread(target=_repeat, args=(task, stop, period, done), daemon=True)
     worker.start()
     try:
-        return _foreground(body, seconds), done.value / seconds
+        _first_task_done(done, worker.is_alive, "thread")
+        before = done.value
+        return _foreground(body, seconds), (done.value - before) / seconds
     finally:
         stop.set()
         worker.join()
+
+
+def _first_task_done(done, alive: Callable[[], bool], what: str) -> None:
+    """Wait until the background task has run once, so that the window measures its steady state: a first task
+    can take longer than the window (a child's imports, an SDK client built, the encoder child still starting on a
+    busy machine), and the window would then see no task at all."""
+    deadline = time.monotonic() + 60
+    while done.value == 0:
+        if not alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the background {what} did not finish its first task")
+        time.sleep(0.02)
 
 
 def _with_child(
@@ -247,18 +260,8 @@ def _with_child(
     stop, done = context.Event(), context.Value("l", 0)
     child = context.Process(target=target, args=(*args, stop, period, done), daemon=True)
     child.start()
-    # Past the child's imports and its first task (an SDK client is built then), which would otherwise be measured:
-    # a fixed sleep was too short for boto3 on a busy machine, and the window then saw no upload at all.
-    deadline = time.monotonic() + 60
-    while done.value == 0:
-        if not child.is_alive() or time.monotonic() > deadline:
-            stop.set()
-            child.join(10)
-            raise RuntimeError(
-                f"the background child did not finish its first task (exit code {child.exitcode})"
-            )
-        time.sleep(0.02)
     try:
+        _first_task_done(done, child.is_alive, "child process")
         before = done.value
         return _foreground(body, seconds), (done.value - before) / seconds
     finally:
