@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
@@ -283,8 +284,13 @@ def test_a_lake_encoded_and_uploaded_by_children_keeps_pyarrow_and_boto3_out_of_
 def test_event_loop_uvloop_serves_rest_grpc_and_the_grpc_hop_on_uvloop(small_artifact, predictor, tmp_path):
     # KServe's one-worker start ignores its own --event-loop; ours installs the loop before it (REST, then KServe's
     # gRPC server, both through the gRPC hop to the predictor, inside run_transformer).
-    modules, maps = run_transformer(small_artifact, predictor, tmp_path, ["--event-loop", "uvloop"])
+    lake = tmp_path / "lake"
+    modules, maps = run_transformer(
+        small_artifact, predictor, tmp_path, ["--event-loop", "uvloop", *lake_args(lake, tmp_path, "thread")]
+    )
     assert "uvloop.loop" in modules and "uvloop/loop." in maps
+    # SIGTERM on uvloop still drains: the server exited 0 (run_transformer) with every scored lead in the lake.
+    assert sum(pq.read_table(path).num_rows for path in lake.rglob("*.parquet")) == 3
     # Logged from inside the running loop, at start-up: the loop that ran, not the one asked for.
     assert [line["event_loop"] for line in _log_lines(tmp_path) if line.get("msg") == "event loop"] == [
         "uvloop"
