@@ -245,6 +245,27 @@ def build_targets(
             lambda answer: v2_scores(answer, "score"),
         ),
     }
+
+    def in_process_with(key: str, what: str, *flags: str) -> Target:
+        """f with more flags, single and batch V2 loads."""
+        return Target(
+            key,
+            f"ours, in-process booster, {what}",
+            solo(lambda d: ours(d, None, "grpc-v2", *flags)),
+            v2("score", "single", "batch"),
+            ours=True,
+        )
+
+    def split_grpc_with(key: str, what: str, *flags: str) -> Target:
+        """d with more flags."""
+        return Target(
+            key,
+            f"ours, split mode, gRPC hop, {what}",
+            with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2", *flags)),
+            v2("score", "single", "batch"),
+            ours=True,
+        )
+
     targets = [
         Target(
             "a",
@@ -287,34 +308,10 @@ def build_targets(
         Target(
             "f", "ours, in-process booster", solo(lambda d: ours(d, None, "grpc-v2")), in_process, ours=True
         ),
-        Target(
-            "g",
-            "ours, in-process booster, lake files encoded in a child process",
-            solo(lambda d: ours(d, None, "grpc-v2", "--sink_encoder", "process")),
-            v2("score", "single", "batch"),
-            ours=True,
-        ),
-        Target(
-            "m",
-            "ours, in-process booster, on uvloop (--event-loop uvloop)",
-            solo(lambda d: ours(d, None, "grpc-v2", "--event-loop", "uvloop")),
-            v2("score", "single", "batch"),
-            ours=True,
-        ),
-        Target(
-            "n",
-            "ours, split mode, gRPC hop, on uvloop (--event-loop uvloop)",
-            with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2", "--event-loop", "uvloop")),
-            v2("score", "single", "batch"),
-            ours=True,
-        ),
-        Target(
-            "h",
-            "ours, split mode, gRPC hop, lake files encoded in a child process",
-            with_predictor(lambda d, p: ours(d, p.grpc_target, "grpc-v2", "--sink_encoder", "process")),
-            v2("score", "single", "batch"),
-            ours=True,
-        ),
+        in_process_with("g", "lake files encoded in a child process", "--sink_encoder", "process"),
+        in_process_with("m", "on uvloop (--event-loop uvloop)", "--event-loop", "uvloop"),
+        split_grpc_with("n", "on uvloop (--event-loop uvloop)", "--event-loop", "uvloop"),
+        split_grpc_with("h", "lake files encoded in a child process", "--sink_encoder", "process"),
     ]
 
     def remote_lake(keys: str, store: str, label: str) -> list[Target]:
