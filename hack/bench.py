@@ -16,6 +16,8 @@ Targets, real processes on loopback, driven by wrk (-t2 -c16):
   j  i with `--sink_uploader process`: uploads from a child process
   k  g with its lake on Azure Blob (azurite in its own process, hack/azurite.py): uploads from the server
   l  k with `--sink_uploader process` (k and l are not in the default set: `--targets gkl`)
+  o  f with no data lake and no request log line: what those two cost, by difference (not in the default set:
+     `--targets cfo`)
   m  f on uvloop (`--event-loop uvloop`)                   } not in the default set: `--targets fm`, `--targets bdn`
   n  d on uvloop                                          } (the default loop is asyncio's: docs/performance.md)
 
@@ -194,10 +196,11 @@ def build_targets(
     counter = iter(range(1_000_000))
 
     def ours(
-        log_dir: Path, predictor: str | None, protocol: str, *more: str, store: str = "folder"
+        log_dir: Path, predictor: str | None, protocol: str, *more: str, store: str | None = "folder"
     ) -> Server:
         lake = run_dir / f"lake-{next(counter)}"
         where = {
+            None: lambda: [],  # no data lake at all
             "folder": lambda: ["--sink_uri", lake.as_uri()],
             "s3": lambda: [
                 "--sink_uri",
@@ -230,7 +233,7 @@ def build_targets(
                 "10",
                 "--log_level",
                 "INFO",
-                *more,
+                *more,  # last: a flag given again here wins (argparse keeps the last value)
             ],
         )
 
@@ -309,6 +312,13 @@ def build_targets(
             "f", "ours, in-process booster", solo(lambda d: ours(d, None, "grpc-v2")), in_process, ours=True
         ),
         in_process_with("g", "lake files encoded in a child process", "--sink_encoder", "process"),
+        Target(
+            "o",
+            "ours, in-process booster, no data lake and no request log line (--log_level WARNING)",
+            solo(lambda d: ours(d, None, "grpc-v2", "--log_level", "WARNING", store=None)),
+            v2("score", "single", "batch"),
+            ours=True,
+        ),
         in_process_with("m", "on uvloop (--event-loop uvloop)", "--event-loop", "uvloop"),
         split_grpc_with("n", "on uvloop (--event-loop uvloop)", "--event-loop", "uvloop"),
         split_grpc_with("h", "lake files encoded in a child process", "--sink_encoder", "process"),
@@ -722,6 +732,22 @@ CONTEXT_RATIOS = (
     ("CPU/lead: FastAPI design ÷ in-process, batch", "f", "c", "batch", None, "cpu_ms_per_lead_all"),
     ("CPU/lead: stock gRPC pair ÷ split gRPC, single", "d", "b", "single", None, "cpu_ms_per_lead_all"),
     ("CPU/lead: stock gRPC pair ÷ split gRPC, batch", "d", "b", "batch", None, "cpu_ms_per_lead_all"),
+    (
+        "CPU/lead: in-process, every feature on ÷ no lake and no request log line, single",
+        "o",
+        "f",
+        "single",
+        None,
+        "cpu_ms_per_lead_all",
+    ),
+    (
+        "CPU/lead: in-process, every feature on ÷ no lake and no request log line, batch",
+        "o",
+        "f",
+        "batch",
+        None,
+        "cpu_ms_per_lead_all",
+    ),
     ("lake encoder in a child process × in a thread: in-process batch", "g", "f", "batch", None, "leads_s"),
     ("lake encoder in a child process × in a thread: in-process single", "g", "f", "single", None, "leads_s"),
     ("lake encoder in a child process × in a thread: split gRPC batch", "h", "d", "batch", None, "leads_s"),
@@ -771,7 +797,27 @@ def context_ratios(records: list[dict]) -> list[dict]:
             else:
                 values = ratio(records, mine, base, kind, base_kind, metric)
             out.append({"name": name, "per_round": values, "spread": spread(list(values.values()))})
-    return out + share_rows(records)  # xgboost's own part of the in-process CPU per lead
+    # xgboost's own part of the in-process CPU per lead; what is left with the lake and the log line off
+    return out + share_rows(records) + without_lake_and_log_rows(records)
+
+
+def without_lake_and_log_rows(records: list[dict]) -> list[dict]:
+    """(o)'s own CPU ms per lead, per round: what the in-process transformer costs with the data lake and the request
+    log line off, to set beside the 0.35 ms target (docs/performance.md, fourteenth pass)."""
+    rows = []
+    for kind in ("single", "batch"):
+        values = series(records, "o", kind, lambda run: run["cpu_ms_per_lead"].get("transformer"))
+        values = {n: v for n, v in values.items() if v is not None}
+        if values:
+            rows.append(
+                {
+                    "name": f"(o) {kind}: the transformer's CPU ms per lead with no lake and no request log line",
+                    "per_round": values,
+                    "spread": spread(list(values.values())),
+                    "format": ".3f",
+                }
+            )
+    return rows
 
 
 def fmt_spread(s, spec: str = ",.0f") -> str:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from hack.bench import ceiling, jsonable, markdown, verdicts
+from hack.bench import ceiling, context_ratios, jsonable, markdown, verdicts
+
+_META = {
+    "rounds": 2,
+    "seconds": 8,
+    "warmup": 1,
+    "threads": 2,
+    "connections": 16,
+    "nproc": 2,
+    "loadavg_at_start": (0.5, 0.5, 0.5),
+}
 
 
 def _run(leads_s: float, cpu_ms_per_lead_all: float) -> dict:
@@ -57,3 +67,54 @@ def test_the_report_and_its_json_carry_the_ceiling():
     assert split["ceiling"]["high"] == pytest.approx(2.0 / 0.026 * 1000 / 30_000)
     # A verdict with nothing measured (here the p99 ratio has no single-lead runs) still serialises.
     assert any(v["summary"] is None for v in saved)
+
+
+def _in_process_rounds(
+    every_feature: list[tuple[float, float]], without: list[tuple[float, float]]
+) -> list[dict]:
+    """Rounds of (f) and (o), single leads: (leads/s, the transformer's CPU ms per lead)."""
+
+    def run(leads_s: float, cpu: float) -> dict:
+        return {"leads_s": leads_s, "cpu_ms_per_lead_all": cpu, "cpu_ms_per_lead": {"transformer": cpu}}
+
+    return [
+        {"round": n, "targets": {"f": {"runs": {"single": run(*mine)}}, "o": {"runs": {"single": run(*off)}}}}
+        for n, (mine, off) in enumerate(zip(every_feature, without, strict=True), start=1)
+    ]
+
+
+def test_the_report_sets_what_the_lake_and_log_line_cost_beside_the_single_lead_cpu_target():
+    records = _in_process_rounds([(2_000, 0.50), (1_800, 0.60)], [(2_400, 0.40), (2_000, 0.48)])
+    rows = {row["name"]: row for row in context_ratios(records)}
+    # Per round, (f)'s CPU per lead over (o)'s of the same round: 1.25 both times, not a ratio of medians.
+    cost = rows["CPU/lead: in-process, every feature on ÷ no lake and no request log line, single"]
+    assert cost["per_round"] == pytest.approx({1: 1.25, 2: 1.25})
+    alone = rows["(o) single: the transformer's CPU ms per lead with no lake and no request log line"]
+    assert alone["per_round"] == pytest.approx({1: 0.40, 2: 0.48})
+    table = markdown({}, verdicts(records, None, cores=2), context_ratios(records), None, {}, _META)
+    assert (
+        "| (o) single: the transformer's CPU ms per lead with no lake and no request log line | 0.400, 0.480 |"
+        in table
+    )
+    # Without (o) in the run there is nothing to set beside the target, and no row pretends otherwise.
+    only_f = [{"round": r["round"], "targets": {"f": r["targets"]["f"]}} for r in records]
+    assert not [row for row in context_ratios(only_f) if "no request log line" in row["name"]]
+
+
+def test_target_o_runs_the_in_process_transformer_with_no_lake_and_warning_level_logs(
+    monkeypatch, small_artifact, tmp_path
+):
+    from hack import bench
+    from hack.bench_peers.workload import Workload
+    from transformer.cli import build_parser
+
+    launched = []
+    monkeypatch.setattr(bench, "start_transformer", lambda *a, **k: launched.append(k) or object())
+    monkeypatch.setattr(bench, "ready", lambda server, path: server)
+    work = Workload.build(small_artifact, batch_size=5, rotation=4)
+    targets = {t.key: t for t in bench.build_targets(small_artifact, work, "k", tmp_path)}
+    targets["o"].start(tmp_path / "logs")
+    targets["f"].start(tmp_path / "logs")
+    off, every = (build_parser({}).parse_args(["--model_card_uri", "x", *k["extra_args"]]) for k in launched)
+    assert off.sink_uri is None and off.log_level == "WARNING" and launched[0]["predictor"] is None
+    assert every.sink_uri and every.log_level == "INFO" and launched[1]["predictor"] is None
