@@ -405,13 +405,17 @@ data "aws_iam_policy_document" "transformer_trust" {
 
 # Read the model artifacts (booster + model card) under lead-scoring/ only.
 data "aws_iam_policy_document" "predictor" {
+  # kserve-storage calls HeadBucket before it lists, and HeadBucket is an s3:ListBucket request with no s3:prefix:
+  # a plain StringLike would refuse it (a missing key fails the test) and no pod could download its model.
+  # IfExists lets the prefix-less HeadBucket through and still holds every list that names a prefix to this one;
+  # objects stay readable only under the prefix (ReadModels).
   statement {
     sid       = "ListModelPrefix"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.models.arn]
 
     condition {
-      test     = "StringLike"
+      test     = "StringLikeIfExists"
       variable = "s3:prefix"
       values   = [local.model_prefix, "${local.model_prefix}*"]
     }
