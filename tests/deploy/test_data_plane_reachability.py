@@ -156,6 +156,73 @@ def azure_problems(parsed: dict) -> list[str]:
     return found
 
 
+# Kourier's LoadBalancer service listens on these (net-kourier's gateway service: http2 80, https 443).
+INGRESS_PORTS = ("80", "443")
+
+
+def _covers(rule: dict, port: str) -> bool:
+    ranges = [rule.get("destination_port_range")] + list(rule.get("destination_port_ranges") or [])
+    for r in filter(None, map(str, ranges)):
+        low, _, high = r.partition("-")
+        if r == "*" or (low.isdigit() and int(low) <= int(port) <= int(high or low)):
+            return True
+    return False
+
+
+def azure_ingress_problems(parsed: dict) -> list[str]:
+    """Clients reach Kourier's load balancer only if every NSG on a node subnet lets them in: AKS opens service
+    ports on the NSG it manages on the node NICs, never on one attached to our own subnet, whose default rules end
+    in DenyAllInBound (AllowAzureLoadBalancerInBound admits the probes, not the clients)."""
+    clusters = typed_blocks(parsed, "resource", "azurerm_kubernetes_cluster")
+    pools = [p for c in clusters.values() for p in c.get("default_node_pool", [])]
+    pools += list(typed_blocks(parsed, "resource", "azurerm_kubernetes_cluster_node_pool").values())
+    node_subnets = {p["vnet_subnet_id"] for p in pools}
+    associations = typed_blocks(parsed, "resource", "azurerm_subnet_network_security_group_association")
+    groups = typed_blocks(parsed, "resource", "azurerm_network_security_group")
+    found = []
+    for association in associations.values():
+        if association["subnet_id"] not in node_subnets:
+            continue
+        group = re.fullmatch(
+            r"\$\{azurerm_network_security_group\.(\w+)\.id\}", association["network_security_group_id"]
+        )
+        name = group.group(1)
+        rules = list(groups[name].get("security_rule", []))
+        rules += [
+            r
+            for r in typed_blocks(parsed, "resource", "azurerm_network_security_rule").values()
+            if r.get("network_security_group_name") == _ref("azurerm_network_security_group", name, "name")
+        ]
+        inbound = sorted(
+            (r for r in rules if str(r.get("direction", "")).lower() == "inbound"),
+            key=lambda r: int(r.get("priority", 4096)),
+        )
+        for port in INGRESS_PORTS:
+            first = next(
+                (
+                    r
+                    for r in inbound
+                    if str(r.get("protocol", "")).lower() in ("tcp", "*") and _covers(r, port)
+                ),
+                None,
+            )
+            sources = (
+                " ".join(str(first.get(k, "")) for k in ("source_address_prefix", "source_address_prefixes"))
+                if first
+                else ""
+            )
+            if (
+                first is None
+                or first.get("access") != "Allow"
+                or not re.search(r"var\.ingress_source_ranges|Internet|\*", sources)
+            ):
+                found.append(
+                    f"azurerm_network_security_group.{name}: on a node subnet, and no inbound rule lets clients "
+                    f"reach the ingress on TCP {port}"
+                )
+    return found
+
+
 def aws_problems(parsed: dict) -> list[str]:
     found = []
     vpc = blocks(parsed, "module")["vpc"]
@@ -211,6 +278,56 @@ def aws_problems(parsed: dict) -> list[str]:
 
 def test_every_azure_store_is_reachable_from_the_node_vnet():
     assert azure_problems(parse_dir(AZURE)) == []
+
+
+def test_clients_reach_the_azure_ingress_through_the_node_subnet_nsg():
+    assert azure_ingress_problems(parse_dir(AZURE)) == []
+
+
+def test_azure_ingress_checker_flags_an_nsg_with_default_rules_only():
+    """The module before the fix: a rule-less NSG on the node subnet; then a Deny ahead of the Allow."""
+    base = """
+resource "azurerm_subnet" "nodes" {}
+resource "azurerm_kubernetes_cluster" "this" {
+  default_node_pool {
+    vnet_subnet_id = azurerm_subnet.nodes.id
+  }
+}
+resource "azurerm_network_security_group" "nodes" {}
+resource "azurerm_subnet_network_security_group_association" "nodes" {
+  subnet_id                 = azurerm_subnet.nodes.id
+  network_security_group_id = azurerm_network_security_group.nodes.id
+}
+"""
+    assert azure_ingress_problems(parse_text(base)) == [
+        f"azurerm_network_security_group.nodes: on a node subnet, and no inbound rule lets clients reach the "
+        f"ingress on TCP {port}"
+        for port in INGRESS_PORTS
+    ]
+    allow = """
+resource "azurerm_network_security_rule" "in" {
+  network_security_group_name = azurerm_network_security_group.nodes.name
+  priority                    = 200
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_address_prefix       = "Internet"
+  destination_port_ranges     = ["80", "443"]
+}
+"""
+    assert azure_ingress_problems(parse_text(base + allow)) == []
+    deny_first = """
+resource "azurerm_network_security_rule" "deny" {
+  network_security_group_name = azurerm_network_security_group.nodes.name
+  priority                    = 100
+  direction                   = "Inbound"
+  access                      = "Deny"
+  protocol                    = "*"
+  source_address_prefix       = "*"
+  destination_port_range      = "0-1023"
+}
+"""
+    assert len(azure_ingress_problems(parse_text(base + allow + deny_first))) == 2
 
 
 def test_every_aws_store_is_reachable_from_the_node_subnets():

@@ -40,6 +40,7 @@ module "platform" {
   serving_max_count              = var.serving_max_count
   host_encryption_enabled        = var.host_encryption_enabled
   allowed_ip_ranges              = var.allowed_ip_ranges
+  ingress_source_ranges          = var.ingress_source_ranges
   storage_account_name           = var.storage_account_name
   storage_replication_type       = var.storage_replication_type
   key_vault_name                 = var.key_vault_name

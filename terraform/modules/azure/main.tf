@@ -65,6 +65,26 @@ resource "azurerm_subnet_network_security_group_association" "nodes" {
   network_security_group_id = azurerm_network_security_group.nodes.id
 }
 
+# The clients' way in. AKS opens a LoadBalancer service's ports only on the NSG it manages on the node NICs; an NSG
+# on our own subnet is evaluated too and ends in DenyAllInBound, and AllowAzureLoadBalancerInBound matches only the
+# load balancer's probes, not clients (their source address is kept). Without this rule the Kourier load balancer
+# answers its health probes and drops every request. Kourier's service listens on 80 and 443, and AKS's rules use
+# floating IP, so the ports seen here are the service's own.
+resource "azurerm_network_security_rule" "scoring_ingress" {
+  name                        = "allow-scoring-ingress"
+  priority                    = 200
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  source_address_prefix       = length(var.ingress_source_ranges) == 1 ? var.ingress_source_ranges[0] : null
+  source_address_prefixes     = length(var.ingress_source_ranges) > 1 ? var.ingress_source_ranges : null
+  destination_address_prefix  = "*"
+  destination_port_ranges     = ["80", "443"]
+  resource_group_name         = azurerm_resource_group.this.name
+  network_security_group_name = azurerm_network_security_group.nodes.name
+}
+
 # Default rules only (VNet inbound allowed): the nodes reach the endpoints, nothing from outside does.
 resource "azurerm_network_security_group" "endpoints" {
   name                = "${var.name}-endpoints"

@@ -98,6 +98,20 @@ variable "allowed_ip_ranges" {
   }
 }
 
+variable "ingress_source_ranges" {
+  type        = list(string)
+  description = "Who may reach the scoring endpoint through the Kourier load balancer (TCP 80 and 443): [\"Internet\"] for any caller (the API key is the gate), or the calling platforms' public IPs/CIDRs. The node subnet's NSG refuses every other inbound connection from outside the VNet."
+  default     = ["Internet"]
+
+  validation {
+    condition = (
+      var.ingress_source_ranges == ["Internet"] ||
+      (length(var.ingress_source_ranges) > 0 && alltrue([for c in var.ingress_source_ranges : can(cidrhost(strcontains(c, "/") ? c : "${c}/32", 0))]))
+    )
+    error_message = "ingress_source_ranges must be [\"Internet\"] or a non-empty list of IPv4 addresses or CIDRs (an NSG rule takes a service tag only on its own)."
+  }
+}
+
 variable "storage_account_name" {
   type        = string
   description = "Globally unique storage account name (3-24 lower-case letters and digits) holding the models and lake containers."
