@@ -1,8 +1,9 @@
-"""The batch Job: the template renders in every overlay (namespace, identity, security, Indexed mode, the online
-model), `hack/batch` turns it into a run that batch's real argument parser accepts, and follows it.
+"""Batch scoring on the cluster: the template (a suspended CronJob's Indexed jobTemplate) renders in every overlay
+(namespace, identity, security, Indexed mode, the online model), a model or image bump changes nothing Kubernetes
+refuses to update, `hack/batch` turns the template into a run that batch's real argument parser accepts, and follows it.
 
 Rendering is real (`kubectl kustomize`); the cluster is a recording `kubectl` on PATH (as in test_rollout.py) whose
-`get job lead-scoring-batch` answers with the template as rendered, plus the fields the API server adds.
+`get cronjob lead-scoring-batch` answers with the template as rendered, plus the fields the API server adds.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ args = sys.argv[1:]
 stdin = sys.stdin.read() if "--filename" in args and args[args.index("--filename") + 1] == "-" else None
 with open(os.environ["KUBECTL_LOG"], "a") as log:
     log.write(json.dumps({"args": args, "stdin": stdin}) + "\\n")
-if args[:2] == ["get", "job"]:
+if args[:1] == ["get"] and args[1] in ("job", "cronjob"):
     path = os.path.join(os.environ["KUBECTL_ANSWERS"], args[2] + ".json")
     if not os.path.exists(path):
-        sys.stderr.write('Error from server (NotFound): jobs.batch "%s" not found\\n' % args[2])
+        sys.stderr.write('Error from server (NotFound): %ss.batch "%s" not found\\n' % (args[1], args[2]))
         sys.exit(1)
     answers = json.load(open(path))
     if isinstance(answers, list):   # a sequence of states: one per call, the last one repeats
@@ -60,22 +61,19 @@ def one(objects: list[dict], kind: str, name: str) -> dict:
     return found[0]
 
 
-def as_served(job: dict) -> dict:
-    """The template as `kubectl get -o json` returns it: with a selector, controller labels and a status."""
-    served = copy.deepcopy(job)
-    uid = "0b1c9a52-6f35-4d7e-a1f0-5b5e3c1d2e4f"
-    served["metadata"].update(uid=uid, resourceVersion="4711")
-    served["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-    served["spec"]["template"]["metadata"]["labels"].update(
-        {
-            "batch.kubernetes.io/controller-uid": uid,
-            "batch.kubernetes.io/job-name": "lead-scoring-batch",
-            "controller-uid": uid,
-            "job-name": "lead-scoring-batch",
-        }
-    )
-    served["status"] = {"conditions": [{"type": "Suspended", "status": "True"}]}
+def as_served(cronjob: dict) -> dict:
+    """The template as `kubectl get -o json` returns it: with a uid, a resource version, defaults and a status."""
+    served = copy.deepcopy(cronjob)
+    served["metadata"].update(uid="0b1c9a52-6f35-4d7e-a1f0-5b5e3c1d2e4f", resourceVersion="4711")
+    served["spec"].setdefault("successfulJobsHistoryLimit", 3)
+    served["spec"].setdefault("failedJobsHistoryLimit", 1)
+    served["spec"]["jobTemplate"]["spec"]["template"]["spec"].setdefault("dnsPolicy", "ClusterFirst")
+    served["status"] = {}
     return served
+
+
+def job_spec(cronjob: dict) -> dict:
+    return cronjob["spec"]["jobTemplate"]["spec"]
 
 
 def run_status(name: str, done: str, failed: str = "", active: int = 0, condition: str | None = None) -> dict:
@@ -97,6 +95,58 @@ def run_status(name: str, done: str, failed: str = "", active: int = 0, conditio
         "spec": {"completions": 8},
         "status": status,
     }
+
+
+def never_fires(schedule: str) -> bool:
+    """A five-field cron schedule whose day of month is past the end of its (single) month: it never comes."""
+    _, _, day, month, _ = schedule.split()
+    longest = {2: 29, 4: 30, 6: 30, 9: 30, 11: 30}
+    return day.isdigit() and month.isdigit() and int(day) > longest.get(int(month), 31)
+
+
+# Fields the API server refuses to change on update (apps/v1 and batch/v1 validation): a `kubectl apply` that
+# changes one fails with "field is immutable". A Job's pod template is the one a model bump would hit.
+IMMUTABLE = {
+    "Job": (("spec", "template"), ("spec", "selector"), ("spec", "completionMode")),
+    "Deployment": (("spec", "selector"),),
+    "DaemonSet": (("spec", "selector"),),
+    "StatefulSet": (("spec", "selector"), ("spec", "serviceName"), ("spec", "volumeClaimTemplates")),
+    "Service": (("spec", "clusterIP"),),
+}
+
+
+def immutable_changes(before: list[dict], after: list[dict]) -> list[str]:
+    def get(obj, path):
+        for key in path:
+            obj = obj.get(key) if isinstance(obj, dict) else None
+        return obj
+
+    old = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in before}
+    found = []
+    for new in after:
+        key = (new["kind"], new["metadata"].get("namespace"), new["metadata"]["name"])
+        if key in old:
+            for path in IMMUTABLE.get(new["kind"], ()):
+                if get(old[key], path) != get(new, path):
+                    found.append(f"{new['kind']}/{new['metadata']['name']}: {'.'.join(path)}")
+    return found
+
+
+def bumped(tmp_path: Path, overlay: str) -> list[dict]:
+    """The overlay as an operator's next release renders it: a new model version and a new image tag."""
+    for folder in ("kustomize", "manifests"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    root = tmp_path / "kustomize" / "overlays" / overlay
+    for path in root.glob("*.yaml"):
+        text = (
+            path.read_text()
+            .replace("REPLACE_WITH_MODEL_VERSION", "v2")
+            .replace('newTag: "0.1.0"', 'newTag: "0.2.0"')
+        )
+        path.write_text(text)
+    result = subprocess.run(["kubectl", "kustomize", str(root)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 @pytest.fixture
@@ -133,12 +183,14 @@ def kubectl(tmp_path):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_template_renders_with_the_online_model_identity_and_lockdown(overlay):
     objects = rendered(overlay)
-    job = one(objects, "Job", "lead-scoring-batch")
+    cronjob = one(objects, "CronJob", "lead-scoring-batch")
     isvc = one(objects, "InferenceService", "lead-scoring")
-    kubernetes_validate.validate(job, "1.30", strict=True)
-    assert job["metadata"]["namespace"] == isvc["metadata"]["namespace"] == "lead-scoring"
-    spec = job["spec"]
-    assert spec["suspend"] is True  # a template, never a run
+    kubernetes_validate.validate(cronjob, "1.30", strict=True)
+    assert cronjob["metadata"]["namespace"] == isvc["metadata"]["namespace"] == "lead-scoring"
+    assert cronjob["spec"]["suspend"] is True and never_fires(
+        cronjob["spec"]["schedule"]
+    )  # a template, never a run
+    spec = job_spec(cronjob)
     assert spec["completionMode"] == "Indexed" and spec["backoffLimitPerIndex"] >= 1
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"  # required by backoffLimitPerIndex
@@ -171,9 +223,32 @@ def test_template_renders_with_the_online_model_identity_and_lockdown(overlay):
     } in rules
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_model_and_image_bump_applies_without_touching_an_immutable_field(overlay, tmp_path):
+    """`kubectl apply -k` after a release: the batch template follows the new model and image, and nothing the
+    API server refuses to update changes (a suspended Job as the template would: its pod template is immutable)."""
+    before, after = rendered(overlay), bumped(tmp_path, overlay)
+    assert immutable_changes(before, after) == []
+    template = job_spec(one(after, "CronJob", "lead-scoring-batch"))["template"]
+    (container,) = template["spec"]["containers"]
+    assert container["image"].endswith(":0.2.0")
+    assert {e["name"]: e["value"] for e in container["env"]}["BATCH_MODEL_URI"].endswith("/v2/")
+    # The same bump on the template as it used to be, a suspended Job, is what `apply` refused.
+    as_job = [
+        {"kind": "Job", "metadata": o["metadata"], "spec": {**job_spec(o), "suspend": True}}
+        for o in (one(before, "CronJob", "lead-scoring-batch"), one(after, "CronJob", "lead-scoring-batch"))
+    ]
+    assert immutable_changes([as_job[0]], [as_job[1]]) == ["Job/lead-scoring-batch: spec.template"]
+
+
+def test_never_fires_knows_the_calendar():
+    assert never_fires("0 0 31 2 *") and never_fires("0 0 30 2 *") and never_fires("0 0 31 4 *")
+    assert not never_fires("0 0 29 2 *") and not never_fires("0 0 31 1 *") and not never_fires("0 0 * * *")
+
+
 @pytest.mark.parametrize("overlay", ["prod-aws", "dev-azure"])
 def test_run_creates_a_job_that_the_real_parser_accepts(kubectl, overlay):
-    template = one(rendered(overlay), "Job", "lead-scoring-batch")
+    template = one(rendered(overlay), "CronJob", "lead-scoring-batch")
     result, calls = kubectl(
         "run",
         "--input",
@@ -193,7 +268,7 @@ def test_run_creates_a_job_that_the_real_parser_accepts(kubectl, overlay):
     assert result.returncode == 0, result.stderr
     assert calls[0]["args"] == [
         "get",
-        "job",
+        "cronjob",
         "lead-scoring-batch",
         "--namespace",
         "lead-scoring",
@@ -206,6 +281,8 @@ def test_run_creates_a_job_that_the_real_parser_accepts(kubectl, overlay):
     kubernetes_validate.validate(job, "1.30", strict=True)
     assert job["metadata"]["name"] == "nightly-20261204" and job["metadata"]["namespace"] == "lead-scoring"
     assert "selector" not in job["spec"] and "status" not in job and "uid" not in job["metadata"]
+    assert "jobTemplate" not in job["spec"] and "schedule" not in job["spec"]
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "batch"
     assert not [
         k for k in job["spec"]["template"]["metadata"]["labels"] if "controller-uid" in k or "job-name" in k
     ]
@@ -213,8 +290,9 @@ def test_run_creates_a_job_that_the_real_parser_accepts(kubectl, overlay):
     assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (64, 32)
     assert (
         job["spec"]["template"]["spec"]["serviceAccountName"]
-        == template["spec"]["template"]["spec"]["serviceAccountName"]
+        == job_spec(template)["template"]["spec"]["serviceAccountName"]
     )
+    assert job["spec"]["podFailurePolicy"] == job_spec(template)["podFailurePolicy"]
 
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -234,8 +312,8 @@ def test_run_creates_a_job_that_the_real_parser_accepts(kubectl, overlay):
 
 def test_template_alone_is_not_a_runnable_run():
     """Without a run's input and output the parser refuses: the suspended template can never score by accident."""
-    template = one(rendered("prod-aws"), "Job", "lead-scoring-batch")
-    (container,) = template["spec"]["template"]["spec"]["containers"]
+    template = one(rendered("prod-aws"), "CronJob", "lead-scoring-batch")
+    (container,) = job_spec(template)["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     with pytest.raises(SystemExit):
         parse_args(container["args"], env)
@@ -307,7 +385,7 @@ def test_bad_arguments_are_refused_before_any_kubectl_call(kubectl, args):
 
 def test_missing_template_is_a_clear_error(kubectl):
     result, calls = kubectl("run", "--input", "s3://crm/x/", "--output", "s3://lake/x/")
-    assert result.returncode == 2 and "no Job template lead-scoring-batch" in result.stderr
+    assert result.returncode == 2 and "no batch template (CronJob lead-scoring-batch)" in result.stderr
     assert [c["args"][0] for c in calls] == ["get"]
 
 
@@ -319,7 +397,7 @@ def test_hack_batch_passes_shellcheck():
 
 
 def test_dry_run_prints_the_job_and_creates_nothing(kubectl):
-    template = one(rendered("dev-aws"), "Job", "lead-scoring-batch")
+    template = one(rendered("dev-aws"), "CronJob", "lead-scoring-batch")
     result, calls = kubectl(
         "run",
         "--input",

@@ -37,7 +37,9 @@ def render_with_overlay(tmp_path) -> list[dict]:
 
 def test_component_adds_a_valid_locked_down_cronjob_in_the_namespace(tmp_path):
     objects = render_with_overlay(tmp_path)
-    (cronjob,) = [o for o in objects if o["kind"] == "CronJob"]
+    (cronjob,) = [
+        o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"] == "lead-scoring-quality"
+    ]
     (account,) = [
         o
         for o in objects
@@ -65,7 +67,11 @@ def test_component_adds_a_valid_locked_down_cronjob_in_the_namespace(tmp_path):
 
 
 def test_job_arguments_are_accepted_by_the_real_cli(tmp_path):
-    (cronjob,) = [o for o in render_with_overlay(tmp_path) if o["kind"] == "CronJob"]
+    (cronjob,) = [
+        o
+        for o in render_with_overlay(tmp_path)
+        if o["kind"] == "CronJob" and o["metadata"]["name"] == "lead-scoring-quality"
+    ]
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     args = [
