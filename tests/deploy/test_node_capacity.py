@@ -87,3 +87,43 @@ def test_sizing_arithmetic():
     assert nodes_needed([0.725] * 24, 4) == 7
     # The original node group (m7i.large, at most 6 nodes) could not hold them even with an autoscaler.
     assert nodes_needed([0.725] * 24, 2) > 6
+
+
+def zoned_spread(isvc: dict) -> bool:
+    """Does any component refuse to schedule rather than skew across zones?"""
+    return any(
+        c["topologyKey"] == "topology.kubernetes.io/zone" and c["whenUnsatisfiable"] == "DoNotSchedule"
+        for component in ("predictor", "transformer")
+        for c in isvc["spec"][component].get("topologySpreadConstraints", [])
+    )
+
+
+def multi_zone_groups(eks: dict) -> list[str]:
+    """EKS node groups that may span zones. The cluster autoscaler models a group's new node from one template in
+    the group's first zone (its AWS provider), so a pod that a DoNotSchedule zone spread sends elsewhere never
+    triggers a scale-up: each group must sit in one subnet. A `for` over the zones passes when it gives each group
+    the private subnet of its own zone."""
+    groups = eks.get("eks_managed_node_groups", {})
+    if isinstance(groups, str):
+        loop = re.search(r"for (\w+), \w+ in local\.azs :", groups)
+        if loop and re.search(rf"subnet_ids = \[module\.vpc\.private_subnets\[{loop.group(1)}\]\]", groups):
+            return []
+        return [groups[:60]]
+    return [name for name, group in groups.items() if len(group.get("subnet_ids") or [None, None]) != 1]
+
+
+def test_eks_node_groups_are_one_per_zone_under_a_strict_zone_spread():
+    assert zoned_spread(isvc_of("prod-aws"))  # the reason for the rule below
+    eks = blocks(parse_dir(REPO / "terraform" / "modules" / "aws"), "module")["eks"]
+    assert multi_zone_groups(eks) == []
+    vpc = blocks(parse_dir(REPO / "terraform" / "modules" / "aws"), "module")["vpc"]
+    assert re.fullmatch(
+        r"\$\{\[for i, _ in local\.azs : .+\]\}", vpc["private_subnets"]
+    )  # one subnet per zone
+
+
+def test_multi_zone_group_checker_sees_the_old_single_group():
+    assert multi_zone_groups({"eks_managed_node_groups": {"serving": {"min_size": 3}}}) == ["serving"]
+    assert multi_zone_groups({"eks_managed_node_groups": {"a": {"subnet_ids": ["${x[0]}"]}}}) == []
+    loop = '${{for i, az in local.azs : "s-${az}" => {subnet_ids = module.vpc.private_subnets}}}'
+    assert multi_zone_groups({"eks_managed_node_groups": loop}) != []

@@ -88,7 +88,7 @@ resource "helm_release" "cluster_autoscaler" {
       }
     }
     extraArgs = {
-      # One group per zone would be balanced; one multi-zone group relies on the scheduler's zone spread.
+      # The serving node groups are one per zone (modules/aws): keep them the same size.
       "balance-similar-node-groups" = true
       expander                      = "least-waste"
     }

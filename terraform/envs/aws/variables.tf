@@ -84,7 +84,7 @@ variable "node_instance_types" {
 
 variable "node_min_size" {
   type        = number
-  description = "Minimum nodes in the serving node group (one per zone keeps the zone spread schedulable)."
+  description = "Minimum serving nodes in all zones, shared out over one node group per zone (one per zone keeps the zone spread schedulable)."
   default     = 3
 
   validation {
@@ -95,7 +95,7 @@ variable "node_min_size" {
 
 variable "node_desired_size" {
   type        = number
-  description = "Initial nodes in the serving node group."
+  description = "Initial serving nodes in all zones, shared out over one node group per zone."
   default     = 3
 
   validation {
@@ -106,7 +106,7 @@ variable "node_desired_size" {
 
 variable "node_max_size" {
   type        = number
-  description = "Maximum nodes in the serving node group (prod at maxReplicas: 24 serving pods + the platform = 8 nodes)."
+  description = "Maximum serving nodes in all zones, shared out over one node group per zone (prod at maxReplicas: 24 serving pods + the platform = 8 nodes)."
   default     = 9
 
   validation {

@@ -87,17 +87,23 @@ module "eks" {
   subnet_ids               = module.vpc.private_subnets
   control_plane_subnet_ids = module.vpc.private_subnets
 
+  # One node group per zone. The cluster autoscaler simulates a new node of a group from one template, labelled
+  # with the group's first zone: a group spanning zones could never add a node for a pod that the InferenceService's
+  # zone spread (whenUnsatisfiable: DoNotSchedule) sends to another zone, and that pod would stay Pending. The
+  # totals (node_*_size) are shared out per zone, rounded up; balance-similar-node-groups (envs/aws) keeps the
+  # groups level.
   eks_managed_node_groups = {
-    serving = {
+    for i, az in local.azs : "serving-${substr(az, -1, 1)}" => {
       ami_type       = "AL2023_x86_64_STANDARD"
       instance_types = var.node_instance_types
-      min_size       = var.node_min_size
-      desired_size   = var.node_desired_size
-      max_size       = var.node_max_size
+      subnet_ids     = [module.vpc.private_subnets[i]]
+      min_size       = ceil(var.node_min_size / length(local.azs))
+      desired_size   = ceil(var.node_desired_size / length(local.azs))
+      max_size       = ceil(var.node_max_size / length(local.azs))
 
       labels = { "lead-scoring/pool" = "serving" }
-      # EKS tags the node group's Auto Scaling group with k8s.io/cluster-autoscaler/enabled and
-      # k8s.io/cluster-autoscaler/<cluster>: the cluster autoscaler (envs/aws) discovers it by those tags.
+      # EKS tags each node group's Auto Scaling group with k8s.io/cluster-autoscaler/enabled and
+      # k8s.io/cluster-autoscaler/<cluster>: the cluster autoscaler (envs/aws) discovers them by those tags.
     }
   }
 

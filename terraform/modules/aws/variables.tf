@@ -50,7 +50,7 @@ variable "node_instance_types" {
 
 variable "node_min_size" {
   type        = number
-  description = "Minimum number of nodes."
+  description = "Minimum number of serving nodes in all zones (shared out per zone node group, rounded up)."
 
   validation {
     condition     = var.node_min_size >= 1
@@ -60,7 +60,7 @@ variable "node_min_size" {
 
 variable "node_desired_size" {
   type        = number
-  description = "Initial number of nodes (the cluster autoscaler, if any, moves it afterwards)."
+  description = "Initial number of serving nodes in all zones (shared out per zone, rounded up; the cluster autoscaler, if any, moves it afterwards)."
 
   validation {
     condition     = var.node_desired_size >= 1
@@ -70,7 +70,7 @@ variable "node_desired_size" {
 
 variable "node_max_size" {
   type        = number
-  description = "Maximum number of nodes."
+  description = "Maximum number of serving nodes in all zones (shared out per zone node group, rounded up)."
 
   validation {
     condition     = var.node_max_size >= 1 && var.node_max_size <= 50
