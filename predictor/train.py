@@ -52,15 +52,21 @@ def load_user_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [name for name in (*FEATURE_NAMES, LABEL) if name not in table.column_names]
     if missing:
         problems.append(f"missing column(s): {', '.join(missing)}")
+    # A column that is missing or not numeric is reported as such; in the range check below it holds a valid
+    # lead's value, so the other columns' out-of-contract values are named in the same message.
+    (valid_lead,), _ = sample_population(1, seed=0)
     columns = []
-    for name in FEATURE_NAMES:
+    for index, name in enumerate(FEATURE_NAMES):
+        stand_in = np.full(table.num_rows, valid_lead[index])
         if name not in table.column_names:
+            columns.append((name, stand_in))
             continue
         column = table.column(name)
         try:
             columns.append((name, pc.cast(column, "float64").to_numpy(zero_copy_only=False)))
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for an uncastable column
             problems.append(f"column {name}: not numeric ({column.type}): {str(exc).splitlines()[0]}")
+            columns.append((name, stand_in))
     label = None
     if LABEL in table.column_names:
         try:
@@ -72,20 +78,18 @@ def load_user_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 )
         except Exception:  # noqa: BLE001
             problems.append(f"column {LABEL}: not numeric ({table.column(LABEL).type}); expected 0/1")
-    if not problems:
-        x = np.column_stack([values for _, values in columns])
-        found, total = find_problems(x)
-        if total:
-            by_field: dict[str, list] = {}
-            for row, col, rule, value in found:
-                by_field.setdefault(FEATURE_NAMES[col], []).append((row, rule, value))
-            for field, items in by_field.items():
-                row, rule, value = items[0]
-                spec = FEATURES[FEATURE_NAMES.index(field)]
-                problems.append(
-                    f"column {field}: {len(items)} value(s) break rule '{rule}' (valid: {spec.range_text}; "
-                    f"first at row {row}: {value})"
-                )
+    x = np.column_stack([values for _, values in columns])
+    found, _ = find_problems(x)
+    by_field: dict[str, list] = {}
+    for row, col, rule, value in found:
+        by_field.setdefault(FEATURE_NAMES[col], []).append((row, rule, value))
+    for field, items in by_field.items():
+        row, rule, value = items[0]
+        spec = FEATURES[FEATURE_NAMES.index(field)]
+        problems.append(
+            f"column {field}: {len(items)} value(s) break rule '{rule}' (valid: {spec.range_text}; "
+            f"first at row {row}: {value})"
+        )
     if problems:
         raise DataError(
             f"{path} does not fit the 50-feature contract (see docs/features.md):\n  - "

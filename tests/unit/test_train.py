@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -95,6 +97,9 @@ def test_a_bad_export_names_every_missing_and_malformed_column(tmp_path):
         load_user_data(path)
     message = str(error.value)
     assert "intent_score" in message and "seniority" in message and "region: not numeric" in message
+    # In the same message: the present column's out-of-contract value, and nothing about the stand-ins.
+    assert re.search(r"employee_count: 1 value\(s\) break rule 'minimum'.*row 10", message)
+    assert message.count("\n  - ") == 3, message  # missing, not numeric, out of range
     table = _export(x, y)
     table = table.set_column(table.column_names.index("employee_count"), "employee_count", pa.array(bad))
     pq.write_table(table, path)
