@@ -125,9 +125,20 @@ def _api_keys(dev_key: str, from_env: str, keys_file: Path | None) -> tuple[str,
     if names:
         notes.append("API_KEYS: " + ", ".join(names))
     if keys_file:
-        notes.append(f"keys file {keys_file}")
+        notes.append(f"keys file {keys_file}" + _names_in(keys_file))
     more = f"   (also accepted: {'; '.join(notes)})" if notes else ""
     return ",".join([f"dev:{dev_key}", *pairs]), more
+
+
+def _names_in(keys_file: Path) -> str:
+    """': name, …' for a keys file the transformer will accept; nothing if it will not (it says why when it starts)."""
+    from transformer.auth import KeyFileError, parse_keys_file
+
+    try:
+        entries = parse_keys_file(keys_file.read_text(), str(keys_file))
+    except (OSError, KeyFileError):
+        return ""
+    return ": " + ", ".join(dict.fromkeys(entry.name for entry in entries)) if entries else ""
 
 
 if __name__ == "__main__":
