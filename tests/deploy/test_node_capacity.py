@@ -13,7 +13,7 @@ import math
 import re
 
 from tests.deploy.rendering import REPO, isvc_of
-from tests.deploy.tf_parse import blocks, parse_dir, typed_blocks
+from tests.deploy.tf_parse import blocks, parse_dir, parse_text, typed_blocks
 
 ENVS = REPO / "terraform" / "envs"
 QUEUE_PROXY_CPU = 0.025
@@ -70,7 +70,7 @@ def test_aks_pools_autoscale():
     parsed = parse_dir(REPO / "terraform" / "modules" / "azure")
     pool = typed_blocks(parsed, "resource", "azurerm_kubernetes_cluster_node_pool")["serving"]
     assert pool["auto_scaling_enabled"] is True
-    assert pool["max_count"] == "${var.serving_max_count}"
+    assert "var.serving_max_count" in pool["max_count"] and "var.serving_min_count" in pool["min_count"]
 
 
 def test_node_maxima_hold_prod_at_max_replicas():
@@ -127,3 +127,32 @@ def test_multi_zone_group_checker_sees_the_old_single_group():
     assert multi_zone_groups({"eks_managed_node_groups": {"a": {"subnet_ids": ["${x[0]}"]}}}) == []
     loop = '${{for i, az in local.azs : "s-${az}" => {subnet_ids = module.vpc.private_subnets}}}'
     assert multi_zone_groups({"eks_managed_node_groups": loop}) != []
+
+
+def multi_zone_pools(parsed: dict) -> list[str]:
+    """AKS user pools that may span zones: a multi-zone pool adds its next node in a zone the autoscaler does not
+    choose, so a pod held to one zone by a DoNotSchedule spread may wait forever. One zone each, or a for_each over
+    zones that gives each pool its own."""
+    found = []
+    for name, pool in typed_blocks(parsed, "resource", "azurerm_kubernetes_cluster_node_pool").items():
+        zones = pool.get("zones")
+        if pool.get("for_each") and zones == ["${each.key}"]:
+            continue
+        if not isinstance(zones, list) or len(zones) != 1:
+            found.append(name)
+    return found
+
+
+def test_aks_serving_pools_are_one_per_zone_under_a_strict_zone_spread():
+    assert zoned_spread(isvc_of("prod-azure"))
+    parsed = parse_dir(REPO / "terraform" / "modules" / "azure")
+    assert multi_zone_pools(parsed) == []
+    (cluster,) = typed_blocks(parsed, "resource", "azurerm_kubernetes_cluster").values()
+    assert cluster["auto_scaler_profile"][0]["balance_similar_node_groups"] is True
+
+
+def test_multi_zone_pool_checker_sees_the_old_pool():
+    old = parse_text(
+        'resource "azurerm_kubernetes_cluster_node_pool" "serving" {\n  zones = ["1", "2", "3"]\n}\n'
+    )
+    assert multi_zone_pools(old) == ["serving"]

@@ -95,7 +95,7 @@ variable "serving_vm_size" {
 
 variable "serving_min_count" {
   type        = number
-  description = "Minimum nodes of the serving pool (one per zone keeps the zone spread schedulable)."
+  description = "Minimum serving nodes in all zones, shared out over one pool per zone (one per zone keeps the zone spread schedulable)."
   default     = 3
 
   validation {
@@ -106,7 +106,7 @@ variable "serving_min_count" {
 
 variable "serving_max_count" {
   type        = number
-  description = "Maximum nodes of the serving pool (prod at maxReplicas: 24 serving pods + the platform = 8 nodes)."
+  description = "Maximum serving nodes in all zones, shared out over one pool per zone (prod at maxReplicas: 24 serving pods + the platform = 8 nodes)."
   default     = 8
 
   validation {

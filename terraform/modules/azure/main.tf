@@ -13,6 +13,9 @@ locals {
   model_prefix = "lead-scoring/"
   lake_prefix  = "scores/"
 
+  # The availability zones of the node pools (one serving pool each).
+  serving_zones = ["1", "2", "3"]
+
   tags = merge(var.tags, { "app.kubernetes.io/part-of" = "lead-scoring" })
 
   models_container_scope = "${azurerm_storage_account.this.id}/blobServices/default/containers/${azurerm_storage_container.models.name}"
@@ -182,22 +185,34 @@ resource "azurerm_kubernetes_cluster" "this" {
     secret_rotation_interval = var.secrets_rotation_poll_interval
   }
 
+  # The serving pools are one per zone (below): keep them the same size.
+  auto_scaler_profile {
+    balance_similar_node_groups = true
+    expander                    = "least-waste"
+  }
+
   tags = local.tags
 }
 
+# One serving pool per zone. A pool spanning zones adds its next node in a zone of its own choosing, so a pod that
+# the InferenceService's zone spread (whenUnsatisfiable: DoNotSchedule) needs in one zone may never get a node
+# there; a pool per zone gives the autoscaler a node it knows the zone of. The totals (serving_*_count) are shared
+# out per zone, rounded up.
 resource "azurerm_kubernetes_cluster_node_pool" "serving" {
-  name                    = "serving"
+  for_each = toset(local.serving_zones)
+
+  name                    = "serving${each.key}"
   kubernetes_cluster_id   = azurerm_kubernetes_cluster.this.id
   vm_size                 = var.serving_vm_size
   vnet_subnet_id          = azurerm_subnet.nodes.id
   auto_scaling_enabled    = true
-  min_count               = var.serving_min_count
-  max_count               = var.serving_max_count
+  min_count               = ceil(var.serving_min_count / length(local.serving_zones))
+  max_count               = ceil(var.serving_max_count / length(local.serving_zones))
   max_pods                = 50
   os_disk_type            = "Ephemeral"
   os_disk_size_gb         = 128
   host_encryption_enabled = var.host_encryption_enabled
-  zones                   = ["1", "2", "3"]
+  zones                   = [each.key]
   node_labels             = { "lead-scoring/pool" = "serving" }
 
   upgrade_settings {

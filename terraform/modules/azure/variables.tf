@@ -60,7 +60,7 @@ variable "serving_vm_size" {
 
 variable "serving_min_count" {
   type        = number
-  description = "Minimum node count of the serving pool (autoscaled)."
+  description = "Minimum serving nodes in all zones (one autoscaled pool per zone; shared out, rounded up)."
 
   validation {
     condition     = var.serving_min_count >= 1
@@ -70,7 +70,7 @@ variable "serving_min_count" {
 
 variable "serving_max_count" {
   type        = number
-  description = "Maximum node count of the serving pool (autoscaled)."
+  description = "Maximum serving nodes in all zones (one autoscaled pool per zone; shared out, rounded up)."
 
   validation {
     condition     = var.serving_max_count >= 1 && var.serving_max_count <= 50
