@@ -17,7 +17,7 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get
 
 from transformer.codec import Tensor
 from transformer.errors import InvalidRequest, PayloadTooLarge, ScoringError
-from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving.replay import replay
 from transformer.serving.versions import refusal, unpin
 from transformer.v2_request import parse_json
@@ -125,7 +125,7 @@ class FastPath:
 
     async def _score(self, v1: bool, payload: object, headers: dict, send) -> None:
         scorer = self.scorer
-        request = ScoringRequest("rest", request_id_from(headers))
+        request = ScoringRequest.from_headers("rest", headers)
         api_key = headers.get("x-api-key")
         try:
             if v1:
