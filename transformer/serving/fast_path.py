@@ -75,7 +75,7 @@ class FastPath:
         for key, value in scope["headers"]:
             headers[key.decode("latin-1")] = value.decode("latin-1")
         if asked is not None and asked != self.scorer.card.version:
-            return await self._answer(send, refusal(self.scorer, asked, headers.get("x-api-key")), None)
+            return await self._answer(send, refusal(self.scorer, asked, headers), None)
         if "inference-header-content-length" in headers:
             # Binary tensor extension: checked whole by serving/binary_guard.py, then KServe's decoder.
             return await self._to_kserve(scope, receive, send, headers)
