@@ -9,6 +9,8 @@ No timer is involved, so no latency is added: the first request of an event-loop
 `call_soon`, which runs after every request task that was ready in the same turn has queued its leads. Under low load
 a batch is one request; under high load batches grow by themselves. Several batches may be in flight at once.
 
+The predictor sees a request's x-request-id only when its call scores that request alone (below).
+
 Every waiting request gets an answer or an error, whatever happens in the flush — including a CancelledError from
 grpc.aio when the hop's channel closes at shutdown, which is not an Exception.
 """
@@ -65,8 +67,10 @@ class Coalescer:
             matrices = [matrix for matrix, _, _ in batch]
             stacked = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
             COALESCED_ROWS.observe(stacked.shape[0])
-            # The hop forwards one set of trace headers: the first request's.
-            scores = await self.inner.predict(stacked, batch[0][2])
+            # A call for one request carries its headers (x-request-id); a call for several carries none, since
+            # no one request's id describes the batch, and one client's header must never decide whether the
+            # call that scores other clients' leads succeeds.
+            scores = await self.inner.predict(stacked, batch[0][2] if len(batch) == 1 else None)
             if len(scores) != stacked.shape[0]:
                 raise PredictorUnavailable(
                     f"predictor returned {len(scores)} scores for {stacked.shape[0]} leads"

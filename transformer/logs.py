@@ -1,7 +1,9 @@
 """One JSON object per log line, for the transformer's own lines, KServe's and uvicorn's access log alike.
 
-Log level comes from --log_level / LOG_LEVEL. Nothing here ever sees an API key: the auth module logs key names only,
-and request logs are built from explicit fields, not from headers.
+Log level comes from --log_level / LOG_LEVEL. No line carries an API key: the auth module logs key names only,
+request logs are built from explicit fields, not from headers, and uvicorn's access line — the one line that holds a
+request target — is written without the target's query string, in every field: a client may send its key as
+`?api_key=…`, and a query is client data we have no use for in logs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import orjson
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
+def path_only(target: object) -> str:
+    """A request target (`/v2/health/live?api_key=…`) without its query string."""
+    return str(target).split("?", 1)[0]
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -26,14 +33,11 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
-            client, method, path, version, status = record.args
-            entry.update(
-                client=client,
-                method=method,
-                path=str(path).split("?")[0],
-                http_version=version,
-                status=status,
-            )
+            client, method, target, version, status = record.args
+            path = path_only(target)
+            if path != target:  # the request line in `msg` holds the whole target: cut its query there too
+                entry["msg"] = entry["msg"].replace(str(target), path)
+            entry.update(client=client, method=method, path=path, http_version=version, status=status)
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -53,7 +57,7 @@ class ScoringRoutesAccessFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5:
-            path = str(args[2])
+            path = path_only(args[2])  # `…/infer?x-api-key=…` is a scoring route too
             return not ("/models/" in path and (path.endswith("/infer") or path.endswith("predict")))
         return True
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from prometheus_client import Counter
 
 from contract.outcomes import check_outcomes, outcome_key
+from transformer import request_ids
 from transformer.auth import KeyStore
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.sink.outcomes import OutcomeBatch, utc_day
@@ -57,13 +58,20 @@ class OutcomeIntake:
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def accept(self, api_key: str | None, payload: object, request_id: str) -> dict:
+    def accept(
+        self, api_key: str | None, payload: object, request_id: str, request_id_refused: dict | None = None
+    ) -> dict:
+        """`request_id_refused`: the problem with the client's x-request-id (transformer/request_ids.py), refused
+        after the key check, as on the scoring routes."""
         try:
             entry = self.keys.authenticate(api_key)
             self.keys.charge(entry)
         except ScoringError as error:
             OUTCOMES_REJECTED.labels(error.outcome).inc()
             raise
+        if request_id_refused is not None:
+            OUTCOMES_REJECTED.labels("invalid").inc()
+            raise request_ids.refusal(request_id_refused)
         items = payload.get("outcomes") if isinstance(payload, dict) else None
         if not isinstance(items, list):
             OUTCOMES_REJECTED.labels("invalid").inc()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,9 @@ from transformer.auth import KeyEntry, KeyStore
 from transformer.codec import DecodedLeads, Tensor, decode_v1, decode_v2, encode_v1, encode_v2
 from transformer.errors import InternalError, InvalidRequest, ScoringError
 from transformer.ids import new_scoring_id
+from transformer.request_ids import new_request_id
+from transformer.request_ids import problem as request_id_problem
+from transformer.request_ids import refusal as request_id_refusal
 from transformer.sink import ScoredBatch
 
 log = logging.getLogger("transformer.requests")
@@ -116,15 +118,24 @@ class ScoringRequest:
     reasons: tuple | None = None  # Explainer.top() result when reason codes were asked for
     decoded_at: float = 0.0  # perf_counter marks, for the adapters' stage histograms
     predicted_at: float = 0.0
+    # The client's x-request-id broke the rule (transformer/request_ids.py): `request_id` is a server-made one, and
+    # the request is refused with this problem once its key has been checked.
+    request_id_refused: dict | None = None
+
+    @classmethod
+    def from_headers(cls, protocol: str, headers: Mapping | None) -> ScoringRequest:
+        """The request with the client's x-request-id when it follows the rule, else a server-made id."""
+        sent = (headers or {}).get("x-request-id")
+        if not sent:
+            return cls(protocol, new_request_id())
+        refused = request_id_problem(sent)
+        if refused is None:
+            return cls(protocol, sent)
+        return cls(protocol, new_request_id(), request_id_refused=refused)
 
     @property
     def forwarded_headers(self) -> dict:
         return {"x-request-id": self.request_id}
-
-
-def request_id_from(headers: Mapping | None) -> str:
-    rid = (headers or {}).get("x-request-id")
-    return rid[:128] if rid else uuid.uuid4().hex
 
 
 class _Ok:
@@ -221,9 +232,13 @@ class Scorer:
         return outputs
 
     def admit(self, request: ScoringRequest, api_key: str | None) -> None:
-        """Auth + rate limit: the first step of both entry points."""
+        """Auth + rate limit + the client's request id: the first step of both entry points. A caller without a
+        valid key hears 401 whatever its x-request-id; a bad id is charged like any other bad request."""
         request.key = self.keys.authenticate(api_key)
         self.keys.charge(request.key)
+        refused = request.request_id_refused
+        if refused is not None:
+            raise request_id_refusal(refused)
 
     # --- the steps -------------------------------------------------------------------------------------------
 

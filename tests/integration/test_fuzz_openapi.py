@@ -125,6 +125,14 @@ def test_real_answers_of_every_form_validate_against_the_document(server, docume
     assert answer.status_code == 401
     _answer(document, v2_path, 401).validate(answer.json())
 
+    # An x-request-id outside the documented parameter's pattern: a documented 400 naming the header.
+    answer = httpx.post(
+        server.url + v2_path, json=tensor, headers={**headers, "x-request-id": "a\tb"}, timeout=20
+    )
+    assert answer.status_code == 400
+    _answer(document, v2_path, 400).validate(answer.json())
+    assert answer.json()["problems"][0]["field"] == "x-request-id"
+
 
 def test_the_document_describes_the_lead_schema_and_the_key(document):
     instance = document["components"]["schemas"]["LeadInstance"]

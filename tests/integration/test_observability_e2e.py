@@ -6,7 +6,6 @@ and the one-worker rule are checked on what the processes actually emitted.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import secrets
@@ -31,6 +30,7 @@ from predictor.synthetic import as_records, sample_features
 from tests.conftest import runtime_scores
 from tests.deploy.promql_inventory import all_queries
 from tests.prometheus_server import PROMETHEUS, promql, scalar, start_prometheus, stop, wait_until
+from tests.support.logs import json_log_lines
 
 KEY_NAME = "crm-observability"
 V1 = "/v1/models/lead-scoring:predict"
@@ -381,18 +381,7 @@ def test_no_label_value_carries_a_lead_id_a_key_or_a_key_name(observed):
 
 
 def log_lines(server: Server) -> list[dict]:
-    lines = [line for line in server.log_path.read_text().splitlines() if line.strip()]
-    assert lines, "the transformer wrote nothing"
-    parsed = []
-    for number, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            pytest.fail(f"log line {number} is not JSON: {line[:300]!r}")
-        assert isinstance(entry, dict), line
-        assert {"ts", "level", "msg"} <= entry.keys(), line
-        parsed.append(entry)
-    return parsed
+    return json_log_lines(server.log_path)
 
 
 REQUEST_FIELDS = {

@@ -116,6 +116,18 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
             headers={"x-api-key": api_key, "content-type": "application/json"},
         )
         assert huge.status_code == 413
+        # The scoring routes' x-request-id rule (1-128 printable ASCII), after the key check.
+        bad_id = post(server, {"outcomes": [outcome(0)]}, api_key, **{"x-request-id": "tab\there"})
+        assert bad_id.status_code == 400 and bad_id.json()["problems"][0]["field"] == "x-request-id"
+        assert bad_id.json()["problems"][0]["rule"] == "printable_ascii"
+        assert (
+            post(server, {"outcomes": [outcome(0)]}, api_key, **{"x-request-id": "r" * 129}).status_code
+            == 400
+        )
+        assert (
+            post(server, {"outcomes": [outcome(0)]}, "wrong-key", **{"x-request-id": "tab\there"}).status_code
+            == 401
+        )
         time.sleep(1.0)
         assert stored(lake) == {}, "a refused call records nothing"
     finally:

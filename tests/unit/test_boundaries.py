@@ -24,6 +24,7 @@ DOMAIN = [
     "transformer.errors",
     "transformer.metrics",
     "transformer.logs",
+    "transformer.request_ids",
     "transformer.sink",
     "contract.outcomes",
     "contract.measures",

@@ -16,10 +16,12 @@ class RecordingPredictor:
 
     def __init__(self, fail: bool = False):
         self.calls: list[int] = []
+        self.headers: list[dict | None] = []
         self.fail = fail
 
     async def predict(self, matrix, headers=None):
         self.calls.append(matrix.shape[0])
+        self.headers.append(headers)
         await asyncio.sleep(0)
         if self.fail:
             raise PredictorUnavailable("predictor down")
@@ -92,3 +94,24 @@ def test_mode_and_readiness_pass_through(ready):
     coalescer = Coalescer(inner)
     assert coalescer.mode == "fake"
     assert asyncio.run(coalescer.ready()) is ready
+
+
+def test_a_call_carries_a_request_id_only_when_it_scores_that_request_alone():
+    """No one request's x-request-id describes a batch, and one client's header must not ride on (and so decide
+    the fate of) the call that scores other clients' leads."""
+    inner = RecordingPredictor()
+    coalescer = Coalescer(inner, max_rows=4)
+
+    async def run():
+        await coalescer.predict(np.ones((1, 50), np.float32), {"x-request-id": "alone"})
+        await asyncio.gather(
+            coalescer.predict(np.ones((1, 50), np.float32), {"x-request-id": "first"}),
+            coalescer.predict(np.ones((2, 50), np.float32), {"x-request-id": "second"}),
+        )
+        await coalescer.predict(
+            np.ones((4, 50), np.float32), {"x-request-id": "big"}
+        )  # max_rows: goes direct
+
+    asyncio.run(run())
+    assert inner.calls == [1, 3, 4]
+    assert inner.headers == [{"x-request-id": "alone"}, None, {"x-request-id": "big"}]

@@ -15,9 +15,21 @@ import numpy as np
 from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 from transformer.errors import PredictorTimeout, PredictorUnavailable
+from transformer.request_ids import valid
 
 log = logging.getLogger(__name__)
 FORWARDED_HEADERS = ("x-request-id", "x-b3-traceid", "traceparent")
+
+
+def forwarded(headers: dict | None) -> dict[str, str]:
+    """The trace headers the predictor gets. A value gRPC metadata or httpx could not send (non-ASCII, control
+    characters, over-long) is left out rather than sent: it would fail the call, and with it every request coalesced
+    into it. The scoring path already refuses such an x-request-id (transformer/request_ids.py); this keeps the hop
+    safe whoever calls it."""
+    if not headers:
+        return {}
+    return {k: v for k in FORWARDED_HEADERS if isinstance(v := headers.get(k), str) and valid(v)}
+
 
 # gRPC's reconnect backoff grows to 120 s by default: after a long predictor outage the channel stayed down for
 # seconds after the predictor was back (7.7 s measured after a 60 s outage), while readiness (probed every 5 s)
@@ -80,7 +92,7 @@ class GrpcHop:
         return self._client
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
-        metadata = [(k, headers[k]) for k in FORWARDED_HEADERS if headers and k in headers]
+        metadata = list(forwarded(headers).items())
         try:
             response = await self.client.infer(_request(self.model_name, matrix), headers=metadata or None)
         except grpc.RpcError as exc:
@@ -132,13 +144,12 @@ class RestHop:
         return self._client
 
     async def predict(self, matrix: np.ndarray, headers: dict | None = None) -> np.ndarray:
-        forwarded = {k: headers[k] for k in FORWARDED_HEADERS if headers and k in headers}
         try:
             response = await self.client.infer(
                 self.base_url,
                 _request(self.model_name, matrix),
                 model_name=self.model_name,
-                headers=forwarded,
+                headers=forwarded(headers),
             )
         except httpx.TimeoutException:
             raise PredictorTimeout(

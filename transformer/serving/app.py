@@ -31,6 +31,7 @@ from kserve.model_server import app
 from starlette.exceptions import HTTPException
 
 from contract.features import FEATURES
+from transformer import request_ids
 from transformer.codec import input_metadata, output_metadata
 from transformer.errors import NotServed, PayloadTooLarge, ScoringError
 from transformer.extras.reasons import output_metadata as reason_metadata
@@ -93,7 +94,8 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
 
 async def _bug(request: Request, error: Exception) -> Response:
     """The last resort: logged with its traceback, answered without it (and without the exception's class)."""
-    request_id = request.headers.get("x-request-id", "")[:128] or None
+    request_id = request.headers.get("x-request-id", "")
+    request_id = request_id if request_ids.valid(request_id) else None  # named only when it follows the rule
     log.error(
         "unexpected error", exc_info=error, extra={"path": request.url.path[:200], "request_id": request_id}
     )

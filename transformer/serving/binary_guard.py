@@ -14,7 +14,7 @@ from __future__ import annotations
 import orjson
 
 from transformer.errors import InvalidRequest, ScoringError
-from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving.replay import replay
 from transformer.v2_request import HEADER_LENGTH, parse_binary
 
@@ -38,7 +38,7 @@ class BinaryExtensionGuard:
         if not self._guarded(scope):
             return await self.app(scope, receive, send)
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        request = ScoringRequest("rest", request_id_from(headers))
+        request = ScoringRequest.from_headers("rest", headers)
         try:
             request.key = self.scorer.keys.authenticate(headers.get("x-api-key"))
         except ScoringError as error:

@@ -17,7 +17,7 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get
 
 from transformer.codec import Tensor
 from transformer.errors import InvalidRequest, PayloadTooLarge, ScoringError
-from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving.replay import replay
 from transformer.serving.versions import refusal, unpin
 from transformer.v2_request import parse_json
@@ -75,7 +75,7 @@ class FastPath:
         for key, value in scope["headers"]:
             headers[key.decode("latin-1")] = value.decode("latin-1")
         if asked is not None and asked != self.scorer.card.version:
-            return await self._answer(send, refusal(self.scorer, asked, headers.get("x-api-key")), None)
+            return await self._answer(send, refusal(self.scorer, asked, headers), None)
         if "inference-header-content-length" in headers:
             # Binary tensor extension: checked whole by serving/binary_guard.py, then KServe's decoder.
             return await self._to_kserve(scope, receive, send, headers)
@@ -125,7 +125,7 @@ class FastPath:
 
     async def _score(self, v1: bool, payload: object, headers: dict, send) -> None:
         scorer = self.scorer
-        request = ScoringRequest("rest", request_id_from(headers))
+        request = ScoringRequest.from_headers("rest", headers)
         api_key = headers.get("x-api-key")
         try:
             if v1:

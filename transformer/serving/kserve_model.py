@@ -12,7 +12,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 
 from transformer.codec import Tensor, input_metadata, output_metadata
 from transformer.errors import ScoringError
-from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.scoring import Scorer, ScoringRequest
 from transformer.v2_request import tensor_from_grpc, tensor_from_json
 
 _GRPC_ERRORS = {
@@ -109,7 +109,7 @@ class LeadScoringModel(Model):
         headers = headers or {}
         grpc = isinstance(payload, InferRequest) and payload.from_grpc
         return _Call(
-            ScoringRequest("grpc" if grpc else "rest", request_id_from(headers)),
+            ScoringRequest.from_headers("grpc" if grpc else "rest", headers),
             payload,
             headers.get("x-api-key"),
         )

@@ -13,6 +13,7 @@ from contract.features import FEATURES, N_FEATURES, LeadFeatures
 from contract.lead_ids import MAX_LEAD_ID_LENGTH
 from contract.tiers import TIER_OF_BUCKET
 from transformer.codec import DATATYPES, LEAD_ID
+from transformer.request_ids import MAX_LENGTH, RULE_TEXT
 
 _NUMERIC = sorted(DATATYPES - {"BYTES"})
 _REF = "#/components/schemas/"
@@ -300,6 +301,17 @@ def _errors(*statuses: int) -> dict:
     return {str(s): {"description": text[s], **_json(_ref("Error"))} for s in statuses}
 
 
+# The client's correlation id (transformer/request_ids.py): echoed, logged, stored; any other value is a 400.
+REQUEST_ID = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH, "pattern": "^[ -~]+$"},
+    "description": f"Your correlation id: {RULE_TEXT}. Echoed in the answer's x-request-id, written to the log "
+    "line and the data lake. Without one the server makes one; one that breaks the rule is refused with 400.",
+}
+
+
 def build(model_name: str, model_version: str, *, max_leads: int, reasons_max: int) -> dict:
     scoring_errors = _errors(400, 401, 404, 405, 413, 429, 500, 503, 504)
     secured = [{"ApiKey": []}]
@@ -360,6 +372,7 @@ def build(model_name: str, model_version: str, *, max_leads: int, reasons_max: i
                     "operationId": "predictV1",
                     "summary": "Score leads (V1, named features)",
                     "security": secured,
+                    "parameters": [REQUEST_ID],
                     "requestBody": {"required": True, **_json(_ref("V1Request"))},
                     "responses": {
                         "200": {
@@ -376,13 +389,14 @@ def build(model_name: str, model_version: str, *, max_leads: int, reasons_max: i
                     "summary": "Score leads (V2)",
                     "security": secured,
                     "parameters": [
+                        REQUEST_ID,
                         {
                             "name": "Inference-Header-Content-Length",
                             "in": "header",
                             "required": False,
                             "schema": {"type": "integer", "minimum": 1},
                             "description": "Binary tensor extension only: the length of the JSON header.",
-                        }
+                        },
                     ],
                     "requestBody": v2_body,
                     "responses": v2_answer,

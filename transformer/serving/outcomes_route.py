@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 from fastapi import Request
 
+from transformer import request_ids
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.ids import new_scoring_id
 
@@ -17,7 +18,10 @@ ROUTE = "/v1/outcomes"
 
 def install_outcomes(app, intake, json_response) -> None:
     async def post_outcomes(request: Request):
-        request_id = (request.headers.get("x-request-id") or new_scoring_id())[:128]
+        # The scoring routes' rule for the header (transformer/request_ids.py): a bad id is refused after the key.
+        sent = request.headers.get("x-request-id")
+        refused = request_ids.problem(sent) if sent else None
+        request_id = sent if sent and refused is None else new_scoring_id()
         if intake is None:
             return json_response(
                 {
@@ -32,7 +36,7 @@ def install_outcomes(app, intake, json_response) -> None:
                 payload = orjson.loads(await request.body())
             except orjson.JSONDecodeError as exc:
                 raise InvalidRequest(f"malformed JSON body: {exc}") from None
-            answer = intake.accept(request.headers.get("x-api-key"), payload, request_id)
+            answer = intake.accept(request.headers.get("x-api-key"), payload, request_id, refused)
         except ScoringError as error:
             error.request_id = request_id
             raise

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from transformer.errors import NotServed, ScoringError
-from transformer.scoring import Scorer
+from transformer.scoring import Scorer, ScoringRequest
 
 
 def unpin(scope: dict, model_name: str) -> tuple[dict, str | None]:
@@ -33,13 +33,17 @@ def unpin(scope: dict, model_name: str) -> tuple[dict, str | None]:
     return {**scope, "path": path, "raw_path": path.encode(), "query_string": query}, asked
 
 
-def refusal(scorer: Scorer, asked: str, api_key: str | None) -> ScoringError:
-    """The answer to a request pinned to a version this replica does not serve: 401 without a valid key, else 404."""
+def refusal(scorer: Scorer, asked: str, headers: dict[str, str]) -> ScoringError:
+    """The answer to a request pinned to a version this replica does not serve: 401 without a valid key, else 404.
+    Counted and logged as a "rejected" request line, as the Scorer's own refusals are: uvicorn's access line for the
+    scoring routes is dropped (transformer/logs.py), so without it the request would leave no line at all."""
+    request = ScoringRequest.from_headers("rest", headers)
     try:
-        scorer.keys.authenticate(api_key)
-    except ScoringError as error:
-        return error
-    return NotServed.version(asked, scorer.card.version)
+        request.key = scorer.keys.authenticate(headers.get("x-api-key"))
+        error: ScoringError = NotServed.version(asked, scorer.card.version)
+    except ScoringError as refused:
+        error = refused
+    return scorer.fail(request, error)
 
 
 class VersionedInfer:
@@ -55,8 +59,8 @@ class VersionedInfer:
         scope, asked = unpin(scope, self.scorer.model_name)
         if asked is None or asked == self.scorer.card.version:
             return await self.app(scope, receive, send)
-        api_key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
-        error = refusal(self.scorer, asked, api_key)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        error = refusal(self.scorer, asked, headers)
         body = orjson.dumps(error.body())
         await send(
             {

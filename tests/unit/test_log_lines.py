@@ -1,0 +1,60 @@
+"""uvicorn's access line through the JSON formatter: no field carries the query string (a client may put its key
+there), and the scoring routes' access line is dropped with or without a query."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from transformer.logs import JsonFormatter, ScoringRoutesAccessFilter
+
+ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'  # uvicorn's own (uvicorn/protocols/http/*_impl.py)
+
+
+def access_record(target: str, status: int = 200) -> logging.LogRecord:
+    return logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        ACCESS_FORMAT,
+        ("127.0.0.1:5000", "GET", target, "1.1", status),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/v2/health/live?api_key=SECRET", "/metrics?x-api-key=SECRET&a=1", "/v2/models/lead-scoring?SECRET"],
+)
+def test_the_access_line_has_no_query_string_in_any_field(target):
+    line = JsonFormatter().format(access_record(target))
+    entry = json.loads(line)
+    path = target.split("?")[0]
+    assert "SECRET" not in line and "?" not in line
+    assert entry["msg"] == f'127.0.0.1:5000 - "GET {path} HTTP/1.1" 200'
+    assert entry["path"] == path and entry["method"] == "GET" and entry["status"] == 200
+
+
+def test_a_target_without_a_query_is_logged_as_it_is():
+    entry = json.loads(JsonFormatter().format(access_record("/v2/health/ready")))
+    assert entry["msg"] == '127.0.0.1:5000 - "GET /v2/health/ready HTTP/1.1" 200'
+    assert entry["path"] == "/v2/health/ready"
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"),
+    [
+        ("/v1/models/lead-scoring%3Apredict", False),
+        ("/v1/models/lead-scoring:predict?x-api-key=SECRET", False),
+        ("/v2/models/lead-scoring/infer?api_key=SECRET", False),
+        ("/v2/models/lead-scoring/versions/v1/infer?model_version=v1", False),
+        ("/v2/health/live?api_key=SECRET", True),
+        ("/v2/models/lead-scoring?infer", True),  # metadata, whatever its query says
+        ("/v1/outcomes?predict", True),
+    ],
+)
+def test_the_scoring_routes_access_line_is_dropped_with_or_without_a_query(target, kept):
+    assert ScoringRoutesAccessFilter().filter(access_record(target)) is kept
