@@ -7,7 +7,8 @@ Python ints (`codec.check_shape`), so a shape whose int64 product wraps around i
 
 Binary tensor extension (OIP REST, "binary data"): `Inference-Header-Content-Length: L`; the first L bytes are the
 JSON header; each input with `parameters.binary_data_size: S` takes the next S bytes, in input order; fixed-size
-datatypes are little-endian, BYTES elements are a 4-byte little-endian length then the bytes.
+datatypes are little-endian, BYTES elements are a 4-byte little-endian length then the bytes, which must be UTF-8
+text (KServe's decoder makes JSON strings of them).
 """
 
 from __future__ import annotations
@@ -241,7 +242,9 @@ def _input(index: int, item: object, binary: memoryview | None, offset: int) -> 
             size,
         )
     chunk = binary[offset : offset + size]
-    return Tensor(name, datatype, list(shape), _binary_data(label, name, datatype, chunk, count)), size
+    return _utf8_checked(
+        Tensor(name, datatype, list(shape), _binary_data(label, name, datatype, chunk, count))
+    ), size
 
 
 def _json_numbers(data: list, count: int) -> np.ndarray | None:
@@ -315,6 +318,28 @@ def _binary_data(label: str, name: str, datatype: str, chunk: memoryview, count:
     if datatype == "BOOL" and (values > 1).any():
         raise _bad(f"{label}: BOOL bytes must be 0 or 1", name, "boolean")
     return values.astype(np.float64)
+
+
+def _utf8_checked(tensor: Tensor) -> Tensor:
+    """A binary-extension input, whose BYTES elements must be text: KServe's decoder turns them into JSON strings,
+    and a lead id is text. The first element that is not UTF-8 is named (by position, never by its bytes)."""
+    if tensor.datatype != "BYTES":
+        return tensor
+    bad = []
+    for row, element in enumerate(tensor.data):
+        try:
+            element.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(row)
+    if bad:
+        name = tensor.name[:64]
+        message = (
+            f"input '{name}': BYTES element {bad[0]} is not valid UTF-8"
+            + (f" ({len(bad)} elements are not)" if len(bad) > 1 else "")
+            + "; BYTES elements must be UTF-8 text"
+        )
+        raise InvalidRequest(message, [problem_dict(bad[0], name, "encoding", None, message)], len(bad))
+    return tensor
 
 
 def _bytes_elements(label: str, name: str, chunk: memoryview, count: int) -> list[bytes]:

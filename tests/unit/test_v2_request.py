@@ -174,6 +174,57 @@ def test_grpc_raw_contents_are_counted_in_python_ints():
     assert "50 FP32 values take 200" in message(tensor_from_grpc, "x", "FP32", [1, 50], None, bytes(199))
 
 
+def _bytes_body(elements: list[bytes]) -> tuple[bytes, str]:
+    data = b"".join(struct.pack("<I", len(e)) + e for e in elements)
+    shape = [len(elements)]
+    return binary(
+        {
+            "inputs": [
+                {
+                    "name": "lead_id",
+                    "datatype": "BYTES",
+                    "shape": shape,
+                    "parameters": {"binary_data_size": len(data)},
+                }
+            ]
+        },
+        data,
+    )
+
+
+def test_binary_bytes_elements_must_be_utf8_and_are_never_echoed():
+    with pytest.raises(InvalidRequest) as info:
+        parse_binary(*_bytes_body([b"ok", b"\xff\xfe", b"b", b"\xc3"]))
+    refused = info.value
+    assert "input 'lead_id': BYTES element 1 is not valid UTF-8 (2 elements are not)" in refused.message
+    assert refused.problems[0] | {"message": None} == {
+        "row": 1,
+        "field": "lead_id",
+        "rule": "encoding",
+        "value": None,
+        "message": None,
+    }
+    assert refused.total == 2 and "xff" not in repr(refused.body())
+    assert parse_binary(*_bytes_body(["ü-1".encode(), b""])).inputs[0].data.tolist() == ["ü-1".encode(), b""]
+    json_data = {"inputs": [{"name": "lead_id", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}
+    assert parse_binary(*binary(json_data)).inputs[0].data.tolist() == ["a"]  # JSON data beside binary: text
+
+
+@PROPERTY
+@given(elements=st.lists(st.binary(max_size=4) | st.text(max_size=3).map(str.encode), max_size=4))
+def test_what_the_binary_guard_accepts_kserves_decoder_decodes(elements):
+    """parse_binary runs before KServe's `InferRequest.from_bytes` (serving/binary_guard.py): whatever it accepts,
+    the decoder must turn into JSON data too, or the client gets KServe's 500."""
+    from kserve import InferRequest
+
+    body, length = _bytes_body(elements)
+    try:
+        parse_binary(body, length)
+    except InvalidRequest:
+        return
+    InferRequest.from_bytes(body, int(length), "m")
+
+
 @PROPERTY
 @given(body=st.binary(max_size=200), length=st.text(max_size=6))
 def test_any_bytes_and_header_length_parse_or_are_refused(body, length):
