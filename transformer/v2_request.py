@@ -9,6 +9,8 @@ Binary tensor extension (OIP REST, "binary data"): `Inference-Header-Content-Len
 JSON header; each input with `parameters.binary_data_size: S` takes the next S bytes, in input order; fixed-size
 datatypes are little-endian, BYTES elements are a 4-byte little-endian length then the bytes, which must be UTF-8
 text (KServe's decoder makes JSON strings of them).
+
+The outputs a request names (`outputs`) are checked here too (`check_requested_outputs`), before anything is scored.
 """
 
 from __future__ import annotations
@@ -161,6 +163,41 @@ def tensor_from_grpc(
     if datatype == "BYTES":
         return Tensor(name, datatype, list(shape), np.asarray(values, dtype=object))
     return Tensor(name, datatype, list(shape), np.asarray(values, dtype=np.float64))
+
+
+def check_requested_outputs(
+    requested: list[tuple[str, dict | None]], produced: list[str], with_reasons: list[str], reasons: bool
+) -> None:
+    """The outputs a V2 request names (`outputs`: name, parameters), checked before anything is scored: each name one
+    this request produces (`produced`; `with_reasons` too when it asks for reason codes), each parameter one this
+    server honours (`binary_data`: true/false). InvalidRequest names `outputs[i]` and what is allowed."""
+    allowed = produced + with_reasons if reasons else produced
+    for index, (name, parameters) in enumerate(requested):
+        where = f"outputs[{index}]"
+        if name not in allowed:
+            why = (
+                f"is produced only with reason codes (parameters.reasons); without them the outputs are "
+                f"{', '.join(produced)}"
+                if name in with_reasons
+                else f"is not an output of this model; the outputs are {', '.join(allowed)}"
+                + ("" if reasons else f" (and {', '.join(with_reasons)} with parameters.reasons)")
+            )
+            raise _bad(f"{where}.name {name[:64]!r} {why}", f"{where}.name", "enumeration", name[:64])
+        for key, value in (parameters or {}).items():
+            if key != "binary_data":
+                raise _bad(
+                    f"{where}.parameters: {str(key)[:64]!r} is not an output parameter served here; the only "
+                    "one is binary_data (true/false)",
+                    f"{where}.parameters",
+                    "enumeration",
+                    str(key)[:64],
+                )
+            if not isinstance(value, bool):
+                raise _bad(
+                    f"{where}.parameters.binary_data must be true or false",
+                    f"{where}.parameters.binary_data",
+                    "type",
+                )
 
 
 def _outputs(outputs: object) -> list[dict] | None:

@@ -1,17 +1,26 @@
 """Open Inference Protocol edges against `python -m transformer` (in-process mode, both REST paths, a data lake):
-what used to be a 500 is refused first — 400 naming the field and the rule.
+what used to be a 500, scored-then-refused, or ignored on gRPC is refused first — 400 / INVALID_ARGUMENT naming the
+field and the rule — and a refused request is nowhere counted, logged or stored as scored.
 
-* binary V2 whose BYTES input is not UTF-8: KServe's decoder answered 500, echoing the client's bytes.
+* binary V2 whose BYTES input is not UTF-8: KServe's decoder answered 500, echoing the client's bytes;
+* requested outputs the model does not produce: 400 only after the leads were scored, logged and stored;
+* gRPC requested outputs: ignored (all four outputs came back).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import time
 
+import grpc
 import httpx
 import orjson
+import pyarrow.dataset as ds
 import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from prometheus_client.parser import text_string_to_metric_families
 
 from contract.features import N_FEATURES
 from hack.stack import MODEL_NAME, start_transformer
@@ -123,6 +132,73 @@ def refused(response: httpx.Response, *words: str, status: int = 400) -> dict:
     return body
 
 
+# gRPC, as raw protobuf: requested outputs exactly as a client sends them
+
+
+def grpc_call(server, method: str, request, key: str | None = KEY, request_id: str | None = None):
+    """The answer, or the RpcError."""
+    metadata = [("x-api-key", key)] if key else []
+    metadata += [("x-request-id", request_id)] if request_id else []
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        try:
+            return getattr(GRPCInferenceServiceStub(channel), method)(request, metadata=metadata, timeout=20)
+        except grpc.RpcError as error:
+            return error
+
+
+def grpc_leads(ids: list[str], version: str = "", outputs: tuple = (), datatype: str = "FP32"):
+    request = pb.ModelInferRequest(model_name=MODEL_NAME, model_version=version)
+    leads = request.inputs.add(name="leads", datatype=datatype, shape=[len(ids), N_FEATURES])
+    leads.contents.fp32_contents.extend(X[: len(ids)].ravel().tolist())
+    lead_id = request.inputs.add(name="lead_id", datatype="BYTES", shape=[len(ids)])
+    lead_id.contents.bytes_contents.extend(i.encode() for i in ids)
+    for name in outputs:
+        request.outputs.add(name=name)
+    return request
+
+
+def grpc_refused(answer, code: grpc.StatusCode, *words: str) -> str:
+    assert isinstance(answer, grpc.RpcError) and answer.code() == code, answer
+    details = answer.details()
+    assert not CLASS_NAME.search(details), details
+    for word in words:
+        assert word in details, (word, details)
+    return details
+
+
+# What the server recorded
+
+
+def scored_ok(server) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "lead_scoring_requests_total" and sample.labels["outcome"] == "ok"
+    )
+
+
+def logged(server, request_id: str) -> list[tuple]:
+    """(message, status) of the request log lines of `request_id`."""
+    lines = [orjson.loads(line) for line in server.log_path.read_text().splitlines() if request_id in line]
+    return [(line["msg"], line["status"]) for line in lines if line.get("request_id") == request_id]
+
+
+def stored_request_ids(server, until: str) -> set:
+    """The request ids in the data lake once `until` (a request scored after the others) is there."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        files = [p for p in server.lake.rglob("*.parquet") if not p.name.startswith(".")]
+        if files:
+            table = ds.dataset(files, format="parquet").to_table(columns=["request_id"])
+            stored = set(table.column("request_id").to_pylist())
+            if until in stored:
+                return stored
+        time.sleep(0.3)
+    raise AssertionError(f"{until} never reached the data lake")
+
+
 # The tests
 
 
@@ -141,3 +217,70 @@ def test_binary_bytes_that_are_not_utf8_are_a_400_naming_the_input_and_the_rule(
     answer = binary_leads(server, ["ü-1".encode(), b"b"])
     assert answer.status_code == 200, answer.text
     assert next(o for o in answer.json()["outputs"] if o["name"] == "lead_id")["data"] == ["ü-1", "b"]
+
+
+def test_requested_outputs_the_model_lacks_are_refused_before_anything_is_scored(server):
+    """`"outputs": [{"name": "nope"}]` answered 400 `Unexpected inference output 'nope'` only after its leads were
+    scored: logged "scored" with status 200, counted ok and stored in the lake. Now refused first, on every path."""
+    ok_before, marker = scored_ok(server), secrets.token_hex(4)
+    rid = {kind: f"{kind}-{marker}" for kind in ("json", "binary", "reasons", "param", "grpc", "ok")}
+    body = refused(
+        post(server, rid["json"], json=v2_body(["a"], [{"name": "score"}, {"name": "nope"}])),
+        "outputs[1].name 'nope' is not an output of this model",
+        "the outputs are score, bucket, tier, lead_id",
+    )
+    assert body["problems"][0]["field"] == "outputs[1].name"
+    refused(
+        binary(server, v2_body(["a"], [{"name": "nope"}]), request_id=rid["binary"]),
+        "outputs[0].name 'nope' is not an output of this model",
+    )
+    refused(
+        post(server, rid["reasons"], json=v2_body(["a"], [{"name": "margin_bias"}])),
+        "'margin_bias' is produced only with reason codes (parameters.reasons)",
+    )
+    refused(
+        post(
+            server,
+            rid["param"],
+            json=v2_body(["a"], [{"name": "score", "parameters": {"classification": 3}}]),
+        ),
+        "outputs[0].parameters: 'classification' is not an output parameter served here",
+    )
+    grpc_refused(
+        grpc_call(server, "ModelInfer", grpc_leads(["a"], outputs=("zz",)), request_id=rid["grpc"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "outputs[0].name 'zz' is not an output of this model",
+    )
+    assert post(server, rid["ok"], json=v2_body(["a"])).status_code == 200
+    assert not (set(rid.values()) - {rid["ok"]}) & stored_request_ids(server, until=rid["ok"])
+    assert scored_ok(server) == ok_before + 1
+    assert logged(server, rid["ok"]) == [("scored", 200)]
+    for kind in ("json", "binary", "reasons", "param"):
+        assert logged(server, rid[kind]) == [("rejected", 400)], kind
+    assert logged(server, rid["grpc"]) == [("rejected", "INVALID_ARGUMENT")]
+
+
+def test_a_binary_data_wish_that_is_not_a_boolean_is_refused(server):
+    refused(
+        post(server, json=v2_body(["a"], [{"name": "score", "parameters": {"binary_data": "yes"}}])),
+        "outputs[0].parameters.binary_data must be true or false",
+    )
+    answer = post(server, json=v2_body(["a"], [{"name": "tier", "parameters": {"binary_data": False}}]))
+    assert answer.status_code == 200 and [o["name"] for o in answer.json()["outputs"]] == ["tier"]
+
+
+def test_grpc_requested_outputs_are_honoured_as_on_rest(server):
+    """gRPC returned all four outputs whatever was asked; REST returns the named ones, in the order asked."""
+    for outputs in (("tier",), ("lead_id", "score")):
+        answer = grpc_call(server, "ModelInfer", grpc_leads(["g1", "g2"], outputs=outputs))
+        assert [o.name for o in answer.outputs] == list(outputs)
+        assert len(answer.raw_output_contents) == len(outputs)
+        rest = post(server, json=v2_body(["g1", "g2"], [{"name": n} for n in outputs]))
+        assert [o["name"] for o in rest.json()["outputs"]] == list(outputs)
+    lead_ids = grpc_call(server, "ModelInfer", grpc_leads(["g1", "g2"], outputs=("lead_id",)))
+    assert lead_ids.raw_output_contents[0] == length_prefixed([b"g1", b"g2"])
+    grpc_refused(
+        grpc_call(server, "ModelInfer", grpc_leads(["a"], outputs=("reason_feature",))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "outputs[0].name 'reason_feature' is produced only with reason codes",
+    )

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transformer.errors import InvalidRequest
-from transformer.v2_request import parse_binary, parse_json, tensor_from_grpc
+from transformer.v2_request import check_requested_outputs, parse_binary, parse_json, tensor_from_grpc
 
 PROPERTY = settings(
     max_examples=400,
@@ -223,6 +223,38 @@ def test_what_the_binary_guard_accepts_kserves_decoder_decodes(elements):
     except InvalidRequest:
         return
     InferRequest.from_bytes(body, int(length), "m")
+
+
+def test_requested_outputs_are_checked_by_name_and_parameter():
+    produced, reasons = ["score", "tier"], ["margin_bias"]
+    check_requested_outputs([("tier", None), ("score", {"binary_data": True})], produced, reasons, False)
+    check_requested_outputs([("margin_bias", {})], produced, reasons, True)
+    cases = [
+        (
+            [("nope", None)],
+            False,
+            "outputs[0].name 'nope' is not an output of this model; the outputs are "
+            "score, tier (and margin_bias with parameters.reasons)",
+        ),
+        (
+            [("tier", None), ("margin_bias", None)],
+            False,
+            "outputs[1].name 'margin_bias' is produced only with reason codes",
+        ),
+        ([("x", None)], True, "the outputs are score, tier, margin_bias"),
+        (
+            [("score", {"binary_data": "yes"})],
+            False,
+            "outputs[0].parameters.binary_data must be true or false",
+        ),
+        (
+            [("score", {"classification": 3})],
+            False,
+            "'classification' is not an output parameter served here",
+        ),
+    ]
+    for requested, with_reasons, words in cases:
+        assert words in message(check_requested_outputs, requested, produced, reasons, with_reasons)
 
 
 @PROPERTY
