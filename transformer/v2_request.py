@@ -135,18 +135,24 @@ def tensor_from_json(item: object, index: int = 0) -> Tensor:
     return _input(index, item, None, 0)[0]
 
 
+def check_datatype(name: str, datatype: str) -> None:
+    """A gRPC input's datatype: one of the V2 datatypes, or InvalidRequest naming the input and the allowed ones."""
+    if datatype not in DATATYPES:
+        raise _bad(
+            f"input '{name[:64]}': 'datatype' must be one of {', '.join(sorted(DATATYPES))}, "
+            f"got {datatype[:16]!r}",
+            name,
+            "datatype",
+            datatype[:16],
+        )
+
+
 def tensor_from_grpc(
     name: str, datatype: str, shape: list[int], contents: list | None, raw: bytes | None
 ) -> Tensor:
     """One gRPC input → a Tensor: `raw` (raw_input_contents) in the binary layout, else the typed `contents`."""
     label = f"input '{name[:64]}'"
-    if datatype not in DATATYPES:
-        raise _bad(
-            f"{label}: 'datatype' must be one of {', '.join(sorted(DATATYPES))}, got {datatype[:16]!r}",
-            name,
-            "datatype",
-            datatype[:16],
-        )
+    check_datatype(name, datatype)
     count = check_shape(name, shape)
     if raw is not None:
         return Tensor(

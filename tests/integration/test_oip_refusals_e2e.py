@@ -1,10 +1,11 @@
 """Open Inference Protocol edges against `python -m transformer` (in-process mode, both REST paths, a data lake):
-what used to be a 500, scored-then-refused, or ignored on gRPC is refused first — 400 / INVALID_ARGUMENT naming the
-field and the rule — and a refused request is nowhere counted, logged or stored as scored.
+what used to be a 500, scored-then-refused, or ignored on gRPC is refused first — 400 / INVALID_ARGUMENT / NOT_FOUND
+naming the field and the rule — and a refused request is nowhere counted, logged or stored as scored.
 
 * binary V2 whose BYTES input is not UTF-8: KServe's decoder answered 500, echoing the client's bytes;
 * requested outputs the model does not produce: 400 only after the leads were scored, logged and stored;
-* gRPC requested outputs: ignored (all four outputs came back).
+* gRPC model versions (ModelInfer / ModelReady / ModelMetadata) and requested outputs: ignored;
+* gRPC unknown datatypes: "invalid content type", naming neither the input nor the datatypes there are.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def refused(response: httpx.Response, *words: str, status: int = 400) -> dict:
     return body
 
 
-# gRPC, as raw protobuf: requested outputs exactly as a client sends them
+# gRPC, as raw protobuf: model versions, requested outputs and datatypes exactly as a client sends them
 
 
 def grpc_call(server, method: str, request, key: str | None = KEY, request_id: str | None = None):
@@ -223,7 +224,9 @@ def test_requested_outputs_the_model_lacks_are_refused_before_anything_is_scored
     """`"outputs": [{"name": "nope"}]` answered 400 `Unexpected inference output 'nope'` only after its leads were
     scored: logged "scored" with status 200, counted ok and stored in the lake. Now refused first, on every path."""
     ok_before, marker = scored_ok(server), secrets.token_hex(4)
-    rid = {kind: f"{kind}-{marker}" for kind in ("json", "binary", "reasons", "param", "grpc", "ok")}
+    rid = {
+        kind: f"{kind}-{marker}" for kind in ("json", "binary", "reasons", "param", "grpc", "version", "ok")
+    }
     body = refused(
         post(server, rid["json"], json=v2_body(["a"], [{"name": "score"}, {"name": "nope"}])),
         "outputs[1].name 'nope' is not an output of this model",
@@ -251,6 +254,10 @@ def test_requested_outputs_the_model_lacks_are_refused_before_anything_is_scored
         grpc.StatusCode.INVALID_ARGUMENT,
         "outputs[0].name 'zz' is not an output of this model",
     )
+    grpc_refused(
+        grpc_call(server, "ModelInfer", grpc_leads(["a"], version="zzz"), request_id=rid["version"]),
+        grpc.StatusCode.NOT_FOUND,
+    )
     assert post(server, rid["ok"], json=v2_body(["a"])).status_code == 200
     assert not (set(rid.values()) - {rid["ok"]}) & stored_request_ids(server, until=rid["ok"])
     assert scored_ok(server) == ok_before + 1
@@ -258,6 +265,7 @@ def test_requested_outputs_the_model_lacks_are_refused_before_anything_is_scored
     for kind in ("json", "binary", "reasons", "param"):
         assert logged(server, rid[kind]) == [("rejected", 400)], kind
     assert logged(server, rid["grpc"]) == [("rejected", "INVALID_ARGUMENT")]
+    assert ("scored", "OK") not in logged(server, rid["version"])
 
 
 def test_a_binary_data_wish_that_is_not_a_boolean_is_refused(server):
@@ -267,6 +275,39 @@ def test_a_binary_data_wish_that_is_not_a_boolean_is_refused(server):
     )
     answer = post(server, json=v2_body(["a"], [{"name": "tier", "parameters": {"binary_data": False}}]))
     assert answer.status_code == 200 and [o["name"] for o in answer.json()["outputs"]] == ["tier"]
+
+
+def test_grpc_honours_the_model_version_as_rest_does(server):
+    """KServe's servicer dropped the version: ModelInfer with model_version "zzz" was scored, ModelReady and
+    ModelMetadata with version "x" answered OK. REST answers 404."""
+    served = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()["versions"][0]
+    details = grpc_refused(
+        grpc_call(server, "ModelInfer", grpc_leads(["a"], version="zzz")),
+        grpc.StatusCode.NOT_FOUND,
+        "model version 'zzz' is not served here",
+    )
+    assert served in details
+    grpc_refused(
+        grpc_call(server, "ModelInfer", grpc_leads(["a"], version="zzz"), key=None),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )  # the key first, as on REST
+    for version in ("", served):  # empty: the served version
+        answer = grpc_call(server, "ModelInfer", grpc_leads(["a"], version=version))
+        assert not isinstance(answer, grpc.RpcError), answer
+        assert answer.model_version == served
+        assert grpc_call(server, "ModelReady", pb.ModelReadyRequest(name=MODEL_NAME, version=version)).ready
+        metadata = grpc_call(
+            server, "ModelMetadata", pb.ModelMetadataRequest(name=MODEL_NAME, version=version)
+        )
+        assert list(metadata.versions) == [served]
+    for method, request in (
+        ("ModelReady", pb.ModelReadyRequest(name=MODEL_NAME, version="x")),
+        ("ModelMetadata", pb.ModelMetadataRequest(name=MODEL_NAME, version="x")),
+    ):
+        grpc_refused(
+            grpc_call(server, method, request, key=None), grpc.StatusCode.NOT_FOUND, "'x' is not served"
+        )
+    assert httpx.get(f"{server.url}/v2/models/{MODEL_NAME}/versions/x/ready", timeout=10).status_code == 404
 
 
 def test_grpc_requested_outputs_are_honoured_as_on_rest(server):
@@ -283,4 +324,19 @@ def test_grpc_requested_outputs_are_honoured_as_on_rest(server):
         grpc_call(server, "ModelInfer", grpc_leads(["a"], outputs=("reason_feature",))),
         grpc.StatusCode.INVALID_ARGUMENT,
         "outputs[0].name 'reason_feature' is produced only with reason codes",
+    )
+
+
+def test_grpc_unknown_datatype_names_the_input_and_the_datatypes(server):
+    """KServe answered INVALID_ARGUMENT "invalid content type", naming neither."""
+    grpc_refused(
+        grpc_call(server, "ModelInfer", grpc_leads(["a"], datatype="FP99")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'leads'",
+        "'datatype' must be one of BOOL, BYTES, FP16, FP32, FP64",
+        "got 'FP99'",
+    )
+    grpc_refused(
+        grpc_call(server, "ModelInfer", grpc_leads(["a"], datatype="FP99"), key=None),
+        grpc.StatusCode.UNAUTHENTICATED,
     )
