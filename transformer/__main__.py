@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from transformer.scoring import Extras, Scorer, ScoringLimits
     from transformer.serving import app as server_app
+    from transformer.serving import grpc_servicer
     from transformer.serving.drain import Drain
     from transformer.serving.event_loop import use_event_loop
     from transformer.serving.kserve_model import LeadScoringModel
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         predictor_config=predictor_config,
     )
     server.model_repository_extension = NoModelRepository()  # one model from its card: nothing to (un)load
+    grpc_servicer.install()  # model versions and datatypes checked as on REST
     readiness.registry = server.registered_models
     if args.fast_path:
         from kserve.model_server import app

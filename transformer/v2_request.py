@@ -7,7 +7,10 @@ Python ints (`codec.check_shape`), so a shape whose int64 product wraps around i
 
 Binary tensor extension (OIP REST, "binary data"): `Inference-Header-Content-Length: L`; the first L bytes are the
 JSON header; each input with `parameters.binary_data_size: S` takes the next S bytes, in input order; fixed-size
-datatypes are little-endian, BYTES elements are a 4-byte little-endian length then the bytes.
+datatypes are little-endian, BYTES elements are a 4-byte little-endian length then the bytes, which must be UTF-8
+text (KServe's decoder makes JSON strings of them).
+
+The outputs a request names (`outputs`) are checked here too (`check_requested_outputs`), before anything is scored.
 """
 
 from __future__ import annotations
@@ -132,18 +135,24 @@ def tensor_from_json(item: object, index: int = 0) -> Tensor:
     return _input(index, item, None, 0)[0]
 
 
+def check_datatype(name: str, datatype: str) -> None:
+    """A gRPC input's datatype: one of the V2 datatypes, or InvalidRequest naming the input and the allowed ones."""
+    if datatype not in DATATYPES:
+        raise _bad(
+            f"input '{name[:64]}': 'datatype' must be one of {', '.join(sorted(DATATYPES))}, "
+            f"got {datatype[:16]!r}",
+            name,
+            "datatype",
+            datatype[:16],
+        )
+
+
 def tensor_from_grpc(
     name: str, datatype: str, shape: list[int], contents: list | None, raw: bytes | None
 ) -> Tensor:
     """One gRPC input → a Tensor: `raw` (raw_input_contents) in the binary layout, else the typed `contents`."""
     label = f"input '{name[:64]}'"
-    if datatype not in DATATYPES:
-        raise _bad(
-            f"{label}: 'datatype' must be one of {', '.join(sorted(DATATYPES))}, got {datatype[:16]!r}",
-            name,
-            "datatype",
-            datatype[:16],
-        )
+    check_datatype(name, datatype)
     count = check_shape(name, shape)
     if raw is not None:
         return Tensor(
@@ -160,6 +169,41 @@ def tensor_from_grpc(
     if datatype == "BYTES":
         return Tensor(name, datatype, list(shape), np.asarray(values, dtype=object))
     return Tensor(name, datatype, list(shape), np.asarray(values, dtype=np.float64))
+
+
+def check_requested_outputs(
+    requested: list[tuple[str, dict | None]], produced: list[str], with_reasons: list[str], reasons: bool
+) -> None:
+    """The outputs a V2 request names (`outputs`: name, parameters), checked before anything is scored: each name one
+    this request produces (`produced`; `with_reasons` too when it asks for reason codes), each parameter one this
+    server honours (`binary_data`: true/false). InvalidRequest names `outputs[i]` and what is allowed."""
+    allowed = produced + with_reasons if reasons else produced
+    for index, (name, parameters) in enumerate(requested):
+        where = f"outputs[{index}]"
+        if name not in allowed:
+            why = (
+                f"is produced only with reason codes (parameters.reasons); without them the outputs are "
+                f"{', '.join(produced)}"
+                if name in with_reasons
+                else f"is not an output of this model; the outputs are {', '.join(allowed)}"
+                + ("" if reasons else f" (and {', '.join(with_reasons)} with parameters.reasons)")
+            )
+            raise _bad(f"{where}.name {name[:64]!r} {why}", f"{where}.name", "enumeration", name[:64])
+        for key, value in (parameters or {}).items():
+            if key != "binary_data":
+                raise _bad(
+                    f"{where}.parameters: {str(key)[:64]!r} is not an output parameter served here; the only "
+                    "one is binary_data (true/false)",
+                    f"{where}.parameters",
+                    "enumeration",
+                    str(key)[:64],
+                )
+            if not isinstance(value, bool):
+                raise _bad(
+                    f"{where}.parameters.binary_data must be true or false",
+                    f"{where}.parameters.binary_data",
+                    "type",
+                )
 
 
 def _outputs(outputs: object) -> list[dict] | None:
@@ -241,7 +285,9 @@ def _input(index: int, item: object, binary: memoryview | None, offset: int) -> 
             size,
         )
     chunk = binary[offset : offset + size]
-    return Tensor(name, datatype, list(shape), _binary_data(label, name, datatype, chunk, count)), size
+    return _utf8_checked(
+        Tensor(name, datatype, list(shape), _binary_data(label, name, datatype, chunk, count))
+    ), size
 
 
 def _json_numbers(data: list, count: int) -> np.ndarray | None:
@@ -315,6 +361,28 @@ def _binary_data(label: str, name: str, datatype: str, chunk: memoryview, count:
     if datatype == "BOOL" and (values > 1).any():
         raise _bad(f"{label}: BOOL bytes must be 0 or 1", name, "boolean")
     return values.astype(np.float64)
+
+
+def _utf8_checked(tensor: Tensor) -> Tensor:
+    """A binary-extension input, whose BYTES elements must be text: KServe's decoder turns them into JSON strings,
+    and a lead id is text. The first element that is not UTF-8 is named (by position, never by its bytes)."""
+    if tensor.datatype != "BYTES":
+        return tensor
+    bad = []
+    for row, element in enumerate(tensor.data):
+        try:
+            element.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(row)
+    if bad:
+        name = tensor.name[:64]
+        message = (
+            f"input '{name}': BYTES element {bad[0]} is not valid UTF-8"
+            + (f" ({len(bad)} elements are not)" if len(bad) > 1 else "")
+            + "; BYTES elements must be UTF-8 text"
+        )
+        raise InvalidRequest(message, [problem_dict(bad[0], name, "encoding", None, message)], len(bad))
+    return tensor
 
 
 def _bytes_elements(label: str, name: str, chunk: memoryview, count: int) -> list[bytes]:

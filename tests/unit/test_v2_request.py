@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transformer.errors import InvalidRequest
-from transformer.v2_request import parse_binary, parse_json, tensor_from_grpc
+from transformer.v2_request import check_requested_outputs, parse_binary, parse_json, tensor_from_grpc
 
 PROPERTY = settings(
     max_examples=400,
@@ -172,6 +172,89 @@ def test_grpc_raw_contents_are_counted_in_python_ints():
     )
     assert "out of range" in message(tensor_from_grpc, "x", "FP32", [-1, 50], None, bytes(200))
     assert "50 FP32 values take 200" in message(tensor_from_grpc, "x", "FP32", [1, 50], None, bytes(199))
+
+
+def _bytes_body(elements: list[bytes]) -> tuple[bytes, str]:
+    data = b"".join(struct.pack("<I", len(e)) + e for e in elements)
+    shape = [len(elements)]
+    return binary(
+        {
+            "inputs": [
+                {
+                    "name": "lead_id",
+                    "datatype": "BYTES",
+                    "shape": shape,
+                    "parameters": {"binary_data_size": len(data)},
+                }
+            ]
+        },
+        data,
+    )
+
+
+def test_binary_bytes_elements_must_be_utf8_and_are_never_echoed():
+    with pytest.raises(InvalidRequest) as info:
+        parse_binary(*_bytes_body([b"ok", b"\xff\xfe", b"b", b"\xc3"]))
+    refused = info.value
+    assert "input 'lead_id': BYTES element 1 is not valid UTF-8 (2 elements are not)" in refused.message
+    assert refused.problems[0] | {"message": None} == {
+        "row": 1,
+        "field": "lead_id",
+        "rule": "encoding",
+        "value": None,
+        "message": None,
+    }
+    assert refused.total == 2 and "xff" not in repr(refused.body())
+    assert parse_binary(*_bytes_body(["ü-1".encode(), b""])).inputs[0].data.tolist() == ["ü-1".encode(), b""]
+    json_data = {"inputs": [{"name": "lead_id", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}
+    assert parse_binary(*binary(json_data)).inputs[0].data.tolist() == ["a"]  # JSON data beside binary: text
+
+
+@PROPERTY
+@given(elements=st.lists(st.binary(max_size=4) | st.text(max_size=3).map(str.encode), max_size=4))
+def test_what_the_binary_guard_accepts_kserves_decoder_decodes(elements):
+    """parse_binary runs before KServe's `InferRequest.from_bytes` (serving/binary_guard.py): whatever it accepts,
+    the decoder must turn into JSON data too, or the client gets KServe's 500."""
+    from kserve import InferRequest
+
+    body, length = _bytes_body(elements)
+    try:
+        parse_binary(body, length)
+    except InvalidRequest:
+        return
+    InferRequest.from_bytes(body, int(length), "m")
+
+
+def test_requested_outputs_are_checked_by_name_and_parameter():
+    produced, reasons = ["score", "tier"], ["margin_bias"]
+    check_requested_outputs([("tier", None), ("score", {"binary_data": True})], produced, reasons, False)
+    check_requested_outputs([("margin_bias", {})], produced, reasons, True)
+    cases = [
+        (
+            [("nope", None)],
+            False,
+            "outputs[0].name 'nope' is not an output of this model; the outputs are "
+            "score, tier (and margin_bias with parameters.reasons)",
+        ),
+        (
+            [("tier", None), ("margin_bias", None)],
+            False,
+            "outputs[1].name 'margin_bias' is produced only with reason codes",
+        ),
+        ([("x", None)], True, "the outputs are score, tier, margin_bias"),
+        (
+            [("score", {"binary_data": "yes"})],
+            False,
+            "outputs[0].parameters.binary_data must be true or false",
+        ),
+        (
+            [("score", {"classification": 3})],
+            False,
+            "'classification' is not an output parameter served here",
+        ),
+    ]
+    for requested, with_reasons, words in cases:
+        assert words in message(check_requested_outputs, requested, produced, reasons, with_reasons)
 
 
 @PROPERTY

@@ -12,8 +12,14 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 
 from transformer.codec import Tensor, input_metadata, output_metadata
 from transformer.errors import ScoringError
+from transformer.extras.reasons import output_metadata as reason_metadata
 from transformer.scoring import Scorer, ScoringRequest
-from transformer.v2_request import tensor_from_grpc, tensor_from_json
+from transformer.v2_request import check_requested_outputs, tensor_from_grpc, tensor_from_json
+
+# The outputs a V2 request may name: those of the model metadata (GET /v2/models/<name>), the reason outputs only
+# when the request asks for reason codes.
+OUTPUT_NAMES = [o["name"] for o in output_metadata()]
+REASON_OUTPUT_NAMES = [o["name"] for o in reason_metadata()]
 
 _GRPC_ERRORS = {
     "INVALID_ARGUMENT": grpc_errors.InvalidArgument,
@@ -35,6 +41,16 @@ def parameter_value(parameters, name: str):
         which = value.WhichOneof("parameter_choice")
         return getattr(value, which) if which else None
     return value
+
+
+def grpc_error(error: ScoringError) -> Exception:
+    """A domain error as the gRPC status it is answered with."""
+    return _GRPC_ERRORS[error.grpc_status](error.message)
+
+
+def requested_outputs(request: InferRequest) -> list[tuple[str, dict | None]]:
+    """The outputs a request names, as (name, parameters), REST or gRPC (KServe made gRPC's parameters a dict)."""
+    return [(o.name, o.parameters) for o in request.request_outputs or ()]
 
 
 def to_tensors(request: InferRequest) -> list[Tensor]:
@@ -118,17 +134,26 @@ class LeadScoringModel(Model):
         request, payload = call.request, call.payload
         try:
             if isinstance(payload, InferRequest):
+
+                def inputs() -> list[Tensor]:
+                    # Called after the key check, before anything is scored: a request naming an output it would
+                    # not get is refused here, not after its leads were scored and recorded.
+                    check_requested_outputs(
+                        requested_outputs(payload),
+                        OUTPUT_NAMES,
+                        REASON_OUTPUT_NAMES,
+                        reasons=bool(request.reasons_k),
+                    )
+                    return to_tensors(payload)
+
                 call.outputs = await self.scorer.score_v2(
-                    request,
-                    call.api_key,
-                    lambda: to_tensors(payload),
-                    parameter_value(payload.parameters, "reasons"),
+                    request, call.api_key, inputs, parameter_value(payload.parameters, "reasons")
                 )
             else:
                 call.outputs = await self.scorer.score_v1(request, call.api_key, payload)
         except ScoringError as error:
             if request.protocol == "grpc":
-                raise _GRPC_ERRORS[error.grpc_status](error.message) from None
+                raise grpc_error(error) from None
             error.request_id = request.request_id
             raise
         return call
@@ -141,15 +166,21 @@ class LeadScoringModel(Model):
         if isinstance(call.outputs, dict):
             return call.outputs
         payload: InferRequest = call.payload
-        binary = request.protocol == "grpc" or bool(payload.use_binary_outputs)
+        grpc = request.protocol == "grpc"
+        binary = grpc or bool(payload.use_binary_outputs)
+        outputs = call.outputs
+        if grpc and payload.request_outputs:
+            # KServe's gRPC encoder ignores requested outputs: the named ones (checked before scoring), in that order.
+            produced = {t.name: t for t in outputs}
+            outputs = [produced[o.name] for o in payload.request_outputs]
         return InferResponse(
             response_id=payload.id or request.request_id,
             model_name=self.name,
             model_version=self.scorer.card.version,
             parameters={"scoring_id": request.scoring_id},
-            infer_outputs=to_infer_outputs(call.outputs, binary),
-            # KServe filters to the outputs a client named and honours their binary_data wish.
-            requested_outputs=payload.request_outputs or None,
-            from_grpc=request.protocol == "grpc",
+            infer_outputs=to_infer_outputs(outputs, binary),
+            # REST: KServe filters to the outputs a client named and honours their binary_data wish.
+            requested_outputs=None if grpc else payload.request_outputs or None,
+            from_grpc=grpc,
             use_binary_outputs=binary,
         )

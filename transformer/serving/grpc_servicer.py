@@ -1,0 +1,75 @@
+"""KServe's gRPC servicer, with what its REST routes here already do: model versions and datatypes checked first.
+
+KServe's `InferenceServicer` drops the request's model version (`ModelInfer.model_version`, `ModelReady.version`,
+`ModelMetadata.version`): any version was answered as the served one. Here an empty version is the served one and
+another is NOT_FOUND naming both, as REST's 404 (serving/versions.py); `ModelInfer` checks the key first, like every
+answer about a request's content. `ModelMetadata` also lists the served version, as REST's metadata does.
+
+KServe's `InferRequest.from_grpc` refuses an input datatype it does not know with "invalid content type", naming
+neither the input nor the datatypes there are: here it is INVALID_ARGUMENT naming both, after the key check, counted
+like every refusal. Everything else is KServe's servicer unchanged.
+"""
+
+from __future__ import annotations
+
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import server as kserve_grpc_server
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.utils.utils import to_headers
+
+from transformer.errors import InvalidRequest, NotServed, ScoringError
+from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.serving.kserve_model import LeadScoringModel, grpc_error
+from transformer.serving.versions import refusal
+from transformer.v2_request import check_datatype
+
+
+class LeadScoringServicer(InferenceServicer):
+    def _scorer(self, model_name: str) -> Scorer | None:
+        # An unknown model name raises KServe's ModelNotFound, which its interceptor answers NOT_FOUND.
+        model = self._data_plane.get_model_from_registry(model_name)
+        return model.scorer if isinstance(model, LeadScoringModel) else None
+
+    def _check_version(self, scorer: Scorer | None, asked: str) -> None:
+        if scorer is not None and asked and asked != scorer.card.version:
+            raise grpc_error(NotServed.version(asked, scorer.card.version))
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
+        self._check_version(self._scorer(request.name), request.version)
+        return await super().ModelReady(request, context)
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
+        scorer = self._scorer(request.name)
+        self._check_version(scorer, request.version)
+        response = await super().ModelMetadata(request, context)
+        if scorer is not None:
+            response.versions.append(scorer.card.version)
+        return response
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        scorer = self._scorer(request.model_name)
+        if scorer is not None:
+            headers = to_headers(context)
+            if request.model_version and request.model_version != scorer.card.version:
+                raise grpc_error(refusal(scorer, request.model_version, headers.get("x-api-key")))
+            try:
+                for tensor in request.inputs:
+                    check_datatype(tensor.name, tensor.datatype)
+            except InvalidRequest as error:
+                raise grpc_error(_refused(scorer, headers, error)) from None
+        return await super().ModelInfer(request, context)
+
+
+def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringError:
+    """A request refused before KServe parses it: without a valid key that is the answer, else `error`, counted."""
+    request = ScoringRequest("grpc", request_id_from(headers))
+    try:
+        request.key = scorer.keys.authenticate(headers.get("x-api-key"))
+    except ScoringError as unauthorized:
+        return unauthorized
+    return scorer.fail(request, error)
+
+
+def install() -> None:
+    """KServe's GRPCServer builds its servicer from this module attribute when the server starts."""
+    kserve_grpc_server.InferenceServicer = LeadScoringServicer
