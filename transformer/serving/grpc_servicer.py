@@ -18,7 +18,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.utils.utils import to_headers
 
 from transformer.errors import InvalidRequest, NotServed, ScoringError
-from transformer.scoring import Scorer, ScoringRequest, request_id_from
+from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving.kserve_model import LeadScoringModel, grpc_error
 from transformer.serving.versions import refusal
 from transformer.v2_request import check_datatype
@@ -51,7 +51,7 @@ class LeadScoringServicer(InferenceServicer):
         if scorer is not None:
             headers = to_headers(context)
             if request.model_version and request.model_version != scorer.card.version:
-                raise grpc_error(refusal(scorer, request.model_version, headers.get("x-api-key")))
+                raise grpc_error(refusal(scorer, request.model_version, headers, "grpc"))
             try:
                 for tensor in request.inputs:
                     check_datatype(tensor.name, tensor.datatype)
@@ -62,7 +62,7 @@ class LeadScoringServicer(InferenceServicer):
 
 def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringError:
     """A request refused before KServe parses it: without a valid key that is the answer, else `error`, counted."""
-    request = ScoringRequest("grpc", request_id_from(headers))
+    request = ScoringRequest.from_headers("grpc", headers)
     try:
         request.key = scorer.keys.authenticate(headers.get("x-api-key"))
     except ScoringError as unauthorized:

@@ -33,11 +33,11 @@ def unpin(scope: dict, model_name: str) -> tuple[dict, str | None]:
     return {**scope, "path": path, "raw_path": path.encode(), "query_string": query}, asked
 
 
-def refusal(scorer: Scorer, asked: str, headers: dict[str, str]) -> ScoringError:
+def refusal(scorer: Scorer, asked: str, headers: dict[str, str], protocol: str = "rest") -> ScoringError:
     """The answer to a request pinned to a version this replica does not serve: 401 without a valid key, else 404.
     Counted and logged as a "rejected" request line, as the Scorer's own refusals are: uvicorn's access line for the
     scoring routes is dropped (transformer/logs.py), so without it the request would leave no line at all."""
-    request = ScoringRequest.from_headers("rest", headers)
+    request = ScoringRequest.from_headers(protocol, headers)
     try:
         request.key = scorer.keys.authenticate(headers.get("x-api-key"))
         error: ScoringError = NotServed.version(asked, scorer.card.version)
