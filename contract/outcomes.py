@@ -10,16 +10,32 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from contract import lead_ids
 
 OUTCOMES = ("converted", "disqualified", "open")
 TERMINAL = ("converted", "disqualified")  # labels: converted = 1, disqualified = 0; open = not yet known
 FUTURE_SKEW = timedelta(minutes=10)  # clocks of CRMs and of this server may disagree a little
+# No lead became anything before 1970: an earlier date is a CRM's placeholder (0001-01-01, 1900-01-01), not an outcome,
+# and the bound keeps every instant, converted to UTC, inside Python's datetime range.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID(
     "5d1c1f1e-8a4b-4c36-9a55-6c6561642d6f"
 )  # fixed: the same outcome gets the same id everywhere
+
+
+def _lead_id_rule(value: str) -> str:
+    """Scoring's lead-id rule (contract/lead_ids.py) beyond the lengths pydantic checks: printable characters only."""
+    found = lead_ids.problem(value)
+    if found is not None:
+        raise PydanticCustomError(
+            found[0], f"must be {lead_ids.RULE_TEXT} (no control characters or line breaks)"
+        )
+    return value
 
 
 class Outcome(BaseModel):
@@ -27,8 +43,10 @@ class Outcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lead_id: str = Field(
-        min_length=1, max_length=128, description="the lead's id, as sent when it was scored"
+    lead_id: Annotated[str, AfterValidator(_lead_id_rule)] = Field(
+        min_length=1,
+        max_length=lead_ids.MAX_LEAD_ID_LENGTH,
+        description="the lead's id, as sent when it was scored",
     )
     outcome: Literal["converted", "disqualified", "open"] = Field(description="what the lead became")
     occurred_at: AwareDatetime = Field(description="when it happened (ISO 8601 with a time zone)")
@@ -106,6 +124,19 @@ def check_outcomes(
                             "message": f"row {row}: {field[:64]} {detail.get('msg', 'is invalid')}",
                         }
                     )
+            continue
+        if outcome.occurred_at < EARLIEST:
+            total += 1
+            if len(problems) < max_reported:
+                problems.append(
+                    {
+                        "row": row,
+                        "field": "occurred_at",
+                        "rule": "minimum",
+                        "value": outcome.occurred_at.isoformat(),
+                        "message": f"row {row}: occurred_at must be {EARLIEST:%Y-%m-%dT%H:%M:%SZ} or later",
+                    }
+                )
             continue
         if outcome.occurred_at > now + FUTURE_SKEW:
             total += 1

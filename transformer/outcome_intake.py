@@ -59,10 +59,17 @@ class OutcomeIntake:
         self._lock = threading.Lock()
 
     def accept(
-        self, api_key: str | None, payload: object, request_id: str, request_id_refused: dict | None = None
+        self,
+        api_key: str | None,
+        payload: object,
+        request_id: str,
+        request_id_refused: dict | None = None,
+        *,
+        unparsed: str | None = None,
     ) -> dict:
         """`request_id_refused`: the problem with the client's x-request-id (transformer/request_ids.py), refused
-        after the key check, as on the scoring routes."""
+        after the key check, as on the scoring routes. `unparsed`: why the body is not JSON (then `payload` is
+        None), refused after those too: a caller without a valid key hears 401, never the parser's complaint."""
         try:
             entry = self.keys.authenticate(api_key)
             self.keys.charge(entry)
@@ -72,6 +79,9 @@ class OutcomeIntake:
         if request_id_refused is not None:
             OUTCOMES_REJECTED.labels("invalid").inc()
             raise request_ids.refusal(request_id_refused)
+        if unparsed is not None:
+            OUTCOMES_REJECTED.labels("invalid").inc()
+            raise InvalidRequest(unparsed)
         items = payload.get("outcomes") if isinstance(payload, dict) else None
         if not isinstance(items, list):
             OUTCOMES_REJECTED.labels("invalid").inc()

@@ -100,6 +100,22 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
         assert body["problem_count"] == 4 and "row 1" in body["error"]
         assert "Traceback" not in answer.text and api_key not in answer.text
 
+        # Instants before 1970 (year 1 in a zone east of UTC used to overflow into a 500) and scoring's lead-id rule.
+        edges = [
+            {**outcome(0), "occurred_at": "0001-01-01T00:00:00+01:00"},
+            {**outcome(1), "lead_id": "a\nb\x00"},
+            {**outcome(2), "occurred_at": "1969-12-31T23:59:59Z"},
+        ]
+        answer = post(server, {"outcomes": edges}, api_key)
+        assert answer.status_code == 400, answer.text
+        assert [(p["row"], p["field"], p["rule"]) for p in answer.json()["problems"]] == [
+            (0, "occurred_at", "minimum"),
+            (1, "lead_id", "printable"),
+            (2, "occurred_at", "minimum"),
+        ]
+        assert "occurred_at must be 1970-01-01T00:00:00Z or later" in answer.json()["error"]
+        assert "printable characters" in answer.json()["error"]
+
         too_many = post(server, {"outcomes": [outcome(i) for i in range(51)]}, api_key)
         assert too_many.status_code == 400 and too_many.json()["problems"][0]["rule"] == "max_items"
         assert post(server, {"leads": []}, api_key).json()["problems"][0]["field"] == "outcomes"
@@ -107,6 +123,8 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
             server.url + "/v1/outcomes", content=b"{not json", headers={"x-api-key": api_key}
         )
         assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["error"]
+        keyless = httpx.post(server.url + "/v1/outcomes", content=b"{not json")
+        assert keyless.status_code == 401, "the key is checked before the body is judged"
         assert post(server, {"outcomes": [outcome(0)]}, "wrong-key").status_code == 401
         missing = httpx.post(server.url + "/v1/outcomes", json={"outcomes": [outcome(0)]})
         assert missing.status_code == 401 and "x-api-key" in missing.json()["error"].lower()
@@ -130,6 +148,7 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
         )
         time.sleep(1.0)
         assert stored(lake) == {}, "a refused call records nothing"
+        assert "unexpected error" not in server.log_tail(400)
     finally:
         server.stop()
 

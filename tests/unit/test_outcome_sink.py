@@ -1,6 +1,6 @@
 """The outcomes table rides on the sink's delivery: own schema, own day partitions, own spool and metrics."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
 import pytest
@@ -8,7 +8,7 @@ import pytest
 from contract.outcomes import outcome_key
 from tests.sink_servers import FEATURE_NAMES, sample_batch
 from transformer.sink import ScoreSink, SinkConfig
-from transformer.sink.outcomes import OUTCOME_METRICS, OutcomeBatch, outcome_sink, outcomes_schema
+from transformer.sink.outcomes import OUTCOME_METRICS, OutcomeBatch, outcome_sink, outcomes_schema, utc_day
 from transformer.sink.sink_metrics import QUEUE_DEPTH
 
 DAY = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
@@ -42,6 +42,11 @@ def test_outcomes_land_in_day_partitions_with_their_schema(tmp_path):
     table = pq.read_table(lake / files[0])
     assert table.schema.equals(outcomes_schema()) and table.num_rows == 20
     assert table.column("occurred_at").to_pylist()[0] == DAY
+
+
+def test_the_day_partition_is_always_zero_padded_and_in_utc():
+    assert utc_day(datetime(1, 1, 1, 5, tzinfo=UTC)) == "0001-01-01"  # strftime's %Y would give "1-01-01"
+    assert utc_day(datetime(2026, 3, 4, 23, tzinfo=timezone(timedelta(hours=-2)))) == "2026-03-05"
 
 
 def test_a_malformed_batch_is_refused_before_it_is_queued(tmp_path):

@@ -30,6 +30,10 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         {**GOOD, "outcome": "disqualified"},  # deal value only with converted
         {**GOOD, "occurred_at": "2027-01-01T00:00:00Z"},  # in the future
         "not an object",
+        {**GOOD, "occurred_at": "0001-01-01T00:00:00+01:00"},  # before year 1 in UTC: no OverflowError
+        {**GOOD, "occurred_at": "1969-12-31T23:59:59.999999Z"},  # before 1970
+        {**GOOD, "lead_id": "a\nb\x00"},  # scoring's lead-id rule: printable characters only
+        {**GOOD, "lead_id": "x" * 129},
     ]
     assert rules(items) == [
         (1, "outcome", "enumeration"),
@@ -42,7 +46,33 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         (8, "deal_value", "converted_only"),
         (9, "occurred_at", "not_in_future"),
         (10, "outcome", "object"),
+        (11, "occurred_at", "minimum"),
+        (12, "occurred_at", "minimum"),
+        (13, "lead_id", "printable"),
+        (14, "lead_id", "max_length"),
     ]
+
+
+def test_the_earliest_instant_is_1970_in_utc_whatever_the_zone_it_is_written_in():
+    valid, _, total = check_outcomes(
+        [
+            {**GOOD, "occurred_at": "1970-01-01T00:00:00Z"},
+            {**GOOD, "occurred_at": "1970-01-01T01:00:00+01:00"},
+        ]
+    )
+    assert total == 0 and len(valid) == 2
+    _, problems, _ = check_outcomes([{**GOOD, "occurred_at": "1970-01-01T00:59:59+01:00"}])
+    assert problems[0]["message"] == "row 0: occurred_at must be 1970-01-01T00:00:00Z or later"
+
+
+def test_a_lead_id_breaking_the_scoring_rule_is_named_and_the_rule_said():
+    _, problems, _ = check_outcomes([{**GOOD, "lead_id": "tab\there"}])
+    assert problems[0]["field"] == "lead_id" and problems[0]["rule"] == "printable"
+    assert "printable characters" in problems[0]["message"]
+    valid, _, _ = check_outcomes(
+        [{**GOOD, "lead_id": "ü-Lead 7"}]
+    )  # printable non-ASCII is fine, as for scoring
+    assert valid[0].lead_id == "ü-Lead 7"
 
 
 def test_identity_ignores_the_zone_an_instant_is_written_in_and_nothing_else():

@@ -10,7 +10,7 @@ import orjson
 from fastapi import Request
 
 from transformer import request_ids
-from transformer.errors import InvalidRequest, ScoringError
+from transformer.errors import ScoringError
 from transformer.ids import new_scoring_id
 
 ROUTE = "/v1/outcomes"
@@ -32,11 +32,13 @@ def install_outcomes(app, intake, json_response) -> None:
                 headers={"x-request-id": request_id},
             )
         try:
+            api_key = request.headers.get("x-api-key")
+            unparsed = None  # judged after the key, as every body is
             try:
                 payload = orjson.loads(await request.body())
             except orjson.JSONDecodeError as exc:
-                raise InvalidRequest(f"malformed JSON body: {exc}") from None
-            answer = intake.accept(request.headers.get("x-api-key"), payload, request_id, refused)
+                payload, unparsed = None, f"malformed JSON body: {exc}"
+            answer = intake.accept(api_key, payload, request_id, refused, unparsed=unparsed)
         except ScoringError as error:
             error.request_id = request_id
             raise

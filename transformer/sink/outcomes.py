@@ -41,7 +41,9 @@ OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (
 
 
 def utc_day(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d}"
+    """The `dt=` partition: the UTC day, always YYYY-MM-DD (strftime's %Y drops the zeros of a year below 1000)."""
+    day = moment.astimezone(UTC)
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
 
 
 def outcomes_schema() -> pa.Schema:
