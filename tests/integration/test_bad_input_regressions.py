@@ -289,3 +289,44 @@ def test_a_pinned_model_version_is_honoured_not_a_501(server):
     assert (
         httpx.post(f"{server.url}{V2}?model_version=0", json=body, timeout=20).status_code == 401
     )  # key first
+
+
+def test_another_model_is_a_404_naming_it_on_every_route_versioned_or_not(server):
+    """KServe's versioned routes answered 501 `Model versioning not supported yet.` for a model not served here."""
+    routes = [
+        ("GET", "/v2/models/{m}"),
+        ("GET", "/v2/models/{m}/ready"),
+        ("POST", "/v2/models/{m}/infer"),
+        ("POST", "/v1/models/{m}:predict"),
+        ("GET", "/v2/models/{m}/versions/x"),
+        ("GET", "/v2/models/{m}/versions/x/ready"),
+        ("POST", "/v2/models/{m}/versions/x/infer"),
+    ]
+    long_name = "m" * 10_000
+    for method, route in routes:
+        body = {"json": v2_body(["a"])} if method == "POST" else {}
+        answer = httpx.request(
+            method, server.url + route.format(m="other"), headers={"x-api-key": KEY}, timeout=20, **body
+        )
+        assert (answer.status_code, answer.json()) == (
+            404,
+            {"error": "Model with name other does not exist."},
+        ), (
+            method,
+            route,
+            answer.text,
+        )
+        # The name is echoed, but not 10 KB of it.
+        answer = httpx.request(
+            method, server.url + route.format(m=long_name), headers={"x-api-key": KEY}, timeout=20, **body
+        )
+        assert answer.status_code == 404, (method, route, answer.text)
+        assert answer.json()["error"] == f"Model with name {'m' * 64}… does not exist.", (method, route)
+
+
+def test_get_on_the_predict_route_is_405_not_a_metadata_lookup(server):
+    # KServe's `GET /v1/models/{model_name}` took `lead-scoring:predict` for a model name: 404.
+    answer = httpx.get(server.url + V1, headers={"x-api-key": KEY}, timeout=10)
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert answer.json() == {"error": f"method GET is not allowed on {V1}"}
+    assert httpx.get(server.url + f"/v1/models/{MODEL_NAME}", timeout=10).status_code == 200

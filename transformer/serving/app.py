@@ -8,7 +8,9 @@
   /docs and /redoc with --enable_docs_url;
 * a body-size limit → 413 before the body is parsed;
 * model metadata that carries the model version; an infer pinned to the served version (URL or `?model_version=`)
-  is the plain infer, another version a 404 (serving/versions.py), never KServe's 501;
+  is the plain infer, another version a 404 (serving/versions.py), never KServe's 501; a versioned URL of another
+  model is the 404 of an unknown model, and that 404 echoes at most 64 characters of the name;
+* `GET` on a predict route is a 405 (KServe's `GET /v1/models/{name}` would take `lead-scoring:predict` for a name);
 * readiness (`Readiness`) that is true only when every protocol can score: the predictor up, the model in
   KServe's registry, and not draining (transformer/serving/drain.py);
 * the data-lake recorder started with the app and flushed when it stops;
@@ -27,6 +29,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import Response
+from kserve.errors import ModelNotFound
 from kserve.model_server import app
 from starlette.exceptions import HTTPException
 
@@ -90,6 +93,24 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
     else:
         message = str(error.detail)[:200]
     return json_response({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
+def _shown_name(name: str) -> str:
+    return name if len(name) <= 64 else name[:64] + "…"
+
+
+def model_not_found(name: str) -> Response:
+    """KServe's answer for a model this server does not serve, in its words, with the name cut short."""
+    return json_response({"error": f"Model with name {_shown_name(name)} does not exist."}, status_code=404)
+
+
+async def _unknown_model(request: Request, error: ModelNotFound) -> Response:
+    """KServe's ModelNotFound, without echoing a 10 KB name back (and without KServe's ERROR log line and traceback
+    for a client's typo)."""
+    name = request.path_params.get("model_name")
+    if not isinstance(name, str):
+        name = str(error).removeprefix("Model with name ").removesuffix(" does not exist.")
+    return model_not_found(name)
 
 
 async def _bug(request: Request, error: Exception) -> Response:
@@ -158,13 +179,14 @@ class _TooLarge(Exception):
     pass
 
 
-def _keep_our_bug_handler() -> None:
-    """KServe registers its catch-all Exception handler when the server starts, after install(): put ours back
-    just before Starlette builds the middleware stack (which reads the handlers)."""
+def _keep_our_handlers() -> None:
+    """KServe registers its catch-all Exception handler (and its ModelNotFound one) when the server starts, after
+    install(): put ours back just before Starlette builds the middleware stack (which reads the handlers)."""
     build = app.build_middleware_stack
 
     def build_with_our_handler():
         app.exception_handlers[Exception] = _bug
+        app.exception_handlers[ModelNotFound] = _unknown_model
         return build()
 
     app.build_middleware_stack = build_with_our_handler
@@ -228,7 +250,7 @@ def install(
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(RequestValidationError, _malformed_body)
     app.add_exception_handler(HTTPException, _http_error)
-    _keep_our_bug_handler()
+    _keep_our_handlers()
     document = openapi.build(
         scorer.model_name,
         scorer.card.version,
@@ -279,24 +301,45 @@ def install(
             return error_response(NotServed.version(version, scorer.card.version))
         return await answer()
 
-    async def versioned_metadata(version: str):
+    async def versioned_metadata(model_name: str, version: str):
+        if model_name != scorer.model_name:
+            return model_not_found(model_name)
         return await versioned(version, model_metadata)
 
-    async def versioned_ready(version: str):
+    async def versioned_ready(model_name: str, version: str):
+        if model_name != scorer.model_name:
+            return model_not_found(model_name)
         return await versioned(version, predictor_ready)
 
-    # Registered before KServe's routes, which answer 501 for any /versions/<v> URL, even the served version.
+    async def versioned_infer(model_name: str, version: str):
+        # This model's pinned infer never gets here: VersionedInfer (serving/versions.py) rewrites it or answers.
+        return model_not_found(model_name)
+
+    async def predict_is_post_only(model_name: str):
+        raise HTTPException(405, headers={"allow": "POST"})
+
+    # Registered before KServe's routes, which answer 501 for any /versions/<v> URL of any model, even the served
+    # version of this one, and whose `GET /v1/models/{model_name}` takes `GET …/lead-scoring:predict` for metadata.
     app.add_api_route(
-        f"/v2/models/{model_name}/versions/{{version}}",
+        "/v2/models/{model_name}/versions/{version}",
         versioned_metadata,
         methods=["GET"],
         include_in_schema=False,
     )
     app.add_api_route(
-        f"/v2/models/{model_name}/versions/{{version}}/ready",
+        "/v2/models/{model_name}/versions/{version}/ready",
         versioned_ready,
         methods=["GET"],
         include_in_schema=False,
+    )
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{version}/infer",
+        versioned_infer,
+        methods=["POST"],
+        include_in_schema=False,
+    )
+    app.add_api_route(
+        "/v1/models/{model_name}:predict", predict_is_post_only, methods=["GET"], include_in_schema=False
     )
     app.add_api_route("/v2/health/ready", predictor_ready, methods=["GET"], include_in_schema=False)
     app.add_api_route(
