@@ -330,3 +330,26 @@ def test_get_on_the_predict_route_is_405_not_a_metadata_lookup(server):
     assert answer.status_code == 405 and answer.headers["allow"] == "POST"
     assert answer.json() == {"error": f"method GET is not allowed on {V1}"}
     assert httpx.get(server.url + f"/v1/models/{MODEL_NAME}", timeout=10).status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_413_on_every_route(server):
+    """Without a Content-Length the limit is found while streaming; FastAPI's body parsing on KServe's V2 route
+    turned that into 400 `There was an error parsing the body`."""
+    served = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()["versions"][0]
+
+    def chunks():
+        yield b'{"inputs": ['
+        for _ in range(4_500):  # 4.5 MB: over the default --max_body_bytes (4 MiB)
+            yield b" " * 1000
+        yield b"]}"
+
+    for path in (
+        "/v2/models/other/infer",
+        V2,
+        f"/v2/models/{MODEL_NAME}/versions/{served}/infer",
+        V1,
+    ):
+        answer = post(server, path, content=chunks(), headers={"content-type": "application/json"})
+        assert answer.request.headers.get("transfer-encoding") == "chunked"
+        assert answer.status_code == 413, (path, answer.text)
+        assert "larger than the limit of 4194304 bytes (--max_body_bytes)" in answer.json()["error"], path

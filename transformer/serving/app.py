@@ -130,7 +130,11 @@ async def _bug(request: Request, error: Exception) -> Response:
 
 
 class BodyLimit:
-    """Pure ASGI: refuses a body larger than `max_bytes` (by Content-Length, or while streaming) with 413."""
+    """Pure ASGI: refuses a body larger than `max_bytes` (by Content-Length, or while streaming) with 413.
+
+    A streamed (chunked) body is cut off by raising from `receive`; whoever was reading it may turn that into its own
+    answer (FastAPI's body parsing on KServe's V2 route answers 400 "There was an error parsing the body"), so once
+    the limit is crossed, what the app sends is dropped and the answer is this 413."""
 
     def __init__(self, app, max_bytes: int):
         self.app = app
@@ -144,6 +148,7 @@ class BodyLimit:
                 return await self._refuse(send, int(value))
         seen = 0
         too_big = False
+        answered = False  # the app started its answer before the limit was crossed: too late for a 413
 
         async def limited_receive():
             nonlocal seen, too_big
@@ -155,10 +160,20 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
+        async def guarded_send(message):
+            nonlocal answered
+            if too_big and not answered:
+                return
+            answered = True
+            await send(message)
+
         try:
-            return await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            return await self._refuse(send, seen)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not too_big or answered:
+                raise
+        if too_big and not answered:
+            await self._refuse(send, seen)
 
     async def _refuse(self, send, size: int):
         body = orjson.dumps(PayloadTooLarge.body_over(self.max_bytes, size).body())
