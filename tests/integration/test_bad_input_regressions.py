@@ -25,6 +25,7 @@ from predictor.synthetic import as_records, sample_features
 KEY = "rows-" + secrets.token_hex(12)
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 V2 = f"/v2/models/{MODEL_NAME}/infer"
+JSON = {"content-type": "application/json"}
 CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
 X = np.where(
     np.isnan(sample_features(3, seed=51)), [f.minimum for f in FEATURES], sample_features(3, seed=51)
@@ -353,3 +354,30 @@ def test_a_chunked_body_over_the_limit_is_413_on_every_route(server):
         assert answer.request.headers.get("transfer-encoding") == "chunked"
         assert answer.status_code == 413, (path, answer.text)
         assert "larger than the limit of 4194304 bytes (--max_body_bytes)" in answer.json()["error"], path
+
+
+def test_both_rest_paths_refuse_json_literals_and_coerced_shapes_and_judge_the_key_first(server):
+    """KServe's V2 route parsed `NaN`/`Infinity` (Python's json), coerced shapes `["1", 50]`, `[true, 50]`, `[1.0, 50]`
+    to `[1, 50]` (pydantic) and took a body without Content-Type for binary data (400 before the key check)."""
+    body = v2_body(["a"])
+    body["inputs"][0]["data"][0] = 12345.5
+    text = orjson.dumps(body)
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        refused(
+            post(server, V2, content=text.replace(b"12345.5", literal), headers=JSON), "malformed JSON body"
+        )
+    refused(
+        post(server, V1, content=b'{"instances": [{"employee_count": NaN}]}', headers=JSON), "malformed JSON"
+    )
+    for shape in (b'["1",', b"[true,", b"[1.0,"):
+        coerced = text.replace(b'"shape":[1,', b'"shape":' + shape)
+        answer = refused(
+            post(server, V2, content=coerced), "input 'leads': shape must be a list of whole numbers"
+        )
+        assert answer["problems"][0]["field"] == "leads" and answer["problems"][0]["rule"] == "shape"
+    plain = orjson.dumps(v2_body(["a"]))
+    assert post(server, V2, content=plain).status_code == 200  # no Content-Type: JSON all the same
+    for headers in ({}, {"x-api-key": "wrong"}):
+        for content in (plain, b"{not json", b'{"inputs": "x"}'):
+            answer = httpx.post(server.url + V2, content=content, headers=headers, timeout=10)
+            assert answer.status_code == 401, (headers, content, answer.text)

@@ -11,6 +11,7 @@ import textwrap
 import grpc
 import httpx
 import numpy as np
+import orjson
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
@@ -383,9 +384,53 @@ def test_fast_path_answers_exactly_like_kserves_own_rest_path(
                 api_key,
             ),
         ]
+        # Bodies as bytes: JSON's non-standard literals, shapes pydantic would coerce, no or another Content-Type,
+        # bodies that are not JSON, with and without a key (the key is judged first), and a V2 body with requested
+        # outputs (the fast path hands those to KServe's route).
+        tensor = v2_tensor_body(X[:1])[0]
+        marked = v2_tensor_body(X[:1])[0]
+        marked["inputs"][0]["data"][0] = 12345.5
+        json_type = {"content-type": "application/json"}
+        raw_cases = [
+            (V1, b'{"instances": [{"employee_count": NaN}]}', api_key, json_type),
+            (V2, orjson.dumps(marked).replace(b"12345.5", b"NaN"), api_key, json_type),
+            (V2, orjson.dumps(marked).replace(b"12345.5", b"-Infinity"), api_key, json_type),
+            (V2, orjson.dumps(tensor).replace(b'"shape":[1,', b'"shape":["1",'), api_key, json_type),
+            (V2, orjson.dumps(tensor).replace(b'"shape":[1,', b'"shape":[true,'), api_key, json_type),
+            (V2, orjson.dumps(tensor).replace(b'"shape":[1,', b'"shape":[1.0,'), api_key, json_type),
+            (
+                V2,
+                orjson.dumps({**tensor, "outputs": [{"name": "score"}]}).replace(
+                    b'"shape":[1,', b'"shape":[1.0,'
+                ),
+                api_key,
+                json_type,
+            ),
+            (V2, orjson.dumps(tensor), api_key, {}),  # no Content-Type: JSON all the same
+            (V2, orjson.dumps(tensor), api_key, {"content-type": "text/plain"}),
+            (V2, orjson.dumps(tensor), None, {}),
+            (V2, orjson.dumps(tensor), "wrong", {}),
+            (V2, b'{"inputs": "x"}', None, json_type),  # what KServe's pydantic model refuses: key first
+            (V2, b"{not json", None, {}),
+            (V2, b"{not json", api_key, {}),
+            (V1, b"{not json", None, {}),
+            (V1, b"{not json", api_key, json_type),
+        ]
+        for path, content, key, headers in raw_cases:
+            headers = {**headers, **({"x-api-key": key} if key is not None else {})}
+            cases.append((path, content, headers))
+
+        def call(server, path, body, key_or_headers) -> httpx.Response:
+            if isinstance(body, bytes):
+                headers = {**key_or_headers, "x-request-id": "same"}
+                return httpx.post(server.url + path, content=body, headers=headers, timeout=10)
+            return post(server, path, body, key_or_headers, **{"x-request-id": "same"})
+
+        statuses = []
         for path, body, key in cases:
-            fast = post(transformer_inprocess, path, body, key, **{"x-request-id": "same"})
-            slow = post(plain, path, body, key, **{"x-request-id": "same"})
+            fast = call(transformer_inprocess, path, body, key)
+            slow = call(plain, path, body, key)
+            statuses.append(fast.status_code)
             answers = fast.json(), slow.json()
             if fast.status_code == 200:
                 # Each scoring owns its id (in the body and the x-scoring-id header); everything else is identical.
@@ -403,6 +448,9 @@ def test_fast_path_answers_exactly_like_kserves_own_rest_path(
                     slow.headers,
                 )
             assert fast.headers["x-request-id"] == "same"
+        # Refused the same way, not accepted the same way: the literals and coerced shapes are 400s, every call
+        # without a valid key a 401, and a body without Content-Type is JSON.
+        assert statuses[-len(raw_cases) :] == [400] * 7 + [200, 200, 401, 401, 401, 401, 400, 401, 400]
     finally:
         plain.stop()
 

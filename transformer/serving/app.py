@@ -7,6 +7,8 @@
 * this API's own OpenAPI document at /openapi.json (transformer/serving/openapi.py), Swagger UI and ReDoc at
   /docs and /redoc with --enable_docs_url;
 * a body-size limit → 413 before the body is parsed;
+* KServe's JSON routes for this model judge a body as the fast path does (key first, strict JSON, strict V2 shapes:
+  transformer/serving/json_guard.py), so `--fast_path false` gives the same answers;
 * model metadata that carries the model version; an infer pinned to the served version (URL or `?model_version=`)
   is the plain infer, another version a 404 (serving/versions.py), never KServe's 501; a versioned URL of another
   model is the 404 of an unknown model, and that 404 echoes at most 64 characters of the name;
@@ -43,6 +45,7 @@ from transformer.serving import openapi
 from transformer.serving.binary_guard import BinaryExtensionGuard
 from transformer.serving.drain import Drain
 from transformer.serving.event_loop import running_loop_name
+from transformer.serving.json_guard import JsonBodyGuard
 from transformer.serving.outcomes_route import install_outcomes
 from transformer.serving.repository import ClosedRoutes
 from transformer.serving.versions import VersionedInfer
@@ -279,6 +282,7 @@ def install(
         _TooLarge, lambda request, exc: error_response(PayloadTooLarge.body_over(max_body_bytes))
     )
     app.add_middleware(BinaryExtensionGuard, scorer=scorer)  # innermost: reads bodies BodyLimit has bounded
+    app.add_middleware(JsonBodyGuard, scorer=scorer)  # likewise, for JSON bodies: the fast path's answers
     app.add_middleware(VersionedInfer, scorer=scorer)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(ClosedRoutes)

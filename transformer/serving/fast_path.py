@@ -16,8 +16,9 @@ import orjson
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
 
 from transformer.codec import Tensor
-from transformer.errors import InvalidRequest, PayloadTooLarge, ScoringError
+from transformer.errors import PayloadTooLarge, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
+from transformer.serving.json_guard import refuse_unparsed
 from transformer.serving.replay import replay
 from transformer.serving.versions import refusal, unpin
 from transformer.v2_request import parse_json
@@ -88,7 +89,9 @@ class FastPath:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return await self._answer(send, InvalidRequest(f"malformed JSON body: {exc}"), None)
+            request = ScoringRequest.from_headers("rest", headers)
+            error = refuse_unparsed(self.scorer, request, headers.get("x-api-key"), exc)
+            return await self._answer(send, error, request.request_id)
         parameters = payload.get("parameters") if isinstance(payload, dict) else None
         if (
             path == self.v2_path
