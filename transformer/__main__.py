@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> None:
             "--workers > 1 is not supported: metrics would split per process (kserve issue #2979). "
             "Run one worker per pod and scale with replicas (minReplicas/maxReplicas)."
         )
+    if args.access_log_format:
+        # KServe would import asgi-logger when the server starts and die there with a traceback.
+        raise SystemExit(
+            "--access_log_format is not supported: KServe hands it to asgi-logger, which is not installed. "
+            "Every scoring request gets one JSON log line (README, Observability); uvicorn's access lines "
+            "cover the other routes."
+        )
     if args.metrics_port is not None:
         from transformer.serving.metrics_port import check_ports
 

@@ -297,6 +297,12 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         "in-process and slower in split mode, whose gRPC hop it runs too (docs/performance.md, thirteenth pass)."
     )
     parser.set_defaults(event_loop="asyncio")
+    # KServe hands this format to asgi-logger, a package it does not depend on and this project does not ship.
+    access_log_format = next(action for action in parser._actions if action.dest == "access_log_format")
+    access_log_format.help = (
+        "Not supported here (the server refuses to start with it): KServe passes it to asgi-logger, which is not "
+        "installed. Each scoring request gets one JSON log line instead (README, Observability)."
+    )
     apply_environment(parser, environ)
     return parser
 

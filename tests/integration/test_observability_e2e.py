@@ -485,3 +485,22 @@ def test_more_than_one_worker_is_refused_with_the_reason(artifact, how):
     assert result.returncode != 0
     assert "--workers > 1 is not supported" in result.stderr
     assert "kserve issue #2979" in result.stderr and "replicas" in result.stderr
+
+
+def test_an_access_log_format_is_refused_with_the_reason_not_a_traceback(artifact):
+    """KServe passes --access_log_format to asgi-logger, which is not installed: the server used to die at start
+    with ModuleNotFoundError and a traceback."""
+    argv = [
+        sys.executable,
+        "-m",
+        "transformer",
+        "--model_card_uri",
+        str(artifact),
+        "--access_log_format",
+        "%(h)s",
+    ]
+    env = {**os.environ, "API_KEYS": "t:" + "k" * 24}
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "--access_log_format is not supported" in result.stderr and "asgi-logger" in result.stderr
+    assert "Traceback" not in result.stderr
