@@ -74,6 +74,10 @@ def configure(level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    # httpx logs every request it sends at INFO: in REST-hop mode that is a second line per predictor call, which
+    # the request line already covers (its predictor timing, status and errors).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # The JSON lines carry no thread, process or call-site fields: do not collect them for every record (the
     # logging HOWTO's "Optimization" table; ~2 µs of a ~12 µs request line).
     logging.logThreads = False

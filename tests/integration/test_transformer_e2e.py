@@ -146,6 +146,20 @@ def test_split_grpc_split_rest_and_in_process_agree(
     assert answers[0] == answers[1] == answers[2]
 
 
+def test_the_rest_hop_adds_no_log_line_of_its_own(transformer_rest, api_key):
+    """One JSON line per scoring request: httpx's INFO line for each predictor call used to come with it."""
+    request_id = "rest-hop-lines-" + str(np.random.default_rng().integers(1 << 40))
+    response = post(transformer_rest, V1, v1_body(), api_key, **{"x-request-id": request_id})
+    assert response.status_code == 200, response.text
+    lines = [
+        json.loads(line)
+        for line in transformer_rest.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert [e for e in lines if e.get("request_id") == request_id and e.get("msg") == "scored"]
+    assert not [e for e in lines if e.get("logger") in ("httpx", "httpcore")]
+
+
 def test_tritonclient_http_with_binary_tensors(transformer_grpc, api_key, runtime_booster):
     import tritonclient.http as httpclient
 
