@@ -340,3 +340,18 @@ def test_grpc_unknown_datatype_names_the_input_and_the_datatypes(server):
         grpc_call(server, "ModelInfer", grpc_leads(["a"], datatype="FP99"), key=None),
         grpc.StatusCode.UNAUTHENTICATED,
     )
+
+
+def test_grpc_model_metadata_lists_what_rest_lists(server):
+    """gRPC ModelMetadata listed the 4 score outputs only; REST also lists the reason-code outputs a request may
+    name (with parameters.reasons). Both now describe the same inputs and outputs."""
+    answer = grpc_call(server, "ModelMetadata", pb.ModelMetadataRequest(name=MODEL_NAME))
+    rest = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()
+
+    def described(tensors):
+        return [(t["name"], t["datatype"], list(t["shape"])) for t in tensors]
+
+    grpc_outputs = [{"name": o.name, "datatype": o.datatype, "shape": list(o.shape)} for o in answer.outputs]
+    grpc_inputs = [{"name": i.name, "datatype": i.datatype, "shape": list(i.shape)} for i in answer.inputs]
+    assert described(grpc_outputs) == described(rest["outputs"])
+    assert described(grpc_inputs) == described(rest["inputs"])

@@ -119,7 +119,8 @@ class LeadScoringModel(Model):
         return input_metadata()
 
     def get_output_types(self) -> list[dict]:
-        return output_metadata()
+        # What gRPC ModelMetadata lists: the same outputs as REST's metadata route, reason outputs included.
+        return output_metadata() + reason_metadata(self.scorer.limits.reasons_max)
 
     async def preprocess(self, payload, headers=None):
         headers = headers or {}
