@@ -38,6 +38,14 @@ def _lead_id_rule(value: str) -> str:
     return value
 
 
+def _printable_ascii_rule(value: str) -> str:
+    """Ids the server made (scoring_id) or took from x-request-id hold printable ASCII only (the header's rule):
+    anything else cannot name a recorded scoring, and would carry control characters into the lake."""
+    if not (value.isascii() and value.isprintable()):
+        raise PydanticCustomError("printable_ascii", "must be printable ASCII characters (space to '~')")
+    return value
+
+
 class Outcome(BaseModel):
     """One reported outcome. Unknown fields are refused, so a typo (`occured_at`) is an error, not a silent null."""
 
@@ -53,10 +61,10 @@ class Outcome(BaseModel):
     deal_value: float | None = Field(
         None, ge=0, le=1e12, allow_inf_nan=False, description="deal value, converted only"
     )
-    scoring_id: str | None = Field(
+    scoring_id: Annotated[str, AfterValidator(_printable_ascii_rule)] | None = Field(
         None, min_length=1, max_length=64, description="x-scoring-id of the scoring it refers to"
     )
-    request_id: str | None = Field(
+    request_id: Annotated[str, AfterValidator(_printable_ascii_rule)] | None = Field(
         None, min_length=1, max_length=128, description="the client's x-request-id of that scoring"
     )
 

@@ -34,6 +34,8 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         {**GOOD, "occurred_at": "1969-12-31T23:59:59.999999Z"},  # before 1970
         {**GOOD, "lead_id": "a\nb\x00"},  # scoring's lead-id rule: printable characters only
         {**GOOD, "lead_id": "x" * 129},
+        {**GOOD, "scoring_id": "a\nb"},  # server-made and header ids: printable ASCII, as x-request-id
+        {**GOOD, "request_id": "caf\u00e9"},
     ]
     assert rules(items) == [
         (1, "outcome", "enumeration"),
@@ -50,6 +52,8 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         (12, "occurred_at", "minimum"),
         (13, "lead_id", "printable"),
         (14, "lead_id", "max_length"),
+        (15, "scoring_id", "printable_ascii"),
+        (16, "request_id", "printable_ascii"),
     ]
 
 
