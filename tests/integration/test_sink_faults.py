@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -353,6 +354,60 @@ def test_a_request_that_cannot_be_encoded_costs_only_its_own_records(tmp_path):
     assert dropped("spool_full") == before["spool_full"]
     table = pq.read_table(tmp_path / "lake", partitioning=None, schema=lake_schema(FEATURE_NAMES))
     assert sorted_rows(table) == expected_rows([good])
+
+
+def test_while_the_store_is_down_new_spool_files_do_not_hurry_the_attempts(moto_s3, tmp_path):
+    """Each new spool file wakes the uploader; it used to try that file at once, so attempts followed the flush
+    rate (one per file) instead of the backoff. Now the backoff paces every attempt while uploads fail."""
+    moto_s3.client().create_bucket(Bucket="lake")
+    moto_s3.stop()
+    sink = ScoreSink(
+        s3_config(moto_s3, tmp_path, upload_retry_initial_seconds=0.5, upload_retry_max_seconds=30.0)
+    )
+    sink.start()
+    failures = lambda: REGISTRY.get_sample_value("lead_scoring_sink_upload_failures_total") or 0.0  # noqa: E731
+    before, batches = failures(), []
+    started = time.monotonic()
+    while time.monotonic() - started < 6.0:  # a new spool file every 0.3 s
+        batches.append(sample_batch(2, seed=len(batches)))
+        assert sink.submit(batches[-1])
+        sink.flush()
+        time.sleep(0.3)
+    attempts = failures() - before
+    # Backoff 0.5 s doubling, jitter down to half: at most 1 + 4 attempts start within 6 s (0.25+0.5+1+2 = 3.75 s
+    # before the fifth); one per file would be ~20.
+    assert len(sink.spool.pending()) >= 15 and 1 <= attempts <= 5, attempts
+    moto_s3.start()
+    sink.close(
+        grace_seconds=PATIENCE
+    )  # the pause is capped by the backoff: within the grace, all of it lands
+    assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows(batches)
+
+
+def test_every_drop_is_in_the_shutdown_line_even_those_the_throttled_warnings_left_out(tmp_path, caplog):
+    """Drop warnings are throttled (one per 10 s) and the counter dies with the process: drops in a pod's last
+    seconds (a full spool during SIGTERM's drain) left no trace. The shutdown line counts them all, by reason."""
+    sink = ScoreSink(
+        SinkConfig(
+            uri=(tmp_path / "lake").as_uri(),
+            spool_dir=tmp_path / "spool",
+            feature_names=FEATURE_NAMES,
+            spool_max_bytes=1,  # every file is over budget: each flush drops its records as spool_full
+        )
+    )
+    before = dropped("spool_full")
+    with caplog.at_level(logging.WARNING, logger="transformer.sink"):
+        for seed in range(4):
+            assert sink.submit(sample_batch(5, seed=seed))
+            sink.flush()
+        sink.close(grace_seconds=0)
+    assert dropped("spool_full") - before == 20
+    warnings = [r.getMessage() for r in caplog.records if "sink dropped" in r.getMessage()]
+    assert len(warnings) == 1  # throttled: the other three drops said nothing at the time
+    closing = [r.getMessage() for r in caplog.records if "sink closed having dropped" in r.getMessage()]
+    assert closing == [
+        "sink closed having dropped 20 scored records since it started (spool_full: 20): they are not in the lake"
+    ]
 
 
 # ---- what is left at shutdown is counted, and delivered by the next start ---------------------------------------

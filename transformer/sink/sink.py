@@ -115,10 +115,17 @@ class ScoreSink:
         self._dropped = {
             reason: metrics.DROPPED_RECORDS.labels(reason=reason) for reason in metrics.DROP_REASONS
         }
+        # The same counts, for the shutdown line: the metric dies with the process before the next scrape, and
+        # the drop warnings are throttled, so drops in the last seconds would otherwise leave no trace.
+        self._dropped_since_start: collections.Counter[str] = collections.Counter()
+        self._dropped_count_lock = threading.Lock()
         self._retries: dict[str, _Retry] = {}  # by spool key; owned by whoever runs _upload_pending
         self._store_failures = (
             0  # consecutive failed uploads of any file: paces attempts while the store is down
         )
+        # No attempt before this monotonic instant while uploads fail: a new spool file wakes the uploader, and
+        # without it each new file would be tried at once, whatever the backoff says.
+        self._store_paused_until = 0.0
         self._drop_log = ThrottledLog(log)
         self._upload_log = ThrottledLog(log)
         self._delete_log = ThrottledLog(log)
@@ -142,7 +149,7 @@ class ScoreSink:
                 self._in_memory += n
                 depth = self._in_memory
         if dropped:
-            self._dropped["queue_full"].inc(n)
+            self._count_dropped("queue_full", n)
             self._drop_log.warning(
                 "sink queue full (%d records in memory): dropped %d scored records of request %s",
                 self.config.queue_max_records,
@@ -205,6 +212,14 @@ class ScoreSink:
         self._halted = True
         if self._owns_writer and hasattr(self.writer, "close"):
             self.writer.close()  # the upload child, after the last put
+        with self._dropped_count_lock:
+            dropped = dict(self._dropped_since_start)
+        if dropped:
+            log.warning(
+                "sink closed having dropped %d scored records since it started (%s): they are not in the lake",
+                sum(dropped.values()),
+                ", ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items())),
+            )
         left = self.spool.pending()
         if left:
             # Kept for the next start on this spool; lost if the spool's volume goes with the pod (an emptyDir).
@@ -287,8 +302,13 @@ class ScoreSink:
                     good.append(batch)
             return (self._encoder.encode(good) if good else None), good
 
-    def _drop(self, reason: str, records: int, message: str, *args: object) -> None:
+    def _count_dropped(self, reason: str, records: int) -> None:
         self._dropped[reason].inc(records)
+        with self._dropped_count_lock:
+            self._dropped_since_start[reason] += records
+
+    def _drop(self, reason: str, records: int, message: str, *args: object) -> None:
+        self._count_dropped(reason, records)
         self._drop_log.warning("sink dropped %d scored records (%s): " + message, records, reason, *args)
 
     # ---- uploading: spool -> backend ---------------------------------------------------------------------------
@@ -323,6 +343,8 @@ class ScoreSink:
             self._retries.clear()
             return None
         now = time.monotonic()
+        if now < self._store_paused_until:
+            return self._store_paused_until - now
         due = next((f for f in pending if self._retry(f).not_before <= now), None)
         if due is None:
             return min(self._retry(f).not_before for f in pending) - now
@@ -336,11 +358,14 @@ class ScoreSink:
             stored = False
         if stored:
             self._store_failures = 0
+            self._store_paused_until = 0.0
             return 0.0
         if due.key not in self._retries:  # set aside (quarantined, lost): nothing to wait for
             return 0.0
         self._store_failures += 1
-        return self._backoff(self._store_failures - 1)
+        wait = self._backoff(self._store_failures - 1)
+        self._store_paused_until = time.monotonic() + wait
+        return wait
 
     def _retry(self, entry: SpoolFile) -> _Retry:
         return self._retries.setdefault(entry.key, _Retry())
