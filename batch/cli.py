@@ -22,9 +22,9 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(value) if value.strip() else default
     except ValueError:
-        raise SystemExit(
-            f"batch: environment variable {name} must be a whole number, got {value!r}"
-        ) from None
+        # Exit 2 like the options' own usage errors: the operator must fix the Job's environment.
+        sys.stderr.write(f"batch: environment variable {name} must be a whole number, got {value[:40]!r}\n")
+        raise SystemExit(2) from None
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:

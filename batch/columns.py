@@ -13,12 +13,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch.errors import InputError
+from contract import lead_ids as lead_id_rule
 from contract.features import FEATURE_NAMES, FEATURES, N_FEATURES
 
 LEAD_ID = "lead_id"
 REQUIRED_COLUMNS = (LEAD_ID, *FEATURE_NAMES)
 _BOOL_COLUMNS = frozenset(f.name for f in FEATURES if f.kind == "bool")
 _TEXT_COLUMN_EVIDENCE = 10
+# A CSV number: ASCII digits, an optional sign, decimal point and exponent (RE2: [0-9] only, never other scripts),
+# or ±inf / infinity, which the contract then refuses as `finite` (as it does in Parquet). Not nan: missing is "".
+_NUMERAL = r"^[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|(?i:inf|infinity))$"
 
 
 def _numeric(kind: pa.DataType) -> bool:
@@ -39,6 +43,12 @@ def check_columns(schema: pa.Schema, where: str, *, text_cells: bool = False) ->
     """InputError naming every missing column and every feature column of a non-numeric type (text is fine in
     a CSV, whose cells are parsed one by one)."""
     names = set(schema.names)
+    doubled = [c for c in REQUIRED_COLUMNS if len(schema.get_all_field_indices(c)) > 1]
+    if doubled:
+        raise InputError(
+            f"{where}: column(s) {', '.join(doubled[:10])} appear more than once; each column of the export "
+            "must have its own name"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
@@ -83,28 +93,26 @@ def _parse_text(column: pa.Array, name: str, where: str) -> tuple[np.ndarray, li
         cleaned = pc.if_else(
             pc.equal(lowered, "true"), "1", pc.if_else(pc.equal(lowered, "false"), "0", cleaned)
         )
-    try:
+    # A number is written with ASCII numerals only: Arrow's and Python's parsers both also take nan (which would
+    # be missing without an empty cell), and Python takes 1_000 and other scripts' digits (١٢ = 12).
+    numeral = pc.match_substring_regex(cleaned, _NUMERAL)
+    if pc.all(numeral).as_py() is not False:  # every filled cell is a numeral (all nulls: None)
         return pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False), []
-    except pa.ArrowInvalid:
-        pass
-    # Rare path: some cell is no number. Parse cell by cell to find which.
-    values = np.full(len(cleaned), np.nan)
-    bad: list[tuple[int, str]] = []
-    for row, text in enumerate(cleaned.to_pylist()):
-        if text is None:
-            continue
-        try:
-            if "_" in text:  # Python's float() takes "1_000"; Arrow's parser (the fast path) does not
-                raise ValueError(text)
-            values[row] = float(text)
-        except ValueError:
-            bad.append((row, text))
+    # Rare path: some cell is no number. Find which, and parse the others.
+    values = pc.cast(pc.if_else(numeral, cleaned, pa.scalar(None, pa.string())), pa.float64()).to_numpy(
+        zero_copy_only=False
+    )
+    bad = [
+        (row, text)
+        for row, (text, ok) in enumerate(zip(cleaned.to_pylist(), numeral.to_pylist(), strict=True))
+        if text is not None and not ok
+    ]
     # Text in every filled cell (and enough of them to tell) is a text column, not a few stray cells.
     if len(bad) >= _TEXT_COLUMN_EVIDENCE and len(bad) == len(cleaned) - cleaned.null_count:
         examples = ", ".join(repr(t[:20]) for _, t in bad[:3])
         raise InputError(
             f"{where}: column {name} holds text ({examples}, …) where the contract needs numbers "
-            "(categories as their codes, see docs/features.md)"
+            "(categories as their codes, see docs/features.md; only an empty cell means missing)"
         )
     return values, bad
 
@@ -112,6 +120,33 @@ def _parse_text(column: pa.Array, name: str, where: str) -> tuple[np.ndarray, li
 def lead_ids(batch: pa.RecordBatch) -> pa.Array:
     column = batch.column(LEAD_ID)
     return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+def lead_id_problems(ids: pa.Array) -> list[tuple[int, str, str | None, str]]:
+    """(row in the window, rule, value shown, message) of every id the API would refuse: missing or empty
+    (`required`: it could not be written back), or breaking contract/lead_ids.py's rule (`length`, `printable`)."""
+    # Vectorised pre-filter: printable ASCII of 1..128 characters is valid; the rest (rare) is judged one by one
+    # by the contract's own function, so non-ASCII ids get exactly Python's isprintable, as in the API.
+    length = pc.utf8_length(ids)
+    suspect = pc.or_(
+        pc.or_(pc.equal(length, 0), pc.greater(length, lead_id_rule.MAX_LEAD_ID_LENGTH)),
+        pc.invert(pc.and_(pc.string_is_ascii(ids), pc.ascii_is_printable(ids))),
+    )
+    suspect = pc.fill_null(suspect, True)
+    if not suspect.true_count:
+        return []
+    found = []
+    for row in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
+        value = ids[int(row)].as_py()
+        if not value:
+            found.append(
+                (int(row), "required", None, "lead_id is required (the CRM's key to write the tier back)")
+            )
+            continue
+        problem = lead_id_rule.problem(value)
+        if problem is not None:
+            found.append((int(row), problem[0], lead_id_rule.shown(value), problem[1]))
+    return found
 
 
 def _all_numbers(batch: pa.RecordBatch) -> bool:
@@ -124,8 +159,13 @@ def _all_numbers(batch: pa.RecordBatch) -> bool:
 def _typed_matrix(batch: pa.RecordBatch) -> np.ndarray:
     """The common case, a typed export: one C++ conversion of all 50 columns (nulls → NaN), column-major."""
     # to_tensor takes mixed ints and floats (not booleans) and widens to float64, as the JSON API's parser does.
+    # float16 is widened first: to_tensor does not take it.
     columns = [
-        pc.cast(c, pa.uint8()) if pa.types.is_boolean(c.type) else c
+        pc.cast(c, pa.uint8())
+        if pa.types.is_boolean(c.type)
+        else pc.cast(c, pa.float32())
+        if pa.types.is_float16(c.type)
+        else c
         for c in (batch.column(name) for name in FEATURE_NAMES)
     ]
     tensor = pa.RecordBatch.from_arrays(columns, names=list(FEATURE_NAMES)).to_tensor(

@@ -54,6 +54,13 @@ class Plan:
         return [u for i, u in enumerate(self.units) if i % count == index]
 
 
+def _skipped(key: str) -> bool:
+    """A file inside the input that is not an export: any part of its path below the input starts with `_` or `.`
+    (Spark's `_SUCCESS`, `_temporary/0/part-….parquet` attempt files, `.hidden/`, `.crc` files): the convention of
+    Spark, Hadoop and pyarrow datasets."""
+    return any(part.startswith(("_", ".")) for part in key.split("/"))
+
+
 def _kind_of(key: str) -> str | None:
     lower = key.lower()
     if lower.endswith(PARQUET_SUFFIXES):
@@ -88,11 +95,7 @@ def plan_input(location: Location) -> Plan:
             listed = location.list_files()
         except OSError as error:
             raise InputError(f"cannot list the input {location.uri}: {_arrow_message(error)}") from None
-        files = [
-            (key, size, _kind_of(key))
-            for key, size in listed
-            if _kind_of(key) and not key.rsplit("/", 1)[-1].startswith(("_", "."))
-        ]
+        files = [(key, size, _kind_of(key)) for key, size in listed if _kind_of(key) and not _skipped(key)]
     else:
         raise InputError(f"input {location.uri} does not exist")
     if not files:
@@ -124,16 +127,16 @@ def _parquet_units(location: Location, key: str) -> list[Unit]:
 
 
 def _csv_reader(location: Location, key: str, column_types: dict | None, include: list[str] | None):
-    stream = location.open_input_stream(key)
-    compression = "gzip" if key.lower().endswith(".gz") or location.root.lower().endswith(".gz") else None
-    if compression:
-        stream = pa.CompressedInputStream(stream, compression)
+    # open_input_stream decompresses a `.gz` file itself (compression="detect", by the file's extension).
     return pacsv.open_csv(
-        stream,
+        location.open_input_stream(key),
         read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
         convert_options=pacsv.ConvertOptions(
             column_types=column_types,
             include_columns=include,
+            # Only an empty cell is missing (docs/batch.md): Arrow's default null words (NA, N/A, NULL, nan, …)
+            # stay text, so a feature cell `n/a` is a `type` reject and a lead_id `NA` is an id.
+            null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),

@@ -8,12 +8,16 @@ Layout below the output URI (shard i of n, names zero-padded so they sort):
 
 The files grow in a local work folder and are `put` only when the shard is complete: a killed pod leaves nothing
 in the output. A re-run skips shards whose marker exists; if a pod died between its puts, the re-run's `put`s
-find the earlier objects already there and keep them (they never replace), so no row is written twice.
+find the earlier objects already there and keep them (they never replace), so no row is written twice. That is
+only right if those objects hold what this attempt would write: both files carry the run's stamp (plan, model
+version, shard, shard count, reasons) in their Parquet footer, and `check_uncommitted` refuses a data file that no
+marker names unless its stamp is this run's.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from datetime import datetime
@@ -23,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batch.errors import OutputConflict
 from batch.scorer import Scored
 from batch.storage import Location
 from contract.features import FEATURE_NAMES
@@ -31,6 +36,25 @@ from contract.tiers import TIER_OF_BUCKET
 MANIFEST_KEY = "_manifest.json"
 OUTPUT_ROW_GROUP_ROWS = 131_072
 MARKERS = "_shards"
+DATA_FOLDERS = ("scores", "rejects")
+_PART = re.compile(r"part-(\d{5})-of-(\d{5})\.parquet")
+_STAMP_PREFIX = "batch."
+# What a marker must hold for the run to read it (a stray or hand-edited JSON file in _shards/ is refused).
+_MARKER_FIELDS = {
+    "shard": int,
+    "shard_count": int,
+    "plan": str,
+    "model_version": str,
+    "units": int,
+    "rows_read": int,
+    "rows_scored": int,
+    "rows_rejected": int,
+    "problems": int,
+    "tiers": dict,
+    "seconds": (int, float),
+    "scores": str,
+    "rejects": str,
+}
 _REASON = pa.struct([("feature", pa.dictionary(pa.int8(), pa.string())), ("contribution", pa.float32())])
 _FEATURE_DICTIONARY = pa.array(FEATURE_NAMES)
 _TIER_DICTIONARY = pa.array(TIER_OF_BUCKET)
@@ -73,6 +97,18 @@ def marker_key(index: int, count: int) -> str:
     return f"{MARKERS}/{part_name(index, count)}.json"
 
 
+def run_stamp(*, plan: str, model_version: str, shard: int, shard_count: int, reasons: int) -> dict[str, str]:
+    """What identifies the run a data file belongs to: written into its Parquet footer."""
+    values = {
+        "plan": plan,
+        "model_version": model_version,
+        "shard": shard,
+        "shard_count": shard_count,
+        "reasons": reasons,
+    }
+    return {f"{_STAMP_PREFIX}{k}": str(v) for k, v in values.items()}
+
+
 def _repeat(text: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([text]))
 
@@ -96,11 +132,12 @@ class ShardOutput:
         *,
         model_version: str,
         with_reasons: bool,
+        stamp: dict[str, str],
     ):
         self.output = output
         self.name = part_name(index, count)
         self.model_version = model_version
-        self.schema = scores_schema(with_reasons)
+        self.schema = scores_schema(with_reasons).with_metadata(stamp)
         self.folder = Path(tempfile.mkdtemp(prefix=f"batch-{self.name}-", dir=work_dir))
         self.scores_path = self.folder / "scores.parquet"
         self.rejects_path = self.folder / "rejects.parquet"
@@ -110,7 +147,7 @@ class ShardOutput:
             self.schema,
             use_dictionary=["tier", "model_version", "reasons.list.element.feature"],
         )
-        self._rejects = pq.ParquetWriter(self.rejects_path, REJECTS_SCHEMA)
+        self._rejects = pq.ParquetWriter(self.rejects_path, REJECTS_SCHEMA.with_metadata(stamp))
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
 
@@ -194,10 +231,58 @@ class ShardOutput:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _marker(output: Location, key: str) -> dict:
+    try:
+        marker = json.loads(output.read_bytes(key))
+    except ValueError:  # not JSON, not UTF-8
+        marker = None
+    wrong = not isinstance(marker, dict) or any(
+        not isinstance(marker.get(field), kind) or isinstance(marker.get(field), bool)
+        for field, kind in _MARKER_FIELDS.items()
+    )
+    if wrong:
+        raise OutputConflict(
+            f"{output.describe(key)} is not a shard marker of python -m batch (the output folder holds something "
+            "else): use a new output folder"
+        )
+    return marker
+
+
 def read_markers(output: Location) -> list[dict]:
-    return [
-        json.loads(output.read_bytes(key)) for key, _ in output.list_files(MARKERS) if key.endswith(".json")
-    ]
+    """Every shard marker in the output; OutputConflict for a .json file in _shards/ that is not one."""
+    return [_marker(output, key) for key, _ in output.list_files(MARKERS) if key.endswith(".json")]
+
+
+def check_uncommitted(output: Location, markers: list[dict], stamp: dict[str, str]) -> None:
+    """Refuse scores/ and rejects/ files that no marker names unless this run wrote them (a killed attempt of
+    one of its shards, or a shard committing right now): `put` would keep them, and readers of scores/ read them."""
+    committed = {m["scores"] for m in markers} | {m["rejects"] for m in markers}
+    run = {k: v for k, v in stamp.items() if k != f"{_STAMP_PREFIX}shard"}
+    for folder in DATA_FOLDERS:
+        for key, _ in output.list_files(folder):
+            if key in committed:
+                continue
+            name = key[len(folder) + 1 :]
+            part = _PART.fullmatch(name)
+            found: dict[str, str] = {}
+            if part and int(part[2]) == int(stamp[f"{_STAMP_PREFIX}shard_count"]):
+                try:
+                    with output.open_input_file(key) as handle:
+                        metadata = pq.read_metadata(handle).metadata or {}
+                    found = {k.decode(): v.decode() for k, v in metadata.items()}
+                except (OSError, pa.ArrowException, UnicodeDecodeError):
+                    found = {}
+            ours = (
+                part is not None
+                and found.get(f"{_STAMP_PREFIX}shard") == str(int(part[1]))
+                and all(found.get(k) == v for k, v in run.items())
+            )
+            if not ours:
+                raise OutputConflict(
+                    f"{output.describe(key)} has no shard marker and was not written by this run (another run's "
+                    "data, or a killed run over another input, model, shard count or --reasons): use a new output "
+                    "folder"
+                )
 
 
 def write_manifest_if_complete(output: Location, count: int, work_dir: Path, extra: dict) -> dict | None:

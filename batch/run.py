@@ -10,14 +10,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
-from batch.columns import feature_matrix, lead_ids
+from batch.columns import feature_matrix, lead_id_problems, lead_ids
 from batch.errors import BatchError, OutputConflict
 from batch.inputs import Plan, plan_input, read_unit
 from batch.metrics import push_shard_metrics
-from batch.output import ShardOutput, marker_key, read_markers, write_manifest_if_complete
+from batch.output import (
+    ShardOutput,
+    check_uncommitted,
+    marker_key,
+    read_markers,
+    run_stamp,
+    write_manifest_if_complete,
+)
 from batch.progress import Progress
 from batch.scorer import Scorer
 from batch.storage import Location, StorageOptions
@@ -67,9 +75,21 @@ def load_model(uri: str, reasons: int) -> Scorer:
         raise BatchError(f"cannot load the model from {uri}: {text}") from None
 
 
+def _stamp(settings: Settings, plan: Plan, model_version: str) -> dict[str, str]:
+    return run_stamp(
+        plan=plan.fingerprint,
+        model_version=model_version,
+        shard=settings.shard_index,
+        shard_count=settings.shard_count,
+        reasons=settings.reasons,
+    )
+
+
 def _check_earlier_shards(output: Location, plan: Plan, settings: Settings, model_version: str) -> None:
-    """Refuse to mix runs in one output: other shards must share this run's shard count, plan and model."""
-    for marker in read_markers(output):
+    """Refuse to mix runs in one output: other shards must share this run's shard count, plan, model and
+    --reasons, and data files without a marker must be this run's."""
+    markers = read_markers(output)
+    for marker in markers:
         if marker["shard_count"] != settings.shard_count:
             raise OutputConflict(
                 f"{output.uri} holds shards of a run with {marker['shard_count']} shards, this "
@@ -85,6 +105,12 @@ def _check_earlier_shards(output: Location, plan: Plan, settings: Settings, mode
                 f"{output.uri} holds shards scored by model {marker['model_version']}, this run "
                 f"loads {model_version}: use a new output folder"
             )
+        if marker.get("reasons", settings.reasons) != settings.reasons:
+            raise OutputConflict(
+                f"{output.uri} holds shards scored with --reasons {marker['reasons']}, this run has "
+                f"--reasons {settings.reasons}: use a new output folder"
+            )
+    check_uncommitted(output, markers, _stamp(settings, plan, model_version))
 
 
 def run_shard(settings: Settings) -> ShardResult:
@@ -143,6 +169,7 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
             settings.work_dir,
             model_version=scorer.model_version,
             with_reasons=bool(settings.reasons),
+            stamp=_stamp(settings, plan, scorer.model_version),
         )
     except OSError as error:
         raise BatchError(f"cannot use the work folder {settings.work_dir}: {error}") from None
@@ -153,14 +180,15 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
             first = unit.first_row
             for batch in read_unit(source, unit, settings.window_rows):
                 ids = lead_ids(batch)
-                missing_ids = pc.fill_null(pc.equal(pc.utf8_length(ids), 0), True)
+                bad_ids = lead_id_problems(ids)
+                if bad_ids:
+                    # An id the rule refuses is not copied into rejects' lead_id (10 KB, line breaks): its
+                    # reject's value shows it, cut and escaped.
+                    keep = np.ones(len(ids), dtype=bool)
+                    keep[[r for r, *_ in bad_ids]] = False
+                    ids = pc.if_else(pa.array(keep), ids, pa.scalar(None, pa.string()))
                 matrix, unparsable = feature_matrix(batch, where)
-                scored = scorer.score(
-                    matrix,
-                    first,
-                    unparsable,
-                    missing_ids.to_numpy(zero_copy_only=False) if missing_ids.true_count else None,
-                )
+                scored = scorer.score(matrix, first, unparsable, bad_ids)
                 out.write(ids, scored, scored_at, name, first)
                 tiers.update(dict(enumerate(np.bincount(scored.buckets, minlength=6).tolist())))
                 rows_read += batch.num_rows
@@ -174,6 +202,7 @@ def _score_shard(settings: Settings, source: Location, output: Location, plan: P
             "shard_count": settings.shard_count,
             "plan": plan.fingerprint,
             "model_version": scorer.model_version,
+            "reasons": settings.reasons,
             "units": len(units),
             "rows_read": rows_read,
             "rows_scored": rows_read - rows_rejected,

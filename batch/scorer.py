@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.features import FEATURE_INDEX
 from contract.model_card import ModelCard, load_card
 from contract.validation import describe_problem, find_problems, problem_dict
 from transformer.extras.reasons import ReasonExplainer
@@ -44,12 +45,19 @@ class Scorer:
         matrix: np.ndarray,
         first_row: int = 0,
         unparsable: dict[int, list[tuple[str, str]]] | None = None,
-        missing_ids: np.ndarray | None = None,
+        id_problems: list[tuple[int, str, str | None, str]] | None = None,
     ) -> Scored:
-        """`first_row` is the window's first row number in its file: problems name rows as the file counts them."""
+        """`first_row` is the window's first row number in its file: problems name rows as the file counts them.
+        `unparsable` (CSV cells that are no number) and `id_problems` (batch.columns.lead_id_problems) are
+        rejects found before the matrix."""
         found, _ = find_problems(matrix, limit=None)
+        unparsable = unparsable or {}
+        if unparsable:
+            # An unparsable cell is NaN in the matrix: its `type` reject is its one problem, not also `required`.
+            cells = {(r, FEATURE_INDEX[name]) for r, names in unparsable.items() for name, _ in names}
+            found = [f for f in found if (f[0], f[1]) not in cells]
         problems = [describe_problem(first_row + r, c, rule, v) for r, c, rule, v in found]
-        for r, cells in (unparsable or {}).items():
+        for r, cells in unparsable.items():
             row = first_row + r
             problems.extend(
                 problem_dict(
@@ -61,17 +69,10 @@ class Scorer:
                 )
                 for name, text in cells
             )
-        if missing_ids is not None and missing_ids.any():
-            problems.extend(
-                problem_dict(
-                    first_row + int(r),
-                    "lead_id",
-                    "required",
-                    None,
-                    f"row {first_row + int(r)}: lead_id is required (the CRM's key to write the tier back)",
-                )
-                for r in np.flatnonzero(missing_ids)
-            )
+        problems.extend(
+            problem_dict(first_row + r, "lead_id", rule, value, f"row {first_row + r}: {message}")
+            for r, rule, value, message in id_problems or ()
+        )
         valid = np.ones(matrix.shape[0], dtype=bool)
         if problems:
             valid[[p["row"] - first_row for p in problems]] = False

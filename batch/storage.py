@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from batch.errors import BatchError
-from transformer.sink.layout import join_key
 from transformer.sink.writers import Writer, writer_for_uri
 
 # The emulator's blob endpoint: http://127.0.0.1:10000/<account>/<container>/<prefix> (path style).
@@ -156,4 +155,5 @@ class Location:
         return self.fs.open_input_stream(self.path(key))
 
     def describe(self, key: str) -> str:
-        return join_key(self.uri.rstrip("/"), key) if key else self.uri
+        # Not join_key: it strips the leading "/" of a local path (/tmp/out/x named as tmp/out/x).
+        return f"{self.uri.rstrip('/')}/{key}" if key else self.uri

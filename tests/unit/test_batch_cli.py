@@ -63,10 +63,14 @@ def test_missing_input_is_a_usage_error(capsys):
     assert "--input" in capsys.readouterr().err
 
 
-def test_a_bad_index_from_the_environment_is_named():
+@pytest.mark.parametrize(
+    "name", ["JOB_COMPLETION_INDEX", "BATCH_SHARD_COUNT", "BATCH_REASONS", "BATCH_WINDOW_ROWS"]
+)
+def test_a_bad_number_from_the_environment_is_named_and_a_usage_error(capsys, name):
     with pytest.raises(SystemExit) as exit_info:
-        parse_args(RUN, {"JOB_COMPLETION_INDEX": "three"})
-    assert "JOB_COMPLETION_INDEX must be a whole number" in str(exit_info.value.code)
+        parse_args(RUN, {name: "x"})
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"batch: environment variable {name} must be a whole number, got 'x'\n"
 
 
 def test_batch_imports_no_serving_framework():
