@@ -24,6 +24,7 @@ from contract.model_card import Histogram, Metrics, ModelCard, TierStats, sha256
 from contract.tiers import CUT_QUANTILES, TIER_SHARES, TierMap
 from contract.validation import find_problems
 from predictor.synthetic import sample_population
+from quality import cli_args
 
 LABEL = "converted"
 BOOSTER_FILE = "model.ubj"
@@ -248,16 +249,17 @@ def lake_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
 
     from quality.attribution import Window
     from quality.lake import Lake
-    from quality.report import parse_time
     from quality.training_set import training_set
 
-    until = parse_time(args.until) if args.until else datetime.now(UTC)
+    until = args.until or datetime.now(UTC)
     window = Window(
         since=until - timedelta(days=args.days),
         until=until,
         label_window=timedelta(days=args.label_window_days),
     )
-    data = training_set(Lake(args.from_lake, s3_endpoint_url=args.s3_endpoint_url), window)
+    lake = Lake(args.from_lake, s3_endpoint_url=args.s3_endpoint_url)
+    lake.require_exists()
+    data = training_set(lake, window)
     if len(data.y) < 1000 or data.y.sum() < 50:
         raise DataError(
             f"{args.from_lake}: need at least 1,000 labelled leads and 50 conversions to train, got "
@@ -294,13 +296,22 @@ def main(argv: list[str] | None = None) -> int:
         "scoring before each outcome (docs/model-quality.md)",
     )
     parser.add_argument(
-        "--label-window-days", type=float, default=90, help="with --from-lake: attribution window"
+        "--label-window-days",
+        type=cli_args.days,
+        default=90,
+        help=f"with --from-lake: attribution window (default 90; > 0, at most {cli_args.MAX_DAYS:,})",
     )
     parser.add_argument(
-        "--days", type=float, default=365, help="with --from-lake: outcomes of the last N days"
+        "--days",
+        type=cli_args.days,
+        default=365,
+        help=f"with --from-lake: outcomes of the last N days (default 365; > 0, at most {cli_args.MAX_DAYS:,})",
     )
     parser.add_argument(
-        "--until", default=None, help="with --from-lake: outcomes before this ISO time (default now)"
+        "--until",
+        type=cli_args.instant,
+        default=None,
+        help="with --from-lake: outcomes before this ISO time (default now; 1970 … 2200; no zone = UTC)",
     )
     parser.add_argument("--s3-endpoint-url", default=None, help="with --from-lake: S3-compatible endpoint")
     parser.add_argument(

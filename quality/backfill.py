@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from contract.outcomes import check_outcomes, outcome_key
+from quality import cli_args
 from quality.lake import OUTCOMES_PREFIX, child_uri
 from transformer.ids import new_scoring_id
 from transformer.sink import SinkConfig
@@ -31,21 +32,115 @@ class BackfillError(ValueError):
     pass
 
 
-def read_rows(path: Path) -> list[dict]:
+def _csv_table(path: Path):
+    """The CSV with every cell as text, exactly as written: only an empty cell is missing (Arrow would otherwise
+    read NA, N/A, NULL, null, nan, #N/A … as missing: a lead called "NA" got rule `required`, a deal value "nan"
+    vanished instead of being refused by rule `finite`)."""
+    import pyarrow as pa
     import pyarrow.csv as pcsv
+
+    if path.stat().st_size == 0:
+        raise BackfillError(
+            f"{path}: empty file: expected a header row naming the columns ({', '.join(COLUMNS)})"
+        )
+    ragged: list = []
+
+    def invalid_row(row) -> str:
+        ragged.append(row)
+        return "error"
+
+    # Serial, so Arrow numbers the rows (a bad row is named); the header alone tells the columns, inferring nothing.
+    read_options = pcsv.ReadOptions(use_threads=False, block_size=1 << 20)
+    parse_options = pcsv.ParseOptions(invalid_row_handler=invalid_row)
+
+    def refused(exc: Exception) -> BackfillError:
+        if ragged:
+            row = ragged[0]
+            where = (
+                f"row {row.number - 2}" if row.number else "a row"
+            )  # line 1 is the header; rows are 0-based
+            return BackfillError(
+                f"{path}: {where}: has {row.actual_columns} cell(s), the header names {row.expected_columns}"
+            )
+        return BackfillError(f"{path}: {str(exc).splitlines()[0]}")
+
+    try:
+        with pcsv.open_csv(
+            path,
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=pcsv.ConvertOptions(include_columns=[]),
+        ) as header:
+            names = header.schema.names
+    except pa.ArrowInvalid as exc:
+        raise refused(exc) from None
+    except UnicodeDecodeError:
+        raise BackfillError(
+            f"{path}: header row: rule encoding: not UTF-8 text (save the export as UTF-8)"
+        ) from None
+    _refuse_duplicates(path, names)
+
+    def read(kind: str):
+        return pcsv.read_csv(
+            path,
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=pcsv.ConvertOptions(
+                column_types=dict.fromkeys(names, kind), strings_can_be_null=False, null_values=[]
+            ),
+        )
+
+    try:
+        return read("string")
+    except pa.ArrowInvalid as exc:
+        if ragged or "UTF8" not in str(exc):
+            raise refused(exc) from None
+    # Not UTF-8 somewhere: read the bytes to say where (the contract's text is Unicode; re-save the export as UTF-8).
+    raise _not_utf8(path, read("binary"))
+
+
+def _not_utf8(path: Path, raw) -> BackfillError:
+    """The first cell of `raw` (a CSV read as bytes) that is not UTF-8, by row and column."""
+    import pyarrow as pa
+
+    for name in raw.column_names:
+        try:
+            raw[name].cast(pa.string())
+            continue
+        except pa.ArrowInvalid:
+            pass
+        for number, cell in enumerate(raw[name].to_pylist()):
+            try:
+                cell.decode("utf-8")
+            except UnicodeDecodeError:
+                return BackfillError(
+                    f"{path}: row {number}: field {name}: rule encoding: not UTF-8 text (save the export as UTF-8)"
+                )
+    return BackfillError(f"{path}: not UTF-8 text (save the export as UTF-8)")
+
+
+def _refuse_duplicates(path: Path, names: list[str]) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise BackfillError(
+            f"{path}: duplicate column(s): {', '.join(repeated)} (each column may appear once; which one "
+            "would be meant?)"
+        )
+
+
+def read_rows(path: Path) -> list[dict]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if path.suffix == ".parquet":
-        table = pq.read_table(path)
+        try:
+            _refuse_duplicates(path, pq.read_schema(path).names)
+            table = pq.read_table(path)
+        except pa.ArrowException as exc:
+            raise BackfillError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
     elif path.suffix == ".csv":
         # Everything as text: the contract parses it exactly as it parses JSON, so both ways in agree.
-        names = pcsv.read_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16)).column_names
-        table = pcsv.read_csv(
-            path,
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(names, "string"), strings_can_be_null=True
-            ),
-        )
+        table = _csv_table(path)
     else:
         raise BackfillError(f"{path}: expected a .csv or .parquet file")
     unknown = [c for c in table.column_names if c not in COLUMNS]
@@ -160,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--s3-endpoint-url", default=None)
     parser.add_argument("--azure-connection-string", default=None)
-    parser.add_argument("--grace-seconds", type=float, default=120.0, help="how long uploads are retried")
+    parser.add_argument(
+        "--grace-seconds",
+        type=cli_args.grace_seconds,
+        default=120.0,
+        help="how long uploads are retried (default 120; >= 0, at most 86,400)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:

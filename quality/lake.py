@@ -55,6 +55,13 @@ class Lake:
                 f"unsupported lake URI {uri!r}: use file:///path, s3://bucket/prefix or an Azure Blob URL"
             )
 
+    def require_exists(self) -> None:
+        """A lake to read must be there: a mistyped file:// path would otherwise measure nothing and succeed."""
+        if self.scheme == "file" and not self.root.is_dir():
+            raise ValueError(
+                f"lake {self.uri}: no such folder ({self.root}); give the transformer's --sink_uri"
+            )
+
     def child(self, name: str) -> Lake:
         return Lake(
             child_uri(self.uri, name),

@@ -8,7 +8,7 @@ Polars would do the same job in similar time, but would add a 30–50 MB depende
 Outputs, each run (run stamp = UTC start time):
   <out>/metrics/dt=YYYY-MM-DD/<stamp>-<uuid>.parquet        one row per (model version, tier | "all")
   <out>/calibration/dt=YYYY-MM-DD/<stamp>-<uuid>.parquet    one row per (model version, score decile)
-  <out>/reports/<stamp>/report.md and calibration.png
+  <out>/reports/<stamp>-<random>/report.md and calibration.png   (each run its own folder, even in the same second)
   gauges: --textfile PATH and/or --pushgateway URL (quality/gauges.py)
 """
 
@@ -19,6 +19,7 @@ import math
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quality import attribution, gauges, plot
+from quality import attribution, cli_args, gauges, plot
 from quality.attribution import Window
 from quality.lake import QUALITY_PREFIX, Lake
 from quality.measures import TIERS, calibration_error, calibration_table, summarise
@@ -49,7 +50,7 @@ class QualityResult:
 
 def measure(lake: Lake, window: Window, reference_auc: dict[str, float] | None = None) -> QualityResult:
     started = time.perf_counter()
-    result = QualityResult(window=window, run_at=datetime.now(UTC).replace(microsecond=0))
+    result = QualityResult(window=window, run_at=datetime.now(UTC))
     outcomes = attribution.read_outcomes(lake, window)
     labels, counts = attribution.labels_of(outcomes)
     keys = attribution.score_keys(lake, window.scorings_from, window.until)
@@ -202,7 +203,9 @@ def picture(result: QualityResult) -> bytes:
 
 def write_outputs(result: QualityResult, out: Lake) -> dict[str, str]:
     day = f"{result.run_at:%Y-%m-%d}"
-    stamp = f"{result.run_at:%Y%m%dT%H%M%SZ}"
+    # The writers never replace an object and say nothing when it exists, so two runs in the same second must not
+    # share a folder (the second report would be dropped while printing "wrote"): milliseconds + a random suffix.
+    stamp = f"{result.run_at:%Y%m%dT%H%M%S}.{result.run_at.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:12]}"
     written = {}
     with tempfile.TemporaryDirectory(prefix="quality-") as folder:
         staging = Path(folder)
@@ -230,11 +233,6 @@ def reference_aucs(card_uris: list[str]) -> dict[str, float]:
     return {card.version: card.metrics.auc for card in cards}
 
 
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def add_lake_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lake", required=True, help="the transformer's --sink_uri (scorings; outcomes under _outcomes/)"
@@ -249,8 +247,13 @@ def add_lake_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def window_from(args) -> Window:
-    until = parse_time(args.until) if args.until else datetime.now(UTC)
-    since = parse_time(args.since) if args.since else until - timedelta(days=args.days)
+    """The outcome window of parsed arguments; ValueError naming the arguments if --since is not before --until."""
+    until = args.until or datetime.now(UTC)
+    since = args.since or until - timedelta(days=args.days)
+    if since >= until:
+        raise ValueError(
+            f"argument --since: must be before --until ({until:%Y-%m-%dT%H:%M:%SZ}), got {since:%Y-%m-%dT%H:%M:%SZ}"
+        )
     return Window(since=since, until=until, label_window=timedelta(days=args.label_window_days))
 
 
@@ -263,15 +266,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_lake_arguments(parser)
     parser.add_argument("--out", default=None, help=f"where results go (default: <lake>/{QUALITY_PREFIX})")
     parser.add_argument(
-        "--days", type=float, default=30, help="measure outcomes of the last N days (default 30)"
+        "--days",
+        type=cli_args.days,
+        default=30,
+        help=f"measure outcomes of the last N days (default 30; > 0, at most {cli_args.MAX_DAYS:,})",
     )
-    parser.add_argument("--since", default=None, help="or from this ISO time …")
-    parser.add_argument("--until", default=None, help="… until this ISO time (default: now)")
+    parser.add_argument(
+        "--since",
+        type=cli_args.instant,
+        default=None,
+        help="or from this ISO time (1970 … 2200; no zone = UTC) …",
+    )
+    parser.add_argument(
+        "--until", type=cli_args.instant, default=None, help="… until this ISO time (default: now)"
+    )
     parser.add_argument(
         "--label-window-days",
-        type=float,
+        type=cli_args.days,
         default=90,
-        help="a scoring counts for an outcome at most this long before it (default 90)",
+        help="a scoring counts for an outcome at most this long before it (default 90; > 0, at most "
+        f"{cli_args.MAX_DAYS:,})",
     )
     parser.add_argument(
         "--model-card",
@@ -286,7 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        window = window_from(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         lake = Lake(
             args.lake,
@@ -302,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.out
             else lake.child(QUALITY_PREFIX)
         )
-        result = measure(lake, window_from(args), reference_aucs(args.model_card))
+        lake.require_exists()
+        result = measure(lake, window, reference_aucs(args.model_card))
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,157 @@
+"""The model-quality commands as processes, at their edges: time arguments they cannot use are refused at parse time
+(exit 2, one line naming the argument and the rule, no traceback); a missing lake is an error, not a success; two
+report runs in the same second each keep their report."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from quality.attribution import Window
+from quality.lake import Lake
+from quality.report import measure, write_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_module(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+        check=False,
+    )
+
+
+def refused(result: subprocess.CompletedProcess, argument: str, rule: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert f"error: argument {argument}: " in line and rule in line, line
+
+
+BAD_TIMES = [
+    ("--days", "1e6", "at most 36,525"),
+    ("--days", "1e10", "at most 36,525"),
+    ("--days", "inf", "finite"),
+    ("--days", "nan", "finite"),
+    ("--days", "-5", "> 0"),
+    ("--days", "0", "> 0"),
+    ("--label-window-days", "1e6", "at most 36,525"),
+    ("--label-window-days", "-1", "> 0"),
+    ("--since", "0001-01-01T00:00:00Z", "from 1970-01-01T00:00:00Z"),
+    ("--until", "9999-12-31T23:59:59Z", "to 2200-01-01T00:00:00Z"),
+    ("--until", "9999-12-31T23:59:59-01:00", "to 2200-01-01T00:00:00Z"),
+    ("--since", "last tuesday", "ISO 8601"),
+]
+
+
+@pytest.mark.parametrize(("argument", "value", "rule"), BAD_TIMES)
+def test_quality_report_refuses_time_arguments_it_cannot_use(tmp_path, argument, value, rule):
+    (tmp_path / "lake").mkdir()
+    textfile = tmp_path / "quality.prom"
+    result = run_module(
+        "quality.report",
+        "--lake",
+        (tmp_path / "lake").as_uri(),
+        "--textfile",
+        str(textfile),
+        f"{argument}={value}",
+    )
+    refused(result, argument, rule)
+    assert not textfile.exists() and not (tmp_path / "lake" / "_quality").exists()
+
+
+def test_quality_report_refuses_a_since_that_is_not_before_until(tmp_path):
+    (tmp_path / "lake").mkdir()
+    result = run_module(
+        "quality.report",
+        "--lake",
+        (tmp_path / "lake").as_uri(),
+        "--since",
+        "2026-12-01T00:00:00Z",
+        "--until",
+        "2026-11-01T00:00:00Z",
+    )
+    refused(result, "--since", "must be before --until")
+
+
+@pytest.mark.parametrize(("argument", "value", "rule"), [t for t in BAD_TIMES if t[0] != "--since"])
+def test_training_from_the_lake_refuses_time_arguments_it_cannot_use(tmp_path, argument, value, rule):
+    (tmp_path / "lake").mkdir()
+    result = run_module(
+        "predictor.train",
+        "--from-lake",
+        (tmp_path / "lake").as_uri(),
+        "--out",
+        str(tmp_path / "candidate"),
+        f"{argument}={value}",
+    )
+    refused(result, argument, rule)
+    assert not (tmp_path / "candidate").exists()
+
+
+def test_a_lake_that_does_not_exist_is_an_error_and_no_success_is_recorded(tmp_path):
+    missing = (tmp_path / "no-such-lake").as_uri()
+    textfile = tmp_path / "quality.prom"
+    report = run_module("quality.report", "--lake", missing, "--textfile", str(textfile))
+    assert report.returncode == 2, report.stderr
+    assert report.stderr.strip() == (
+        f"error: lake {missing}: no such folder ({tmp_path / 'no-such-lake'}); give the transformer's --sink_uri"
+    )
+    assert "wrote" not in report.stdout and not textfile.exists() and not (tmp_path / "no-such-lake").exists()
+    train = run_module("predictor.train", "--from-lake", missing, "--out", str(tmp_path / "candidate"))
+    assert train.returncode == 2 and f"error: lake {missing}: no such folder" in train.stderr
+    assert "Traceback" not in report.stderr + train.stderr
+
+
+def test_two_runs_at_once_each_keep_their_report_and_print_only_what_they_wrote(tmp_path):
+    (tmp_path / "lake").mkdir()
+    lake = (tmp_path / "lake").as_uri()
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "quality.report", "--lake", lake],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    printed = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        printed += re.search(r"wrote (.+)$", out.strip().splitlines()[0]).group(1).split(", ")
+    quality = tmp_path / "lake" / "_quality"
+    assert len(printed) == 4 and len(set(printed)) == 4
+    assert all((quality / key).is_file() for key in printed)
+    assert sorted(p.name for p in (quality / "reports").iterdir()) == sorted(
+        {Path(key).parent.name for key in printed}
+    )
+
+
+def test_outputs_of_runs_that_started_in_the_same_instant_go_to_distinct_folders(tmp_path):
+    """The deterministic form of the race: the same run stamp twice (the writers never replace and stay silent)."""
+    (tmp_path / "lake").mkdir()
+    now = datetime.now(UTC)
+    lake = Lake((tmp_path / "lake").as_uri())
+    result = measure(lake, Window(since=now - timedelta(days=30), until=now, label_window=timedelta(days=90)))
+    first, second = (
+        write_outputs(result, lake.child("_quality")),
+        write_outputs(result, lake.child("_quality")),
+    )
+    assert first["report.md"] != second["report.md"]
+    for written in (first, second):
+        for key in written.values():
+            assert (tmp_path / "lake" / "_quality" / key).is_file()
+    assert len(list((tmp_path / "lake" / "_quality" / "reports").iterdir())) == 2
