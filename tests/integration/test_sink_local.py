@@ -8,6 +8,7 @@ import sys
 import time
 
 import pyarrow.dataset as ds
+import pytest
 
 from tests.sink_servers import FEATURE_NAMES, REPO, expected_rows, sample_batch, sorted_rows, wait_for
 from transformer.sink import ScoreSink, SinkConfig
@@ -35,6 +36,21 @@ def test_lake_reads_back_as_a_hive_partitioned_dataset(tmp_path):
     rows = [{k: v for k, v in r.items() if k not in ("model", "dt", "hour")} for r in sorted_rows(table)]
     assert rows == expected_rows(batches)
     assert not list((tmp_path / "lake").rglob("*.tmp"))
+
+
+def test_a_folder_where_the_file_goes_is_an_error_not_a_stored_file(tmp_path):
+    """put() took any existing name as "stored by an earlier attempt": a folder in the way lost the file silently.
+    Now it raises, so the sink retries (and counts) and batch scoring stops with the reason."""
+    source = tmp_path / "part.parquet"
+    source.write_bytes(b"PAR1 stand-in")
+    writer = LocalFolderWriter(tmp_path / "lake")
+    key = "model=m/dt=2026-12-07/hour=06/a.parquet"
+    (tmp_path / "lake" / key).mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match="not a file"):
+        writer.put(key, source)
+    writer.put("model=m/dt=2026-12-07/hour=06/b.parquet", source)
+    writer.put("model=m/dt=2026-12-07/hour=06/b.parquet", source)  # a real earlier copy: stored, once
+    assert (tmp_path / "lake" / "model=m/dt=2026-12-07/hour=06/b.parquet").read_bytes() == source.read_bytes()
 
 
 KILLED_COPY = """

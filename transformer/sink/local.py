@@ -67,7 +67,12 @@ class LocalFolderWriter:
                 # link() fails if the name exists, unlike rename(): readers never see a partial or replaced file.
                 os.link(temp, final)
             except FileExistsError:
-                return
+                if final.is_file():
+                    return  # stored by an earlier attempt
+                # A folder (or anything else) in the way: nothing is stored, and returning would say it was.
+                raise IsADirectoryError(
+                    f"cannot store {final}: something that is not a file is there"
+                ) from None
             except OSError:
                 os.replace(temp, final)  # filesystems without hard links (some network mounts)
             dir_fd = os.open(final.parent, os.O_RDONLY)
