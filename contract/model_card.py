@@ -46,12 +46,19 @@ class Metrics(BaseModel):
     tiers: dict[str, TierStats]  # measured on the held-out test split
 
 
+# The name is the InferenceService's (a DNS-1035 label) and becomes the lake's `model=<name>` folder; the version is
+# stamped on every answer, in URLs (/v2/models/<name>/versions/<version>), metric labels and the lake. Neither may
+# hold a path separator, a control character or anything a URL or header would have to escape.
+MODEL_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     schema_version: int = CARD_SCHEMA_VERSION
-    name: str
-    version: str
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
+    version: str = Field(pattern=MODEL_VERSION_PATTERN)
     created_at: datetime
     xgboost_version: str
     objective: str = "binary:logistic"

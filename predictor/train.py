@@ -10,6 +10,7 @@ The folder gets exactly one booster (`model.ubj`) and `model-card.yaml`. Same da
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -20,7 +21,15 @@ import xgboost as xgb
 
 from contract.features import FEATURE_NAMES, FEATURES
 from contract.measures import auc, log_loss
-from contract.model_card import Histogram, Metrics, ModelCard, TierStats, sha256_file
+from contract.model_card import (
+    MODEL_NAME_PATTERN,
+    MODEL_VERSION_PATTERN,
+    Histogram,
+    Metrics,
+    ModelCard,
+    TierStats,
+    sha256_file,
+)
 from contract.tiers import CUT_QUANTILES, TIER_SHARES, TierMap
 from contract.validation import find_problems
 from predictor.synthetic import sample_population
@@ -32,6 +41,31 @@ TIER_POLICY = (
     "Cut points at the 30/55/75/90 % quantiles of validation-split scores, so tiers E/D/C/B/A hold "
     "30/25/20/15/10 % of leads like the training population. A score equal to a cut point takes the higher tier."
 )
+
+
+MIN_TRAINING_ROWS = 1000  # and 50 conversions: below that the validation split cannot stop early or cut tiers
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:,}, got {value:,}")
+        return value
+
+    return parse
+
+
+def _matching(pattern: str, rule: str):
+    def parse(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+        return text
+
+    return parse
 
 
 class DataError(ValueError):
@@ -96,7 +130,7 @@ def load_user_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path} does not fit the 50-feature contract (see docs/features.md):\n  - "
             + "\n  - ".join(problems)
         )
-    if len(label) < 1000 or label.sum() < 50:
+    if len(label) < MIN_TRAINING_ROWS or label.sum() < 50:
         raise DataError(
             f"{path}: need at least 1,000 rows and 50 conversions to train, got {len(label)} rows, "
             f"{int(label.sum())} conversions"
@@ -315,16 +349,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--s3-endpoint-url", default=None, help="with --from-lake: S3-compatible endpoint")
     parser.add_argument(
-        "--rows", type=int, default=300_000, help="synthetic population size (without --data)"
+        "--rows",
+        type=_at_least(MIN_TRAINING_ROWS),
+        default=300_000,
+        help=f"synthetic population size (without --data; at least {MIN_TRAINING_ROWS:,})",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--name", default="lead-scoring", help="model name (must equal the InferenceService name)"
+        "--name",
+        type=_matching(MODEL_NAME_PATTERN, "a DNS-1035 label (lower-case letters, digits, '-'; at most 63)"),
+        default="lead-scoring",
+        help="model name (must equal the InferenceService name)",
     )
-    parser.add_argument("--version", default=None, help="model version (default: sha-<booster hash>)")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--rounds", type=int, default=600, help="most boosting rounds (early stopping picks fewer)"
+        "--version",
+        type=_matching(
+            MODEL_VERSION_PATTERN, "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        ),
+        default=None,
+        help="model version (default: sha-<booster hash>)",
+    )
+    parser.add_argument("--threads", type=_at_least(1), default=2, help="xgboost threads (default 2)")
+    parser.add_argument(
+        "--rounds",
+        type=_at_least(1),
+        default=600,
+        help="most boosting rounds (early stopping picks fewer; at least 1)",
     )
     args = parser.parse_args(argv)
     served, provenance = None, {}

@@ -123,3 +123,41 @@ def test_a_card_beside_another_booster_is_refused(artifact, tmp_path):
     (tmp_path / "model.ubj").write_bytes((artifact / "model.ubj").read_bytes() + b" ")
     with pytest.raises(ValueError, match="mixes two models"):
         load_card(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--rows", "0"], "--rows: must be at least 1,000"),
+        (["--rows", "many"], "--rows: 'many' is not a whole number"),
+        (["--threads", "0"], "--threads: must be at least 1"),
+        (["--rounds", "0"], "--rounds: must be at least 1"),
+        (["--version", "../x"], "--version: '../x' must be"),
+        (["--name", "../../etc"], "--name: '../../etc' must be a DNS-1035 label"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, args, said):
+    """--rows 0 and --rounds 0 ended in a traceback; a name or version with a path in it trained a model whose
+    name becomes the lake's model=<name> folder and whose version goes into URLs."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--out", str(tmp_path / "m"), *args])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and said in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_card_with_a_path_in_its_name_or_version_is_refused(small_artifact, tmp_path):
+    import shutil
+
+    import yaml
+
+    from contract.model_card import CARD_FILE, load_card
+
+    for field, value in (("name", "../../etc"), ("version", "v1/../../x")):
+        folder = tmp_path / field
+        shutil.copytree(small_artifact, folder)
+        card = yaml.safe_load((folder / CARD_FILE).read_text())
+        card[field] = value
+        (folder / CARD_FILE).write_text(yaml.safe_dump(card))
+        with pytest.raises(ValueError, match=field):
+            load_card(folder)
