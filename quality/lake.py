@@ -61,6 +61,37 @@ class Lake:
             raise ValueError(
                 f"lake {self.uri}: no such folder ({self.root}); give the transformer's --sink_uri"
             )
+        if self.scheme == "s3":
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    raise ValueError(
+                        f"lake {self.uri}: bucket {self.bucket} does not exist; give the transformer's --sink_uri"
+                    ) from None
+                raise ValueError(
+                    f"lake {self.uri}: cannot read bucket {self.bucket} ({code}): check the credentials"
+                ) from None
+            except BotoCoreError as error:
+                raise ValueError(f"lake {self.uri}: cannot reach the store: {error}") from None
+        elif self.scheme in ("http", "https"):
+            from azure.core.exceptions import AzureError
+
+            try:
+                exists = self.container.exists()
+            except AzureError as error:
+                raise ValueError(
+                    f"lake {self.uri}: cannot read container {self.container.container_name}: "
+                    f"{type(error).__name__}"
+                ) from None
+            if not exists:
+                raise ValueError(
+                    f"lake {self.uri}: container {self.container.container_name} does not exist; give the "
+                    "transformer's --sink_uri"
+                )
 
     def child(self, name: str) -> Lake:
         return Lake(

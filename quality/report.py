@@ -326,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a store failing mid-read (SDK errors): say so, exit non-zero, no trace
+        print(f"error: reading the lake {args.lake} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     try:
         written = write_outputs(result, out)
         gauges.publish(result.rows, time.time(), textfile=args.textfile, pushgateway=args.pushgateway)

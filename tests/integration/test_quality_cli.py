@@ -114,6 +114,32 @@ def test_a_lake_that_does_not_exist_is_an_error_and_no_success_is_recorded(tmp_p
     assert "Traceback" not in report.stderr + train.stderr
 
 
+def test_a_missing_bucket_or_container_is_an_error_naming_it_not_a_traceback(moto_s3, azurite, tmp_path):
+    """On object stores a mistyped lake ended in botocore's NoSuchBucket traceback (exit 1)."""
+    textfile = tmp_path / "quality.prom"
+    s3 = run_module(
+        "quality.report", "--lake", "s3://no-such-bucket/scores", "--s3-endpoint-url", moto_s3.endpoint_url,
+        "--textfile", str(textfile),
+    )  # fmt: skip
+    assert s3.returncode == 2 and "Traceback" not in s3.stderr, s3.stderr
+    assert s3.stderr.strip() == (
+        "error: lake s3://no-such-bucket/scores: bucket no-such-bucket does not exist; give the transformer's "
+        "--sink_uri"
+    )
+    blob = run_module(
+        "quality.report", "--lake", azurite.url("no-such-container", "scores"),
+        "--azure-connection-string", azurite.connection_string, "--textfile", str(textfile),
+    )  # fmt: skip
+    assert blob.returncode == 2 and "Traceback" not in blob.stderr, blob.stderr
+    assert "container no-such-container does not exist" in blob.stderr
+    train = run_module(
+        "predictor.train", "--from-lake", "s3://no-such-bucket/scores", "--s3-endpoint-url", moto_s3.endpoint_url,
+        "--out", str(tmp_path / "candidate"),
+    )  # fmt: skip
+    assert train.returncode == 2 and "bucket no-such-bucket does not exist" in train.stderr, train.stderr
+    assert not textfile.exists()
+
+
 def test_two_runs_at_once_each_keep_their_report_and_print_only_what_they_wrote(tmp_path):
     (tmp_path / "lake").mkdir()
     lake = (tmp_path / "lake").as_uri()
