@@ -93,3 +93,34 @@ def test_partial_copies_of_a_killed_process_are_removed_at_start(tmp_path):
     LocalFolderWriter(lake)  # this replica starts again (same $HOSTNAME)
     assert not partial.exists() and not stale.exists()
     assert live.exists()  # may be a live copy of another replica: left alone
+
+
+def test_a_writer_starting_on_the_same_host_leaves_a_copy_in_flight_alone(tmp_path):
+    """quality.report, batch scoring and the transformer share a host name and may share a lake folder. A start
+    removed every temp file of the host, so a second quality run broke the first one's copy (FileNotFoundError)."""
+    lake, source = tmp_path / "lake", tmp_path / "source.fifo"
+    os.mkfifo(source)
+    copier = subprocess.Popen(
+        [sys.executable, "-c", KILLED_COPY, str(lake), str(source)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open(source, "wb") as feed:
+            feed.write(b"PAR1" + b"\0" * (1 << 20))
+            feed.flush()
+            wait_for(
+                lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20
+            )
+            LocalFolderWriter(lake)  # another process of this host starts while the copy is in flight
+            feed.write(b"\0" * 1024)
+        _, err = copier.communicate(timeout=20)
+    finally:
+        if copier.poll() is None:
+            copier.kill()
+    assert copier.returncode == 0, err
+    stored = lake / "model=m/dt=2025-01-01/hour=00/a.parquet"
+    assert stored.stat().st_size == 4 + (1 << 20) + 1024
+    assert not list((lake / INCOMING_DIR).glob(".*.tmp"))

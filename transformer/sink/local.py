@@ -1,9 +1,11 @@
 """A local (or mounted) folder as the lake: useful in development and for tests.
 
-A file is copied to `<root>/.incoming/.<replica>-<uuid>.tmp`, fsynced, then linked under its key. Readers skip
-dot-files and dot-folders (pyarrow, Hive, Athena), so they never see a partial file. A process killed mid-copy leaves its temp file
-behind; the writer's start removes this replica's leftovers and anybody's older than an hour (no copy of a spool
-file takes that long, so it is never one a live replica is still writing).
+A file is copied to `<root>/.incoming/.<replica>+<pid>+<uuid>.tmp`, fsynced, then linked under its key. Readers
+skip dot-files and dot-folders (pyarrow, Hive, Athena), so they never see a partial file. A process killed mid-copy
+leaves its temp file behind; a writer's start removes this host's leftovers whose process is gone, and anybody's
+older than an hour (no copy of a spool file takes that long, so it is never one a live process is still writing).
+The pid matters: on one host several processes write to one folder at once (the transformer's writer, quality
+reports, batch scoring), and a start that removed every temp of the host broke the others' copies in flight.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class LocalFolderWriter:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.incoming = self.root / INCOMING_DIR
-        self._prefix = f".{replica_name()}-"
+        # '+' never appears in a replica name, so one host's prefix is never the start of another's.
+        self._host_prefix = f".{replica_name()}+"
+        self._prefix = f"{self._host_prefix}{os.getpid()}+"
         self._remove_leftover_temps()
 
     @classmethod
@@ -43,13 +47,19 @@ class LocalFolderWriter:
         cutoff = time.time() - STALE_TEMP_SECONDS
         for temp in temps:
             try:
-                if temp.name.startswith(self._prefix) or temp.stat().st_mtime < cutoff:
+                if self._left_by_a_dead_process(temp.name) or temp.stat().st_mtime < cutoff:
                     temp.unlink()
                     log.warning(
                         "sink lake folder: removed the partial copy %s left by a killed process", temp
                     )
             except OSError:
                 continue  # gone already, or not ours to remove: the next start tries again
+
+    def _left_by_a_dead_process(self, name: str) -> bool:
+        if not name.startswith(self._host_prefix):
+            return False  # another replica's: only the age rule applies
+        pid = name[len(self._host_prefix) :].split("+", 1)[0]
+        return pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
 
     def put(self, key: str, local_path: Path) -> None:
         final = self.root / key
@@ -82,3 +92,13 @@ class LocalFolderWriter:
                 os.close(dir_fd)
         finally:
             temp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
