@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     # ARROW_DEFAULT_MEMORY_POOL wins. Set before anything imports pyarrow, which reads it once.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, args.model_name)
     if args.workers > 1:
         # Prometheus metrics would split per process (kserve#2979) and each worker would load its own copies:
         # scale with replicas (Knative does) instead.

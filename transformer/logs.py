@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import orjson
 
@@ -50,19 +51,35 @@ class JsonFormatter(logging.Formatter):
 
 
 class ScoringRoutesAccessFilter(logging.Filter):
-    """Drop uvicorn's access line for the scoring routes: the transformer's own request line ("scored" /
-    "rejected") already carries request id, outcome, status and latency, and one JSON line per request halves the
-    logging cost on the hot path. Every other route keeps its JSON access line."""
+    """Drop uvicorn's access line for the requests the transformer's own request line ("scored" / "rejected")
+    already covers — a POST to this model's scoring routes — with its request id, outcome, status and latency: one
+    JSON line per request halves the logging cost on the hot path. Kept, because nothing else logs them: other
+    methods (405), other models' routes (KServe's 404) and 413 (the body limit answers before the Scorer reads).
+    Every other route keeps its JSON access line."""
+
+    def __init__(self, model_name: str | None = None) -> None:
+        super().__init__()
+        self.model_name = model_name
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5:
-            path = path_only(args[2])  # `…/infer?x-api-key=…` is a scoring route too
-            return not ("/models/" in path and (path.endswith("/infer") or path.endswith("predict")))
-        return True
+        if not (isinstance(args, tuple) and len(args) == 5):
+            return True
+        _, method, target, _, status = args
+        if method != "POST" or status == 413:
+            return True
+        path = unquote(path_only(target))  # `…/infer?x-api-key=…` and `…%3Apredict` are scoring routes too
+        if not ("/models/" in path and (path.endswith("/infer") or path.endswith(":predict"))):
+            return True
+        if self.model_name is None:
+            return False
+        ours = path.startswith(f"/v1/models/{self.model_name}:") or path.startswith(
+            f"/v2/models/{self.model_name}/"
+        )
+        return not ours
 
 
-def configure(level: str = "INFO") -> None:
+def configure(level: str = "INFO", model_name: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -84,7 +101,7 @@ def configure(level: str = "INFO") -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # noqa: SLF001 - the documented switch for "where calls were made from"
-    logging.getLogger("uvicorn.access").addFilter(ScoringRoutesAccessFilter())
+    logging.getLogger("uvicorn.access").addFilter(ScoringRoutesAccessFilter(model_name))
     # Library deprecation warnings would otherwise go to stderr as plain text and break "one JSON object per
     # line" for log pipelines; as records of `py.warnings` they are JSON at level WARNING (and shown once each).
     logging.captureWarnings(True)

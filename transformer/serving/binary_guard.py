@@ -42,6 +42,7 @@ class BinaryExtensionGuard:
         try:
             request.key = self.scorer.keys.authenticate(headers.get("x-api-key"))
         except ScoringError as error:
+            self.scorer.fail(request, error)  # counted and logged like every refusal (the access line is not)
             return await _answer(send, error, request.request_id)
         body = await _read(receive)
         try:

@@ -110,7 +110,9 @@ class FastPath:
         try:
             self.scorer.keys.authenticate(headers.get("x-api-key"))
         except ScoringError as error:
-            return await self._answer(send, error, None)
+            request = ScoringRequest.from_headers("rest", headers)
+            self.scorer.fail(request, error)  # counted and logged like every refusal (the access line is not)
+            return await self._answer(send, error, request.request_id)
         scope = {**scope, "path": self.v2_path, "raw_path": self.v2_path.encode()}
         return await self.app(scope, receive, send)
 
