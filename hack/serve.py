@@ -3,7 +3,8 @@
 Keys: a fresh dev key (or DEV_API_KEY), plus the `name:key` pairs of API_KEYS and the keys file of --api-keys-file
 (or API_KEYS_FILE), exactly as the transformer reads them; the names of the extra keys are printed, never the keys.
 Ports: transformer REST 8080 / gRPC 8081, predictor REST 9080 / gRPC 9081 (override with TRANSFORMER_HTTP_PORT,
-TRANSFORMER_GRPC_PORT, PREDICTOR_HTTP_PORT, PREDICTOR_GRPC_PORT). Data lake: var/lake (file://), spool var/spool.
+TRANSFORMER_GRPC_PORT, PREDICTOR_HTTP_PORT, PREDICTOR_GRPC_PORT). Data lake: var/lake (file://), spool var/spool;
+outcomes (POST /v1/outcomes) in var/lake/_outcomes, spool var/spool-outcomes, where quality.report looks for them.
 Ctrl-C stops both servers cleanly (the transformer flushes the data lake first).
 """
 
@@ -36,6 +37,10 @@ EXAMPLES = """
 
   tritonclient (gRPC on {grpc}):
     .venv/bin/python -m hack.triton_example --url localhost:{grpc} --api-key {key}
+
+  Outcomes (python -m quality.report --lake {lake_uri} joins them with the scorings):
+    curl -s localhost:{port}/v1/outcomes -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \
+      -d '{{"outcomes": [{{"lead_id": "acme-001", "outcome": "converted", "occurred_at": "<ISO 8601 time>"}}]}}'
 
   Metrics: curl -s localhost:{port}/metrics | grep lead_scoring_      Data lake: {lake}
 """
@@ -88,6 +93,10 @@ def main() -> int:
                 str(args.var / "spool"),
                 "--sink_flush_seconds",
                 "2",
+                "--outcomes_uri",
+                (lake / "_outcomes").resolve().as_uri(),
+                "--outcomes_spool_dir",
+                str(args.var / "spool-outcomes"),
                 "--drain_delay_seconds",
                 "0",
                 *(["--api_keys_file", str(args.api_keys_file.resolve())] if args.api_keys_file else []),
@@ -99,7 +108,12 @@ def main() -> int:
             f"{predictor.grpc_target}\nlogs in {args.var / 'logs'}",
             flush=True,
         )
-        print(EXAMPLES.format(key=key, more_keys=more_keys, port=port, grpc=grpc, lake=lake), flush=True)
+        print(
+            EXAMPLES.format(
+                key=key, more_keys=more_keys, port=port, grpc=grpc, lake=lake, lake_uri=lake.resolve().as_uri()
+            ),
+            flush=True,
+        )
         while not stopping:
             for server in (predictor, transformer):
                 if server.process.poll() is not None:

@@ -1,5 +1,6 @@
 """`make serve` on a clone with a built venv: trains the default model, starts both servers, answers a curl with
-its printed dev key and with a key the user gave in API_KEYS, and stops both cleanly on Ctrl-C."""
+its printed dev key and with a key the user gave in API_KEYS, records an outcome where quality.report looks for it
+(the README's outcomes curl), and stops both cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import secrets
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pyarrow.dataset as ds
 
 from hack.stack import free_port
 
@@ -87,11 +90,23 @@ def test_make_serve_answers_a_curl_within_a_minute(tmp_path):
             httpx.post(url, content=body, headers={"x-api-key": own_key + "x"}, timeout=30).status_code == 401
         )
         assert "API_KEYS: me" in "".join(output) and own_key not in "".join(output)
+        lead = "serve-" + secrets.token_hex(6)
+        occurred = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        outcome = httpx.post(
+            f"http://127.0.0.1:{ports['TRANSFORMER_HTTP_PORT']}/v1/outcomes",
+            json={"outcomes": [{"lead_id": lead, "outcome": "converted", "occurred_at": occurred}]},
+            headers={"x-api-key": key},
+            timeout=30,
+        )
+        assert outcome.status_code == 200 and outcome.json()["recorded"] == 1, outcome.text
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches make and its children
         rest, _ = process.communicate(timeout=60)
         output.append(rest)
     assert "stopping" in "".join(output)
+    # Ctrl-C flushed it into the lake `make serve` names, under _outcomes/ (quality.report's place for outcomes).
+    outcomes = ds.dataset(ROOT / "var" / "lake" / "_outcomes", format="parquet", partitioning="hive").to_table()
+    assert lead in outcomes["lead_id"].to_pylist()
     for port in ports.values():
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
