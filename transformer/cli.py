@@ -286,6 +286,11 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         predictor_request_retries=1,
         enable_latency_logging=False,
     )
+    retries = next(action for action in parser._actions if action.dest == "predictor_request_retries")
+    retries.help = (
+        "Times a predictor call is repeated when the predictor could not be reached (gRPC UNAVAILABLE, REST "
+        "connect errors); a call that timed out or failed is never repeated. Default 1."
+    )
     # KServe's own flag, which its one-worker server never reads (transformer/serving/event_loop.py): the default
     # becomes what really runs, and the help says what each value does here. (Its action object is the one KServe's
     # module-level parser holds — re-adding the flag under conflict_handler="resolve" would strip its option strings

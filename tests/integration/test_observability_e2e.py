@@ -504,3 +504,18 @@ def test_an_access_log_format_is_refused_with_the_reason_not_a_traceback(artifac
     assert result.returncode != 0
     assert "--access_log_format is not supported" in result.stderr and "asgi-logger" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_operations_reference_names_every_metric_the_transformer_exports(observed):
+    """docs/operations.md says it lists every metric the transformer exports; a family added in code and not there
+    (lead_scoring_coalesced_batch_rows, KServe's request_explain_seconds were) is one an operator cannot look up."""
+    reference = (ROOT / "docs" / "operations.md").read_text().split("## Metrics reference", 1)[1]
+    listed = set(re.findall(r"^\|\s*`([a-z_]+)`", reference, flags=re.MULTILINE))
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(observed.metrics_text)
+        # prometheus-client's own families and the `_created` timestamps it adds to counters and histograms
+        if not family.name.startswith(("python_", "process_")) and not family.name.endswith("_created")
+    }
+    assert {"lead_scoring_requests_total", "request_predict_seconds"} <= exported
+    assert exported - listed == set()

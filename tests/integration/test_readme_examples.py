@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
+EXAMPLE_FILES = ("v1-instances", "v2-columns", "v2-tensor")
 
 
 def api_examples() -> list[dict]:
@@ -87,3 +88,24 @@ def test_the_comparison_sees_a_changed_score_and_a_hidden_field():
     assert (
         same_shape({"s": 0.1782, "scoring_id": "0190-…"}, {"s": 0.17821, "scoring_id": "x", "p": None}) == []
     )
+
+
+def test_the_three_example_files_are_the_same_two_leads_and_get_the_same_answer(transformer_inprocess, api_key):
+    """`make serve` prints a curl for each form with the same lead ids: a form that got other values (the columns
+    form leaving out every feature either lead missed, the JSON tensor filling them with 0) gave the same lead
+    another tier."""
+    read = {name: json.loads((ROOT / f"docs/examples/{name}.json").read_text()) for name in EXAMPLE_FILES}
+    v1 = _post(transformer_inprocess, api_key, "/v1/models/lead-scoring:predict", read["v1-instances"])
+    answers = {"v1-instances": {p["lead_id"]: (p["score"], p["tier"]) for p in v1["predictions"]}}
+    for name in ("v2-columns", "v2-tensor"):
+        outputs = {
+            o["name"]: o["data"]
+            for o in _post(transformer_inprocess, api_key, "/v2/models/lead-scoring/infer", read[name])["outputs"]
+        }
+        answers[name] = {
+            lead: (score, tier)
+            for lead, score, tier in zip(outputs["lead_id"], outputs["score"], outputs["tier"], strict=True)
+        }
+    assert list(answers["v1-instances"]) == ["acme-001", "globex-042"]
+    assert answers["v2-columns"] == answers["v1-instances"] == answers["v2-tensor"]
+    assert all(len(lead) == 51 for lead in read["v1-instances"]["instances"])  # every feature, nothing filled in
