@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     scorer = Scorer(card, predictor, keys, model_name=args.model_name, limits=limits, extras=extras)
     model = LeadScoringModel(args.model_name, scorer)
-    drain = Drain(args.drain_delay_seconds)
+    drain = Drain(args.drain_delay_seconds, args.drain_seconds)
     outcomes = None
     if outcome_recorder is not None:
         from transformer.outcome_intake import OutcomeIntake
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         enable_docs_url=args.enable_docs_url,
         enable_latency_logging=args.enable_latency_logging,
         access_log_format=args.access_log_format,
-        grace_period=int(args.drain_seconds),
+        grace_period=args.drain_seconds,  # float: int() made 0.5 s no grace at all
         predictor_config=predictor_config,
     )
     server.model_repository_extension = NoModelRepository()  # one model from its card: nothing to (un)load

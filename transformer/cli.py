@@ -175,7 +175,9 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         "--drain_seconds",
         type=_positive_float,
         default=20.0,
-        help="On SIGTERM: time to finish in-flight requests and flush the data lake.",
+        help="On SIGTERM, after --drain_delay_seconds: time for the gRPC and HTTP servers, together, to finish "
+        "in-flight requests; then the same again to flush the data lake. A pod needs the queue-proxy's drain + "
+        "delay + twice this before its SIGKILL.",
     )
     group.add_argument(
         "--drain_delay_seconds",

@@ -5,9 +5,10 @@ Knative sets a revision pod's terminationGracePeriodSeconds to the revision time
 The grace period runs from the pod's deletion: first the user container's preStop waits for the queue-proxy's drain
 (drainSleepDuration, 30 s, pkg/queue/sharedmain/main.go), only then does the server get SIGTERM. After that:
 
-- transformer (transformer/drain.py, __main__.py, server_app.py): `--drain_delay_seconds` of serving with readiness
-  off, uvicorn's graceful stop of in-flight requests (grace_period = `--drain_seconds`), then the data-lake flush
-  (recorder.close(grace_seconds = `--drain_seconds`));
+- transformer (transformer/serving/drain.py, __main__.py, app.py): `--drain_delay_seconds` of serving with readiness
+  off, the gRPC and HTTP servers' graceful stop of in-flight calls within one `--drain_seconds` deadline
+  (tests/integration/test_drain.py holds them to it), then the data-lake flush (recorder.close(grace_seconds =
+  `--drain_seconds`));
 - predictor (KServe's xgbserver): KServe's ModelServer graceful stop, `grace_period` (its default, read from the
   pinned package: the runtime does not set it).
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
 import threading
 import time
 
@@ -93,3 +95,55 @@ def test_sigterm_during_load_loses_no_request_and_no_record(artifact, logs_dir, 
     assert set(stored) == set(ok_ids)
     log = server.log_path.read_text()
     assert "SIGTERM: draining" in log and "flushing the data lake" in log
+
+
+def test_the_grpc_and_http_drains_share_one_deadline(artifact, logs_dir, api_key, tmp_path):
+    """A gRPC call and an HTTP upload that never finish, at SIGTERM: the servers get `--drain_seconds` together,
+    then the lake flush its own. They used to get it one after the other (gRPC, then uvicorn), so the pod needed
+    queue-proxy + delay + 3 × drain_seconds and the kubelet's SIGKILL could cut the flush short."""
+    drain_seconds, delay = 5.0, 0.5
+    server = start_transformer(
+        artifact,
+        logs_dir,
+        api_keys=f"tests:{api_key}",
+        extra_args=[
+            "--sink_uri",
+            (tmp_path / "lake").as_uri(),
+            "--sink_spool_dir",
+            str(tmp_path / "spool"),
+            "--drain_delay_seconds",
+            str(delay),
+            "--drain_seconds",
+            str(drain_seconds),
+        ],
+    )
+    server.wait_ready()
+    stuck_grpc = subprocess.Popen(  # HTTP/2 with its body still to come: a call the gRPC server cannot finish
+        [
+            "curl", "-s", "--http2-prior-knowledge", "-T", "-",
+            "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", f"x-api-key: {api_key}",
+            f"http://127.0.0.1:{server.grpc_port}/inference.GRPCInferenceService/ModelInfer",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    stuck_grpc.stdin.write(b"\x00\x00\x00\x10\x00")  # a frame header announcing 4 KiB, and none of it
+    stuck_grpc.stdin.flush()
+    upload = socket.create_connection(("127.0.0.1", server.http_port))
+    upload.sendall(
+        b"POST /v1/models/lead-scoring:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"x-api-key: " + api_key.encode() + b"\r\nContent-Length: 100000\r\n\r\n{\"instances\": ["
+    )
+    try:
+        time.sleep(1)  # both requests are in flight
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(60) == 0, server.log_tail()
+        took = time.monotonic() - started
+    finally:
+        upload.close()
+        stuck_grpc.kill()
+        stuck_grpc.wait(10)
+    # One deadline: delay + drain_seconds (+ an empty flush and process exit); two would be at least delay + 10 s.
+    assert delay + drain_seconds - 0.5 < took < delay + drain_seconds + 3, (took, server.log_tail())

@@ -6,6 +6,11 @@
 4. uvicorn stops accepting connections and finishes in-flight HTTP requests;
 5. the app's lifespan ends: the data lake is flushed to the spool and uploaded within `--drain_seconds`.
 
+Steps 3 and 4 share one `--drain_seconds` deadline (HTTP keeps serving while gRPC stops, and uvicorn gets what is
+left): each used to get the whole of it, one after the other, so a slow gRPC call and a slow upload together took
+the flush's time and the kubelet's SIGKILL could land in the middle of the flush. The pod's budget is
+queue-proxy drain + delay + drain_seconds (servers) + drain_seconds (flush) (tests/deploy/test_drain_budget.py).
+
 KServe's ModelServer and uvicorn both install SIGTERM handlers; this one is installed last (from the app's lifespan,
 inside the running server) and hands over to uvicorn's own handler when the delay has passed.
 """
@@ -20,8 +25,9 @@ log = logging.getLogger("transformer")
 
 
 class Drain:
-    def __init__(self, delay_seconds: float):
+    def __init__(self, delay_seconds: float, drain_seconds: float):
         self.delay_seconds = delay_seconds
+        self.drain_seconds = drain_seconds
         self.draining = False
         self._model_server = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -49,9 +55,14 @@ class Drain:
 
     async def _drain(self) -> None:
         await asyncio.sleep(self.delay_seconds)
+        deadline = self._loop.time() + self.drain_seconds
         grpc_server = getattr(self._model_server, "_grpc_server", None)
         if grpc_server is not None:
-            await grpc_server.stop(signal.SIGTERM)
+            await grpc_server.stop(signal.SIGTERM)  # its grace period is drain_seconds
+        rest_server = getattr(self._model_server, "_rest_server", None)
+        if rest_server is not None:
+            # uvicorn reads this when its shutdown starts, after this handler: what the gRPC stop left.
+            rest_server.config.timeout_graceful_shutdown = max(0.0, deadline - self._loop.time())
         log.info("drain: stopping the HTTP server after in-flight requests")
         if callable(self._uvicorn_handler):
             self._uvicorn_handler(signal.SIGTERM, None)
