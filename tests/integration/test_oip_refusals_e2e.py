@@ -342,6 +342,26 @@ def test_grpc_unknown_datatype_names_the_input_and_the_datatypes(server):
     )
 
 
+def test_grpc_raw_contents_that_do_not_match_the_inputs_hear_the_key_check_first(server):
+    """KServe's check that raw_input_contents match the inputs ran before the key check: a caller without a key
+    heard what was wrong with its tensors, and the refusal was neither counted nor logged as ours."""
+    mismatched = grpc_leads(["a"])
+    mismatched.raw_input_contents.append(X[:1].astype("float32").tobytes())  # one raw content, two inputs
+    grpc_refused(grpc_call(server, "ModelInfer", mismatched, key=None), grpc.StatusCode.UNAUTHENTICATED)
+    both = grpc_leads(["a"])  # typed contents and raw contents for the same input
+    both.raw_input_contents.extend([X[:1].astype("float32").tobytes(), b"\x01\x00\x00\x00a"])
+    grpc_refused(grpc_call(server, "ModelInfer", both, key="not-a-key"), grpc.StatusCode.UNAUTHENTICATED)
+    grpc_refused(
+        grpc_call(server, "ModelInfer", mismatched, request_id="raw-mismatch"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "the number of inputs (2) does not match",
+    )
+    grpc_refused(
+        grpc_call(server, "ModelInfer", both), grpc.StatusCode.INVALID_ARGUMENT, "contents field must not be"
+    )
+    assert logged(server, "raw-mismatch") == [("rejected", "INVALID_ARGUMENT")]
+
+
 def test_grpc_model_metadata_lists_what_rest_lists(server):
     """gRPC ModelMetadata listed the 4 score outputs only; REST also lists the reason-code outputs a request may
     name (with parameters.reasons). Both now describe the same inputs and outputs."""

@@ -7,13 +7,15 @@ answer about a request's content. `ModelMetadata` also lists the served version,
 
 KServe's `InferRequest.from_grpc` refuses an input datatype it does not know with "invalid content type", naming
 neither the input nor the datatypes there are: here it is INVALID_ARGUMENT naming both, after the key check, counted
-like every refusal. Everything else is KServe's servicer unchanged.
+like every refusal; so is KServe's check that `raw_input_contents` matches the inputs, which ran before the key check
+(a keyless call heard what was wrong with its tensors). Everything else is KServe's servicer unchanged.
 """
 
 from __future__ import annotations
 
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as kserve_grpc_server
+from kserve.errors import InvalidInput
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.utils.utils import to_headers
 
@@ -55,18 +57,23 @@ class LeadScoringServicer(InferenceServicer):
             try:
                 for tensor in request.inputs:
                     check_datatype(tensor.name, tensor.datatype)
+                # KServe's own check of raw_input_contents, here so that it too comes after the key check.
+                self.validate_grpc_request(request)
             except InvalidRequest as error:
                 raise grpc_error(_refused(scorer, headers, error)) from None
+            except InvalidInput as error:
+                raise grpc_error(_refused(scorer, headers, InvalidRequest(str(error)))) from None
         return await super().ModelInfer(request, context)
 
 
 def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringError:
-    """A request refused before KServe parses it: without a valid key that is the answer, else `error`, counted."""
+    """A request refused before KServe parses it: without a valid key that is the answer, else `error`; counted
+    and logged either way, as the Scorer counts its own refusals."""
     request = ScoringRequest.from_headers("grpc", headers)
     try:
         request.key = scorer.keys.authenticate(headers.get("x-api-key"))
     except ScoringError as unauthorized:
-        return unauthorized
+        return scorer.fail(request, unauthorized)
     return scorer.fail(request, error)
 
 
