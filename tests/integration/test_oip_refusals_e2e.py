@@ -362,6 +362,49 @@ def test_grpc_raw_contents_that_do_not_match_the_inputs_hear_the_key_check_first
     assert logged(server, "raw-mismatch") == [("rejected", "INVALID_ARGUMENT")]
 
 
+def raw_grpc_call(server, method: str, body: bytes, key: str | None = KEY, request_id: str | None = None):
+    """A call whose bytes are sent as they are (no message class on the client)."""
+    metadata = [("x-api-key", key)] if key else []
+    metadata += [("x-request-id", request_id)] if request_id else []
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+        try:
+            return call(body, metadata=metadata, timeout=20)
+        except grpc.RpcError as error:
+            return error
+
+
+NOT_PROTOBUF = (b"\xff\xff\xff\xff\x0f\x01\x02", b'{"inputs": []}', b"\x0a\xff\xff\xff\xff\x0f")
+
+
+def test_grpc_bytes_that_are_not_the_request_message_are_invalid_argument(server):
+    """grpcio parses the message before any servicer code: its DecodeError was UNKNOWN "Unexpected <class
+    'google.protobuf.message.DecodeError'>" with an ERROR traceback in the log, on every method, key or not."""
+    log_before = server.log_path.read_text()
+    for body in NOT_PROTOBUF:
+        grpc_refused(raw_grpc_call(server, "ModelInfer", body, key=None), grpc.StatusCode.UNAUTHENTICATED)
+        grpc_refused(
+            raw_grpc_call(server, "ModelInfer", body, request_id="not-protobuf"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "not a valid inference.ModelInferRequest message",
+        )
+        for method, message in (
+            ("ServerLive", "ServerLiveRequest"),
+            ("ModelReady", "ModelReadyRequest"),
+            ("ModelMetadata", "ModelMetadataRequest"),
+        ):
+            grpc_refused(
+                raw_grpc_call(server, method, body, key=None),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"not a valid inference.{message} message",
+            )
+    assert logged(server, "not-protobuf") == [("rejected", "INVALID_ARGUMENT")] * len(NOT_PROTOBUF)
+    new_lines = server.log_path.read_text()[len(log_before) :]
+    assert "Traceback" not in new_lines and "DecodeError" not in new_lines, new_lines[-2000:]
+    # A well-formed call still works after them.
+    assert isinstance(grpc_call(server, "ModelInfer", grpc_leads(["after"])), pb.ModelInferResponse)
+
+
 def test_grpc_model_metadata_lists_what_rest_lists(server):
     """gRPC ModelMetadata listed the 4 score outputs only; REST also lists the reason-code outputs a request may
     name (with parameters.reasons). Both now describe the same inputs and outputs."""

@@ -8,10 +8,13 @@ answer about a request's content. `ModelMetadata` also lists the served version,
 KServe's `InferRequest.from_grpc` refuses an input datatype it does not know with "invalid content type", naming
 neither the input nor the datatypes there are: here it is INVALID_ARGUMENT naming both, after the key check, counted
 like every refusal; so is KServe's check that `raw_input_contents` matches the inputs, which ran before the key check
-(a keyless call heard what was wrong with its tensors). Everything else is KServe's servicer unchanged.
+(a keyless call heard what was wrong with its tensors). Bytes that are not a request message are INVALID_ARGUMENT
+(serving/grpc_handlers.py), not grpcio's UNKNOWN. Everything else is KServe's servicer unchanged.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as kserve_grpc_server
@@ -21,6 +24,8 @@ from kserve.utils.utils import to_headers
 
 from transformer.errors import InvalidRequest, NotServed, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
+from transformer.serving import grpc_handlers
+from transformer.serving.grpc_handlers import Undecodable
 from transformer.serving.kserve_model import LeadScoringModel, grpc_error
 from transformer.serving.versions import refusal
 from transformer.v2_request import check_datatype
@@ -66,6 +71,21 @@ class LeadScoringServicer(InferenceServicer):
         return await super().ModelInfer(request, context)
 
 
+    def undecodable(self, method: str, request: Undecodable, context) -> Exception:
+        """A call whose bytes are not its request message (serving/grpc_handlers.py). ModelInfer hears the key check
+        first, as REST does with a body it cannot parse; the open methods are answered INVALID_ARGUMENT."""
+        error = InvalidRequest(request.refusal())
+        if method == "ModelInfer":
+            scorers = [
+                model.scorer
+                for model in self._data_plane.model_registry.get_models().values()
+                if isinstance(model, LeadScoringModel)
+            ]
+            if scorers:
+                return grpc_error(_refused(scorers[0], to_headers(context), error))
+        return grpc_error(error)
+
+
 def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringError:
     """A request refused before KServe parses it: without a valid key that is the answer, else `error`; counted
     and logged either way, as the Scorer counts its own refusals."""
@@ -78,5 +98,9 @@ def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringErr
 
 
 def install() -> None:
-    """KServe's GRPCServer builds its servicer from this module attribute when the server starts."""
+    """KServe's GRPCServer builds its servicer and registers its handlers through these module attributes when the
+    server starts."""
     kserve_grpc_server.InferenceServicer = LeadScoringServicer
+    kserve_grpc_server.grpc_predict_v2_pb2_grpc = SimpleNamespace(
+        add_GRPCInferenceServiceServicer_to_server=grpc_handlers.add_to_server
+    )
