@@ -110,7 +110,12 @@ def main() -> int:
         )
         print(
             EXAMPLES.format(
-                key=key, more_keys=more_keys, port=port, grpc=grpc, lake=lake, lake_uri=lake.resolve().as_uri()
+                key=key,
+                more_keys=more_keys,
+                port=port,
+                grpc=grpc,
+                lake=lake,
+                lake_uri=lake.resolve().as_uri(),
             ),
             flush=True,
         )

@@ -137,9 +137,14 @@ def test_every_file_the_dockerfile_copies_is_in_the_build_context():
     `COPY quality/` did for the default transformer target. Every tracked file under each COPY source must reach
     the context, except the trained model (the images fetch it from the storage URI) and bytecode."""
     sources = copied_sources()
-    assert {"requirements/runtime.txt", "contract/", "transformer/", "predictor/", "batch/", "quality/"} <= set(
-        sources
-    )
+    assert {
+        "requirements/runtime.txt",
+        "contract/",
+        "transformer/",
+        "predictor/",
+        "batch/",
+        "quality/",
+    } <= set(sources)
     tracked = subprocess.run(
         ["git", "ls-files", "--", *sources], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()

@@ -133,7 +133,7 @@ def test_the_grpc_and_http_drains_share_one_deadline(artifact, logs_dir, api_key
     upload = socket.create_connection(("127.0.0.1", server.http_port))
     upload.sendall(
         b"POST /v1/models/lead-scoring:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"x-api-key: " + api_key.encode() + b"\r\nContent-Length: 100000\r\n\r\n{\"instances\": ["
+        b"x-api-key: " + api_key.encode() + b'\r\nContent-Length: 100000\r\n\r\n{"instances": ['
     )
     try:
         time.sleep(1)  # both requests are in flight

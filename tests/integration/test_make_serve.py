@@ -105,7 +105,9 @@ def test_make_serve_answers_a_curl_within_a_minute(tmp_path):
         output.append(rest)
     assert "stopping" in "".join(output)
     # Ctrl-C flushed it into the lake `make serve` names, under _outcomes/ (quality.report's place for outcomes).
-    outcomes = ds.dataset(ROOT / "var" / "lake" / "_outcomes", format="parquet", partitioning="hive").to_table()
+    outcomes = ds.dataset(
+        ROOT / "var" / "lake" / "_outcomes", format="parquet", partitioning="hive"
+    ).to_table()
     assert lead in outcomes["lead_id"].to_pylist()
     for port in ports.values():
         try:

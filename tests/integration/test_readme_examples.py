@@ -90,7 +90,9 @@ def test_the_comparison_sees_a_changed_score_and_a_hidden_field():
     )
 
 
-def test_the_three_example_files_are_the_same_two_leads_and_get_the_same_answer(transformer_inprocess, api_key):
+def test_the_three_example_files_are_the_same_two_leads_and_get_the_same_answer(
+    transformer_inprocess, api_key
+):
     """`make serve` prints a curl for each form with the same lead ids: a form that got other values (the columns
     form leaving out every feature either lead missed, the JSON tensor filling them with 0) gave the same lead
     another tier."""
@@ -100,7 +102,9 @@ def test_the_three_example_files_are_the_same_two_leads_and_get_the_same_answer(
     for name in ("v2-columns", "v2-tensor"):
         outputs = {
             o["name"]: o["data"]
-            for o in _post(transformer_inprocess, api_key, "/v2/models/lead-scoring/infer", read[name])["outputs"]
+            for o in _post(transformer_inprocess, api_key, "/v2/models/lead-scoring/infer", read[name])[
+                "outputs"
+            ]
         }
         answers[name] = {
             lead: (score, tier)
@@ -108,4 +112,6 @@ def test_the_three_example_files_are_the_same_two_leads_and_get_the_same_answer(
         }
     assert list(answers["v1-instances"]) == ["acme-001", "globex-042"]
     assert answers["v2-columns"] == answers["v1-instances"] == answers["v2-tensor"]
-    assert all(len(lead) == 51 for lead in read["v1-instances"]["instances"])  # every feature, nothing filled in
+    assert all(
+        len(lead) == 51 for lead in read["v1-instances"]["instances"]
+    )  # every feature, nothing filled in

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from kserve.errors import InvalidInput
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as kserve_grpc_server
-from kserve.errors import InvalidInput
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.utils.utils import to_headers
 
@@ -69,7 +69,6 @@ class LeadScoringServicer(InferenceServicer):
             except InvalidInput as error:
                 raise grpc_error(_refused(scorer, headers, InvalidRequest(str(error)))) from None
         return await super().ModelInfer(request, context)
-
 
     def undecodable(self, method: str, request: Undecodable, context) -> Exception:
         """A call whose bytes are not its request message (serving/grpc_handlers.py). ModelInfer hears the key check
