@@ -12,7 +12,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic_core import PydanticCustomError
 
 from contract import lead_ids
@@ -46,6 +55,29 @@ def _printable_ascii_rule(value: str) -> str:
     return value
 
 
+def _iso_instant_only(value: Any) -> Any:
+    """pydantic also reads a number (or a numeric string) as Unix seconds: an integer `occurred_at` was stored as
+    its UTC instant. The contract is ISO 8601 with a time zone (a Parquet timestamp from the backfill is a datetime
+    already), so a number is refused, by JSON and by CSV alike."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
+        raise PydanticCustomError(
+            "datetime_type",
+            "must be an ISO 8601 date-time with a time zone (e.g. 2026-11-30T16:02:00Z), not a number",
+        )
+    return value
+
+
+def _number_only(value: Any, info: ValidationInfo) -> Any:
+    """pydantic reads `true` as 1 and "12000" as 12000.0: a JSON deal value is a number. Text is read only where
+    every cell is text (the CSV backfill validates with context {"text": True})."""
+    text_allowed = bool(info.context and info.context.get("text"))
+    if isinstance(value, bool) or (isinstance(value, str) and not text_allowed):
+        raise PydanticCustomError("float_type", "must be a number")
+    return value
+
+
 class Outcome(BaseModel):
     """One reported outcome. Unknown fields are refused, so a typo (`occured_at`) is an error, not a silent null."""
 
@@ -57,10 +89,13 @@ class Outcome(BaseModel):
         description="the lead's id, as sent when it was scored",
     )
     outcome: Literal["converted", "disqualified", "open"] = Field(description="what the lead became")
-    occurred_at: AwareDatetime = Field(description="when it happened (ISO 8601 with a time zone)")
-    deal_value: float | None = Field(
-        None, ge=0, le=1e12, allow_inf_nan=False, description="deal value, converted only"
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_iso_instant_only)] = Field(
+        description="when it happened (ISO 8601 with a time zone)"
     )
+    # The bounds inside the float type, so a NaN is judged `finite` before `minimum`.
+    deal_value: (
+        Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False), BeforeValidator(_number_only)] | None
+    ) = Field(None, description="deal value, converted only")
     scoring_id: Annotated[str, AfterValidator(_printable_ascii_rule)] | None = Field(
         None, min_length=1, max_length=64, description="x-scoring-id of the scoring it refers to"
     )
@@ -106,7 +141,7 @@ def _short(value: Any) -> Any:
 
 
 def check_outcomes(
-    items: list[Any], now: datetime | None = None, max_reported: int = 20
+    items: list[Any], now: datetime | None = None, max_reported: int = 20, *, text: bool = False
 ) -> tuple[list[Outcome], list[dict], int]:
     """Validate every item. Returns (valid outcomes, the first problems as {row, field, rule, value, message}, the
     number of problems). `row` is the item's position in `items`."""
@@ -116,7 +151,7 @@ def check_outcomes(
     total = 0
     for row, item in enumerate(items):
         try:
-            outcome = Outcome.model_validate(item)
+            outcome = Outcome.model_validate(item, context={"text": text})
         except ValidationError as error:
             for detail in error.errors():
                 total += 1

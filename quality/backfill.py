@@ -172,7 +172,8 @@ def load(
     grace_seconds: float = 120.0,
 ) -> dict:
     rows = read_rows(path)
-    valid, problems, total = check_outcomes(rows, max_reported=len(rows) * 8 + 1)
+    # A CSV's cells are all text; a Parquet file's numbers are numbers.
+    valid, problems, total = check_outcomes(rows, max_reported=len(rows) * 8 + 1, text=path.suffix == ".csv")
     if total:
         raise BackfillError(
             f"{path}: {total} problem(s) in {len({p['row'] for p in problems})} row(s); nothing was "

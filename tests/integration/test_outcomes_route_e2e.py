@@ -115,6 +115,19 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
         ]
         assert "occurred_at must be 1970-01-01T00:00:00Z or later" in answer.json()["error"]
         assert "printable characters" in answer.json()["error"]
+        # JSON types as documented: pydantic's lax mode stored true as a deal value of 1 and a number as an instant.
+        lax = [
+            {**outcome(0), "outcome": "converted", "deal_value": True},
+            {**outcome(1), "outcome": "converted", "deal_value": "12000"},
+            {**outcome(2), "occurred_at": 1700000000},
+        ]
+        answer = post(server, {"outcomes": lax}, api_key)
+        assert answer.status_code == 400, answer.text
+        assert [(p["row"], p["field"], p["rule"]) for p in answer.json()["problems"]] == [
+            (0, "deal_value", "type"),
+            (1, "deal_value", "type"),
+            (2, "occurred_at", "datetime"),
+        ]
 
         too_many = post(server, {"outcomes": [outcome(i) for i in range(51)]}, api_key)
         assert too_many.status_code == 400 and too_many.json()["problems"][0]["rule"] == "max_items"

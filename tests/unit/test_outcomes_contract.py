@@ -36,6 +36,10 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         {**GOOD, "lead_id": "x" * 129},
         {**GOOD, "scoring_id": "a\nb"},  # server-made and header ids: printable ASCII, as x-request-id
         {**GOOD, "request_id": "caf\u00e9"},
+        {**GOOD, "deal_value": True},  # pydantic read true as 1.0
+        {**GOOD, "deal_value": "12000"},  # and a string as its number: JSON numbers only
+        {**GOOD, "occurred_at": 1700000000},  # and a number as Unix seconds, stored as 2023-11-14 UTC
+        {**GOOD, "occurred_at": "1700000000.5"},
     ]
     assert rules(items) == [
         (1, "outcome", "enumeration"),
@@ -54,6 +58,20 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         (14, "lead_id", "max_length"),
         (15, "scoring_id", "printable_ascii"),
         (16, "request_id", "printable_ascii"),
+        (17, "deal_value", "type"),
+        (18, "deal_value", "type"),
+        (19, "occurred_at", "datetime"),
+        (20, "occurred_at", "datetime"),
+    ]
+
+
+def test_the_csv_backfill_reads_a_deal_value_from_text_and_nothing_reads_true_as_a_number():
+    (valid,), _, _ = check_outcomes([{**GOOD, "deal_value": "12000.5"}], text=True)
+    assert valid.deal_value == 12000.5
+    _, problems, _ = check_outcomes([{**GOOD, "deal_value": "true"}, {**GOOD, "deal_value": True}], text=True)
+    assert [(p["row"], p["field"], p["rule"]) for p in problems] == [
+        (0, "deal_value", "type"),
+        (1, "deal_value", "type"),
     ]
 
 
