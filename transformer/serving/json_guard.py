@@ -99,11 +99,9 @@ class JsonBodyGuard:
             except InvalidRequest as error:
                 refusal = await refuse_v2(scorer, request, api_key, payload, error)
                 return await _answer(send, refusal, request.request_id)
-            # JSON whatever the client declared, as on the fast path (KServe would take it for binary tensor data).
-            scope = {
-                **scope,
-                "headers": [(n, v) for n, v in scope["headers"] if n != b"content-type"] + [_JSON],
-            }
+        # JSON whatever the client declared, as on the fast path: KServe would take a V2 body for binary tensor data,
+        # and hand a V1 body to the model as bytes.
+        scope = {**scope, "headers": [(n, v) for n, v in scope["headers"] if n != b"content-type"] + [_JSON]}
         return await self.app(scope, replay(body), send)
 
 
