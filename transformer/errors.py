@@ -69,6 +69,12 @@ class NotServed(InvalidRequest):
     grpc_status = "NOT_FOUND"
 
     @classmethod
+    def model(cls, name: str) -> NotServed:
+        """KServe's words for a model this server does not serve, echoing at most 64 characters of the name."""
+        shown = name if len(name) <= 64 else name[:64] + "…"
+        return cls(f"Model with name {shown} does not exist.")
+
+    @classmethod
     def version(cls, asked: str, served: str) -> NotServed:
         return cls(f"model version {asked[:64]!r} is not served here; this replica serves {served}")
 

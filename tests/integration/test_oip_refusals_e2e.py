@@ -405,6 +405,25 @@ def test_grpc_bytes_that_are_not_the_request_message_are_invalid_argument(server
     assert isinstance(grpc_call(server, "ModelInfer", grpc_leads(["after"])), pb.ModelInferResponse)
 
 
+def test_grpc_unknown_model_is_not_found_without_echoing_a_long_name_or_a_traceback(server):
+    """KServe's interceptor echoed the whole name and logged an ERROR with a traceback for each call; REST did not."""
+    name = "typo-" + "x" * 10_000
+    log_before = server.log_path.read_text()
+    for method, request in (
+        ("ModelInfer", pb.ModelInferRequest(model_name=name)),
+        ("ModelReady", pb.ModelReadyRequest(name=name)),
+        ("ModelMetadata", pb.ModelMetadataRequest(name=name)),
+    ):
+        details = grpc_refused(
+            grpc_call(server, method, request), grpc.StatusCode.NOT_FOUND, "Model with name typo-x"
+        )
+        assert len(details) < 120, details
+        rest = httpx.get(f"{server.url}/v2/models/{name}", timeout=10)
+        assert rest.status_code == 404 and rest.json()["error"] == details
+    new_lines = server.log_path.read_text()[len(log_before) :]
+    assert "Traceback" not in new_lines and '"level":"ERROR"' not in new_lines, new_lines[-2000:]
+
+
 def test_grpc_model_metadata_lists_what_rest_lists(server):
     """gRPC ModelMetadata listed the 4 score outputs only; REST also lists the reason-code outputs a request may
     name (with parameters.reasons). Both now describe the same inputs and outputs."""

@@ -98,13 +98,9 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
     return json_response({"error": message}, status_code=error.status_code, headers=error.headers)
 
 
-def _shown_name(name: str) -> str:
-    return name if len(name) <= 64 else name[:64] + "…"
-
-
 def model_not_found(name: str) -> Response:
     """KServe's answer for a model this server does not serve, in its words, with the name cut short."""
-    return json_response({"error": f"Model with name {_shown_name(name)} does not exist."}, status_code=404)
+    return json_response({"error": NotServed.model(name).message}, status_code=404)
 
 
 async def _unknown_model(request: Request, error: ModelNotFound) -> Response:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as kserve_grpc_server
 from kserve.protocol.grpc.servicer import InferenceServicer
@@ -33,8 +33,12 @@ from transformer.v2_request import check_datatype
 
 class LeadScoringServicer(InferenceServicer):
     def _scorer(self, model_name: str) -> Scorer | None:
-        # An unknown model name raises KServe's ModelNotFound, which its interceptor answers NOT_FOUND.
-        model = self._data_plane.get_model_from_registry(model_name)
+        try:
+            model = self._data_plane.get_model_from_registry(model_name)
+        except ModelNotFound:
+            # KServe's interceptor answers it NOT_FOUND echoing the whole name, and logs an ERROR with a traceback
+            # for every client's typo; REST answers it without either (serving/app.py).
+            raise grpc_error(NotServed.model(model_name)) from None
         return model.scorer if isinstance(model, LeadScoringModel) else None
 
     def _check_version(self, scorer: Scorer | None, asked: str) -> None:
