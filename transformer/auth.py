@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import os
 import re
 import time
@@ -80,6 +81,34 @@ class KeyFileError(ValueError):
     pass
 
 
+def _limit(value: object) -> float | None:
+    """A rate or burst as a finite positive float; None if it is not one (a bool, NaN, inf, 1e400 …)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def describe(exc: BaseException) -> str:
+    """A keys-file problem in one line without the file's text: PyYAML's messages quote the offending source line,
+    which may hold a plaintext `key:`."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"not valid YAML: {exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(exc, yaml.YAMLError):
+        return "not valid YAML"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc).splitlines()[0]
+
+
 def parse_keys_file(text: str, source: str) -> list[KeyEntry]:
     data = yaml.safe_load(text) or {}
     items = data.get("keys") if isinstance(data, dict) else None
@@ -103,25 +132,29 @@ def parse_keys_file(text: str, source: str) -> list[KeyEntry]:
             sha = digest(item["key"])
         else:
             raise KeyFileError(f"{source}: keys[{i}] ({name}) needs 'sha256' or 'key'")
-        rate = item.get("rate_per_second")
-        burst = item.get("burst")
-        if rate is not None and (not isinstance(rate, int | float) or rate <= 0):
-            raise KeyFileError(f"{source}: keys[{i}] ({name}): rate_per_second must be > 0")
-        if burst is not None and (not isinstance(burst, int | float) or burst < 1):
-            raise KeyFileError(f"{source}: keys[{i}] ({name}): burst must be >= 1")
-        entries.append(
-            KeyEntry(
-                name,
-                sha,
-                float(rate) if rate else None,
-                float(burst) if burst else (float(rate) * 2 if rate else None),
-            )
-        )
+        rate, burst = item.get("rate_per_second"), item.get("burst")
+        if rate is not None and _limit(rate) is None:
+            raise KeyFileError(f"{source}: keys[{i}] ({name}): rate_per_second must be a finite number > 0")
+        if burst is not None and (_limit(burst) is None or burst < 1):
+            raise KeyFileError(f"{source}: keys[{i}] ({name}): burst must be a finite number >= 1")
+        rate = _limit(rate)
+        # The default burst is two seconds' worth, but at least one request: below 1 no request could ever pass.
+        default_burst = max(1.0, rate * 2) if rate else None
+        entries.append(KeyEntry(name, sha, rate, _limit(burst) or default_burst))
     return entries
 
 
 def check_shared_limits(entries: list[KeyEntry], source: str) -> None:
-    """Entries of one name share a token bucket: they must agree on its rate and burst."""
+    """Entries of one name share a token bucket: they must agree on its rate and burst. One key under two names is
+    refused too: the first entry would win, so the other name's limits and logs would silently not apply."""
+    names_of_key: dict[bytes, str] = {}
+    for entry in entries:
+        other = names_of_key.setdefault(entry.sha256, entry.name)
+        if other != entry.name:
+            raise KeyFileError(
+                f"{source}: one key is listed under two names, '{other}' and '{entry.name}' (API_KEYS counts too); "
+                "a key belongs to one name"
+            )
     limits: dict[str, tuple[float | None, float | None]] = {}
     for entry in entries:
         seen = limits.setdefault(entry.name, (entry.rate_per_second, entry.burst))
@@ -160,6 +193,7 @@ class KeyStore:
         self._file_stamp: tuple | None = None
         self._next_check = 0.0
         self._buckets: dict[str, TokenBucket] = {}
+        self._unreadable = False
         check_shared_limits(self._env_entries, "API_KEYS")
         if self._file:
             self._reload(initial=True)
@@ -175,23 +209,30 @@ class KeyStore:
         except OSError as exc:
             if initial:
                 raise KeyFileError(f"keys file {self._file}: {exc.strerror}") from None
-            log.error("keys file unreadable, keeping the previous keys", extra={"error": exc.strerror})
+            if not self._unreadable:  # once per outage: the counter is what the documented alert watches
+                self._unreadable = True
+                KEYS_FILE_REJECTED.inc()
+                log.error("keys file unreadable, keeping the previous keys", extra={"error": exc.strerror})
             return
+        self._unreadable = False
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp == self._file_stamp:
             return
         try:
-            entries = parse_keys_file(self._file.read_text(), str(self._file))
+            entries = parse_keys_file(self._file.read_text(encoding="utf-8"), str(self._file))
             check_shared_limits(self._env_entries + entries, str(self._file))
-        except (KeyFileError, yaml.YAMLError, OSError) as exc:
+        # Whatever the file holds, a request is never the one to fail: a half-written file ends mid-character
+        # (UnicodeDecodeError), a huge number overflows, a deep YAML nesting recurses.
+        except (ValueError, yaml.YAMLError, OSError, OverflowError, RecursionError) as exc:
+            problem = describe(exc)
             if initial:
-                raise KeyFileError(str(exc)) from None
+                raise KeyFileError(
+                    problem if problem.startswith(str(self._file)) else f"{self._file}: {problem}"
+                ) from None
             if not isinstance(exc, OSError):
                 self._file_stamp = stamp  # judged once per version of the file; a read error is tried again
             KEYS_FILE_REJECTED.inc()
-            log.error(
-                "keys file invalid, keeping the previous keys", extra={"error": str(exc).splitlines()[0]}
-            )
+            log.error("keys file invalid, keeping the previous keys", extra={"error": problem})
             return
         self._file_entries = entries
         self._file_stamp = stamp
@@ -217,6 +258,8 @@ class KeyStore:
     def authenticate(self, presented: str | None) -> KeyEntry:
         """The entry of a valid key, else Unauthorized. The key itself never appears in a message."""
         self.maybe_reload()
+        # A header value's surrounding blanks are not part of it (RFC 9110 5.5); uvicorn's parser keeps trailing ones.
+        presented = presented.strip(" \t") if presented else presented
         if not presented:
             raise Unauthorized("missing API key: send it in the X-API-Key header (gRPC metadata x-api-key)")
         candidate = digest(presented)

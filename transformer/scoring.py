@@ -325,6 +325,15 @@ class Scorer:
 
     # --- the end of every request ----------------------------------------------------------------------------
 
+    def refuse_keyed(self, request: ScoringRequest, error: ScoringError) -> ScoringError:
+        """An adapter's refusal of a caller whose key it has checked (`request.key`): charged to the key's rate limit
+        like the entry points' own refusals (a 429 once the bucket is empty), so no kind of bad request is free."""
+        try:
+            self.keys.charge(request.key)
+        except ScoringError as limited:
+            return self.fail(request, limited)
+        return self.fail(request, error)
+
     def fail(self, request: ScoringRequest, error: ScoringError) -> ScoringError:
         """An adapter's refusal before the entry point (a body it could not parse): counted and logged the same."""
         self._fail(request, error)

@@ -149,3 +149,54 @@ def test_a_transformer_refuses_to_start_with_conflicting_limits(small_artifact, 
     assert server.process.wait(60) != 0
     log = server.log_path.read_text(errors="replace")
     assert "keys named 'crm' have different rate_per_second/burst" in log and K1 not in log
+
+
+def test_every_kind_of_bad_request_is_charged_to_the_key(small_artifact, tmp_path):
+    """Refusals judged in front of the Scorer (a malformed binary-extension body, a version this replica does not
+    serve, gRPC raw contents that do not match the inputs) were never charged: a key could send them without limit,
+    each body parsed in full. Now each costs a token like the Scorer's own refusals, and the bucket runs dry."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    keys = {kind: f"{kind}-{secrets.token_hex(8)}" for kind in ("binary", "pinned", "grpc")}
+    path = tmp_path / "keys.yaml"
+    limits = {"rate_per_second": 0.01, "burst": 3}  # three requests, then none for 100 s
+    write_keys(path, {"keys": [{"name": kind, "key": key, **limits} for kind, key in keys.items()]})
+    server = start_transformer(small_artifact, tmp_path / "logs", extra_args=["--api_keys_file", str(path)])
+    raw_mismatch = pb.ModelInferRequest(model_name="lead-scoring")
+    raw_mismatch.inputs.add(name="leads", datatype="FP32", shape=[1, 50])
+    raw_mismatch.inputs.add(name="lead_id", datatype="BYTES", shape=[1])
+    raw_mismatch.raw_input_contents.append(b"\0" * 200)
+
+    def binary() -> int:
+        headers = {"x-api-key": keys["binary"], "inference-header-content-length": "5"}
+        url = server.url + "/v2/models/lead-scoring/infer"
+        return httpx.post(url, content=b"abcdefgh", headers=headers, timeout=10).status_code
+
+    def pinned() -> int:
+        url = server.url + "/v2/models/lead-scoring/versions/not-served/infer"
+        return httpx.post(
+            url, json={"inputs": []}, headers={"x-api-key": keys["pinned"]}, timeout=10
+        ).status_code
+
+    def grpc_mismatch() -> str:
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            try:
+                stub.ModelInfer(raw_mismatch, metadata=[("x-api-key", keys["grpc"])], timeout=10)
+            except grpc.RpcError as error:
+                return error.code().name
+        return "OK"
+
+    try:
+        server.wait_ready()
+        for kind, call, refused, limited in (
+            ("binary", binary, 400, 429),
+            ("pinned", pinned, 404, 429),
+            ("grpc", grpc_mismatch, "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"),
+        ):
+            answers = [call() for _ in range(6)]
+            assert answers == [refused] * 3 + [limited] * 3, (kind, answers)
+    finally:
+        server.stop()

@@ -142,3 +142,83 @@ def test_an_empty_key_list_is_refused_unless_revoke_all(tmp_path):
         store.authenticate("k1")
     with pytest.raises(KeyFileError, match="no API keys"):
         KeyStore(str(path))
+
+
+def test_a_slow_rate_without_a_burst_still_lets_one_request_through(tmp_path):
+    """The default burst was rate × 2: at 0.2/s that is 0.4 tokens, and no request (cost 1) ever passed."""
+    clock = Clock()
+    path = tmp_path / "keys.yaml"
+    path.write_text("keys:\n  - name: slow\n    key: slow-key\n    rate_per_second: 0.2\n")
+    store = KeyStore(str(path), clock=clock)
+    slow = store.authenticate("slow-key")
+    store.charge(slow)
+    with pytest.raises(RateLimited) as error:
+        store.charge(slow)
+    assert error.value.retry_after_seconds == pytest.approx(5.0)
+    clock.now += 5.0
+    store.charge(slow)
+
+
+@pytest.mark.parametrize(
+    ("limits", "rule"),
+    [
+        ("rate_per_second: .nan", "rate_per_second must be a finite number > 0"),
+        ("rate_per_second: .inf", "rate_per_second must be a finite number > 0"),
+        ("rate_per_second: true", "rate_per_second must be a finite number > 0"),
+        ("rate_per_second: 1" + "0" * 400, "rate_per_second must be a finite number > 0"),
+        ("rate_per_second: 1\n    burst: .nan", "burst must be a finite number >= 1"),
+        ("rate_per_second: 1\n    burst: 0.5", "burst must be a finite number >= 1"),
+    ],
+)
+def test_limits_that_are_not_finite_positive_numbers_are_refused(tmp_path, limits, rule):
+    path = tmp_path / "keys.yaml"
+    path.write_text(f"keys:\n  - name: x\n    key: x-key\n    {limits}\n")
+    with pytest.raises(KeyFileError, match=rule):
+        KeyStore(str(path))
+
+
+def test_whatever_a_reloaded_file_holds_keeps_the_previous_keys_and_is_counted(tmp_path):
+    """A file cut off mid-character, a huge number or a deep nesting raised out of authenticate(): a 500 for the
+    request that happened to trigger the reload, uncounted, again at every reload."""
+    from transformer.auth import KEYS_FILE_REJECTED
+
+    clock = Clock()
+    path = tmp_path / "keys.yaml"
+    path.write_text("keys:\n  - name: crm\n    key: crm-key\n")
+    store = KeyStore(str(path), reload_seconds=2, clock=clock)
+    for content in (
+        "keys:\n  - name: m\xc3".encode("latin-1")[:-1] + b"\xc3",  # a partial write ends mid-character
+        "keys:\n  - name: m\u00fcller\n    key: k\n".encode("latin-1"),
+        b"keys:\n  - name: big\n    key: big-key\n    rate_per_second: 1" + b"0" * 400 + b"\n",
+        b"keys: " + b"[" * 2000 + b"]" * 2000 + b"\n",
+    ):
+        before = KEYS_FILE_REJECTED._value.get()
+        path.write_bytes(content)
+        clock.now += 2.5
+        assert store.authenticate("crm-key").name == "crm", content[:40]
+        assert KEYS_FILE_REJECTED._value.get() == before + 1, content[:40]
+    path.unlink()  # a deleted file: counted once, the previous keys stay
+    before = KEYS_FILE_REJECTED._value.get()
+    for _ in range(3):
+        clock.now += 2.5
+        assert store.authenticate("crm-key").name == "crm"
+    assert KEYS_FILE_REJECTED._value.get() == before + 1
+
+
+def test_a_start_refused_for_a_yaml_error_does_not_quote_the_file(tmp_path):
+    """PyYAML's message quotes the offending line, which may hold a plaintext key, into the start error."""
+    path = tmp_path / "keys.yaml"
+    path.write_text('keys:\n  - name: dev\n    key: "ls_Zq9\\Xsecret"\n')
+    with pytest.raises(KeyFileError) as error:
+        KeyStore(str(path))
+    assert "secret" not in str(error.value) and "line 3" in str(error.value)
+
+
+def test_one_key_under_two_names_is_refused_and_blanks_around_a_key_are_not_part_of_it(tmp_path):
+    path = tmp_path / "keys.yaml"
+    path.write_text("keys:\n  - name: crm\n    key: shared-key\n")
+    with pytest.raises(KeyFileError, match="one key is listed under two names, 'ops' and 'crm'") as error:
+        KeyStore(str(path), env_keys="ops:shared-key")
+    assert "shared-key" not in str(error.value)
+    store = KeyStore(env_keys="crm:crm-key")
+    assert store.authenticate("crm-key \t").name == "crm" and store.authenticate(" crm-key").name == "crm"

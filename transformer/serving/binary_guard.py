@@ -48,8 +48,7 @@ class BinaryExtensionGuard:
         try:
             parse_binary(body, headers.get(HEADER_LENGTH))
         except InvalidRequest as error:
-            self.scorer.fail(request, error)
-            return await _answer(send, error, request.request_id)
+            return await _answer(send, self.scorer.refuse_keyed(request, error), request.request_id)
         return await self.app(scope, replay(body), send)
 
 

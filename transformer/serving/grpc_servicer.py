@@ -97,7 +97,7 @@ def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringErr
         request.key = scorer.keys.authenticate(headers.get("x-api-key"))
     except ScoringError as unauthorized:
         return scorer.fail(request, unauthorized)
-    return scorer.fail(request, error)
+    return scorer.refuse_keyed(request, error)
 
 
 def install() -> None:

@@ -40,10 +40,9 @@ def refusal(scorer: Scorer, asked: str, headers: dict[str, str], protocol: str =
     request = ScoringRequest.from_headers(protocol, headers)
     try:
         request.key = scorer.keys.authenticate(headers.get("x-api-key"))
-        error: ScoringError = NotServed.version(asked, scorer.card.version)
     except ScoringError as refused:
-        error = refused
-    return scorer.fail(request, error)
+        return scorer.fail(request, refused)
+    return scorer.refuse_keyed(request, NotServed.version(asked, scorer.card.version))
 
 
 class VersionedInfer:
