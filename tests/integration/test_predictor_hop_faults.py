@@ -123,3 +123,35 @@ def test_the_hop_reconnects_within_about_a_second_after_a_long_predictor_outage(
     recovered = asyncio.run(scenario())
     # Backoff capped at 1 s (+20% jitter) plus the call itself; before the cap: 4-10 s after a 20 s outage.
     assert recovered < 2.0, f"first success {recovered:.1f} s after the predictor was back"
+
+
+def test_a_predictor_whose_booster_answers_no_probabilities_is_unavailable_not_tier_a(tmp_path):
+    """A predictor serving a booster of another objective (a regression here: outputs far outside [0, 1], some NaN
+    through a NaN leaf would be the same) had its outputs tiered as scores: NaN and anything above 1 became tier A."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(5)
+    features = rng.random((200, len(FEATURES)), dtype=np.float32)
+    booster = xgb.train(
+        {"objective": "reg:squarederror", "nthread": 1},
+        xgb.DMatrix(features, label=features[:, 0] * 1000 - 500),
+        num_boost_round=3,
+    )
+    folder = tmp_path / "regression"
+    folder.mkdir()
+    booster.save_model(folder / "model.ubj")
+    server = start_predictor(folder, tmp_path / "logs")
+    try:
+        server.wait_ready()
+
+        async def scenario():
+            hop = GrpcHop(server.grpc_target, "lead-scoring", timeout_seconds=10, retries=0)
+            try:
+                return await hop.predict(np.repeat(LEAD, 4, axis=0))
+            finally:
+                await hop.close()
+
+        with pytest.raises(PredictorUnavailable, match=r"outside \[0, 1\].*binary:logistic"):
+            asyncio.run(scenario())
+    finally:
+        server.stop()

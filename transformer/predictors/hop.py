@@ -58,6 +58,13 @@ def _scores(response, n: int, where: str) -> np.ndarray:
     scores = np.asarray(output.as_numpy(), dtype=np.float32).reshape(-1)
     if scores.shape[0] != n:
         raise PredictorUnavailable(f"predictor at {where} returned {scores.shape[0]} scores for {n} leads")
+    # A probability or nothing: NaN sorted past every cut-off (tier A), a margin or a regression output would be
+    # tiered as if it were one (a predictor serving a booster with another objective, e.g. a crossed rollout).
+    if not np.all((scores >= 0.0) & (scores <= 1.0)):
+        raise PredictorUnavailable(
+            f"predictor at {where} returned scores outside [0, 1] (NaN, inf or a margin): does it serve a "
+            "binary:logistic booster?"
+        )
     return scores
 
 
