@@ -82,6 +82,12 @@ class ModelCard(BaseModel):
             )
         return names
 
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _ascending_cut_offs(cls, cuts: list[float]) -> list[float]:
+        TierMap(cuts)  # when the card loads, not when a server builds its tier map (a traceback at start)
+        return cuts
+
     @property
     def tier_map(self) -> TierMap:
         return TierMap(self.tier_thresholds)
