@@ -305,7 +305,39 @@ def _json_numbers(data: list, count: int) -> np.ndarray | None:
         return None
 
 
+def _fits(label: str, name: str, datatype: str, values: np.ndarray) -> np.ndarray:
+    """JSON numbers hold what their declared datatype can: the binary extension and gRPC cannot send a BOOL 7, an
+    INT64 54.5 or a UINT8 -50, so JSON may not either (they were scored as the numbers they are); FP16 is binary only.
+    null (NaN, a missing value) passes; FP32/FP64 need no check: every feature's bound is far inside them."""
+    present = values[~np.isnan(values)]
+    if datatype == "BOOL":
+        if not np.isin(present, (0.0, 1.0)).all():
+            raise _bad(f"{label}: BOOL data must be true, false, 0 or 1", name, "boolean")
+    elif datatype.startswith(("INT", "UINT")):
+        limits = np.iinfo(_WIRE[datatype])
+        if not ((present == np.floor(present)) & (present >= limits.min) & (present <= limits.max)).all():
+            raise _bad(
+                f"{label}: {datatype} data must be whole numbers from {limits.min} to {limits.max}",
+                name,
+                "integer",
+            )
+    elif datatype == "FP16":
+        # KServe's own JSON route refuses it too (a half float has no JSON form); the fast path must answer alike.
+        raise _bad(
+            f"{label}: FP16 data cannot be sent as JSON; send FP32, or FP16 as binary data", name, "datatype"
+        )
+    return values
+
+
+_CHECKED_DATATYPES = frozenset(_WIRE) - {"FP32", "FP64"}
+
+
 def _json_data(label: str, name: str, datatype: str, data: object, shape: list, count: int) -> object:
+    values = _json_values(label, name, datatype, data, shape, count)
+    return _fits(label, name, datatype, values) if datatype in _CHECKED_DATATYPES else values
+
+
+def _json_values(label: str, name: str, datatype: str, data: object, shape: list, count: int) -> object:
     if datatype != "BYTES" and isinstance(data, list):
         numbers = _json_numbers(data, count)
         if numbers is not None:

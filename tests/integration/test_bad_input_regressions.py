@@ -6,6 +6,7 @@ follow their rule on all three request forms and in the data lake; unknown route
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
@@ -387,3 +388,30 @@ def test_both_rest_paths_refuse_json_literals_and_coerced_shapes_and_judge_the_k
         for content in (plain, b"{not json", b'{"inputs": "x"}'):
             answer = httpx.post(server.url + V2, content=content, headers=headers, timeout=10)
             assert answer.status_code == 401, (headers, content, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "rule"),
+    [
+        ("BOOL", [7, 7], "boolean"),
+        ("UINT8", [-50, 3], "integer"),
+        ("INT64", [54.5, 1], "integer"),
+        ("FP16", [3, 4], "datatype"),  # KServe's route refused FP16 JSON, the fast path scored it
+    ],
+)
+def test_json_data_must_fit_its_declared_datatype_as_binary_and_grpc_data_must(server, datatype, data, rule):
+    """JSON data was read as float64 whatever its datatype: a BOOL 7 was scored as 7 web visits, while the same tensor
+    as binary data or gRPC raw contents was a 400 ("BOOL bytes must be 0 or 1")."""
+    body = json.loads((ROOT / "docs" / "examples" / "v2-columns.json").read_text())
+    for tensor in body["inputs"]:
+        if tensor["name"] == "web_visits_30d":
+            tensor.update(datatype=datatype, data=data)
+    answer = refused(post(server, V2, json=body), f"input 'web_visits_30d': {datatype} data ")
+    assert answer["problems"][0]["field"] == "web_visits_30d" and answer["problems"][0]["rule"] == rule
+    if datatype == "FP16":
+        return
+    for tensor in body["inputs"]:
+        if tensor["name"] == "web_visits_30d":
+            tensor.update(data=[1, 0] if datatype == "BOOL" else [3, 4])  # what the datatype holds
+    fitting = post(server, V2, json=body)
+    assert fitting.status_code == 200, fitting.text
