@@ -6,7 +6,8 @@
    never a scoring made after the outcome (it may have seen post-outcome data: leakage), never one so old that the
    lead has changed since.
 3. Per (lead, model version) the attributed scoring is the one the outcome names by `scoring_id`, when eligible;
-   otherwise the latest eligible scoring. So during a canary each version is judged on the leads it scored.
+   otherwise the latest eligible scoring. Each version is judged on the rows stamped with it (the transformer's
+   card; in split mode during a canary most of a canary's rows were scored by the stable booster, docs/kubernetes.md).
 
 Only the partitions that can hold eligible scorings are read: `dt` from (first outcome - window) to the last outcome.
 """

@@ -3,7 +3,8 @@
 `booster.predict(..., pred_contribs=True)` gives, per lead, one additive contribution per feature plus a bias column,
 in log-odds: contributions + bias = the model margin, and score = sigmoid(margin). We report the top-k features by
 |contribution|. The booster is the very artifact file the predictor serves (in split mode the transformer loads its
-own copy only for this), so the reasons explain the score the client got.
+own copy only for this), so the reasons explain the score the client got — except for a request KServe routes to
+the other revision's predictor during a canary (docs/kubernetes.md, kserve/kserve#1669).
 """
 
 from __future__ import annotations
