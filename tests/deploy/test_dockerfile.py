@@ -30,14 +30,19 @@ def pins(path: Path) -> dict[str, str]:
     return found
 
 
-def stages() -> list[dict]:
-    """FROM/USER/ENTRYPOINT per stage, continuation lines joined."""
+def instructions() -> list[list[str]]:
+    """The Dockerfile's instructions as words, continuation lines joined, comments left out."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    return [
+        line.split() for line in text.splitlines() if line.split() and not line.split()[0].startswith("#")
+    ]
+
+
+def stages() -> list[dict]:
+    """FROM/USER/ENTRYPOINT per stage."""
     result = []
-    for line in text.splitlines():
-        words = line.split()
-        if not words or words[0].startswith("#"):
-            continue
+    for words in instructions():
+        line = " ".join(words)
         if words[0] == "FROM":
             result.append({"from": words[1], "name": words[3] if len(words) > 3 else None, "lines": []})
         result[-1]["lines"].append(line)
@@ -123,11 +128,9 @@ def in_build_context(path: str) -> bool:
 
 def copied_sources() -> list[str]:
     """What each `COPY <src> <dest>` takes from the build context (not `COPY --from=<stage>`)."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     sources = []
-    for line in text.splitlines():
-        words = line.split()
-        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+    for words in instructions():
+        if words[0] == "COPY" and not any(w.startswith("--from") for w in words):
             sources += [w for w in words[1:-1] if not w.startswith("--")]
     return sources
 

@@ -11,10 +11,9 @@ accepts is replayed to KServe unchanged, whose decoder cannot fail on it any mor
 
 from __future__ import annotations
 
-import orjson
-
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
+from transformer.serving.asgi_io import answer_refusal, read_body
 from transformer.serving.replay import replay
 from transformer.v2_request import HEADER_LENGTH, parse_binary
 
@@ -43,32 +42,10 @@ class BinaryExtensionGuard:
             request.key = self.scorer.keys.authenticate(headers.get("x-api-key"))
         except ScoringError as error:
             self.scorer.fail(request, error)  # counted and logged like every refusal (the access line is not)
-            return await _answer(send, error, request.request_id)
-        body = await _read(receive)
+            return await answer_refusal(send, error, request.request_id)
+        body = await read_body(receive)
         try:
             parse_binary(body, headers.get(HEADER_LENGTH))
         except InvalidRequest as error:
-            return await _answer(send, self.scorer.refuse_keyed(request, error), request.request_id)
+            return await answer_refusal(send, self.scorer.refuse_keyed(request, error), request.request_id)
         return await self.app(scope, replay(body), send)
-
-
-async def _read(receive) -> bytes:
-    # BodyLimit (serving/app.py) wraps `receive`: past --max_body_bytes it raises, and answers 413 itself.
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _answer(send, error: ScoringError, request_id: str) -> None:
-    body = orjson.dumps(error.body())
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()),
-    ]
-    headers += [(name.encode(), value.encode()) for name, value in error.headers().items()]
-    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -25,6 +25,7 @@ import orjson
 
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
+from transformer.serving.asgi_io import answer_refusal, read_body
 from transformer.serving.replay import replay
 from transformer.v2_request import HEADER_LENGTH, parse_json
 
@@ -82,42 +83,26 @@ class JsonBodyGuard:
         scorer = self.scorer
         request = ScoringRequest.from_headers("rest", headers)
         api_key = headers.get("x-api-key")
-        body = await _read(
+        body = await read_body(
             receive
         )  # first, as the fast path does: a body over the limit is a 413, key or not
         try:
             scorer.keys.authenticate(api_key)
         except ScoringError as error:
-            return await _answer(send, scorer.fail(request, error), request.request_id)
+            return await answer_refusal(send, scorer.fail(request, error), request.request_id)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return await _answer(send, refuse_unparsed(scorer, request, api_key, exc), request.request_id)
+            return await answer_refusal(
+                send, refuse_unparsed(scorer, request, api_key, exc), request.request_id
+            )
         if path == self.v2_path:
             try:
                 parse_json(payload)
             except InvalidRequest as error:
                 refusal = await refuse_v2(scorer, request, api_key, payload, error)
-                return await _answer(send, refusal, request.request_id)
+                return await answer_refusal(send, refusal, request.request_id)
         # JSON whatever the client declared, as on the fast path: KServe would take a V2 body for binary tensor data,
         # and hand a V1 body to the model as bytes.
         scope = {**scope, "headers": [(n, v) for n, v in scope["headers"] if n != b"content-type"] + [_JSON]}
         return await self.app(scope, replay(body), send)
-
-
-async def _read(receive) -> bytes:
-    # BodyLimit (serving/app.py) wraps `receive`: past --max_body_bytes it raises, and answers 413 itself.
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _answer(send, error: ScoringError, request_id: str) -> None:
-    body = orjson.dumps(error.body())
-    headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
-    headers += [(name.encode(), value.encode()) for name, value in error.headers().items()]
-    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
