@@ -20,8 +20,9 @@ import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
 from contract.features import FEATURES, N_FEATURES
-from hack.stack import MODEL_NAME, ROOT, start_transformer
+from hack.stack import MODEL_NAME, ROOT
 from predictor.synthetic import as_records, sample_features
+from tests.support.rest_paths import REST_PATHS, start_on_rest_path
 
 KEY = "rows-" + secrets.token_hex(12)
 V1 = f"/v1/models/{MODEL_NAME}:predict"
@@ -33,27 +34,9 @@ X = np.where(
 )
 
 
-@pytest.fixture(scope="module", params=["fast_path", "kserve_rest"])
+@pytest.fixture(scope="module", params=REST_PATHS)
 def server(request, small_artifact, tmp_path_factory):
-    """Both REST paths: the fast JSON path (default) and KServe's own routes (--fast_path false)."""
-    lake = tmp_path_factory.mktemp("rows-lake")
-    transformer = start_transformer(
-        small_artifact,
-        tmp_path_factory.mktemp("rows-logs"),
-        api_keys=f"rows:{KEY}",
-        extra_args=[
-            "--sink_uri",
-            lake.as_uri(),
-            "--sink_spool_dir",
-            str(tmp_path_factory.mktemp("rows-spool")),
-            "--sink_flush_seconds",
-            "0.2",
-            "--fast_path",
-            str(request.param == "fast_path").lower(),
-        ],
-    )
-    transformer.wait_ready()
-    transformer.lake = lake
+    transformer = start_on_rest_path(request.param, small_artifact, tmp_path_factory, "rows", KEY)
     yield transformer
     transformer.stop()
 

@@ -24,9 +24,10 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract.features import N_FEATURES
-from hack.stack import MODEL_NAME, start_transformer
+from hack.stack import MODEL_NAME
 from predictor.synthetic import sample_features
 from tests.support.leads import filled
+from tests.support.rest_paths import REST_PATHS, start_on_rest_path
 
 KEY = "oip-" + secrets.token_hex(12)
 V2 = f"/v2/models/{MODEL_NAME}/infer"
@@ -34,27 +35,9 @@ CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b|Traceback")
 X = filled(sample_features(3, seed=52))
 
 
-@pytest.fixture(scope="module", params=["fast_path", "kserve_rest"])
+@pytest.fixture(scope="module", params=REST_PATHS)
 def server(request, small_artifact, tmp_path_factory):
-    """Both REST paths: the fast JSON path (default) and KServe's own routes (--fast_path false)."""
-    lake = tmp_path_factory.mktemp("oip-lake")
-    transformer = start_transformer(
-        small_artifact,
-        tmp_path_factory.mktemp("oip-logs"),
-        api_keys=f"oip:{KEY}",
-        extra_args=[
-            "--sink_uri",
-            lake.as_uri(),
-            "--sink_spool_dir",
-            str(tmp_path_factory.mktemp("oip-spool")),
-            "--sink_flush_seconds",
-            "0.2",
-            "--fast_path",
-            str(request.param == "fast_path").lower(),
-        ],
-    )
-    transformer.wait_ready()
-    transformer.lake = lake
+    transformer = start_on_rest_path(request.param, small_artifact, tmp_path_factory, "oip", KEY)
     yield transformer
     transformer.stop()
 
