@@ -131,8 +131,11 @@ def _request(payload: object, binary: memoryview | None) -> V2Request:
 
 
 def tensor_from_json(item: object, index: int = 0) -> Tensor:
-    """One V2 JSON input object → a Tensor (null → NaN, true/false → 1/0), or InvalidRequest naming what is wrong."""
-    return _input(index, item, None, 0)[0]
+    """One input KServe decoded (its JSON, or the binary data it decoded) → a Tensor (null → NaN, true/false → 1/0),
+    or InvalidRequest naming what is wrong. The values were judged against their datatype before KServe saw the body
+    (parse_json by the fast path or serving/json_guard.py, parse_binary by serving/binary_guard.py), and binary FP16
+    arrives here as numbers: no second datatype check."""
+    return _input(index, item, None, 0, judged=True)[0]
 
 
 def check_datatype(name: str, datatype: str) -> None:
@@ -223,7 +226,9 @@ def _outputs(outputs: object) -> list[dict] | None:
     return outputs
 
 
-def _input(index: int, item: object, binary: memoryview | None, offset: int) -> tuple[Tensor, int]:
+def _input(
+    index: int, item: object, binary: memoryview | None, offset: int, judged: bool = False
+) -> tuple[Tensor, int]:
     if not isinstance(item, dict):
         raise _bad(
             f"inputs[{index}] must be an object with name, datatype, shape and data",
@@ -254,9 +259,8 @@ def _input(index: int, item: object, binary: memoryview | None, offset: int) -> 
     if "data" in item and item["data"] is not None:
         if size is not None:
             raise _bad(f"{label}: has both 'data' and binary_data_size", name, "binary_data_size")
-        return Tensor(
-            name, datatype, list(shape), _json_data(label, name, datatype, item["data"], shape, count)
-        ), 0
+        values = _json_data(label, name, datatype, item["data"], shape, count, judged)
+        return Tensor(name, datatype, list(shape), values), 0
     if size is None:
         raise _bad(
             f"{label}: 'data' is missing" + ("" if binary is None else " (and no binary_data_size)"),
@@ -332,9 +336,11 @@ def _fits(label: str, name: str, datatype: str, values: np.ndarray) -> np.ndarra
 _CHECKED_DATATYPES = frozenset(_WIRE) - {"FP32", "FP64"}
 
 
-def _json_data(label: str, name: str, datatype: str, data: object, shape: list, count: int) -> object:
+def _json_data(
+    label: str, name: str, datatype: str, data: object, shape: list, count: int, judged: bool = False
+) -> object:
     values = _json_values(label, name, datatype, data, shape, count)
-    return _fits(label, name, datatype, values) if datatype in _CHECKED_DATATYPES else values
+    return values if judged or datatype not in _CHECKED_DATATYPES else _fits(label, name, datatype, values)
 
 
 def _json_values(label: str, name: str, datatype: str, data: object, shape: list, count: int) -> object:
