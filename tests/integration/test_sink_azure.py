@@ -1,11 +1,15 @@
 """The sink against a real Azure Blob API (azurite on a free port): layout, contents, outage and recovery."""
 
+import base64
+import http.server
 import io
 import re
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 from prometheus_client import REGISTRY
 
@@ -104,3 +108,47 @@ def test_an_existing_blob_is_never_overwritten(azurite, tmp_path):
 def test_path_style_url_needs_a_connection_string():
     with pytest.raises(ValueError, match="connection string"):
         AzureBlobWriter.from_uri("http://127.0.0.1:10000/devstoreaccount1/lake/scores")
+
+
+class _BeingDeleted(http.server.BaseHTTPRequestHandler):
+    """Blob storage while the container is being deleted: every write is a 409 that stored nothing."""
+
+    def do_PUT(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = (
+            b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ContainerBeingDeleted</Code>'
+            b"<Message>The specified container is being deleted.</Message></Error>"
+        )
+        self.send_response(409)
+        self.send_header("x-ms-error-code", "ContainerBeingDeleted")
+        self.send_header("content-type", "application/xml")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_409_other_than_blob_already_exists_is_a_failure_not_a_stored_file(tmp_path):
+    """The SDK raises ResourceExistsError for every 409; put() took each one for "stored by an earlier attempt", so the
+    sink counted the records written and deleted the spool file while the container was being deleted."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BeingDeleted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        account = "devstoreaccount1"
+        connection_string = (
+            f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={base64.b64encode(b'k' * 32).decode()};"
+            f"BlobEndpoint=http://127.0.0.1:{server.server_port}/{account};"
+        )
+        writer = AzureBlobWriter.from_uri(
+            f"http://127.0.0.1:{server.server_port}/{account}/lake/scores",
+            connection_string=connection_string,
+        )
+        source = tmp_path / "part.parquet"
+        source.write_bytes(b"PAR1 stand-in")
+        with pytest.raises(ResourceExistsError) as error:
+            writer.put("model=m/dt=2026-12-07/hour=13/a.parquet", source)
+        assert "ContainerBeingDeleted" in str(error.value)
+    finally:
+        server.shutdown()

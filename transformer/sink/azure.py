@@ -53,5 +53,16 @@ class AzureBlobWriter:
                     overwrite=False,  # never replace an object
                     content_settings=ContentSettings(content_type="application/vnd.apache.parquet"),
                 )
-            except ResourceExistsError:
-                return  # stored by an earlier attempt of this same spool file
+            except ResourceExistsError as error:
+                # Stored by an earlier attempt of this same spool file. The SDK raises this class for every 409:
+                # ContainerBeingDeleted or OperationNotAllowedInCurrentState stored nothing, and must be retried.
+                if _error_code(error) == "BlobAlreadyExists":
+                    return
+                raise
+
+
+def _error_code(error: ResourceExistsError) -> str | None:
+    code = getattr(error, "error_code", None)  # set by azure-storage-blob from x-ms-error-code
+    if code is None and error.response is not None:
+        code = error.response.headers.get("x-ms-error-code")
+    return str(code) if code is not None else None
