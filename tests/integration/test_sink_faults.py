@@ -437,3 +437,43 @@ def test_records_left_on_the_spool_at_shutdown_are_logged_and_uploaded_by_the_ne
     wait_for(lambda: not again.spool.pending(), timeout=PATIENCE)
     again.close(grace_seconds=2)
     assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows(batches)
+
+
+def test_a_request_submitted_while_the_sink_closes_is_refused_and_counted(tmp_path):
+    """close() set its flag only at the very end: a submit() during the flush and upload was accepted (True: the
+    outcomes route told its client "recorded") and then nothing drained it, uncounted."""
+    import threading
+
+    from transformer.sink.local import LocalFolderWriter
+
+    class HeldWriter(LocalFolderWriter):
+        """The lake folder, with each upload held until the test lets it go: close() is certainly mid-way."""
+
+        entered, release = threading.Event(), threading.Event()
+
+        def put(self, key, local_path):
+            self.entered.set()
+            self.release.wait(PATIENCE)
+            super().put(key, local_path)
+
+    lake = tmp_path / "lake"
+    writer = HeldWriter(lake)
+    sink = ScoreSink(
+        SinkConfig(uri=lake.as_uri(), spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES),
+        writer=writer,
+    )
+    sink.start()
+    accepted, late = sample_batch(3, seed=1), sample_batch(4, seed=2)
+    assert sink.submit(accepted)
+    closing = threading.Thread(target=sink.close, kwargs={"grace_seconds": PATIENCE})
+    closing.start()
+    try:
+        assert writer.entered.wait(PATIENCE), "close() never reached the upload"
+        before = dropped("closed")
+        assert sink.submit(late) is False
+        assert dropped("closed") - before == 4
+    finally:
+        writer.release.set()
+        closing.join(PATIENCE)
+    table = pq.read_table(lake, partitioning=None, schema=lake_schema(FEATURE_NAMES))
+    assert sorted_rows(table) == expected_rows([accepted])

@@ -163,9 +163,9 @@ def test_close_delivers_what_is_in_memory(tmp_path):
     sink.close(grace_seconds=10)
     assert sorted_rows(read_lake(tmp_path)) == expected_rows(batches)
     assert sink.spool.pending() == [] and sink.queue_depth == 0
-    before = dropped("queue_full")
+    before = dropped("closed")
     assert not sink.submit(sample_batch(2, seed=9))  # nothing would ever drain it: refused, visibly
-    assert dropped("queue_full") - before == 2
+    assert dropped("closed") - before == 2
 
 
 def test_one_live_sink_per_spool(tmp_path):

@@ -111,6 +111,7 @@ class ScoreSink:
         self._halted = False  # grace period over: the uploader exits after the current attempt
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._closing = False
 
         self._dropped = {
             reason: metrics.DROPPED_RECORDS.labels(reason=reason) for reason in metrics.DROP_REASONS
@@ -141,13 +142,23 @@ class ScoreSink:
         if n == 0:
             return True
         with self._count_lock:
-            # After close() nothing drains the queue any more: refuse visibly rather than hold records forever.
-            if self._closed or self._in_memory + n > self.config.queue_max_records:
+            # Once close() has begun, its last flush may already have run: refuse visibly rather than hold records
+            # that nothing will drain (they used to be accepted, and lost uncounted).
+            closing = self._closing
+            if closing or self._in_memory + n > self.config.queue_max_records:
                 dropped = True
             else:
                 dropped = False
                 self._in_memory += n
                 depth = self._in_memory
+        if dropped and closing:
+            self._count_dropped("closed", n)
+            self._drop_log.warning(
+                "sink closing: dropped %d scored records of request %s submitted after shutdown began",
+                n,
+                batch.request_id,
+            )
+            return False
         if dropped:
             self._count_dropped("queue_full", n)
             self._drop_log.warning(
@@ -192,6 +203,10 @@ class ScoreSink:
         Files not uploaded in time stay on the spool for the next start (at-least-once)."""
         if self._closed:
             return
+        with self._count_lock:
+            self._closing = (
+                True  # what is submitted from now on is refused and counted, not left in the queue
+            )
         deadline = time.monotonic() + grace_seconds
         self._stop_batching.set()
         self._batch_wake.set()

@@ -32,7 +32,15 @@ DROPPED_RECORDS = Counter(
 )
 # queue_full: the in-memory bound; spool_full: the spool's byte budget; disk_full: ENOSPC/EDQUOT while spooling;
 # disk_error: any other OS error while spooling (EIO, EROFS …); build_error: the records could not be encoded;
-# spool_file_lost: a spool file vanished before it was uploaded.
-DROP_REASONS = ("queue_full", "spool_full", "disk_full", "disk_error", "build_error", "spool_file_lost")
+# spool_file_lost: a spool file vanished before it was uploaded; closed: submitted once close() had begun.
+DROP_REASONS = (
+    "queue_full",
+    "spool_full",
+    "disk_full",
+    "disk_error",
+    "build_error",
+    "spool_file_lost",
+    "closed",
+)
 for _reason in DROP_REASONS:
     DROPPED_RECORDS.labels(reason=_reason)  # so the series exist at 0 before the first drop
