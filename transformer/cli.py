@@ -28,6 +28,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _reasons_k(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 50:  # top-k of the 50 features' contributions: more does not exist
+        raise argparse.ArgumentTypeError(f"must be 1 to 50 (the number of features), got {number}")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 1 <= number <= 65535:
@@ -237,7 +244,7 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--reasons_max",
-        type=_positive_int,
+        type=_reasons_k,
         default=50,
         help="Largest top-k of reason codes a client may ask (50 = the full attribution).",
     )

@@ -245,6 +245,8 @@ class Scorer:
     def _reasons_requested(self, request: ScoringRequest, value: object) -> None:
         if value in (None, False, 0):
             return
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 3.0 is the integer 3 in JSON (and in the OpenAPI document's `integer`)
         limit = self.limits.reasons_max
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
             raise InvalidRequest(

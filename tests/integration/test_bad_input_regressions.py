@@ -315,6 +315,9 @@ def test_get_on_the_predict_route_is_405_not_a_metadata_lookup(server):
     assert answer.status_code == 405 and answer.headers["allow"] == "POST"
     assert answer.json() == {"error": f"method GET is not allowed on {V1}"}
     assert httpx.get(server.url + f"/v1/models/{MODEL_NAME}", timeout=10).status_code == 200
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):  # they said Allow: GET, the GET-only route's
+        other = httpx.request(method, server.url + V1, headers={"x-api-key": KEY}, timeout=10)
+        assert other.status_code == 405 and other.headers["allow"] == "POST", (method, other.headers)
 
 
 def test_a_chunked_body_over_the_limit_is_413_on_every_route(server):

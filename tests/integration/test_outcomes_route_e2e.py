@@ -265,3 +265,34 @@ def test_without_an_outcomes_uri_the_route_says_so(small_artifact, logs_dir, api
         assert answer.status_code == 404 and "--outcomes_uri" in answer.json()["error"]
     finally:
         server.stop()
+
+
+def test_the_openapi_document_describes_the_outcomes_route_as_it_answers(
+    small_artifact, logs_dir, api_key, tmp_path
+):
+    """The route was left out of /openapi.json: no word of its key, its body, its answer or its rules."""
+    from jsonschema import Draft202012Validator
+
+    server = launch(small_artifact, logs_dir, api_key, tmp_path, (tmp_path / "outcomes").as_uri())
+    try:
+        document = httpx.get(server.url + "/openapi.json", timeout=10).json()
+        operation = document["paths"]["/v1/outcomes"]["post"]
+        assert operation["security"] == [{"ApiKey": []}]
+        body = Draft202012Validator(operation["requestBody"]["content"]["application/json"]["schema"])
+        answer_schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        good = {"outcomes": [outcome(0), {**outcome(3), "deal_value": 12000, "scoring_id": "s-1"}]}
+        body.validate(good)
+        answer = post(server, good, api_key)
+        assert answer.status_code == 200, answer.text
+        Draft202012Validator(answer_schema).validate(answer.json())
+        assert set(answer.json()) == set(answer_schema["required"])
+        for bad in (
+            {"outcomes": []},
+            {"outcomes": [{**outcome(0), "occurred_at": 1700000000}]},
+            {"outcomes": [{**outcome(0), "outcome": "won"}]},
+            {"outcomes": [outcome(i) for i in range(51)]},  # --max_outcomes 50
+        ):
+            assert not body.is_valid(bad)
+            assert post(server, bad, api_key).status_code == 400
+    finally:
+        server.stop()

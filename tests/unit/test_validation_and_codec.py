@@ -174,3 +174,21 @@ def test_reason_codes_are_capped_per_request(small_artifact):
     assert error.problems[0]["rule"] == "lead_count" and "--reasons_max_leads" in error.message
     answer = score(10)
     assert len(answer["predictions"]) == 10 and all(len(p["reasons"]) == 3 for p in answer["predictions"])
+    # 3.0 is the JSON integer 3 (the OpenAPI document's `integer`); it was refused as "not a whole number".
+    whole_float = asyncio.run(
+        scorer.score_v1(
+            ScoringRequest("rest", "r-float"),
+            "k",
+            {"instances": as_records(X[:2]), "parameters": {"reasons": 3.0}},
+        )
+    )
+    assert all(len(p["reasons"]) == 3 for p in whole_float["predictions"])
+
+
+def test_reasons_max_beyond_the_number_of_features_is_refused_at_start():
+    """--reasons_max 60 started, advertised 60 in /openapi.json, and `reasons: 55` ended in a 500."""
+    from transformer.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--reasons_max", "60"])
+    assert build_parser().parse_args(["--reasons_max", "50"]).reasons_max == 50

@@ -270,6 +270,8 @@ def install(
         scorer.card.version,
         max_leads=scorer.limits.max_leads,
         reasons_max=scorer.limits.reasons_max,
+        outcomes=outcomes is not None,
+        max_outcomes=outcomes.max_outcomes if outcomes is not None else 1000,
     )
     app.openapi = lambda: document
     if enable_docs:
@@ -354,7 +356,12 @@ def install(
         include_in_schema=False,
     )
     app.add_api_route(
-        "/v1/models/{model_name}:predict", predict_is_post_only, methods=["GET"], include_in_schema=False
+        "/v1/models/{model_name}:predict",
+        predict_is_post_only,
+        # Every other method: Starlette answers a method no route takes with the first matching route's Allow,
+        # which was this one's (Allow: GET on PUT, DELETE, PATCH and OPTIONS).
+        methods=["GET", "PUT", "DELETE", "PATCH", "OPTIONS"],
+        include_in_schema=False,
     )
     app.add_api_route("/v2/health/ready", predictor_ready, methods=["GET"], include_in_schema=False)
     app.add_api_route(

@@ -67,15 +67,18 @@ def _schemas(max_leads: int, reasons_max: int) -> dict:
         "minLength": 1,
         "maxLength": MAX_LEAD_ID_LENGTH,
         "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
-        "description": f"1 to {MAX_LEAD_ID_LENGTH} printable characters (no control characters).",
+        "description": f"1 to {MAX_LEAD_ID_LENGTH} printable characters: no control, format or private-use "
+        "characters, no line or paragraph separators and no space other than ' ' (Unicode's printable, which the "
+        "pattern approximates).",
     }
     number_or_null = {"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
     dims = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
     reasons = {
-        "type": "integer",
-        "minimum": 1,
+        "type": ["integer", "null"],
+        "minimum": 0,
         "maximum": reasons_max,
-        "description": "Ask for the top-k reason codes of each lead (--reasons_max).",
+        "description": "Ask for the top-k reason codes of each lead (--reasons_max; 0 or null: none). At most "
+        "--reasons_max_leads leads per request with reasons.",
     }
     parameters = {"type": "object", "properties": {"reasons": reasons}}
     return {
@@ -121,7 +124,8 @@ def _schemas(max_leads: int, reasons_max: int) -> dict:
         "FeatureColumnInput": {
             "type": "object",
             "required": ["name", "datatype", "shape", "data"],
-            "description": "One feature for N leads: shape [N] (or [N, 1]).",
+            "description": "One feature for N leads: shape [N] (or [N, 1]). The data must fit the datatype: BOOL "
+            "true, false, 0 or 1; INT*/UINT* whole numbers in the type's range; FP16 only as binary data.",
             "properties": {
                 "name": {"enum": [f.name for f in FEATURES]},
                 "datatype": {"enum": _NUMERIC},
@@ -312,7 +316,61 @@ REQUEST_ID = {
 }
 
 
-def build(model_name: str, model_version: str, *, max_leads: int, reasons_max: int) -> dict:
+def _outcomes_path(max_outcomes: int) -> dict:
+    """POST /v1/outcomes (transformer/serving/outcomes_route.py), from the contract's own pydantic model."""
+    from contract.outcomes import Outcome
+
+    outcome = Outcome.model_json_schema()
+    outcome["properties"]["occurred_at"]["description"] += "; a string, not a number"
+    outcome["properties"]["deal_value"]["description"] += "; a JSON number (converted outcomes only)"
+    body = {
+        "type": "object",
+        "required": ["outcomes"],
+        "additionalProperties": False,
+        "properties": {
+            "outcomes": {"type": "array", "minItems": 1, "maxItems": max_outcomes, "items": outcome},
+        },
+    }
+    accepted = {
+        "type": "object",
+        "required": ["accepted", "recorded", "duplicates", "outcome_ids", "request_id"],
+        "properties": {
+            "accepted": {"type": "integer", "description": "outcomes of the call that passed (all of them)"},
+            "recorded": {"type": "integer", "description": "new outcomes recorded"},
+            "duplicates": {
+                "type": "integer",
+                "description": "outcomes already recorded (same lead, outcome, time)",
+            },
+            "outcome_ids": {"type": "array", "items": {"type": "string"}},
+            "request_id": {"type": "string"},
+        },
+    }
+    return {
+        "post": {
+            "operationId": "reportOutcomes",
+            "summary": "Report what leads became (enabled with --outcomes_uri; else 404)",
+            "description": "All or nothing: one bad outcome refuses the call, naming row, field and rule "
+            "(docs/model-quality.md). A repeat of a recorded outcome counts as a duplicate.",
+            "security": [{"ApiKey": []}],
+            "parameters": [REQUEST_ID],
+            "requestBody": {"required": True, **_json(body)},
+            "responses": {
+                "200": {"description": "Recorded.", **_json(accepted)},
+                **_errors(400, 401, 404, 405, 413, 429, 500, 503),
+            },
+        }
+    }
+
+
+def build(
+    model_name: str,
+    model_version: str,
+    *,
+    max_leads: int,
+    reasons_max: int,
+    outcomes: bool = False,
+    max_outcomes: int = 1000,
+) -> dict:
     scoring_errors = _errors(400, 401, 404, 405, 413, 429, 500, 503, 504)
     secured = [{"ApiKey": []}]
     ready = {
@@ -424,6 +482,7 @@ def build(model_name: str, model_version: str, *, max_leads: int, reasons_max: i
                     "responses": ready,
                 }
             },
+            **({"/v1/outcomes": _outcomes_path(max_outcomes)} if outcomes else {}),
             f"/v2/models/{model_name}": {
                 "get": {
                     "operationId": "modelMetadata",
