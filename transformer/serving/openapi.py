@@ -311,8 +311,9 @@ REQUEST_ID = {
     "in": "header",
     "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH, "pattern": "^[ -~]+$"},
-    "description": f"Your correlation id: {RULE_TEXT}. Echoed in the answer's x-request-id, written to the log "
-    "line and the data lake. Without one the server makes one; one that breaks the rule is refused with 400.",
+    "description": f"Your correlation id: {RULE_TEXT}. Echoed in the answer's x-request-id (not on a 404, 405 or "
+    "413, which are answered before the request is read), written to the log line and the data lake. Without one "
+    "the server makes one; one that breaks the rule is refused with 400.",
 }
 
 
