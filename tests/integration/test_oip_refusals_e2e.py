@@ -420,3 +420,17 @@ def test_grpc_model_metadata_lists_what_rest_lists(server):
     grpc_inputs = [{"name": i.name, "datatype": i.datatype, "shape": list(i.shape)} for i in answer.inputs]
     assert described(grpc_outputs) == described(rest["outputs"])
     assert described(grpc_inputs) == described(rest["inputs"])
+
+
+def test_a_binary_answer_says_it_is_binary(server):
+    """KServe's infer route deleted the Content-Type of an answer in the binary tensor extension and set none."""
+    body = v2_body(["bin-1", "bin-2"])
+    body["parameters"] = {"binary_data_output": True}
+    answer = post(server, json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/octet-stream"
+    header_length = int(answer.headers["inference-header-content-length"])
+    header = orjson.loads(answer.content[:header_length])
+    assert [o["name"] for o in header["outputs"]][:3] == ["score", "bucket", "tier"]
+    plain = post(server, json=v2_body(["json-1"]))
+    assert plain.headers["content-type"] == "application/json"

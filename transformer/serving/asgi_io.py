@@ -1,5 +1,6 @@
-"""Reading a request body and answering a refusal, for the pure-ASGI layers that judge a request before KServe's
-routes do (serving/binary_guard.py, serving/json_guard.py): the same bytes on the wire as the app's error handler."""
+"""Reading a request body, answering a refusal and labelling a binary answer, for the pure-ASGI layers that judge a
+request before KServe's routes do (serving/binary_guard.py, serving/json_guard.py): the same bytes on the wire as
+the app's error handler."""
 
 from __future__ import annotations
 
@@ -28,3 +29,19 @@ async def answer_refusal(send, error: ScoringError, request_id: str) -> None:
     headers += [(name.encode(), value.encode()) for name, value in error.headers().items()]
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def labelled_binary_answers(send):
+    """`send` for KServe's V2 infer route: an answer in the binary tensor extension (it carries
+    inference-header-content-length) gets `Content-Type: application/octet-stream`. KServe's route deletes the
+    header its JSON response class set and adds none."""
+
+    async def labelled(message):
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            names = {name.lower() for name, _ in headers}
+            if b"inference-header-content-length" in names and b"content-type" not in names:
+                message = {**message, "headers": [*headers, (b"content-type", b"application/octet-stream")]}
+        await send(message)
+
+    return labelled

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
-from transformer.serving.asgi_io import answer_refusal, read_body
+from transformer.serving.asgi_io import answer_refusal, labelled_binary_answers, read_body
 from transformer.serving.replay import replay
 from transformer.v2_request import HEADER_LENGTH, parse_binary
 
@@ -48,4 +48,4 @@ class BinaryExtensionGuard:
             parse_binary(body, headers.get(HEADER_LENGTH))
         except InvalidRequest as error:
             return await answer_refusal(send, self.scorer.refuse_keyed(request, error), request.request_id)
-        return await self.app(scope, replay(body), send)
+        return await self.app(scope, replay(body), labelled_binary_answers(send))

@@ -25,7 +25,7 @@ import orjson
 
 from transformer.errors import InvalidRequest, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
-from transformer.serving.asgi_io import answer_refusal, read_body
+from transformer.serving.asgi_io import answer_refusal, labelled_binary_answers, read_body
 from transformer.serving.replay import replay
 from transformer.v2_request import HEADER_LENGTH, parse_json
 
@@ -105,4 +105,6 @@ class JsonBodyGuard:
         # JSON whatever the client declared, as on the fast path: KServe would take a V2 body for binary tensor data,
         # and hand a V1 body to the model as bytes.
         scope = {**scope, "headers": [(n, v) for n, v in scope["headers"] if n != b"content-type"] + [_JSON]}
-        return await self.app(scope, replay(body), send)
+        return await self.app(
+            scope, replay(body), labelled_binary_answers(send) if path == self.v2_path else send
+        )
