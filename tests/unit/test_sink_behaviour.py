@@ -197,3 +197,26 @@ def test_oldest_unstored_age_covers_memory_and_spool(tmp_path):
     sink.close()
     assert sink.oldest_unstored_age() == 0.0
     assert REGISTRY.get_sample_value("lead_scoring_sink_oldest_unstored_age_seconds") == 0.0
+
+
+def test_a_folder_sync_that_fails_after_the_rename_keeps_the_file_queued(tmp_path, monkeypatch, caplog):
+    """The file is in place once renamed; a failed fsync of its folder raised, so its records were counted dropped
+    (disk_error) while the file stayed on the spool, outside the upload queue and the byte budget."""
+    from transformer.sink import spool as spool_module
+
+    def refuse(path):
+        raise OSError(5, "Input/output error")
+
+    sink = ScoreSink(config(tmp_path))
+    sink.start()
+    monkeypatch.setattr(spool_module, "_fsync_dir", refuse)
+    before = dropped("disk_error")
+    batch = sample_batch(3, seed=4)
+    with caplog.at_level(logging.WARNING, logger="transformer.sink.spool"):
+        assert sink.submit(batch)
+        sink.flush()
+    monkeypatch.undo()
+    sink.close(grace_seconds=10)
+    assert dropped("disk_error") == before
+    assert sorted_rows(read_lake(tmp_path)) == expected_rows([batch])
+    assert any("could not sync the folder" in r.getMessage() for r in caplog.records)

@@ -165,11 +165,21 @@ class Spool:
                 with self._tree_lock:  # the partition folder must not be pruned between mkdir and rename
                     final.parent.mkdir(parents=True, exist_ok=True)
                     os.rename(encoded.temp, final)
-                _fsync_dir(final.parent)
             except BaseException:
                 with self._lock:
                     self._bytes -= encoded.size
                 raise
+            try:
+                _fsync_dir(final.parent)
+            except OSError as exc:
+                # The file is in place under its name: queued and uploaded like any other. Raising here had the
+                # records counted as dropped (disk_error) while the file stayed, outside the queue and the budget.
+                log.warning(
+                    "spool: could not sync the folder of %s (%s): the file is queued, but a crash of the node "
+                    "before its upload may lose it",
+                    final,
+                    exc.strerror or exc,
+                )
         finally:
             encoded.temp.unlink(missing_ok=True)
         entry = SpoolFile(key, final, encoded.size, encoded.records, oldest_scored_at, encoded.crc32)
