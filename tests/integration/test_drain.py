@@ -17,25 +17,36 @@ from predictor.synthetic import as_records, sample_features
 LEADS = as_records(sample_features(5, seed=61))
 
 
-def test_sigterm_during_load_loses_no_request_and_no_record(artifact, logs_dir, api_key, tmp_path):
-    lake = tmp_path / "lake"
-    server = start_transformer(
+def start_with_lake(artifact, logs_dir, api_key, tmp_path, *extra: str):
+    """A transformer with a file:// lake at tmp_path/lake and its spool at tmp_path/spool."""
+    return start_transformer(
         artifact,
         logs_dir,
         api_keys=f"tests:{api_key}",
         extra_args=[
             "--sink_uri",
-            lake.as_uri(),
+            (tmp_path / "lake").as_uri(),
             "--sink_spool_dir",
             str(tmp_path / "spool"),
-            # Only the shutdown flush can deliver these records: neither count nor age would cut a file first.
-            "--sink_flush_seconds",
-            "600",
-            "--sink_flush_records",
-            "1000000",
-            "--drain_delay_seconds",
-            "2",
+            *extra,
         ],
+    )
+
+
+def test_sigterm_during_load_loses_no_request_and_no_record(artifact, logs_dir, api_key, tmp_path):
+    lake = tmp_path / "lake"
+    server = start_with_lake(
+        artifact,
+        logs_dir,
+        api_key,
+        tmp_path,
+        # Only the shutdown flush can deliver these records: neither count nor age would cut a file first.
+        "--sink_flush_seconds",
+        "600",
+        "--sink_flush_records",
+        "1000000",
+        "--drain_delay_seconds",
+        "2",
     )
     server.wait_ready()
     routable = threading.Event()
@@ -102,20 +113,15 @@ def test_the_grpc_and_http_drains_share_one_deadline(artifact, logs_dir, api_key
     then the lake flush its own. They used to get it one after the other (gRPC, then uvicorn), so the pod needed
     queue-proxy + delay + 3 × drain_seconds and the kubelet's SIGKILL could cut the flush short."""
     drain_seconds, delay = 5.0, 0.5
-    server = start_transformer(
+    server = start_with_lake(
         artifact,
         logs_dir,
-        api_keys=f"tests:{api_key}",
-        extra_args=[
-            "--sink_uri",
-            (tmp_path / "lake").as_uri(),
-            "--sink_spool_dir",
-            str(tmp_path / "spool"),
-            "--drain_delay_seconds",
-            str(delay),
-            "--drain_seconds",
-            str(drain_seconds),
-        ],
+        api_key,
+        tmp_path,
+        "--drain_delay_seconds",
+        str(delay),
+        "--drain_seconds",
+        str(drain_seconds),
     )
     server.wait_ready()
     stuck_grpc = subprocess.Popen(  # HTTP/2 with its body still to come: a call the gRPC server cannot finish

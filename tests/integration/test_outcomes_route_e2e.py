@@ -75,6 +75,12 @@ def post(server, body, key, **headers):
     )
 
 
+def refused_rules(answer) -> list[tuple]:
+    """(row, field, rule) of each problem of a 400."""
+    assert answer.status_code == 400, answer.text
+    return [(p["row"], p["field"], p["rule"]) for p in answer.json()["problems"]]
+
+
 def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
     small_artifact, logs_dir, api_key, tmp_path
 ):
@@ -107,8 +113,7 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
             {**outcome(2), "occurred_at": "1969-12-31T23:59:59Z"},
         ]
         answer = post(server, {"outcomes": edges}, api_key)
-        assert answer.status_code == 400, answer.text
-        assert [(p["row"], p["field"], p["rule"]) for p in answer.json()["problems"]] == [
+        assert refused_rules(answer) == [
             (0, "occurred_at", "minimum"),
             (1, "lead_id", "printable"),
             (2, "occurred_at", "minimum"),
@@ -121,9 +126,7 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
             {**outcome(1), "outcome": "converted", "deal_value": "12000"},
             {**outcome(2), "occurred_at": 1700000000},
         ]
-        answer = post(server, {"outcomes": lax}, api_key)
-        assert answer.status_code == 400, answer.text
-        assert [(p["row"], p["field"], p["rule"]) for p in answer.json()["problems"]] == [
+        assert refused_rules(post(server, {"outcomes": lax}, api_key)) == [
             (0, "deal_value", "type"),
             (1, "deal_value", "type"),
             (2, "occurred_at", "datetime"),

@@ -61,21 +61,31 @@ LocalFolderWriter(Path(sys.argv[1])).put("model=m/dt=2025-01-01/hour=00/a.parque
 """
 
 
-def test_partial_copies_of_a_killed_process_are_removed_at_start(tmp_path):
-    lake, source = tmp_path / "lake", tmp_path / "source.fifo"
-    os.mkfifo(source)  # the copy blocks on it: the child is certainly mid-copy when it is killed
-    child = subprocess.Popen(
+def start_copy(lake, source) -> subprocess.Popen:
+    """A process of this host copying `source` (a FIFO) into the lake folder with the real writer."""
+    return subprocess.Popen(
         [sys.executable, "-c", KILLED_COPY, str(lake), str(source)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+def feed_until_mid_copy(feed, lake) -> None:
+    """Write 1 MiB into the copy and wait until its temp file holds some of it: the copy is certainly in flight."""
+    feed.write(b"PAR1" + b"\0" * (1 << 20))
+    feed.flush()
+    wait_for(lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20)
+
+
+def test_partial_copies_of_a_killed_process_are_removed_at_start(tmp_path):
+    lake, source = tmp_path / "lake", tmp_path / "source.fifo"
+    os.mkfifo(source)  # the copy blocks on it: the child is certainly mid-copy when it is killed
+    child = start_copy(lake, source)
     try:
         with open(source, "wb") as feed:
-            feed.write(b"PAR1" + b"\0" * (1 << 20))
-            feed.flush()
-            wait_for(
-                lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20
-            )
+            feed_until_mid_copy(feed, lake)
             child.send_signal(signal.SIGKILL)
             child.wait(10)
     finally:
@@ -100,20 +110,10 @@ def test_a_writer_starting_on_the_same_host_leaves_a_copy_in_flight_alone(tmp_pa
     removed every temp file of the host, so a second quality run broke the first one's copy (FileNotFoundError)."""
     lake, source = tmp_path / "lake", tmp_path / "source.fifo"
     os.mkfifo(source)
-    copier = subprocess.Popen(
-        [sys.executable, "-c", KILLED_COPY, str(lake), str(source)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    copier = start_copy(lake, source)
     try:
         with open(source, "wb") as feed:
-            feed.write(b"PAR1" + b"\0" * (1 << 20))
-            feed.flush()
-            wait_for(
-                lambda: [p for p in (lake / INCOMING_DIR).glob(".*.tmp") if p.stat().st_size > 0], timeout=20
-            )
+            feed_until_mid_copy(feed, lake)
             LocalFolderWriter(lake)  # another process of this host starts while the copy is in flight
             feed.write(b"\0" * 1024)
         _, err = copier.communicate(timeout=20)
