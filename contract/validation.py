@@ -44,6 +44,39 @@ def _describe(rule: str, column: int) -> str:
     return f"must be <= {spec.range_text.split(' … ')[-1]}"
 
 
+def _checks(matrix: np.ndarray) -> tuple[tuple[str, np.ndarray], ...]:
+    """(rule, [N, 50] mask of the cells breaking it), each cell under one rule at most."""
+    missing = np.isnan(matrix)
+    infinite = np.isinf(matrix)
+    with np.errstate(invalid="ignore"):
+        below = matrix < _LOW
+        above = matrix > _HIGH
+        fractional = _INTEGRAL & ~missing & ~infinite & (matrix != np.floor(matrix))
+    return (
+        ("required", missing & _REQUIRED),
+        ("finite", infinite),
+        ("integer", fractional & ~below & ~above),
+        ("minimum", below & ~infinite),
+        ("maximum", above & ~infinite),
+    )
+
+
+def _rule_of(rule: str, column: int) -> str:
+    return _rule_for_kind(column, rule) if rule in {"integer", "minimum", "maximum"} else rule
+
+
+def problem_counts(matrix: np.ndarray) -> dict[tuple[str, str], int]:
+    """How many cells break each (field, rule): every one of them, not only the reported ones, so a metric built
+    on it does not favour the fields that come first in a row."""
+    counts: dict[tuple[str, str], int] = {}
+    for rule, mask in _checks(matrix):
+        per_column = mask.sum(axis=0)
+        for column in np.flatnonzero(per_column).tolist():
+            key = (str(_NAMES[column]), _rule_of(rule, column))
+            counts[key] = counts.get(key, 0) + int(per_column[column])
+    return counts
+
+
 def find_problems(
     matrix: np.ndarray, limit: int | None = 1000
 ) -> tuple[list[tuple[int, int, str, float]], int]:
@@ -52,33 +85,15 @@ def find_problems(
     At most `limit` cells per rule are listed (all of them with None: batch scoring must reject every bad row)."""
     if _surely_clean(matrix):
         return [], 0
-    missing = np.isnan(matrix)
-    infinite = np.isinf(matrix)
-    with np.errstate(invalid="ignore"):
-        below = matrix < _LOW
-        above = matrix > _HIGH
-        fractional = _INTEGRAL & ~missing & ~infinite & (matrix != np.floor(matrix))
-    checks = (
-        ("required", missing & _REQUIRED),
-        ("finite", infinite),
-        ("integer", fractional & ~below & ~above),
-        ("minimum", below & ~infinite),
-        ("maximum", above & ~infinite),
-    )
     found: list[tuple[int, int, str, float]] = []
     total = 0
-    for rule, mask in checks:
+    for rule, mask in _checks(matrix):
         if not mask.any():
             continue
         rows, cols = np.nonzero(mask)
         total += rows.size
         found.extend(
-            (
-                int(r),
-                int(c),
-                _rule_for_kind(int(c), rule) if rule in {"integer", "minimum", "maximum"} else rule,
-                float(matrix[r, c]),
-            )
+            (int(r), int(c), _rule_of(rule, int(c)), float(matrix[r, c]))
             for r, c in zip(rows[:limit], cols[:limit], strict=True)
         )
     found.sort(key=lambda p: (p[0], p[1]))
@@ -108,11 +123,15 @@ class LeadsRejected(ValueError):
     The serving side turns this into its 400 / INVALID_ARGUMENT; batch scoring writes the problems to its rejects.
     """
 
-    def __init__(self, message: str, problems: list[dict], total: int):
+    def __init__(
+        self, message: str, problems: list[dict], total: int, counts: dict[tuple[str, str], int] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.problems = problems
         self.total = total
+        # (field, rule) -> cells, over every problem; None when only the listed problems are known.
+        self.counts = counts
 
 
 def problem_dict(row: int | None, field: str, rule: str, value: object, message: str) -> dict:
@@ -162,5 +181,8 @@ def validate_matrix(matrix: np.ndarray, max_reported: int = 20) -> None:
     problems = [describe_problem(r, c, rule, v) for r, c, rule, v in found[:max_reported]]
     more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
     raise LeadsRejected(
-        f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more, problems, total
+        f"{total} invalid value(s): " + "; ".join(p["message"] for p in problems) + more,
+        problems,
+        total,
+        problem_counts(matrix),
     )

@@ -80,10 +80,15 @@ def publish(
     textfile: str | None,
     pushgateway: str | None,
     job: str = "lead-scoring-quality",
+    namespace: str | None = None,
 ) -> CollectorRegistry:
     registry = registry_for(rows, finished_at)
     if textfile:
         write_to_textfile(textfile, registry)
     if pushgateway:
-        push_to_gateway(pushgateway, job=job, registry=registry)
+        # The namespace as a grouping key: the Pushgateway puts it on every series it serves, and with its usual
+        # honor_labels scrape it wins over the Pushgateway pod's own namespace (monitoring), so the alerts and the
+        # dashboard, which select namespace="lead-scoring", find the gauges.
+        grouping = {"namespace": namespace} if namespace else {}
+        push_to_gateway(pushgateway, job=job, registry=registry, grouping_key=grouping)
     return registry

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -296,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--textfile", default=None, help="write the gauges to this .prom file")
     parser.add_argument("--pushgateway", default=None, help="push the gauges to this Pushgateway URL")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE") or None,
+        help="the Kubernetes namespace the pushed gauges carry (a Pushgateway grouping key; default env "
+        "POD_NAMESPACE, which the CronJob sets to its own namespace)",
+    )
     return parser
 
 
@@ -331,7 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         written = write_outputs(result, out)
-        gauges.publish(result.rows, time.time(), textfile=args.textfile, pushgateway=args.pushgateway)
+        gauges.publish(
+            result.rows,
+            time.time(),
+            textfile=args.textfile,
+            pushgateway=args.pushgateway,
+            namespace=args.namespace,
+        )
     except Exception as exc:  # noqa: BLE001 - a store or gateway failure: say which, exit non-zero, the CronJob retries
         print(f"error: measured, but could not publish the results: {exc!r}", file=sys.stderr)
         return 1

@@ -45,19 +45,24 @@ def wait_until(condition, what: str, timeout: float = 40.0, process: subprocess.
     raise TimeoutError(f"gave up waiting for {what}")
 
 
+# What manifests/monitoring/podmonitor.yaml gives every transformer target.
+TARGET_LABELS = {"namespace": NAMESPACE, "inferenceservice": "lead-scoring", "component": "transformer"}
+
+
 def start_prometheus(target: str, work: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     rules = plain_rules_file(work / "rules.yaml")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
-        # The PodMonitor's scrape adds `namespace`; so does this one, so the rules' `by (namespace)`, the
-        # dashboard's {namespace="lead-scoring"} and the alert's absent(...{namespace=...}) are exercised as deployed.
+        # The PodMonitor's scrape adds `namespace`, and its relabelings `inferenceservice` and `component`; so does
+        # this one, so the rules' `by (namespace)`, the dashboard's {namespace="lead-scoring"} and the alerts'
+        # absent(...{namespace=...}) and up{component="transformer"} are exercised as deployed.
         "scrape_configs": [
             {
                 "job_name": "lead-scoring-transformer",
                 "metrics_path": "/metrics",
-                "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}],
+                "static_configs": [{"targets": [target], "labels": TARGET_LABELS}],
             }
         ],
     }

@@ -49,11 +49,21 @@ PREDICTOR_HOP = Histogram(
     ["mode"],
     buckets=LATENCY_BUCKETS,
 )
+# Successful scorings only: a flood of sub-millisecond 401s or 400s would otherwise pull the latency SLO's p95 down
+# and hide a slow predictor. Refusals are counted in REQUESTS by outcome.
 REQUEST_DURATION = Histogram(
     "lead_scoring_request_duration_seconds",
-    "End-to-end scoring time in the transformer",
+    "End-to-end scoring time in the transformer, of requests answered with scores (outcome ok)",
     ["protocol"],
     buckets=LATENCY_BUCKETS,
+)
+# Set by every readiness check: once the predictor is down, Knative stops routing here and the request counters go
+# quiet, so an outage must be visible without traffic (alert LeadScoringPredictorDown). Labelled by hop mode so the
+# series is absent until the first check, rather than a 0 that no check measured.
+PREDICTOR_READY = Gauge(
+    "lead_scoring_predictor_ready",
+    "1 when the last readiness check reached the predictor, 0 when it did not",
+    ["mode"],
 )
 COALESCED_ROWS = Histogram(
     "lead_scoring_coalesced_batch_rows",

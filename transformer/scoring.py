@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -165,6 +166,11 @@ class Scorer:
         self.model_name = model_name
         self.limits = limits
         self.extras = extras
+        # TreeSHAP on one thread of its own: on asyncio's shared pool, a flood of reason requests took every core
+        # from the event loop and held up the requests that asked for none. Reason requests queue here instead.
+        self._explaining = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reasons") if extras.explainer else None
+        )
         metrics.MODEL_INFO.labels(model_name, card.version).set(1)
         for tier, share in card.expected_tier_shares.items():
             metrics.EXPECTED_TIER_SHARE.labels(tier).set(share)
@@ -286,8 +292,9 @@ class Scorer:
         try:
             validate_matrix(leads.matrix, self.limits.max_reported)
         except LeadsRejected as exc:
-            for problem in exc.problems:
-                metrics.VALIDATION_FAILURES.labels(problem["field"], problem["rule"]).inc()
+            counts = exc.counts or Counter((p["field"], p["rule"]) for p in exc.problems)
+            for (name, rule), count in counts.items():
+                metrics.VALIDATION_FAILURES.labels(name, rule).inc(count)
             raise InvalidRequest(exc.message, exc.problems, exc.total) from None
         leads.matrix = leads.matrix.astype(np.float32)
         request.leads = leads
@@ -298,8 +305,8 @@ class Scorer:
         reasons = None
         if request.reasons_k:
             # TreeSHAP off the event loop (xgboost releases the GIL), overlapping the hop.
-            reasons = asyncio.ensure_future(
-                asyncio.to_thread(self.extras.explainer.top, request.leads.matrix, request.reasons_k)
+            reasons = asyncio.get_running_loop().run_in_executor(
+                self._explaining, self.extras.explainer.top, request.leads.matrix, request.reasons_k
             )
         try:
             scores = await self.predictor.predict(request.leads.matrix, request.forwarded_headers)
@@ -356,7 +363,6 @@ class Scorer:
     def _finish(self, request: ScoringRequest, outcome: str, error: ScoringError | None = None) -> None:
         elapsed = time.perf_counter() - request.started
         metrics.child(metrics.REQUESTS, request.protocol, request.form, outcome).inc()
-        metrics.child(metrics.REQUEST_DURATION, request.protocol).observe(elapsed)
         entry = {
             "request_id": request.request_id,
             "protocol": request.protocol,
@@ -368,6 +374,7 @@ class Scorer:
             "key_name": request.key.name if request.key else None,
         }
         if outcome == "ok":
+            metrics.child(metrics.REQUEST_DURATION, request.protocol).observe(elapsed)
             counts = Counter(request.tiers.tolist())
             for tier, count in counts.items():
                 metrics.child(metrics.LEADS_SCORED, tier).inc(count)

@@ -39,6 +39,7 @@ CONTRACT_COUNTERS_AND_GAUGES = {
     "lead_scoring_validation_failures_total",
     "lead_scoring_model_info",
     "lead_scoring_model_expected_tier_share",
+    "lead_scoring_predictor_ready",
     "lead_scoring_sink_queue_depth",
     "lead_scoring_sink_records_written_total",
     "lead_scoring_sink_bytes_written_total",
@@ -59,7 +60,15 @@ QUALITY_JOB_GAUGES = {
     "lead_scoring_quality_labelled_leads",
     "lead_scoring_quality_tier_lift",
     "lead_scoring_quality_tier_labelled_leads",
+    "lead_scoring_quality_last_success_timestamp_seconds",
 }
+# The outcomes route's own sink (--outcomes_uri, transformer/sink/outcomes.py): exported only when the route is on.
+OUTCOMES_SINK_SERIES = {
+    "lead_scoring_outcomes_sink_oldest_unstored_age_seconds",
+    "lead_scoring_outcomes_sink_dropped_records_total",
+}
+# Prometheus's own series for every scrape target.
+PROMETHEUS_SERIES = {"up"}
 CONTRACT_HISTOGRAMS = {
     "lead_scoring_score",
     "lead_scoring_predictor_hop_seconds",
@@ -72,6 +81,8 @@ CONTRACT_METRICS = CONTRACT_COUNTERS_AND_GAUGES | CONTRACT_HISTOGRAMS
 SCRAPABLE_SERIES = (
     CONTRACT_COUNTERS_AND_GAUGES
     | QUALITY_JOB_GAUGES
+    | OUTCOMES_SINK_SERIES
+    | PROMETHEUS_SERIES
     | {
         f"{histogram}{suffix}"
         for histogram in CONTRACT_HISTOGRAMS
@@ -155,7 +166,11 @@ EXPECTED_ALERTS = {
     "LeadScoringErrorRatioHigh",
     "LeadScoringLatencyP95High",
     "LeadScoringPredictorUnavailable",
+    "LeadScoringPredictorDown",
+    "LeadScoringTransformerDown",
     "LeadScoringDataLakeBacklog",
+    "LeadScoringOutcomesBacklog",
+    "LeadScoringOutcomesDropped",
     "LeadScoringRecordsDropped",
     "LeadScoringSinkFileQuarantined",
     "LeadScoringTierMixDrift",
@@ -165,6 +180,7 @@ EXPECTED_ALERTS = {
     "LeadScoringTierALiftLow",
     "LeadScoringRealisedAUCLow",
     "LeadScoringCalibrationErrorHigh",
+    "LeadScoringQualityJobStale",
 }
 
 

@@ -66,14 +66,14 @@ def test_component_adds_a_valid_locked_down_cronjob_in_the_namespace(tmp_path):
     assert "COPY quality/ /app/quality/" in (REPO / "Dockerfile").read_text()
 
 
-def test_job_arguments_are_accepted_by_the_real_cli(tmp_path):
+def test_job_arguments_are_accepted_by_the_real_cli(tmp_path, monkeypatch):
     (cronjob,) = [
         o
         for o in render_with_overlay(tmp_path)
         if o["kind"] == "CronJob" and o["metadata"]["name"] == "lead-scoring-quality"
     ]
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     args = [
         a.replace("$(LAKE_URI)", env["LAKE_URI"])
         .replace("$(MODEL_CARD_URI)", env["MODEL_CARD_URI"])
@@ -84,3 +84,8 @@ def test_job_arguments_are_accepted_by_the_real_cli(tmp_path):
     parsed = build_parser().parse_args(args)
     assert parsed.lake == env["LAKE_URI"] and parsed.pushgateway == env["PUSHGATEWAY_URL"]
     assert parsed.model_card == [env["MODEL_CARD_URI"]]
+    # The gauges' namespace label: the pod's own namespace, through the downward API, as --namespace's default.
+    (namespace_env,) = [e for e in container["env"] if e["name"] == "POD_NAMESPACE"]
+    assert namespace_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    monkeypatch.setenv("POD_NAMESPACE", cronjob["metadata"]["namespace"])
+    assert build_parser().parse_args(args).namespace == "lead-scoring"

@@ -38,7 +38,8 @@ V2 = "/v2/models/lead-scoring/infer"
 DRIFT_METRICS = ("lead_scoring_feature_psi", "lead_scoring_score_psi")
 # Metric names a query reads: ours, the recording rules', KServe's stage histograms. Label values ("lead-scoring")
 # have a dash and never match.
-METRIC_NAME = re.compile(r"\b(lead_scoring[a-zA-Z0-9_:]*|request_[a-z]+_seconds[a-z_]*)\b")
+# `up`: Prometheus's own series of every target, which LeadScoringTransformerDown reads.
+METRIC_NAME = re.compile(r"\b(lead_scoring[a-zA-Z0-9_:]*|request_[a-z]+_seconds[a-z_]*|up)\b")
 THRESHOLD = re.compile(r"(>=|<=|==|!=|>|<)\s*(?=[0-9.])")
 
 pytestmark = pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus not installed (make tools)")
@@ -225,6 +226,11 @@ def observed(artifact, predictor, api_key, runtime_booster, card, tmp_path_facto
             str(spool),
             "--sink_flush_seconds",
             "0.5",
+            # The outcomes route's sink series, so its alerts' queries are evaluated here too.
+            "--outcomes_uri",
+            lake.as_uri(),
+            "--outcomes_spool_dir",
+            str(work / "outcomes-spool"),
         ],
     )
     prometheus = None
@@ -346,9 +352,10 @@ def test_metrics_show_the_traffic_that_was_sent(observed, card):
     ok_requests = sum(v for (_, _, outcome), v in sent.requests.items() if outcome == "ok")
     assert value(text, "lead_scoring_predictor_hop_seconds_count", mode="grpc") == ok_requests
     assert value(text, "lead_scoring_predictor_hop_seconds_bucket", mode="grpc", le="+Inf") == ok_requests
+    # Only requests answered with scores are timed: the refusals above (400, 401) would pull the SLO's p95 down.
     for protocol in ("rest", "grpc"):
         assert value(text, "lead_scoring_request_duration_seconds_count", protocol=protocol) == sum(
-            v for (p, _, _), v in sent.requests.items() if p == protocol
+            v for (p, _, outcome), v in sent.requests.items() if p == protocol and outcome == "ok"
         )
     assert value(text, "lead_scoring_score_count") == len(sent.scores)
     assert value(text, "lead_scoring_score_sum") == pytest.approx(sum(sent.scores), rel=1e-6)

@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
+from prometheus_client.parser import text_string_to_metric_families
 
 from contract.features import FEATURE_INDEX, FEATURE_NAMES
 from hack.stack import start_predictor, start_transformer
@@ -307,6 +308,17 @@ def test_request_id_is_echoed(transformer_grpc, api_key):
     assert response.headers["x-request-id"] == "req-42"
 
 
+def predictor_ready_samples(server) -> dict[str, float]:
+    """lead_scoring_predictor_ready by hop mode, as scraped (absent series are absent, not 0)."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return {
+        sample.labels["mode"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "lead_scoring_predictor_ready"
+    }
+
+
 def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
     predictor = start_predictor(artifact, logs_dir)
     predictor.wait_ready()
@@ -320,12 +332,17 @@ def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
     try:
         transformer.wait_ready()
         assert post(transformer, V1, v1_body(), api_key).status_code == 200
+        assert httpx.get(transformer.url + "/v2/models/lead-scoring/ready").status_code == 200
+        assert predictor_ready_samples(transformer) == {"grpc": 1.0}
         predictor.stop()
         response = post(transformer, V1, v1_body(), api_key)
         assert response.status_code == 503
         assert "unreachable" in response.json()["error"]
         assert httpx.get(transformer.url + "/v2/health/ready").status_code == 503
         assert httpx.get(transformer.url + "/v2/models/lead-scoring/ready").status_code != 200
+        # Unready, this pod gets no traffic on a cluster: the gauge is what says the predictor is down
+        # (alert LeadScoringPredictorDown), not the request counters.
+        assert predictor_ready_samples(transformer) == {"grpc": 0.0}
         with pytest.raises(grpc.RpcError) as error:
             _grpc_infer(transformer, _tensor_input(X[:2]), api_key)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -36,7 +36,7 @@ from kserve.model_server import app
 from starlette.exceptions import HTTPException
 
 from contract.features import FEATURES
-from transformer import request_ids
+from transformer import metrics, request_ids
 from transformer.codec import input_metadata, output_metadata
 from transformer.errors import NotServed, PayloadTooLarge, ScoringError
 from transformer.extras.reasons import output_metadata as reason_metadata
@@ -246,8 +246,11 @@ class Readiness:
                 f"model {name} is not loaded in KServe's model registry: gRPC and the binary V2 route "
                 "cannot score"
             )
-        if not await self.scorer.predictor.ready():
-            return f"predictor ({self.scorer.predictor.mode} hop) is not ready or unreachable"
+        predictor = self.scorer.predictor
+        predictor_ready = await predictor.ready()
+        metrics.child(metrics.PREDICTOR_READY, predictor.mode).set(1 if predictor_ready else 0)
+        if not predictor_ready:
+            return f"predictor ({predictor.mode} hop) is not ready or unreachable"
         return None
 
 
