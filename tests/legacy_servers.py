@@ -6,7 +6,9 @@
                  plane's DescribeEndpoint (POST / with X-Amz-Target), so boto3 can be pointed at it by endpoint_url;
     Azure ML's   POST /score  (MLflow `input_data`, Bearer key checked) and GET /score.
   A `gate` (threading.Event) lets a test hold every request inside the server for as long as it likes: that is how
-  "slow" is made without timing anything.
+  "slow" is made without timing anything. `trickle_every` makes it answer 200 and then send one byte of the body
+  every so many seconds until stopped (each read sees data, so only a total deadline ends the call), and
+  `answer_body` replaces the scores' wire form with whatever a test needs (scores out of range, a huge body).
 - `MotoSageMaker`: moto's server for sagemaker-runtime (canned answers) and sagemaker (DescribeEndpoint).
 """
 
@@ -16,6 +18,7 @@ import json
 import re
 import threading
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -50,6 +53,10 @@ class LegacyBoosterServer:
         self.held = 0  # requests waiting at the gate right now
         self.last_headers: dict[str, str] = {}
         self.fail_status: int | None = None  # answer every scoring request with this status
+        self.trickle_every: float | None = None  # seconds between the bytes of a never-ending answer
+        self.answer_body: Callable[[np.ndarray], bytes] | None = None  # the booster's scores → the body sent
+        self.trickling = 0  # answers being trickled right now
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._predict_lock = threading.Lock()
         self.port = free_port()
@@ -104,6 +111,7 @@ class LegacyBoosterServer:
 
     def stop(self) -> None:
         self.gate.set()  # release anything held
+        self._stopping.set()  # end every trickle
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -124,6 +132,9 @@ class LegacyBoosterServer:
         finally:
             with self._lock:
                 self.held -= 1
+        if self.trickle_every is not None:
+            self._trickle(handler)
+            return False
         if self.fail_status is not None:
             if sagemaker:  # sagemaker-runtime wraps a container failure as ModelError (HTTP 424)
                 payload = {
@@ -136,6 +147,38 @@ class LegacyBoosterServer:
                 handler._send(self.fail_status, json.dumps({"message": "injected failure"}).encode())
             return False
         return True
+
+    def _trickle(self, handler) -> None:
+        """A 200 whose body never ends: one byte every `trickle_every` seconds until stop() or the client leaves."""
+        every = self.trickle_every  # as it was when the request came: a test may reset it meanwhile
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/csv")
+        handler.send_header("Content-Length", "1000000")
+        handler.end_headers()
+        with self._lock:
+            self.trickling += 1
+        try:
+            while not self._stopping.wait(every):
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+        except OSError:  # the client gave up and closed the connection
+            pass
+        finally:
+            with self._lock:
+                self.trickling -= 1
+        handler.close_connection = True
+
+    def _answer(self, handler, scores: np.ndarray, wire: Callable[[np.ndarray], tuple[bytes, str]]) -> None:
+        body, content_type = wire(scores)
+        if self.answer_body is not None:
+            body = self.answer_body(scores)
+        try:
+            handler._send(200, body, content_type)
+        except (
+            BrokenPipeError,
+            ConnectionResetError,
+        ):  # a client that refuses a huge answer hangs up mid-body
+            handler.close_connection = True
 
     def _describe(self, handler, request: dict) -> None:
         name = request.get("EndpointName")
@@ -172,11 +215,19 @@ class LegacyBoosterServer:
         if content_type == "text/csv":
             scores = self._score(parse_container_csv(body.decode()))
             # The real-time container's answer: the probabilities on one comma-separated line.
-            return handler._send(200, ",".join(map(str, scores.tolist())).encode(), "text/csv")
+            return self._answer(
+                handler, scores, lambda s: (",".join(map(str, s.tolist())).encode(), "text/csv")
+            )
         if content_type == "application/json":
             scores = self._score(_matrix(json.loads(body)["instances"]))
-            payload = {"predictions": [{"score": s} for s in scores.tolist()]}
-            return handler._send(200, json.dumps(payload).encode())
+            return self._answer(
+                handler,
+                scores,
+                lambda s: (
+                    json.dumps({"predictions": [{"score": v} for v in s.tolist()]}).encode(),
+                    "application/json",
+                ),
+            )
         handler._send(415, b"unsupported content type", "text/plain")
 
     def _authorized(self, handler) -> bool:
@@ -191,7 +242,7 @@ class LegacyBoosterServer:
         if len(data["columns"]) != 50 or len(data["index"]) != len(data["data"]):
             return handler._send(400, json.dumps({"message": "bad input_data"}).encode())
         scores = self._score(_matrix(data["data"]))
-        handler._send(200, json.dumps(scores.tolist()).encode())
+        self._answer(handler, scores, lambda s: (json.dumps(s.tolist()).encode(), "application/json"))
 
 
 class MotoSageMaker:

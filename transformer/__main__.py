@@ -138,9 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         predictor = build_predictor(args, model_dir)
         if args.coalesce:
             predictor = Coalescer(predictor, max_rows=args.max_leads)
-        # Reason codes need the booster in split mode too; load_card checked it against the card's hash.
+        # Reason codes need the booster in split mode too; load_card checked it against the card's hash. In live
+        # legacy mode the scores come from another model, which the card's booster would not explain: no reasons.
         explainer = (
-            ReasonExplainer.from_model_dir(model_dir)
+            None
+            if args.legacy_mode == "live"
+            else ReasonExplainer.from_model_dir(model_dir)
             if predictor.mode == "inprocess"
             else LazyReasonExplainer(model_dir)
         )
@@ -172,17 +175,16 @@ def main(argv: list[str] | None = None) -> None:
         from transformer.predictors.legacy import build_legacy_predictor
 
         try:
-            legacy = build_legacy_predictor(args)
+            shadow = ShadowScorer(
+                build_legacy_predictor(args),
+                args.shadow_fraction,
+                card.tier_map,
+                recorder=recorder,
+                max_in_flight=args.shadow_max_in_flight,
+                model_name=args.model_name,
+            )
         except ValueError as exc:
             raise SystemExit(f"transformer: cannot start: {exc}") from None
-        shadow = ShadowScorer(
-            legacy,
-            args.shadow_fraction,
-            card.tier_map,
-            recorder=recorder,
-            max_in_flight=args.shadow_max_in_flight,
-            model_name=args.model_name,
-        )
 
     # Imported late: importing kserve costs ~1 s, and a bad flag should fail before that.
     import kserve

@@ -49,6 +49,24 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _positive_finite_float(value: str) -> float:
+    number = float(value)
+    if not 0 < number < float("inf"):  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return number
+
+
+def _drift_window(value: str) -> int:
+    from transformer.extras.drift import MIN_ROWS  # imported here: parsing flags should not pay for numpy
+
+    number = int(value)
+    if number < MIN_ROWS:
+        raise argparse.ArgumentTypeError(
+            f"must be >= {MIN_ROWS} (PSI is published once the window holds {MIN_ROWS} leads), got {number}"
+        )
+    return number
+
+
 def _non_negative_float(value: str) -> float:
     number = float(value)
     if not number >= 0 or number == float("inf"):
@@ -194,14 +212,15 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--drift_window",
-        type=_positive_int,
+        type=_drift_window,
         default=5000,
         help="Leads in the sliding window compared with the card's training distribution (PSI): the most recent "
-        "ones, or a uniform sample of them above --drift_max_leads_per_second.",
+        "ones, or a uniform sample of them above --drift_max_leads_per_second. At least 500, the leads the window "
+        "must hold before PSI is published.",
     )
     group.add_argument(
         "--drift_publish_seconds",
-        type=_positive_float,
+        type=_positive_finite_float,
         default=10.0,
         help="How often the PSI gauges are recomputed.",
     )

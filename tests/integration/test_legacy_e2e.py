@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -301,3 +302,127 @@ def test_a_failing_legacy_endpoint_never_touches_the_live_path(
     np.testing.assert_array_equal(answered, expected)
     assert metric("lead_scoring_shadow_failures_total", reason=reason) - failures_before == 1
     assert agreement_counts() == agreement_before
+
+
+# ---- deadlines, answer bounds, work off the event loop --------------------------------------------------------
+
+
+def backend(kind: str, url: str, timeout: float):
+    if kind == "sagemaker":
+        return SageMakerPredictor(ENDPOINT, "us-east-1", timeout_seconds=timeout, endpoint_url=url)
+    return AzureMLPredictor(f"{url}/score", AZURE_KEY, timeout)
+
+
+BACKENDS = ["sagemaker", "azureml"]
+GUARD_SECONDS = 15.0  # far past every deadline below: only a call without one runs into it
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_an_endpoint_that_trickles_its_answer_meets_the_total_deadline(server, leads, aws_env, kind):
+    server.trickle_every = 0.1  # every read sees a byte: a per-read timeout never fires
+
+    async def scenario():
+        predictor = backend(kind, server.url, 0.5)
+        try:
+            await asyncio.wait_for(predictor.predict(leads[:2]), GUARD_SECONDS)
+        finally:
+            await predictor.close()
+
+    with pytest.raises(PredictorTimeout, match=r"did not answer within 0.5 s \(--legacy_timeout_seconds\)"):
+        run(scenario())
+    assert server.received == 1  # one attempt
+
+
+def test_shadow_slots_held_by_a_trickling_endpoint_are_freed_at_the_deadline(server, small_artifact, leads):
+    card = load_card(small_artifact)
+    server.trickle_every = 0.1
+    timeouts_before = metric("lead_scoring_shadow_failures_total", reason="timeout")
+    full_before = metric("lead_scoring_shadow_failures_total", reason="in_flight_full")
+    live = np.full(4, 0.5, np.float32)
+    tiers = card.tier_map.tiers(card.tier_map.buckets(live))
+
+    async def scenario():
+        shadow = ShadowScorer(
+            AzureMLPredictor(f"{server.url}/score", AZURE_KEY, 0.3), 1.0, card.tier_map, max_in_flight=2
+        )
+        for round_ in range(2):  # the second round finds the slots the first one held free again
+            assert all(shadow.maybe_submit(f"req-{round_}-{i}", leads[:4], live, tiers) for i in range(2))
+            await asyncio.wait_for(asyncio.gather(*shadow._tasks), GUARD_SECONDS)
+            assert shadow.in_flight == 0
+        await shadow.close()
+
+    run(scenario())
+    assert metric("lead_scoring_shadow_failures_total", reason="timeout") - timeouts_before == 4
+    assert metric("lead_scoring_shadow_failures_total", reason="in_flight_full") == full_before
+
+
+def huge_answer(scores: np.ndarray) -> bytes:
+    return b"[" + b"0.5," * 3_000_000 + b"0.5]"  # 12 MB for any number of leads
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_an_answer_larger_than_its_bound_is_refused_unread_and_counted_in_shadow(
+    server, small_artifact, leads, aws_env, kind
+):
+    server.answer_body = huge_answer
+    with pytest.raises(PredictorUnavailable, match=r"answered more than 69632 bytes for 4 leads"):
+        run(predict_once(backend(kind, server.url, 10.0), leads[:4]))
+
+    card = load_card(small_artifact)
+    live = np.full(4, 0.5, np.float32)
+    before = metric("lead_scoring_shadow_failures_total", reason="unavailable")
+
+    async def shadowed():
+        shadow = ShadowScorer(backend(kind, server.url, 10.0), 1.0, card.tier_map)
+        assert shadow.maybe_submit(
+            "req-huge", leads[:4], live, card.tier_map.tiers(card.tier_map.buckets(live))
+        )
+        await shadow.close(GUARD_SECONDS)
+
+    run(shadowed())
+    assert metric("lead_scoring_shadow_failures_total", reason="unavailable") - before == 1
+
+
+@pytest.mark.parametrize(("kind", "encoder"), [("sagemaker", "encode_csv"), ("azureml", "encode_azureml")])
+def test_shadow_calls_encode_and_decode_off_the_event_loop(
+    server, booster, small_artifact, leads, aws_env, monkeypatch, kind, encoder
+):
+    """Encoding 1000 leads or parsing their answer takes milliseconds: on the serving loop, that is time every other
+    request and every health probe waits."""
+    from transformer.predictors import legacy
+
+    threads: dict[str, list[int]] = {"encode": [], "decode": []}
+
+    def recording(step, function):
+        def wrapper(*args, **kwargs):
+            threads[step].append(threading.get_ident())
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(legacy, encoder, recording("encode", getattr(legacy, encoder)))
+    monkeypatch.setattr(legacy, "decode_scores", recording("decode", legacy.decode_scores))
+    card = load_card(small_artifact)
+    live = own_scores(booster, leads)
+    same_before, _ = agreement_counts()
+
+    async def scenario():
+        shadow = ShadowScorer(backend(kind, server.url, 10.0), 1.0, card.tier_map)
+        assert shadow.maybe_submit(
+            "req-off-loop", leads, live, card.tier_map.tiers(card.tier_map.buckets(live))
+        )
+        await shadow.close(GUARD_SECONDS)
+        return threading.get_ident()
+
+    loop_thread = run(scenario())
+    assert agreement_counts()[0] - same_before == len(leads)  # the comparison did happen
+    assert len(threads["encode"]) == 1 and len(threads["decode"]) == 1
+    assert loop_thread not in threads["encode"] + threads["decode"]
+
+
+def test_out_of_range_legacy_scores_are_refused_naming_the_endpoint(server, leads, aws_env):
+    server.answer_body = lambda scores: ",".join(str(s + 5) for s in scores.tolist()).encode()
+    with pytest.raises(PredictorUnavailable) as caught:
+        run(predict_once(backend("sagemaker", server.url, 10.0), leads[:3]))
+    assert f"sagemaker:us-east-1/{ENDPOINT}" in caught.value.message
+    assert "outside [0, 1]" in caught.value.message and "binary:logitraw" in caught.value.message

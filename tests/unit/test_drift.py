@@ -5,6 +5,7 @@ inputs move, like a model's score does.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -305,3 +306,18 @@ def test_the_flag_refuses_nonsense(value, capsys):
     with pytest.raises(SystemExit):
         build_parser(environ={}).parse_args(["--drift_max_leads_per_second", value])
     assert "--drift_max_leads_per_second" in capsys.readouterr().err
+
+
+def test_the_documented_window_bound_is_what_the_window_holds(reference, like_training):
+    """docs/reasons-and-drift.md: at least the window, less than the window plus one chunk (a tenth of the window plus
+    at most one request); its example, 400-lead requests, reaches 5,600."""
+    monitor = quiet(reference)
+    x, scores = like_training
+    sizes = []
+    for start in range(0, 16_000, 400):
+        monitor.observe(x[start : start + 400], scores[start : start + 400])
+        sizes.append(monitor.rows)
+    warmed = sizes[len(sizes) // 2 :]
+    assert min(warmed) >= 5_000 and max(warmed) == 5_600 < 5_000 + 500 + 400
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "reasons-and-drift.md").read_text()
+    assert "with 400-lead requests each chunk holds 800 and the window up to 5,600" in " ".join(docs.split())

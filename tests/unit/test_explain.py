@@ -10,7 +10,7 @@ from contract.features import FEATURE_INDEX, FEATURES, N_FEATURES
 from contract.model_card import load_booster
 from predictor.synthetic import sample_features, sample_population
 from predictor.train import train
-from transformer.extras.reasons import ReasonExplainer
+from transformer.extras.reasons import ReasonExplainer, output_metadata
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +147,11 @@ def test_all_50_contributions_plus_bias_from_the_tensors_give_the_margin(explain
 def test_a_matrix_of_the_wrong_width_is_refused(explainer):
     with pytest.raises(ValueError, match=r"\[N, 50\]"):
         explainer.contributions(np.zeros((2, 49), dtype=np.float32))
+
+
+@pytest.mark.parametrize("max_k", [None, 3, 50])
+def test_model_metadata_gives_the_reason_outputs_a_variable_k(max_k):
+    """An answer carries [N, k] with the request's own k: a fixed second dimension would promise a shape no answer
+    has (a client sizing buffers from metadata would break)."""
+    shapes = {o["name"]: o["shape"] for o in output_metadata(max_k)}
+    assert shapes == {"reason_feature": [-1, -1], "reason_contribution": [-1, -1], "margin_bias": [-1]}

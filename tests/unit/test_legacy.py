@@ -14,6 +14,7 @@ from contract.features import FEATURE_NAMES
 from contract.tiers import TierMap
 from tests.legacy_servers import parse_container_csv
 from transformer.errors import PredictorTimeout, PredictorUnavailable
+from transformer.extras import shadow as shadow_module
 from transformer.extras.shadow import ShadowScorer, sampled
 from transformer.predictors.legacy import (
     azureml_error,
@@ -39,9 +40,29 @@ def test_csv_has_one_lead_a_line_and_missing_values_as_empty_fields():
     lines = encode_csv(m).decode().splitlines()
     assert len(lines) == 3 and all(line.count(",") == 49 for line in lines)
     assert lines[0].startswith(",") and lines[1].endswith(",")
-    assert lines[2].split(",")[7] == "3"
+    assert float(lines[2].split(",")[7]) == 3.0
     # Read the way the SageMaker XGBoost container reads it: the very same float32 inputs come back.
     np.testing.assert_array_equal(parse_container_csv(encode_csv(m).decode()).astype(np.float32), m)
+
+
+EDGES = np.array(
+    [[1e-8, 123456789.0, 3.0, -0.0, np.nan, 1e30, -1.5e-38, 0.1, 16777217.0, 2.5] * 5], np.float32
+)
+
+
+@pytest.mark.parametrize("encode", [encode_csv, encode_sagemaker_json, encode_azureml])
+def test_every_wire_form_gives_the_legacy_model_the_very_same_float32_inputs(encode):
+    """Shortest round-trip forms (0.1, 1e-8, 123456790.0): parsed as float64 by the container, cast to float32 by
+    xgboost, each is the float32 the transformer validated; NaN is the missing value."""
+    m = np.vstack([EDGES, matrix_with_gaps()])
+    body = encode(m)
+    if encode is encode_csv:
+        sent = parse_container_csv(body.decode())
+    else:
+        document = json.loads(body)
+        rows = document["instances"] if "instances" in document else document["input_data"]["data"]
+        sent = np.asarray([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+    np.testing.assert_array_equal(sent.astype(np.float32), m)
 
 
 def test_json_bodies_send_null_for_missing_and_name_the_columns():
@@ -87,11 +108,30 @@ def test_every_answer_format_decodes_to_the_scores(body, content_type):
         (b"<html>gateway</html>", "text/html", "not scores"),
         (b'{"result": [1, 2, 3]}', "application/json", "predictions"),
         (b"nan,0.5,0.7", "text/csv", "non-finite"),
+        (
+            b"[" * 100_000 + b"]" * 100_000,
+            "application/json",
+            "not scores",
+        ),  # nested past Python's recursion limit
     ],
 )
 def test_a_wrong_answer_is_an_unavailable_backend_that_says_why(body, content_type, needle):
     with pytest.raises(PredictorUnavailable, match=needle):
         decode_scores(body, content_type, 3, "test")
+
+
+@pytest.mark.parametrize("body", [b"5.19,0.5,0.7", b"-0.01,0.5,0.7", b"0.2,1.0001,0.7", b"[-2.3, 0.1, 4.7]"])
+def test_scores_outside_0_1_are_refused_with_a_hint_at_margins(body):
+    # A margin (objective binary:logitraw) would otherwise be answered as score 5.19, tier A.
+    with pytest.raises(PredictorUnavailable) as caught:
+        decode_scores(body, "text/csv", 3, "sagemaker:eu-west-1/legacy")
+    message = caught.value.message
+    assert "sagemaker:eu-west-1/legacy" in message and "outside [0, 1]" in message
+    assert "binary:logitraw" in message
+
+
+def test_scores_at_0_and_1_are_probabilities():
+    assert decode_scores(b"0,1,0.5", "text/csv", 3, "test").tolist() == [0.0, 1.0, 0.5]
 
 
 def client_error(code: str, message: str = "m", **extra) -> bx.ClientError:
@@ -252,3 +292,33 @@ def test_bad_settings_are_refused():
         ShadowScorer(GatedBackend(lambda m: m), 1.5, TIERS)
     with pytest.raises(ValueError):
         ShadowScorer(GatedBackend(lambda m: m), 0.5, TIERS, max_in_flight=0)
+
+
+def test_score_differences_are_observed_in_one_pass(monkeypatch):
+    """One histogram pass per shadowed request, not one observe() per lead on the serving event loop."""
+    observed_one_by_one = []
+    monkeypatch.setattr(shadow_module.SCORE_DIFF, "observe", observed_one_by_one.append)
+    live = np.array([0.1, 0.5, 0.9, 0.3], np.float32)
+    legacy = np.array([0.1, 0.52, 0.5, 0.31], np.float32)  # |diffs| 0, 0.02, 0.4, 0.01
+    bucket = "lead_scoring_shadow_score_abs_diff_bucket"
+    before = {le: metric(bucket, le=le) for le in ("0.001", "0.025", "0.5", "+Inf")}
+    count_before = metric("lead_scoring_shadow_score_abs_diff_count")
+
+    async def scenario():
+        backend = GatedBackend(lambda m: legacy)
+        backend.release.set()
+        shadow = ShadowScorer(backend, 1.0, TIERS)
+        assert shadow.maybe_submit(
+            "r-bulk", np.zeros((4, 50), np.float32), live, TIERS.tiers(TIERS.buckets(live))
+        )
+        await shadow.drain()
+
+    asyncio.run(scenario())
+    assert observed_one_by_one == []
+    assert metric("lead_scoring_shadow_score_abs_diff_count") - count_before == 4
+    assert {le: metric(bucket, le=le) - before[le] for le in before} == {
+        "0.001": 1,
+        "0.025": 3,
+        "0.5": 4,
+        "+Inf": 4,
+    }

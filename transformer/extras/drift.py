@@ -35,6 +35,7 @@ SCORE = "score"
 EPSILON = 1e-4  # floor on both shares: an empty bin costs a bounded amount instead of ln(0)
 WATCH_THRESHOLD = 0.1  # PSI < 0.1 stable, 0.1–0.25 watch, > 0.25 act (the alerts fire above 0.25)
 ACT_THRESHOLD = 0.25
+MIN_ROWS = 500  # rows the window must hold before PSI is published: below it, PSI is sampling noise
 
 FEATURE_PSI = Gauge(
     "lead_scoring_feature_psi",
@@ -58,7 +59,7 @@ class DriftMonitor:
         reference: Mapping[str, Histogram],
         window: int = 5000,
         publish_every_seconds: float = 10,
-        min_rows: int = 500,
+        min_rows: int = MIN_ROWS,
         n_chunks: int = 10,
         clock=time.monotonic,
         max_rows_per_second: float | None = None,
@@ -71,7 +72,10 @@ class DriftMonitor:
                 f"max_rows_per_second must be > 0 (or None: every row), got {max_rows_per_second}"
             )
         if not 1 <= min_rows <= window:
-            raise ValueError(f"min_rows must be 1..window ({window}), got {min_rows}")
+            raise ValueError(
+                f"the window ({window} leads, --drift_window) must hold at least min_rows ({min_rows}), "
+                "the leads PSI needs before it is published"
+            )
         self.chunk_rows = math.ceil(window / n_chunks)
         # Features the card has no histogram for (an older card) are not monitored; the score is column 50.
         self.names = [name for name in (*FEATURE_NAMES, SCORE) if name in reference]

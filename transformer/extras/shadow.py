@@ -1,8 +1,10 @@
 """Shadow mode: score a sample of live requests on the legacy endpoint too, off the response path, and compare.
 
 The live answer never waits for the shadow call and never sees its failures: `maybe_submit` only starts a task
-(or drops the request when too many shadow calls are running) and returns. Sampling hashes the request id, so a
-request that is retried with the same x-request-id is either always or never shadowed.
+(or drops the request when too many shadow calls are running) and returns. The task shares the serving event loop,
+so the backends keep their heavy work off it: encoding and decoding run in threads, the call has a total deadline
+(--legacy_timeout_seconds) and its answer a size bound. Sampling hashes the request id, so a request that is
+retried with the same x-request-id is either always or never shadowed.
 
 "Agreement" for one lead: the legacy score and the live score fall in the same tier under the live model card's
 thresholds. The score difference is |legacy - live|.
@@ -25,6 +27,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from transformer.errors import PredictorTimeout, PredictorUnavailable
+from transformer.metrics import observe_many
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +188,8 @@ class ShadowScorer:
         COMPARISONS.labels("same_tier").inc(same)
         COMPARISONS.labels("different_tier").inc(legacy.size - same)
         diffs = np.abs(legacy.astype(np.float64) - live_scores.astype(np.float64))
-        for diff in diffs.tolist():
-            SCORE_DIFF.observe(diff)
+        # One pass: an observe() per lead cost ~1 ms of the serving event loop per 1000 leads.
+        observe_many(SCORE_DIFF, diffs)
         log.debug(
             "shadow compared",
             extra={

@@ -32,14 +32,24 @@ _GRPC_ERRORS = {
 }
 
 
+class UnreadableParameter:
+    """A gRPC parameter set in a field KServe's InferParameter does not have (bool, int64 and string only), such as
+    tritonclient's double_param for `parameters={"reasons": 3.0}`: present, so it must be refused, not ignored. Its
+    repr is what the refusal shows as the value."""
+
+    def __repr__(self) -> str:
+        return "a value that is not bool_param, int64_param or string_param (send int64_param)"
+
+
 def parameter_value(parameters, name: str):
-    """A request parameter as a Python value, from REST (plain dict) or gRPC (InferParameter map)."""
+    """A request parameter as a Python value, from REST (plain dict) or gRPC (InferParameter map); an
+    UnreadableParameter when gRPC sent it in a field KServe's proto does not know."""
     if not parameters or name not in parameters:
         return None
     value = parameters[name]
     if hasattr(value, "WhichOneof"):
         which = value.WhichOneof("parameter_choice")
-        return getattr(value, which) if which else None
+        return getattr(value, which) if which else UnreadableParameter()
     return value
 
 
