@@ -284,12 +284,16 @@ def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str] |
         raw = environ.get(action.dest.upper())
         if raw is None:
             continue
-        if action.nargs == 0:  # store_true style flags
-            action.default = _bool(raw)
-        elif action.type is not None:
-            action.default = action.type(raw)
-        else:
-            action.default = raw
+        try:
+            if action.nargs == 0:  # store_true style flags
+                action.default = _bool(raw)
+            elif action.type is not None:
+                action.default = action.type(raw)
+            else:
+                action.default = raw
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            # As for the flag itself: one usage line naming the variable, exit 2, not a traceback.
+            parser.error(f"environment variable {action.dest.upper()}={raw!r}: {exc}")
 
 
 def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:

@@ -85,3 +85,31 @@ def test_a_flag_the_transformer_cannot_use_is_a_one_line_usage_error(refusals, f
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("python -m transformer: error: ")
     assert f"argument {flag}: {rule}" in last, last
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("SHADOW_FRACTION", "1.5", "must be a number from 0 to 1"),
+        ("DRIFT_WINDOW", "100", "must be >= 500"),
+        ("MAX_LEADS", "0", "must be"),
+        ("MAX_LEADS", "many", "invalid literal"),
+    ],
+)
+def test_a_bad_value_in_the_environment_is_a_one_line_usage_error(small_artifact, variable, value, rule):
+    """Every flag is read from its environment variable too (the manifests set most of them that way); a bad value
+    there died in apply_environment with a Python traceback."""
+    env = {**os.environ, "API_KEYS": "tests:k-1234567890", variable: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "transformer", "--model_card_uri", str(small_artifact)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("python -m transformer: error: environment variable ")
+    assert f"{variable}={value!r}" in last and rule in last, last

@@ -106,6 +106,11 @@ def test_live_mode_answers_from_the_legacy_endpoint_without_reason_codes(live, e
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == "reason codes are not available on this deployment"
     assert endpoint.received == received
+    # Nor does the model's metadata offer the reason outputs there.
+    outputs = {
+        o["name"] for o in httpx.get(live.url + "/v2/models/lead-scoring", timeout=10).json()["outputs"]
+    }
+    assert outputs == {"score", "bucket", "tier", "lead_id"}
 
 
 def test_live_mode_refuses_legacy_scores_outside_0_1(live, endpoint, api_key):

@@ -149,9 +149,8 @@ def test_a_matrix_of_the_wrong_width_is_refused(explainer):
         explainer.contributions(np.zeros((2, 49), dtype=np.float32))
 
 
-@pytest.mark.parametrize("max_k", [None, 3, 50])
-def test_model_metadata_gives_the_reason_outputs_a_variable_k(max_k):
+def test_model_metadata_gives_the_reason_outputs_a_variable_k():
     """An answer carries [N, k] with the request's own k: a fixed second dimension would promise a shape no answer
     has (a client sizing buffers from metadata would break)."""
-    shapes = {o["name"]: o["shape"] for o in output_metadata(max_k)}
+    shapes = {o["name"]: o["shape"] for o in output_metadata()}
     assert shapes == {"reason_feature": [-1, -1], "reason_contribution": [-1, -1], "margin_bias": [-1]}

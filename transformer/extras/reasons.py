@@ -100,12 +100,10 @@ class ReasonExplainer:
         ]
 
 
-def output_metadata(max_k: int | None = None) -> list[dict]:
+def output_metadata() -> list[dict]:
     """V2 model-metadata entries of the reason outputs (present only when a request asks for reasons).
 
-    Both dimensions are variable: an answer carries [N, k], with k the request's own `reasons` (1..max_k), so
-    max_k is not a shape; callers may still pass it."""
-    del max_k
+    Both dimensions are variable: an answer carries [N, k], with k the request's own `reasons`."""
     return [
         {"name": "reason_feature", "datatype": "BYTES", "shape": [-1, -1]},
         {"name": "reason_contribution", "datatype": "FP32", "shape": [-1, -1]},

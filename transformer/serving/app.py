@@ -296,7 +296,8 @@ def install(
             "versions": [scorer.card.version],
             "platform": "xgboost",
             "inputs": input_metadata(),
-            "outputs": output_metadata() + reason_metadata(scorer.limits.reasons_max),
+            # Reason outputs only where a request may ask for them (not in live legacy mode: no explainer).
+            "outputs": output_metadata() + (reason_metadata() if scorer.extras.explainer else []),
             "parameters": {
                 "tensor_form": {
                     "datatype": "FP32",

@@ -130,7 +130,7 @@ class LeadScoringModel(Model):
 
     def get_output_types(self) -> list[dict]:
         # What gRPC ModelMetadata lists: the same outputs as REST's metadata route, reason outputs included.
-        return output_metadata() + reason_metadata(self.scorer.limits.reasons_max)
+        return output_metadata() + (reason_metadata() if self.scorer.extras.explainer else [])
 
     async def preprocess(self, payload, headers=None):
         headers = headers or {}
