@@ -1,7 +1,9 @@
 """`python -m batch`: arguments (each with an environment variable, for the Job manifest), the run, the summary.
 
-Exit codes: 0 done (or already done), 2 an error the operator must fix (input, output, model, arguments), 1 an
-unexpected failure. Errors are one line on stderr, never a traceback (BATCH_DEBUG=1 shows it).
+Exit codes (docs/batch.md "Exit codes"): 0 done (or already done); 1 a failure a retry may cure (a store or the
+network down, throttled, a 5xx) or an unexpected one; 2 an error the operator must fix (input, output, model,
+arguments, another run in the output); 130 Ctrl-C; 143 SIGTERM. Every failure is one line on stderr, never a
+traceback (BATCH_DEBUG=1 shows it), and, off a terminal, one `shard_failed` JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from batch.errors import BatchError
+from batch.errors import BatchError, Terminated
+from batch.metrics import pushgateway_url_problem
+from batch.redaction import one_line, redact_text, redact_uri
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
@@ -27,9 +31,15 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
         raise SystemExit(2) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # One line, like every other failure of the job (argparse prints the whole usage first).
+        self.exit(2, f"batch: {one_line(redact_text(message))} (python -m batch --help)\n")
+
+
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m batch",
         description="Score a CRM export (CSV or Parquet; local path, s3://, Azure Blob URL) with the lead-scoring "
         "model: Parquet scores, rejects and a manifest under --output. See docs/batch.md.",
@@ -114,11 +124,14 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         parser.error(f"--reasons must be 0..50, got {args.reasons}")
     if args.window_rows < 1:
         parser.error(f"--window-rows must be positive, got {args.window_rows}")
+    if args.pushgateway_url and (problem := pushgateway_url_problem(args.pushgateway_url)):
+        parser.error(f"--pushgateway-url {redact_uri(args.pushgateway_url)!r} is not a URL: {problem}")
     return args
 
 
 def _summary(result, settings, stream) -> None:
     m = result.marker
+    output = redact_uri(settings.output).rstrip("/")
     state = "already done, skipped" if result.skipped else f"done in {m['seconds']:.1f} s"
     rate = m["rows_read"] / m["seconds"] * 60 if m["seconds"] and not result.skipped else 0
     stream.write(
@@ -126,12 +139,16 @@ def _summary(result, settings, stream) -> None:
         f"  rows read {m['rows_read']:,}  scored {m['rows_scored']:,}  rejected {m['rows_rejected']:,}"
         f" ({m['problems']:,} problems)" + (f"  {rate:,.0f} rows/min" if rate else "") + "\n"
         f"  tiers {'  '.join(f'{t} {n:,}' for t, n in m['tiers'].items())}\n"
-        f"  model {m['model_version']}  scores {settings.output.rstrip('/')}/{m['scores']}\n"
+        f"  model {m['model_version']}  scores {output}/{m['scores']}\n"
     )
     if result.manifest:
-        stream.write(
-            f"  all {m['shard_count']} shard(s) done: manifest {settings.output.rstrip('/')}/_manifest.json\n"
-        )
+        stream.write(f"  all {m['shard_count']} shard(s) done: manifest {output}/_manifest.json\n")
+
+
+def _on_sigterm(*_) -> None:
+    # Once: the unwinding (scratch files removed) must not be cut short by a second signal.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,9 +156,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from batch.run import Settings, run_shard
 
     args = parse_args(argv)
-    # SIGTERM (pod deletion, Job deadline) unwinds like Ctrl-C: the shard's scratch files are removed, nothing commits.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM (pod deletion, Job deadline) unwinds like Ctrl-C: the shard's scratch files are removed, and the
+    # failure is reported by how far the commit got.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     interactive = args.progress == "bar" or (args.progress == "auto" and sys.stderr.isatty())
+
+    def failed(code: int, message: str) -> int:
+        text = one_line(redact_text(message))
+        sys.stderr.write(f"batch: {text}\n")
+        if not interactive:
+            log_line(
+                "shard_failed",
+                shard=args.shard_index,
+                shard_count=args.shard_count,
+                exit_code=code,
+                error=text,
+            )
+        return code
+
     settings = Settings(
         input=args.input,
         output=args.output,
@@ -168,21 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if result.manifest:
                 log_line("run_done", **{k: v for k, v in result.manifest.items() if k != "shards"})
     except BatchError as error:
-        sys.stderr.write(f"batch: {error.message}\n")
-        if not interactive:
-            log_line(
-                "shard_failed", shard=args.shard_index, shard_count=args.shard_count, error=error.message
-            )
-        return error.exit_code
+        return failed(error.exit_code, error.message)
+    except Terminated as stop:
+        return failed(stop.exit_code, stop.message)
     except KeyboardInterrupt:
-        sys.stderr.write("batch: interrupted; nothing of this shard was committed\n")
-        return 130
+        return failed(130, "interrupted; re-run to resume: committed shards are skipped")
     except Exception as error:  # noqa: BLE001 - the last line of defence: one clear line instead of a traceback
         if os.environ.get("BATCH_DEBUG"):
             raise
-        sys.stderr.write(
-            f"batch: unexpected {type(error).__name__}: {str(error)[:300]} "
-            "(re-run to resume: committed shards are skipped; BATCH_DEBUG=1 shows the traceback)\n"
+        return failed(
+            1,
+            f"unexpected {type(error).__name__}: {one_line(str(error))[:300]} "
+            "(re-run to resume: committed shards are skipped; BATCH_DEBUG=1 shows the traceback)",
         )
-        return 1
     return 0

@@ -122,9 +122,24 @@ def lead_ids(batch: pa.RecordBatch) -> pa.Array:
     return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
 
 
-def lead_id_problems(ids: pa.Array) -> list[tuple[int, str, str | None, str]]:
+def _utf8(ids: pa.Array, row: int, where: str, first_row: int) -> str | None:
+    """The id at `row` as Python text. Parquet stores strings as bytes and pyarrow does not check their encoding
+    when reading: an export written as Latin-1 (or cut mid-character) is a wrong export, named here, not a crash."""
+    try:
+        return ids[row].as_py()
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{where}: row {first_row + row}: lead_id is not valid UTF-8 (byte {error.object[error.start]:#04x} "
+            f"at offset {error.start}); Parquet strings must be UTF-8: re-export the file with UTF-8 text"
+        ) from None
+
+
+def lead_id_problems(
+    ids: pa.Array, where: str = "", first_row: int = 0
+) -> list[tuple[int, str, str | None, str]]:
     """(row in the window, rule, value shown, message) of every id the API would refuse: missing or empty
-    (`required`: it could not be written back), or breaking contract/lead_ids.py's rule (`length`, `printable`)."""
+    (`required`: it could not be written back), or breaking contract/lead_ids.py's rule (`length`, `printable`).
+    An id that is not UTF-8 at all stops the run (InputError naming `where` and the row, counted from `first_row`)."""
     # Vectorised pre-filter: printable ASCII of 1..128 characters is valid; the rest (rare) is judged one by one
     # by the contract's own function, so non-ASCII ids get exactly Python's isprintable, as in the API.
     length = pc.utf8_length(ids)
@@ -137,7 +152,7 @@ def lead_id_problems(ids: pa.Array) -> list[tuple[int, str, str | None, str]]:
         return []
     found = []
     for row in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
-        value = ids[int(row)].as_py()
+        value = _utf8(ids, int(row), where, first_row)
         if not value:
             found.append(
                 (int(row), "required", None, "lead_id is required (the CRM's key to write the tier back)")

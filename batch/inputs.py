@@ -2,7 +2,9 @@
 
 A unit is one Parquet row group or one whole CSV file (CSV has no index to split on). Every pod of the Job lists the
 input and computes the same ordered unit list from file names and Parquet footers; unit i belongs to shard
-i mod shard_count. The plan's fingerprint is stamped on every shard so a re-run over a changed input is caught.
+i mod shard_count. The plan's fingerprint is stamped on every shard so a re-run over a changed input is caught: it
+covers each file's identity (ETag, or local mtime and size) and each Parquet footer's bytes, so a re-export with the
+same name, sizes and row counts but other rows in other row groups is a different plan.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.columns import REQUIRED_COLUMNS, check_columns, csv_column_types
-from batch.errors import InputError
+from batch.columns import REQUIRED_COLUMNS, check_columns, csv_column_types, feature_matrix
+from batch.errors import BatchError, InputError
+from batch.failures import is_transient, storage_failure
 from batch.storage import Location
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -32,7 +35,8 @@ class Unit:
     row_group: int  # -1 for CSV
     first_row: int  # row number of the unit's first row within its file
     rows: int  # -1 when unknown (CSV)
-    size: int  # bytes: the row group's compressed size, or the CSV file's size
+    size: int  # bytes: the row group's uncompressed size (Parquet's total_byte_size), or the CSV file's size
+    identity: str = ""  # the file's: ETag or mtime+size, and for Parquet a hash of its footer (file_identity)
 
     @property
     def name(self) -> str:
@@ -47,7 +51,7 @@ class Plan:
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for u in self.units:
-            digest.update(f"{u.key}|{u.row_group}|{u.rows}|{u.size}\n".encode())
+            digest.update(f"{u.key}|{u.row_group}|{u.rows}|{u.size}|{u.identity}\n".encode())
         return digest.hexdigest()[:16]
 
     def shard(self, index: int, count: int) -> list[Unit]:
@@ -78,34 +82,53 @@ def _arrow_message(error: Exception) -> str:
     return text[:200]
 
 
+def _read_failure(what: str, error: Exception) -> BatchError:
+    """A storage failure a retry may cure (exit 1), else the input's fault (exit 2), named with `what`."""
+    if is_transient(error):
+        return storage_failure(what, error)
+    return InputError(f"{what}: {_arrow_message(error)}")
+
+
 def plan_input(location: Location) -> Plan:
-    """Every unit of the input, in a deterministic order; the columns of every file are checked here, before any
-    shard writes anything."""
+    """Every unit of the input, in a deterministic order; the columns of every file (and the first block of every
+    CSV file) are checked here, before any shard writes anything."""
     try:
         info = location.info("")
-    except OSError as error:
-        raise InputError(f"cannot read the input {location.uri}: {_arrow_message(error)}") from None
+    except (OSError, pa.ArrowException) as error:
+        raise _read_failure(f"cannot read the input {location.shown}", error) from None
     if info.type == pa.fs.FileType.File:
         kind = _kind_of(location.root)
         if kind is None:
-            raise InputError(f"input {location.uri} is neither .parquet nor .csv / .csv.gz")
+            raise InputError(f"input {location.shown} is neither .parquet nor .csv / .csv.gz")
         files = [("", info.size or 0, kind)]
     elif info.type == pa.fs.FileType.Directory or location.uri.startswith(("s3://", "http")):
         try:
             listed = location.list_files()
-        except OSError as error:
-            raise InputError(f"cannot list the input {location.uri}: {_arrow_message(error)}") from None
+        except (OSError, pa.ArrowException) as error:
+            raise _read_failure(f"cannot list the input {location.shown}", error) from None
         files = [(key, size, _kind_of(key)) for key, size in listed if _kind_of(key) and not _skipped(key)]
     else:
-        raise InputError(f"input {location.uri} does not exist")
+        raise InputError(f"input {location.shown} does not exist")
     if not files:
-        raise InputError(f"input {location.uri} holds no .parquet or .csv files")
+        raise InputError(f"input {location.shown} holds no .parquet or .csv files")
     units: list[Unit] = []
     for key, size, kind in files:
         units.extend(_parquet_units(location, key) if kind == "parquet" else _csv_units(location, key, size))
     if not units:
-        raise InputError(f"input {location.uri} holds no leads (every file is empty)")
+        raise InputError(f"input {location.shown} holds no leads (every file is empty)")
     return Plan(tuple(units))
+
+
+def file_identity(location: Location, key: str, handle: pa.NativeFile, metadata=None) -> str:
+    """The file's identity (ETag, or local mtime and size) and, for Parquet, a hash of its footer as pyarrow
+    re-serialises it: row counts, sizes, every column chunk's offsets and min/max statistics, key-value metadata.
+    Two exports with the same rows in other row groups differ there even when an ETag or mtime cannot tell."""
+    identity = location.identity(key, handle)
+    if metadata is not None:
+        footer = pa.BufferOutputStream()
+        metadata.write_metadata_file(footer)
+        identity += f"|footer:{hashlib.sha256(footer.getvalue()).hexdigest()[:16]}"
+    return identity
 
 
 def _parquet_units(location: Location, key: str) -> list[Unit]:
@@ -114,22 +137,28 @@ def _parquet_units(location: Location, key: str) -> list[Unit]:
         with location.open_input_file(key) as handle:
             metadata = pq.ParquetFile(handle).metadata
             schema = metadata.schema.to_arrow_schema()
+            identity = file_identity(location, key, handle, metadata)
     except (OSError, pa.ArrowException) as error:
-        raise InputError(f"cannot read {where} as Parquet: {_arrow_message(error)}") from None
+        raise _read_failure(f"cannot read {where} as Parquet", error) from None
     check_columns(schema, where)
     units, first = [], 0
     for rg in range(metadata.num_row_groups):
         group = metadata.row_group(rg)
         if group.num_rows:
-            units.append(Unit(key, "parquet", rg, first, group.num_rows, group.total_byte_size))
+            units.append(Unit(key, "parquet", rg, first, group.num_rows, group.total_byte_size, identity))
         first += group.num_rows
     return units
 
 
-def _csv_reader(location: Location, key: str, column_types: dict | None, include: list[str] | None):
-    # open_input_stream decompresses a `.gz` file itself (compression="detect", by the file's extension).
+def _text(location: Location, key: str, raw: pa.NativeFile) -> pa.NativeFile:
+    # Compression named from the lower-cased name: pyarrow's compression="detect" matches ".gz" case-sensitively and
+    # would hand a CRM's EXPORT.CSV.GZ to the CSV parser still compressed.
+    return pa.CompressedInputStream(raw, "gzip") if location.path(key).lower().endswith(".gz") else raw
+
+
+def _csv_reader(stream: pa.NativeFile, column_types: dict | None, include: list[str] | None):
     return pacsv.open_csv(
-        location.open_input_stream(key),
+        stream,
         read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
         convert_options=pacsv.ConvertOptions(
             column_types=column_types,
@@ -143,7 +172,9 @@ def _csv_reader(location: Location, key: str, column_types: dict | None, include
     )
 
 
-def _csv_error(where: str, error: Exception) -> InputError:
+def _csv_error(where: str, error: Exception) -> BatchError:
+    if is_transient(error):
+        return storage_failure(f"cannot read {where}", error)
     text = _arrow_message(error)
     if "straddling" in text or "block size" in text:
         text = f"a row is larger than {CSV_BLOCK_BYTES >> 20} MiB (a runaway quoted field?)"
@@ -153,25 +184,38 @@ def _csv_error(where: str, error: Exception) -> InputError:
 def _csv_units(location: Location, key: str, size: int) -> list[Unit]:
     where = location.describe(key)
     try:
-        reader = _csv_reader(location, key, csv_column_types(), None)
-        schema = reader.schema
-        try:
-            has_rows = reader.read_next_batch().num_rows > 0  # one block: a header alone is an empty file
-        except StopIteration:
-            has_rows = False
-        reader.close()
+        with location.open_input_stream(key) as stream:
+            identity = file_identity(location, key, stream)
+            reader = _csv_reader(_text(location, key, stream), csv_column_types(), None)
+            schema = reader.schema
+            try:
+                first = reader.read_next_batch()  # one block: a header alone is an empty file
+            except StopIteration:
+                first = None
+            reader.close()
     except (OSError, pa.ArrowException) as error:
         if "Empty CSV file" in str(error):
             return []
         raise _csv_error(where, error) from None
     check_columns(schema, where, text_cells=True)
-    if not has_rows:
+    if first is None or not first.num_rows:
         return []
-    return [Unit(key, "csv", -1, 0, -1, size)]
+    # The first block is the first window its shard will read: a column of text there (a wrong export, not bad
+    # rows) stops every shard now, before any of them commits, not only the one shard that reads the file.
+    feature_matrix(first.select(list(REQUIRED_COLUMNS)), where)
+    return [Unit(key, "csv", -1, 0, -1, size, identity)]
+
+
+def _changed(where: str) -> InputError:
+    return InputError(
+        f"{where} changed since the run was planned (another ETag, modification time or footer): the export was "
+        "rewritten while the run read it; re-run into a new output folder once it is complete"
+    )
 
 
 def read_unit(location: Location, unit: Unit, window_rows: int) -> Iterator[pa.RecordBatch]:
-    """The unit's rows as record batches of at most `window_rows` rows (CSV: one block each), required columns only."""
+    """The unit's rows as record batches of at most `window_rows` rows (CSV: one block each), required columns only;
+    InputError if the file is no longer the one planned."""
     where = location.describe(unit.key)
     try:
         if unit.kind == "parquet":
@@ -179,6 +223,8 @@ def read_unit(location: Location, unit: Unit, window_rows: int) -> Iterator[pa.R
                 # Window by window, not a row group at once: memory stays bounded whatever the row group size, and
                 # the small buffers are reused (measured: less CPU than decoding 250k-row groups whole).
                 parquet = pq.ParquetFile(handle, pre_buffer=False)
+                if file_identity(location, unit.key, handle, parquet.metadata) != unit.identity:
+                    raise _changed(where)
                 yield from parquet.iter_batches(
                     batch_size=window_rows,
                     row_groups=[unit.row_group],
@@ -186,10 +232,13 @@ def read_unit(location: Location, unit: Unit, window_rows: int) -> Iterator[pa.R
                     use_threads=False,
                 )
         else:
-            reader = _csv_reader(location, unit.key, csv_column_types(), list(REQUIRED_COLUMNS))
-            with reader:
-                yield from reader
+            with location.open_input_stream(unit.key) as stream:
+                if file_identity(location, unit.key, stream) != unit.identity:
+                    raise _changed(where)
+                text = _text(location, unit.key, stream)
+                with _csv_reader(text, csv_column_types(), list(REQUIRED_COLUMNS)) as reader:
+                    yield from reader
     except (OSError, pa.ArrowException) as error:
         if unit.kind == "csv":
             raise _csv_error(where, error) from None
-        raise InputError(f"cannot read {where} ({unit.name}): {_arrow_message(error)}") from None
+        raise _read_failure(f"cannot read {where} ({unit.name})", error) from None

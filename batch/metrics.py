@@ -4,10 +4,28 @@ scrape). Grouped by job and shard, so every pod of the run keeps its own series 
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway
 
+from batch.redaction import one_line, redact_text, redact_uri
+
 JOB = "lead-scoring-batch"
+
+
+def pushgateway_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a Pushgateway address, or None. Checked at start: the push comes after the commit,
+    when a malformed address could only be reported, never fixed in time."""
+    # prometheus_client takes host:port alone and prepends http:// itself.
+    full = url if "://" in url else f"http://{url}"
+    try:
+        parts = urlsplit(full)
+        parts.port  # noqa: B018 - parses the port: 'host:x' raises here
+    except ValueError as error:
+        return str(error)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected http(s)://host[:port]"
+    return None
 
 
 def push_shard_metrics(
@@ -47,7 +65,8 @@ def push_shard_metrics(
     info.labels(model_version).set(1)
     try:
         push_to_gateway(url, job=JOB, grouping_key={"shard": str(shard)}, registry=registry, timeout=timeout)
-    except OSError as error:
-        sys.stderr.write(f"batch: could not push metrics to {url}: {error}\n")
+    except (OSError, ValueError) as error:  # unreachable, refused, an HTTP error answer; a URL urllib rejects
+        text = one_line(redact_text(str(error)))[:200]
+        sys.stderr.write(f"batch: could not push metrics to {redact_uri(url)}: {text}\n")
         return False
     return True

@@ -10,8 +10,10 @@ The files grow in a local work folder and are `put` only when the shard is compl
 in the output. A re-run skips shards whose marker exists; if a pod died between its puts, the re-run's `put`s
 find the earlier objects already there and keep them (they never replace), so no row is written twice. That is
 only right if those objects hold what this attempt would write: both files carry the run's stamp (plan, model
-version, shard, shard count, reasons) in their Parquet footer, and `check_uncommitted` refuses a data file that no
-marker names unless its stamp is this run's.
+version and booster sha256, shard, shard count, reasons) in their Parquet footer, `check_uncommitted` refuses a
+data file that no marker names unless its stamp is this run's, and after every `put` the object in the output is
+read back and refused unless it is this run's (another run may have put it first, between our checks and our put).
+The manifest is written only when every marker is of this run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import OutputConflict
+from batch.failures import is_transient, storage_errors
 from batch.scorer import Scored
 from batch.storage import Location
 from contract.features import FEATURE_NAMES
@@ -97,16 +100,42 @@ def marker_key(index: int, count: int) -> str:
     return f"{MARKERS}/{part_name(index, count)}.json"
 
 
-def run_stamp(*, plan: str, model_version: str, shard: int, shard_count: int, reasons: int) -> dict[str, str]:
-    """What identifies the run a data file belongs to: written into its Parquet footer."""
-    values = {
-        "plan": plan,
-        "model_version": model_version,
-        "shard": shard,
-        "shard_count": shard_count,
-        "reasons": reasons,
-    }
-    return {f"{_STAMP_PREFIX}{k}": str(v) for k, v in values.items()}
+# What makes two shards parts of one run: markers, data files' stamps and the manifest all carry these.
+RUN_FIELDS = ("shard_count", "plan", "model_version", "model_sha256", "reasons")
+
+
+def run_stamp(run: dict, shard: int) -> dict[str, str]:
+    """What identifies the run (RUN_FIELDS) and shard a data file belongs to: written into its Parquet footer."""
+    return {f"{_STAMP_PREFIX}{k}": str(v) for k, v in {**run, "shard": shard}.items()}
+
+
+def _short(sha: object) -> str:
+    return f"{sha[:12]}…" if isinstance(sha, str) else "unknown"
+
+
+def run_difference(found: dict, run: dict) -> str | None:
+    """How the run that wrote `found` (a marker or manifest) differs from `run`, worded to follow "shards …" or
+    "a shard …"; None when it is the same run."""
+    if found.get("shard_count") != run["shard_count"]:
+        return f"of a run with {found.get('shard_count')} shards, this run has {run['shard_count']}"
+    if found.get("plan") != run["plan"]:
+        return f"scored from a different input (plan {found.get('plan')}, now {run['plan']})"
+    if (found.get("model_version"), found.get("model_sha256")) != (run["model_version"], run["model_sha256"]):
+        return (
+            f"scored by model {found.get('model_version')} (booster sha256 {_short(found.get('model_sha256'))}), "
+            f"this run loads {run['model_version']} (booster sha256 {_short(run['model_sha256'])})"
+        )
+    if found.get("reasons") != run["reasons"]:
+        return f"scored with --reasons {found.get('reasons')}, this run has --reasons {run['reasons']}"
+    return None
+
+
+def check_markers(output: Location, markers: list[dict], run: dict, when: str = "") -> None:
+    """OutputConflict when a marker in the output is of another run (shard count, input, model, --reasons)."""
+    for marker in markers:
+        difference = run_difference(marker, run)
+        if difference:
+            raise OutputConflict(f"{output.shown} holds shards {difference}{when}: use a new output folder")
 
 
 def _repeat(text: str, n: int) -> pa.Array:
@@ -137,6 +166,8 @@ class ShardOutput:
         self.output = output
         self.name = part_name(index, count)
         self.model_version = model_version
+        self.stamp = stamp
+        self.stored: list[str] = []  # keys put (and checked) so far: how far a commit got
         self.schema = scores_schema(with_reasons).with_metadata(stamp)
         self.folder = Path(tempfile.mkdtemp(prefix=f"batch-{self.name}-", dir=work_dir))
         self.scores_path = self.folder / "scores.parquet"
@@ -211,16 +242,36 @@ class ShardOutput:
         self._pending, self._pending_rows = [], 0
 
     def commit(self, marker: dict) -> None:
-        """Data first, marker last: a marker only ever points at whole files."""
+        """Data first, marker last: a marker only ever points at whole files. Each object is read back after its
+        put: if it was there already, it must be this shard's (an earlier attempt's), not another run's."""
         self._flush()
         self._scores.close()
         self._rejects.close()
-        self.output.put(self.scores_key, self.scores_path)
-        self.output.put(self.rejects_key, self.rejects_path)
+        for key, path in ((self.scores_key, self.scores_path), (self.rejects_key, self.rejects_path)):
+            self.output.put(key, path)
+            self._check_stamp(key)
+            self.stored.append(key)
         marker.update(scores=self.scores_key, rejects=self.rejects_key)
         marker_path = self.folder / "marker.json"
         marker_path.write_text(json.dumps(marker, indent=1))
-        self.output.put(f"{MARKERS}/{self.name}.json", marker_path)
+        key = f"{MARKERS}/{self.name}.json"
+        self.output.put(key, marker_path)
+        with storage_errors(f"cannot read back {self.output.describe(key)}"):
+            stored = _marker(self.output, key)
+        if run_difference(stored, marker) or stored["shard"] != marker["shard"]:
+            raise _not_ours(self.output, key)
+        self.stored.append(key)
+
+    @property
+    def committed(self) -> bool:
+        """The marker is stored: the shard is done, whatever happens next."""
+        return f"{MARKERS}/{self.name}.json" in self.stored
+
+    def _check_stamp(self, key: str) -> None:
+        with storage_errors(f"cannot read back {self.output.describe(key)}"):
+            found = _stamp_of(self.output, key)
+        if found != self.stamp:
+            raise _not_ours(self.output, key)
 
     def discard(self) -> None:
         for writer in (self._scores, self._rejects):
@@ -248,6 +299,28 @@ def _marker(output: Location, key: str) -> dict:
     return marker
 
 
+def _not_ours(output: Location, key: str) -> OutputConflict:
+    return OutputConflict(
+        f"{output.describe(key)} already exists and is not this shard's (another run's, written while this one "
+        "ran): nothing more of this shard is written; use a new output folder"
+    )
+
+
+def _stamp_of(output: Location, key: str) -> dict[str, str]:
+    """The batch stamp in a data file's Parquet footer; {} for a file that is not Parquet or has none."""
+    try:
+        with output.open_input_file(key) as handle:
+            metadata = pq.read_metadata(handle).metadata or {}
+        found = {k.decode(): v.decode() for k, v in metadata.items()}
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return {}  # not Parquet, or not our footer
+    except OSError as error:
+        if is_transient(error):
+            raise
+        return {}  # a footer that does not decode: not ours either
+    return {k: v for k, v in found.items() if k.startswith(_STAMP_PREFIX)}
+
+
 def read_markers(output: Location) -> list[dict]:
     """Every shard marker in the output; OutputConflict for a .json file in _shards/ that is not one."""
     return [_marker(output, key) for key, _ in output.list_files(MARKERS) if key.endswith(".json")]
@@ -266,12 +339,7 @@ def check_uncommitted(output: Location, markers: list[dict], stamp: dict[str, st
             part = _PART.fullmatch(name)
             found: dict[str, str] = {}
             if part and int(part[2]) == int(stamp[f"{_STAMP_PREFIX}shard_count"]):
-                try:
-                    with output.open_input_file(key) as handle:
-                        metadata = pq.read_metadata(handle).metadata or {}
-                    found = {k.decode(): v.decode() for k, v in metadata.items()}
-                except (OSError, pa.ArrowException, UnicodeDecodeError):
-                    found = {}
+                found = _stamp_of(output, key)
             ours = (
                 part is not None
                 and found.get(f"{_STAMP_PREFIX}shard") == str(int(part[1]))
@@ -285,20 +353,34 @@ def check_uncommitted(output: Location, markers: list[dict], stamp: dict[str, st
                 )
 
 
-def write_manifest_if_complete(output: Location, count: int, work_dir: Path, extra: dict) -> dict | None:
-    """The manifest, once every shard's marker is there (any shard may be last; `put` keeps the first manifest)."""
-    markers = sorted(read_markers(output), key=lambda m: m["shard"])
+def _check_agreement(output: Location, markers: list[dict], run: dict) -> None:
+    """OutputConflict naming the first marker of another run: a manifest over them would add up two runs."""
+    for marker in markers:
+        difference = run_difference(marker, run)
+        if difference:
+            key = marker_key(marker["shard"], marker["shard_count"])
+            raise OutputConflict(
+                f"{output.describe(key)} is a shard {difference}: the markers disagree, so no manifest is "
+                "written; use a new output folder"
+            )
+
+
+def write_manifest_if_complete(output: Location, run: dict, work_dir: Path, extra: dict) -> dict | None:
+    """The manifest, once every shard's marker is there and all are of `run` (RUN_FIELDS); any shard may be last,
+    and `put` keeps the first manifest, which must then be this run's too."""
+    count = run["shard_count"]
+    with storage_errors(f"cannot read the output {output.shown}"):
+        markers = sorted(read_markers(output), key=lambda m: m["shard"])
     if len({m["shard"] for m in markers if m["shard_count"] == count}) < count:
         return None
+    _check_agreement(output, markers, run)
     tiers: dict[str, int] = dict.fromkeys(reversed(TIER_OF_BUCKET), 0)
     for m in markers:
         for tier, n in m["tiers"].items():
             tiers[tier] += n
     manifest = {
         **extra,
-        "model_version": markers[0]["model_version"],
-        "plan": markers[0]["plan"],
-        "shard_count": count,
+        **run,
         "rows_read": sum(m["rows_read"] for m in markers),
         "rows_scored": sum(m["rows_scored"] for m in markers),
         "rows_rejected": sum(m["rows_rejected"] for m in markers),
@@ -327,4 +409,14 @@ def write_manifest_if_complete(output: Location, count: int, work_dir: Path, ext
         output.put(MANIFEST_KEY, path)
     finally:
         path.unlink(missing_ok=True)
+    with storage_errors(f"cannot read back {output.describe(MANIFEST_KEY)}"):
+        text = output.read_bytes(MANIFEST_KEY)
+    try:
+        stored = json.loads(text)
+    except ValueError:  # not JSON, not UTF-8: not a manifest of this job
+        stored = None
+    if not isinstance(stored, dict) or run_difference(stored, run):
+        raise OutputConflict(
+            f"{output.describe(MANIFEST_KEY)} already exists and is another run's: use a new output folder"
+        )
     return manifest

@@ -7,16 +7,39 @@ buckets and tiers, and `transformer/extras/reasons.py` explains. Nothing here re
 
 from __future__ import annotations
 
+import ctypes
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from batch.errors import BatchError
 from contract.features import FEATURE_INDEX
 from contract.model_card import ModelCard, load_card
 from contract.validation import describe_problem, find_problems, problem_dict
 from transformer.extras.reasons import ReasonExplainer
+from transformer.native_xgboost import NativeBooster, XGBoostError, library
 from transformer.predictors.inprocess import InProcessBooster
+
+# Scores are probabilities: the card's tier thresholds cut [0, 1], and the online path refuses anything else (503).
+OBJECTIVE = "binary:logistic"
+
+
+class ModelError(BatchError):
+    """The model cannot score this run: another objective, or a score that is no probability."""
+
+
+def booster_objective(booster: NativeBooster) -> str:
+    """The objective the booster was trained with, from its own JSON configuration (XGBoosterSaveJsonConfig: what
+    xgboost's Booster.save_config() returns), not from the card, which only says what it was told."""
+    lib = library()
+    length, text = ctypes.c_uint64(), ctypes.c_char_p()
+    # NativeBooster keeps its handle private and has no config accessor; this is the one C call it lacks.
+    if lib.XGBoosterSaveJsonConfig(booster._handle, ctypes.byref(length), ctypes.byref(text)) != 0:
+        raise XGBoostError((lib.XGBGetLastError() or b"unknown error").decode(errors="replace"))
+    config = json.loads(ctypes.string_at(text, length.value))
+    return str(config["learner"]["objective"]["name"])
 
 
 @dataclass
@@ -33,6 +56,12 @@ class Scorer:
         self.card: ModelCard = load_card(model_dir)  # checks the booster's sha256 against the card
         self.tier_map = self.card.tier_map
         self.booster = InProcessBooster(model_dir, nthread=1).booster
+        objective = booster_objective(self.booster)
+        if objective != OBJECTIVE:
+            raise ModelError(
+                f"the booster's objective is {objective}, not {OBJECTIVE}: its outputs are not probabilities in "
+                "[0, 1] and cannot be tiered (the online path refuses them); train it with binary:logistic"
+            )
         self.reasons_k = reasons_k
         self.explainer = ReasonExplainer(self.booster) if reasons_k else None
 
@@ -40,16 +69,23 @@ class Scorer:
     def model_version(self) -> str:
         return self.card.version
 
+    @property
+    def model_sha256(self) -> str:
+        """The booster file's sha256 (load_card checked the file against it): a retrained booster under the same
+        version label is another model."""
+        return self.card.booster_sha256
+
     def score(
         self,
         matrix: np.ndarray,
         first_row: int = 0,
         unparsable: dict[int, list[tuple[str, str]]] | None = None,
         id_problems: list[tuple[int, str, str | None, str]] | None = None,
+        where: str = "",
     ) -> Scored:
         """`first_row` is the window's first row number in its file: problems name rows as the file counts them.
         `unparsable` (CSV cells that are no number) and `id_problems` (batch.columns.lead_id_problems) are
-        rejects found before the matrix."""
+        rejects found before the matrix. `where` names the file in a ModelError."""
         found, _ = find_problems(matrix, limit=None)
         unparsable = unparsable or {}
         if unparsable:
@@ -83,6 +119,20 @@ class Scorer:
         if not len(features):
             return Scored(valid, np.empty(0, np.float32), np.empty(0, np.int32), None, problems)
         scores = self.booster.predict(features)
+        _check_probabilities(scores, np.flatnonzero(valid) + first_row, where)
         buckets = self.tier_map.buckets(scores)
         reasons = self.explainer.top(features, self.reasons_k) if self.explainer else None
         return Scored(valid, scores, buckets, reasons, problems)
+
+
+def _check_probabilities(scores: np.ndarray, rows: np.ndarray, where: str) -> None:
+    """ModelError naming the first row whose score is NaN, infinite or outside [0, 1]: tiering it would put a lead
+    in a tier by accident (NaN sorts past every cut-off), and the online path answers 503 for the same lead."""
+    bad = ~((scores >= 0.0) & (scores <= 1.0))  # NaN compares false: caught too
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        row = f"{where}: row {int(rows[first])}" if where else f"row {int(rows[first])}"
+        raise ModelError(
+            f"{row}: the booster scored {float(scores[first])!r}, not a probability in [0, 1] "
+            f"({int(bad.sum())} such score(s) in this window); nothing of this shard is written"
+        )

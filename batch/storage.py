@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from batch.errors import BatchError
+from batch.failures import storage_failure
+from batch.redaction import redact_text, redact_uri, strip_query
+from transformer.sink.locations import blob_location, is_path_style
 from transformer.sink.writers import Writer, writer_for_uri
-
-# The emulator's blob endpoint: http://127.0.0.1:10000/<account>/<container>/<prefix> (path style).
-_PATH_STYLE_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,20 @@ def _connection_string_parts(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(";") if "=" in part)
 
 
+def azure_account_and_root(uri: str, connection_string: str | None) -> tuple[str, str]:
+    """(account, container/prefix) of a blob URL, by the sink's parser, which writes the output: reader and writer
+    must agree on which URLs carry the account in their path (the emulator's, on any IP address or localhost:
+    http://<host>:10000/<account>/<container>/<prefix>)."""
+    try:
+        blob = blob_location(uri, connection_string)
+    except ValueError as error:
+        hint = " (AZURE_STORAGE_CONNECTION_STRING)" if "connection string" in str(error) else ""
+        raise BatchError(redact_text(str(error)) + hint) from None
+    host = urlparse(uri).hostname or ""
+    account = blob.account_url.rsplit("/", 1)[-1] if is_path_style(host) else host.split(".")[0]
+    return account, "/".join([blob.container, *[p for p in blob.prefix.split("/") if p]])
+
+
 class Location:
     """One folder-like place: `root` is its path inside `fs`; keys are relative to it, with '/' separators."""
 
@@ -54,13 +68,23 @@ class Location:
 
     @staticmethod
     def _resolve(uri: str, options: StorageOptions) -> tuple[pafs.FileSystem, str, str]:
-        parsed = urlparse(uri)
+        try:
+            parsed = urlparse(uri)
+            parsed.port  # noqa: B018 - parses the port: a malformed one raises here, not deep in an SDK
+        except ValueError as error:
+            raise BatchError(f"cannot parse the URI {redact_uri(uri)!r}: {error}") from None
+        if parsed.scheme not in ("", "file") and (parsed.username or parsed.password):
+            # Neither pyarrow nor the SDKs read credentials from a URI; and a URI is printed and stored.
+            raise BatchError(
+                f"{redact_uri(uri)}: credentials do not belong in the URI; the job uses the SDKs' credential "
+                "chains (IRSA / Pod Identity, workload identity, AZURE_STORAGE_CONNECTION_STRING)"
+            )
         if parsed.scheme in ("", "file"):
             path = Path(unquote(parsed.path) if parsed.scheme else uri).resolve()
             return pafs.LocalFileSystem(), str(path), path.as_uri()
         if parsed.scheme == "s3":
             if not parsed.netloc:
-                raise BatchError(f"S3 URI must be s3://bucket/prefix, got {uri!r}")
+                raise BatchError(f"S3 URI must be s3://bucket/prefix, got {redact_uri(uri)!r}")
             region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             endpoint = options.s3_endpoint_url
             fs = pafs.S3FileSystem(
@@ -72,27 +96,24 @@ class Location:
         if parsed.scheme in ("https", "http"):
             return Location._azure(uri, parsed, options)
         raise BatchError(
-            f"unsupported URI {uri!r}: use a local path, file://, s3://bucket/prefix or an Azure Blob URL"
+            f"unsupported URI {redact_uri(uri)!r}: use a local path, file://, s3://bucket/prefix or an Azure Blob URL"
         )
 
     @staticmethod
     def _azure(uri: str, parsed, options: StorageOptions) -> tuple[pafs.FileSystem, str, str]:
-        parts = [p for p in parsed.path.split("/") if p]
-        if parsed.hostname in _PATH_STYLE_HOSTS:
-            if not options.azure_connection_string:
-                raise BatchError(
-                    f"path-style blob URL {uri!r} (emulator) needs AZURE_STORAGE_CONNECTION_STRING"
-                )
-            account, parts = (parts[0] if parts else ""), parts[1:]
-        else:
-            account = (parsed.hostname or "").split(".")[0]
-        if not parts:
-            raise BatchError(f"blob URL must name a container: {uri!r}")
+        account, root = azure_account_and_root(uri, options.azure_connection_string)
         if options.azure_connection_string:
             conn = _connection_string_parts(options.azure_connection_string)
             endpoint = urlparse(conn.get("BlobEndpoint", f"{parsed.scheme}://{parsed.netloc}"))
             custom = {}
             if not endpoint.netloc.endswith(".blob.core.windows.net"):
+                if ":" in (endpoint.hostname or ""):
+                    # pyarrow's Azure client parses host:port by the first colon and aborts the process on
+                    # "[::1]:10000" (std::stoi): refuse it here, with a line the operator can act on.
+                    raise BatchError(
+                        f"the blob endpoint {endpoint.netloc} is an IPv6 address, which pyarrow's Azure client "
+                        "cannot reach: use a host name or an IPv4 address"
+                    )
                 # An emulator serves blob and DFS (hierarchical namespace probe) APIs on one endpoint.
                 custom = {
                     "blob_storage_authority": endpoint.netloc,
@@ -106,7 +127,7 @@ class Location:
         else:
             # No key: arrow's default credential chain (workload identity on AKS, like the sink's DefaultAzureCredential).
             fs = pafs.AzureFileSystem(account_name=account)
-        return fs, "/".join(parts), uri
+        return fs, root, uri
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
@@ -120,12 +141,12 @@ class Location:
         )
 
     def put(self, key: str, local_path: Path) -> None:
-        """Atomic, never replacing: an existing key means an earlier attempt already committed it."""
+        """Atomic, never replacing: when the key exists, `put` keeps it and returns (callers check whose it is).
+        A failure a retry may cure is a StorageUnavailable (exit 1), any other a BatchError (exit 2)."""
         try:
             self.writer.put(key, local_path)
         except Exception as error:  # noqa: BLE001 - boto3, azure-core and OS errors alike end the shard cleanly
-            text = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise BatchError(f"cannot write {self.describe(key)}: {text}") from None
+            raise storage_failure(f"cannot write {self.describe(key)}", error) from None
 
     def info(self, key: str = "") -> pafs.FileInfo:
         return self.fs.get_file_info(self.path(key))
@@ -152,8 +173,23 @@ class Location:
         return self.fs.open_input_file(self.path(key))
 
     def open_input_stream(self, key: str) -> pa.NativeFile:
-        return self.fs.open_input_stream(self.path(key))
+        """The stored bytes as they are (never decompressed here: the stream's metadata is the object's)."""
+        return self.fs.open_input_stream(self.path(key), compression=None)
+
+    def identity(self, key: str, handle: pa.NativeFile) -> str:
+        """What changes whenever the file is rewritten, even with the same size: the object's ETag on S3 and Azure
+        (pyarrow reads it with the object's properties), a local file's modification time and size."""
+        etag = handle.metadata().get(b"ETag") if not isinstance(self.fs, pafs.LocalFileSystem) else None
+        if etag:
+            return f"etag:{etag.decode(errors='replace')}"
+        info = self.info(key)
+        return f"mtime_ns:{info.mtime_ns}|size:{info.size}"
+
+    @property
+    def shown(self) -> str:
+        """The URI as the job prints and stores it: no userinfo, no query string (presigned or SAS tokens)."""
+        return redact_uri(self.uri)
 
     def describe(self, key: str) -> str:
         # Not join_key: it strips the leading "/" of a local path (/tmp/out/x named as tmp/out/x).
-        return f"{self.uri.rstrip('/')}/{key}" if key else self.uri
+        return f"{strip_query(self.uri).rstrip('/')}/{key}" if key else self.shown

@@ -54,7 +54,29 @@ def test_defaults_are_one_local_shard():
 def test_nonsense_is_a_usage_error(capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:
         parse_args([*RUN, *extra], {})
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err
+    assert err.startswith("batch: ") and err.count("\n") == 1  # one line, like every failure of the job
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("http://pushgateway.monitoring:9091", None),
+        ("pushgateway:9091", None),  # prometheus_client adds http:// itself
+        ("http://[bad", "Invalid IPv6 URL"),
+        ("http://pushgateway:port", "Port could not be cast to integer value"),
+        ("ftp://pushgateway:9091", "expected http(s)://host[:port]"),
+    ],
+)
+def test_the_pushgateway_url_is_checked_before_anything_runs(capsys, url, problem):
+    if problem is None:
+        assert parse_args([*RUN, "--pushgateway-url", url], {}).pushgateway_url == url
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(RUN, {"BATCH_PUSHGATEWAY_URL": url})
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and problem in err and err.count("\n") == 1
 
 
 def test_missing_input_is_a_usage_error(capsys):

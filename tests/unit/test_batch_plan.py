@@ -3,6 +3,8 @@ fingerprint that changes when the input does."""
 
 from __future__ import annotations
 
+import os
+
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -57,6 +59,22 @@ def test_fingerprint_follows_the_input(folder):
     table, _ = crm_export(10, planted=False)
     pq.write_table(table, folder / "d.parquet")
     assert plan_input(location).fingerprint != before
+
+
+def test_fingerprint_follows_each_files_identity_not_only_its_sizes(folder):
+    """Touching a file (a rewrite with the same bytes count) or rewriting a Parquet footer changes the plan."""
+    location = Location(str(folder), StorageOptions())
+    before = plan_input(location)
+    stat = (folder / "c.csv").stat()
+    os.utime(folder / "c.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000))
+    touched = plan_input(location)
+    assert [(u.key, u.rows, u.size) for u in touched.units] == [(u.key, u.rows, u.size) for u in before.units]
+    assert touched.fingerprint != before.fingerprint
+    parquet = folder / "b.parquet"
+    table, stat = pq.read_table(parquet), parquet.stat()
+    pq.write_table(table.replace_schema_metadata({"exported_by": "crm v2"}), parquet, row_group_size=100)
+    os.utime(parquet, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: only the footer differs
+    assert plan_input(location).fingerprint != touched.fingerprint
 
 
 def test_a_single_file_is_an_input_too(folder):

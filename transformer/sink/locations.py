@@ -48,8 +48,9 @@ def s3_location(uri: str) -> S3Location:
     return S3Location(parsed.netloc, parsed.path.strip("/"))
 
 
-def _is_path_style(host: str) -> bool:
-    """The emulator (and IP endpoints) put the account in the path: http://127.0.0.1:10000/devstoreaccount1/..."""
+def is_path_style(host: str) -> bool:
+    """The emulator (and IP endpoints) put the account in the path: http://127.0.0.1:10000/devstoreaccount1/...
+    `host` as urlparse's `hostname` gives it (an IPv6 address without its brackets). Batch reads with this rule too."""
     if host == "localhost":
         return True
     try:
@@ -62,7 +63,7 @@ def _is_path_style(host: str) -> bool:
 def blob_location(uri: str, connection_string: str | None = None) -> BlobLocation:
     parsed = urlparse(uri)
     parts = [p for p in parsed.path.split("/") if p]
-    if _is_path_style(parsed.hostname or ""):
+    if is_path_style(parsed.hostname or ""):
         if not connection_string:
             raise ValueError(f"path-style blob URL {uri!r} (emulator) needs a connection string")
         account_path, parts = parts[:1], parts[1:]
