@@ -3,6 +3,7 @@ scrape). Grouped by job and shard, so every pod of the run keeps its own series 
 
 from __future__ import annotations
 
+import os
 import sys
 from urllib.parse import urlsplit
 
@@ -26,6 +27,13 @@ def pushgateway_url_problem(url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "expected http(s)://host[:port]"
     return None
+
+
+def grouping_key(shard: int) -> dict[str, str]:
+    """The shard, and the pod's namespace when the Job gives it (POD_NAMESPACE, from the downward API): with the
+    Pushgateway's usual honor_labels scrape the series keep it, instead of the Pushgateway's own namespace."""
+    namespace = os.environ.get("POD_NAMESPACE")
+    return {"shard": str(shard), **({"namespace": namespace} if namespace else {})}
 
 
 def push_shard_metrics(
@@ -64,7 +72,7 @@ def push_shard_metrics(
     )
     info.labels(model_version).set(1)
     try:
-        push_to_gateway(url, job=JOB, grouping_key={"shard": str(shard)}, registry=registry, timeout=timeout)
+        push_to_gateway(url, job=JOB, grouping_key=grouping_key(shard), registry=registry, timeout=timeout)
     except (OSError, ValueError) as error:  # unreachable, refused, an HTTP error answer; a URL urllib rejects
         text = one_line(redact_text(str(error)))[:200]
         sys.stderr.write(f"batch: could not push metrics to {redact_uri(url)}: {text}\n")

@@ -7,8 +7,6 @@ buckets and tiers, and `transformer/extras/reasons.py` explains. Nothing here re
 
 from __future__ import annotations
 
-import ctypes
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,27 +17,11 @@ from contract.features import FEATURE_INDEX
 from contract.model_card import ModelCard, load_card
 from contract.validation import describe_problem, find_problems, problem_dict
 from transformer.extras.reasons import ReasonExplainer
-from transformer.native_xgboost import NativeBooster, XGBoostError, library
 from transformer.predictors.inprocess import InProcessBooster
-
-# Scores are probabilities: the card's tier thresholds cut [0, 1], and the online path refuses anything else (503).
-OBJECTIVE = "binary:logistic"
 
 
 class ModelError(BatchError):
     """The model cannot score this run: another objective, or a score that is no probability."""
-
-
-def booster_objective(booster: NativeBooster) -> str:
-    """The objective the booster was trained with, from its own JSON configuration (XGBoosterSaveJsonConfig: what
-    xgboost's Booster.save_config() returns), not from the card, which only says what it was told."""
-    lib = library()
-    length, text = ctypes.c_uint64(), ctypes.c_char_p()
-    # NativeBooster keeps its handle private and has no config accessor; this is the one C call it lacks.
-    if lib.XGBoosterSaveJsonConfig(booster._handle, ctypes.byref(length), ctypes.byref(text)) != 0:
-        raise XGBoostError((lib.XGBGetLastError() or b"unknown error").decode(errors="replace"))
-    config = json.loads(ctypes.string_at(text, length.value))
-    return str(config["learner"]["objective"]["name"])
 
 
 @dataclass
@@ -55,13 +37,11 @@ class Scorer:
     def __init__(self, model_dir: Path, reasons_k: int = 0):
         self.card: ModelCard = load_card(model_dir)  # checks the booster's sha256 against the card
         self.tier_map = self.card.tier_map
-        self.booster = InProcessBooster(model_dir, nthread=1).booster
-        objective = booster_objective(self.booster)
-        if objective != OBJECTIVE:
-            raise ModelError(
-                f"the booster's objective is {objective}, not {OBJECTIVE}: its outputs are not probabilities in "
-                "[0, 1] and cannot be tiered (the online path refuses them); train it with binary:logistic"
-            )
+        try:
+            # The online in-process predictor's own load, objective check included.
+            self.booster = InProcessBooster(model_dir, nthread=1).booster
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
         self.reasons_k = reasons_k
         self.explainer = ReasonExplainer(self.booster) if reasons_k else None
 

@@ -154,6 +154,17 @@ class NativeBooster:
         _check(self._lib, self._lib.XGBoosterGetNumFeature(self._handle, ctypes.byref(count)))
         return count.value
 
+    @functools.cached_property
+    def objective(self) -> str:
+        """The objective the booster was trained with, from its own JSON configuration (XGBoosterSaveJsonConfig,
+        what the Python package's Booster.save_config() returns), not from a card that only says what it was told."""
+        length, text = _ULONG(), ctypes.c_char_p()
+        _check(
+            self._lib,
+            self._lib.XGBoosterSaveJsonConfig(self._handle, ctypes.byref(length), ctypes.byref(text)),
+        )
+        return str(json.loads(ctypes.string_at(text, length.value))["learner"]["objective"]["name"])
+
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Scores [N] float32 for a [N, F] matrix (any float dtype or layout; read as float32)."""
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)

@@ -208,8 +208,11 @@ def test_template_renders_with_the_online_model_identity_and_lockdown(overlay):
     transformer = isvc["spec"]["transformer"]["containers"][0]
     assert container["image"] == transformer["image"]
     assert container["command"] == ["python", "-m", "batch"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     assert env["BATCH_MODEL_URI"] == isvc["spec"]["predictor"]["model"]["storageUri"]
+    # The pushed metrics' namespace label (batch/metrics.py): the Job's own, through the downward API.
+    (namespace,) = [e for e in container["env"] if e["name"] == "POD_NAMESPACE"]
+    assert namespace["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert int(env["BATCH_SHARD_COUNT"]) == spec["completions"]
     assert container["securityContext"] == transformer["securityContext"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -232,7 +235,9 @@ def test_a_model_and_image_bump_applies_without_touching_an_immutable_field(over
     template = job_spec(one(after, "CronJob", "lead-scoring-batch"))["template"]
     (container,) = template["spec"]["containers"]
     assert container["image"].endswith(":0.2.0")
-    assert {e["name"]: e["value"] for e in container["env"]}["BATCH_MODEL_URI"].endswith("/v2/")
+    assert {e["name"]: e["value"] for e in container["env"] if "value" in e}["BATCH_MODEL_URI"].endswith(
+        "/v2/"
+    )
     # The same bump on the template as it used to be, a suspended Job, is what `apply` refused.
     as_job = [
         {"kind": "Job", "metadata": o["metadata"], "spec": {**job_spec(o), "suspend": True}}
@@ -295,7 +300,7 @@ def test_run_creates_a_job_that_the_real_parser_accepts(kubectl, overlay):
     assert job["spec"]["podFailurePolicy"] == job_spec(template)["podFailurePolicy"]
 
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     # The pod of index 63 — what Kubernetes adds (JOB_COMPLETION_INDEX) plus the container's own env and args.
     args = parse_args(container["args"], {**env, "JOB_COMPLETION_INDEX": "63"})
     assert (args.input, args.output) == ("s3://crm/exports/2026-12-04/", "s3://lake/batch/2026-12-04/")
@@ -314,7 +319,7 @@ def test_template_alone_is_not_a_runnable_run():
     """Without a run's input and output the parser refuses: the suspended template can never score by accident."""
     template = one(rendered("prod-aws"), "CronJob", "lead-scoring-batch")
     (container,) = job_spec(template)["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     with pytest.raises(SystemExit):
         parse_args(container["args"], env)
 

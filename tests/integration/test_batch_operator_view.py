@@ -4,8 +4,6 @@ a progress bar with rows/s and ETA on a terminal, and a readable summary."""
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 import urllib.request
 
 import pyarrow.parquet as pq
@@ -13,36 +11,16 @@ import pytest
 
 from batch.progress import Progress
 from tests.batch_export import BAD_ROWS, crm_export, run_batch
-from tests.sink_servers import free_port, wait_for
+from tests.sink_servers import free_port
+from tests.support.pushgateway import running_pushgateway
 
 N = 1_200
 
 
 @pytest.fixture
-def pushgateway(tmp_path):
-    binary = shutil.which("prometheus-pushgateway")
-    assert binary, "prometheus-pushgateway missing: run `bash hack/install-tools.sh`"
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()  # noqa: S310 - loopback
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, timeout=20)
+def pushgateway():
+    with running_pushgateway() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
@@ -75,10 +53,12 @@ def test_each_shard_pushes_its_counts(pushgateway, export, small_artifact, tmp_p
             str(index),
             "--pushgateway-url",
             pushgateway,
+            env={"POD_NAMESPACE": "lead-scoring"},
         )
         assert result.returncode == 0, result.stderr
     text = urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5).read().decode()  # noqa: S310 - loopback
-    job = {"job": "lead-scoring-batch"}
+    # The namespace from the Job's downward API, as the alerts and dashboards select on.
+    job = {"job": "lead-scoring-batch", "namespace": "lead-scoring"}
     scored = sum(
         _metric(text, "lead_scoring_batch_rows_total", outcome="scored", shard=s, **job) for s in "01"
     )

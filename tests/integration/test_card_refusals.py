@@ -35,3 +35,25 @@ def test_cut_offs_out_of_order_are_refused_when_the_card_loads(small_artifact, t
     assert started.returncode != 0
     assert "Traceback" not in started.stderr, started.stderr
     assert started.stderr.startswith("transformer: cannot start:") and "strictly ascending" in started.stderr
+
+
+def test_a_booster_that_outputs_margins_is_refused_in_process(small_artifact, tmp_path):
+    """A binary:logitraw booster under a valid card (sha256 and all) started, and its margins were tiered as if they
+    were probabilities (a margin of 1.4 is tier A). The in-process predictor reads the booster's own objective."""
+    from tests.support.batch_models import booster_variant
+
+    margins = booster_variant(small_artifact, tmp_path / "logitraw", params={"objective": "binary:logitraw"})
+    started = subprocess.run(
+        [sys.executable, "-m", "transformer", "--model_card_uri", str(margins), "--http_port", "0"],
+        cwd=ROOT,
+        env={**os.environ, "API_KEYS": "t:cards-key"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode != 0
+    assert "Traceback" not in started.stderr, started.stderr
+    assert started.stderr == (
+        "transformer: cannot start: the booster's objective is binary:logitraw, not binary:logistic: its outputs "
+        "are not probabilities in [0, 1] and cannot be tiered; train it with binary:logistic\n"
+    )

@@ -174,3 +174,17 @@ def test_xgboosts_own_messages_go_to_the_log_not_to_stderr(small_artifact):
     lines = done.stdout.splitlines()
     assert lines[-1] == "False"  # the package was never imported
     assert any(line.startswith("transformer.xgboost|xgboost: ") for line in lines[:-1]), done.stdout
+
+
+def test_the_objective_is_the_boosters_own(booster, native, small_artifact, tmp_path):
+    """What the Python package's save_config() says, for the served booster and for a margin variant."""
+    import json
+
+    from tests.support.batch_models import booster_variant
+
+    assert native.objective == json.loads(booster.save_config())["learner"]["objective"]["name"]
+    assert native.objective == "binary:logistic"
+    margins = booster_variant(small_artifact, tmp_path / "m", params={"objective": "binary:logitraw"})
+    assert NativeBooster.from_model_dir(margins).objective == "binary:logitraw"
+    with pytest.raises(ValueError, match="objective is binary:logitraw, not binary:logistic"):
+        InProcessBooster(margins)
