@@ -83,6 +83,22 @@ def test_export_is_scored_and_every_planted_problem_is_rejected(export, small_ar
     assert shard_line["event"] == "shard_done" and shard_line["rows_rejected"] == len(BAD_ROWS)
 
 
+def test_reject_rows_count_from_the_start_of_the_file_in_every_window(export, small_artifact, tmp_path):
+    """The planted rows (3 to 70) fall in several 16-row windows: each reject still names its row in the file, not
+    its row within the window, so an operator can find it in the export."""
+    source, _ = export
+    out = tmp_path / "out"
+    result = run_batch(
+        "--input", str(source), "--output", str(out), "--model", str(small_artifact), "--window-rows", "16"
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rejects = pq.read_table(out / "rejects").to_pylist()
+    assert sorted((r["row"], r["field"], r["rule"]) for r in rejects) == sorted(
+        (r, f, rule) for r, f, rule, _ in PLANTED
+    )
+    assert {r["lead_id"] for r in rejects if r["row"] == 10} == {"L0000000010"}
+
+
 def test_csv_export_gives_the_same_answers_and_rejects_unparsable_cells(export, small_artifact, tmp_path):
     source, x = export
     table = pq.read_table(source)

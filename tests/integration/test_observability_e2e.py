@@ -35,7 +35,6 @@ from tests.support.logs import json_log_lines
 KEY_NAME = "crm-observability"
 V1 = "/v1/models/lead-scoring:predict"
 V2 = "/v2/models/lead-scoring/infer"
-DRIFT_METRICS = ("lead_scoring_feature_psi", "lead_scoring_score_psi")
 # Metric names a query reads: ours, the recording rules', KServe's stage histograms. Label values ("lead-scoring")
 # have a dash and never match.
 # `up`: Prometheus's own series of every target, which LeadScoringTransformerDown reads.
@@ -283,8 +282,6 @@ def test_query_evaluates_and_reads_existing_series(observed, name):
     expr = QUERIES[name]
     names = metric_names(expr)
     assert names, f"{name}: no metric name recognised in {expr!r}"
-    if any(not wired(observed.metrics_text, m) for m in names & set(DRIFT_METRICS)):
-        pytest.xfail("drift gauges not wired yet")
 
     result = promql(observed.prometheus_url, expr)  # no error
     exported = set(

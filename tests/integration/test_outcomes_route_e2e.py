@@ -4,12 +4,14 @@ outcome recorder's no-loss guarantees (SIGTERM flush, a store outage) — the sa
 from __future__ import annotations
 
 import io
+import secrets
 import signal
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pyarrow.parquet as pq
+import yaml
 
 from contract.outcomes import outcome_key
 from hack.stack import start_transformer
@@ -189,12 +191,17 @@ def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(
         again = post(server, {"outcomes": batch[:1] + [shifted] + batch[2:]}, api_key)
         assert again.json() == {**again.json(), "recorded": 0, "duplicates": 30}
         assert again.json()["outcome_ids"] == first.json()["outcome_ids"]
-        wait_for(lambda: len(stored(lake)) == 30, timeout=30)
+        # A repeat within one call is a duplicate too: written once, not twice.
+        twice = post(server, {"outcomes": [outcome(100), outcome(100)]}, api_key)
+        assert twice.json() == {**twice.json(), "recorded": 1, "duplicates": 1}
+        wait_for(lambda: len(stored(lake)) == 31, timeout=30)
     finally:
         assert server.stop() == 0
     rows = stored(lake)
+    assert sum(pq.read_metadata(path).num_rows for path in lake.rglob("*.parquet")) == 31
     assert set(rows) == {
-        outcome_key(o["lead_id"], o["outcome"], datetime.fromisoformat(o["occurred_at"])) for o in batch
+        outcome_key(o["lead_id"], o["outcome"], datetime.fromisoformat(o["occurred_at"]))
+        for o in [*batch, outcome(100)]
     }
     assert {r["api_key_name"] for r in rows.values()} == {KEY_NAME} and {
         r["source"] for r in rows.values()
@@ -202,6 +209,36 @@ def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(
     assert all(p.relative_to(lake).as_posix().startswith("dt=2026-11-20/") for p in lake.rglob("*.parquet"))
     for path in lake.rglob("*.parquet"):
         assert api_key.encode() not in path.read_bytes()
+
+
+def test_the_outcomes_route_is_charged_to_the_keys_rate_limit(small_artifact, logs_dir, tmp_path):
+    """docs/security.md: the outcomes route takes the API key and the same rate limit as scoring. A key past its
+    burst gets 429, and nothing of the refused calls is recorded."""
+    key = "limited-" + secrets.token_hex(8)
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(
+        yaml.safe_dump({"keys": [{"name": "crm", "key": key, "rate_per_second": 0.01, "burst": 3}]})
+    )
+    lake = tmp_path / "outcomes"
+    server = start_transformer(
+        small_artifact,
+        logs_dir,
+        extra_args=[
+            "--api_keys_file", str(keys),
+            "--outcomes_uri", lake.as_uri(),
+            "--outcomes_spool_dir", str(tmp_path / "outcomes-spool"),
+            "--sink_flush_seconds", "0.2",
+        ],
+    )  # fmt: skip
+    try:
+        server.wait_ready()
+        answers = [post(server, {"outcomes": [outcome(i)]}, key) for i in range(5)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429], [a.text for a in answers]
+        assert "rate" in answers[-1].json()["error"] and key not in answers[-1].text
+        wait_for(lambda: len(stored(lake)) == 3, timeout=30)
+    finally:
+        assert server.stop() == 0
+    assert {row["lead_id"] for row in stored(lake).values()} == {"L-0", "L-1", "L-2"}
 
 
 def test_sigterm_flushes_accepted_outcomes(small_artifact, logs_dir, api_key, tmp_path):

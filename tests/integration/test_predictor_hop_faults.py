@@ -155,3 +155,36 @@ def test_a_predictor_whose_booster_answers_no_probabilities_is_unavailable_not_t
             asyncio.run(scenario())
     finally:
         server.stop()
+
+
+def test_a_predictor_that_answers_several_outputs_a_lead_is_unavailable(tmp_path):
+    """A booster with three class probabilities per lead (multi:softprob, all within [0, 1]) answers 3N numbers for
+    N leads: without the count check they were scored by position, the first lead's classes becoming three leads'
+    scores."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(6)
+    features = rng.random((300, len(FEATURES)), dtype=np.float32)
+    booster = xgb.train(
+        {"objective": "multi:softprob", "num_class": 3, "nthread": 1},
+        xgb.DMatrix(features, label=rng.integers(0, 3, 300)),
+        num_boost_round=2,
+    )
+    folder = tmp_path / "three-classes"
+    folder.mkdir()
+    booster.save_model(folder / "model.ubj")
+    server = start_predictor(folder, tmp_path / "logs")
+    try:
+        server.wait_ready()
+
+        async def scenario():
+            hop = GrpcHop(server.grpc_target, "lead-scoring", timeout_seconds=10, retries=0)
+            try:
+                return await hop.predict(np.repeat(LEAD, 4, axis=0))
+            finally:
+                await hop.close()
+
+        with pytest.raises(PredictorUnavailable, match="returned 12 scores for 4 leads"):
+            asyncio.run(scenario())
+    finally:
+        server.stop()

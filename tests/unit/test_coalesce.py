@@ -73,6 +73,26 @@ def test_a_failure_reaches_every_waiting_request():
     assert all(isinstance(r, PredictorUnavailable) for r in results)
 
 
+class OneTooMany(RecordingPredictor):
+    async def predict(self, matrix, headers=None):
+        scores = await super().predict(matrix, headers)
+        return np.append(scores, np.float32(0.5))
+
+
+def test_a_call_answered_with_the_wrong_number_of_scores_fails_every_request_in_it():
+    """Split back by position, one score too many would shift every later caller's scores onto the wrong leads:
+    each request of the call gets PredictorUnavailable (a 503) instead."""
+    coalescer = Coalescer(OneTooMany())
+    requests = [np.full((n, 50), float(i), np.float32) for i, n in enumerate([2, 1, 3], start=1)]
+
+    async def run():
+        return await asyncio.gather(*(coalescer.predict(m) for m in requests), return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, PredictorUnavailable) for r in results), results
+    assert "returned 7 scores for 6 leads" in str(results[0])
+
+
 def test_requests_in_later_turns_form_new_batches():
     inner = RecordingPredictor()
     coalescer = Coalescer(inner)

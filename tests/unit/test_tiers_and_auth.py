@@ -21,6 +21,19 @@ def test_scores_map_to_buckets_and_tiers_at_the_card_thresholds():
         TierMap([0.3, 0.2, 0.1, 0.05])
 
 
+def test_a_score_exactly_on_a_cut_point_belongs_to_the_higher_bucket():
+    """The rule contract/tiers.py states. Cut points like 0.1 cannot be hit exactly by a float32
+    score (float32(0.1) > 0.1), so the test above passes whichever side a tie goes to: these cut points are exact
+    in float32, and so are the scores on them and one float32 step below them."""
+    cuts = [0.125, 0.25, 0.5, 0.75]
+    tiers = TierMap(cuts)
+    on = np.array(cuts, dtype=np.float32)
+    below = np.nextafter(on, np.float32(0))
+    assert tiers.buckets(on).tolist() == [2, 3, 4, 5]
+    assert tiers.buckets(below).tolist() == [1, 2, 3, 4]
+    assert tiers.tiers(tiers.buckets(on)).tolist() == ["D", "C", "B", "A"]
+
+
 class Clock:
     def __init__(self):
         self.now = 1e9  # far from time.monotonic(): a bucket must use the store's clock, not the system's
@@ -100,6 +113,29 @@ def test_keys_of_one_name_share_one_bucket_and_cannot_reset_it_by_alternating(tm
         store.charge(store.authenticate("k2"))
     with pytest.raises(RateLimited):
         store.charge(store.authenticate("k1"))
+
+
+def test_a_rotation_keeps_each_callers_bucket_unless_its_limits_change(tmp_path):
+    """A Secret rotation (new key, same name and limits) must not refill everyone's rate limit; a changed limit
+    starts a fresh bucket at the new size."""
+    clock = Clock()
+    path = tmp_path / "keys.yaml"
+    limited = "    rate_per_second: 0.01\n    burst: 2\n"
+    path.write_text("keys:\n  - name: crm\n    key: old-key\n" + limited)
+    store = KeyStore(str(path), reload_seconds=1, clock=clock)
+    store.charge(store.authenticate("old-key"))
+    store.charge(store.authenticate("old-key"))
+    path.write_text("keys:\n  - name: crm\n    key: new-key\n" + limited)
+    clock.now += 1.5  # 0.015 tokens refilled: still empty
+    with pytest.raises(RateLimited):
+        store.charge(store.authenticate("new-key"))
+    path.write_text("keys:\n  - name: crm\n    key: new-key\n    rate_per_second: 0.01\n    burst: 3\n")
+    clock.now += 1.5
+    entry = store.authenticate("new-key")
+    for _ in range(3):
+        store.charge(entry)
+    with pytest.raises(RateLimited):
+        store.charge(entry)
 
 
 def test_keys_of_one_name_with_different_limits_are_refused_at_start_and_on_reload(tmp_path):
