@@ -67,11 +67,28 @@ def write_csv(table: pa.Table, path: Path) -> None:
     pacsv.write_csv(table, path)
 
 
-def run_batch(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def _batch_env(env: dict | None) -> dict:
     import os
 
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     full_env.pop("BATCH_DEBUG", None)
+    return full_env
+
+
+def start_batch(*args: str, text: bool = True) -> subprocess.Popen:
+    """`python -m batch` running in the background (to kill, stop or race it), its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "batch", "--progress", "none", *args],
+        cwd=REPO,
+        env=_batch_env(None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=text,
+    )
+
+
+def run_batch(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = _batch_env(env)
     return subprocess.run(
         [sys.executable, "-m", "batch", "--progress", "none", *args],
         capture_output=True,

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +22,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from botocore.config import Config
 
-from tests.batch_export import REPO, crm_export, run_batch, write_csv
+from tests.batch_export import crm_export, run_batch, start_batch, write_csv
 from tests.sink_servers import free_port
 from tests.support.batch_models import artifact_tarball, booster_variant
 from tests.support.fault_proxy import FaultProxy
@@ -361,25 +359,10 @@ def test_sigterm_is_reported_like_every_failure(small_artifact, tmp_path):
     source = tmp_path / "crm.parquet"
     pq.write_table(crm_export(200_000, seed=62, planted=False)[0], source, row_group_size=50_000)
     out, work = tmp_path / "out", tmp_path / "work"
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batch",
-            "--input",
-            str(source),
-            "--output",
-            str(out),
-            "--model",
-            str(small_artifact),
-        ]
-        + ["--work-dir", str(work), "--window-rows", "200", "--progress", "none"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_batch(
+        "--input", str(source), "--output", str(out), "--model", str(small_artifact),
+        "--work-dir", str(work), "--window-rows", "200",
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(work.glob("batch-*/scores.parquet")):  # scoring: past the checks, nothing committed
         assert child.poll() is None and time.monotonic() < deadline, child.communicate()

@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,15 @@ import pytest
 import xgboost as xgb
 
 from contract.model_card import load_card
-from tests.batch_export import BAD_ROWS, PLANTED, REPO, crm_export, run_batch, valid_rows, write_csv
+from tests.batch_export import (
+    BAD_ROWS,
+    PLANTED,
+    crm_export,
+    run_batch,
+    start_batch,
+    valid_rows,
+    write_csv,
+)
 
 N = 2_000
 
@@ -179,34 +185,11 @@ def test_a_killed_shard_rerun_leaves_no_duplicates_and_no_gaps(small_artifact, t
     source = tmp_path / "big.parquet"
     pq.write_table(table, source, row_group_size=20_000)
     out, work = tmp_path / "out", tmp_path / "work"
-    args = [
-        sys.executable,
-        "-m",
-        "batch",
-        "--input",
-        str(source),
-        "--output",
-        str(out),
-        "--model",
-        str(small_artifact),
-        "--shard-count",
-        "2",
-        "--shard-index",
-        "0",
-        "--window-rows",
-        "500",
-        "--work-dir",
-        str(work),
-        "--progress",
-        "none",
-    ]
-    child = subprocess.Popen(
-        args,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    child = start_batch(
+        "--input", str(source), "--output", str(out), "--model", str(small_artifact),
+        "--shard-count", "2", "--shard-index", "0", "--window-rows", "500", "--work-dir", str(work),
+        text=False,
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     # Kill it once the shard's scores file has its first row group (131,072 of its 200,000 rows) in the work
     # folder: mid-run, nothing committed yet.

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from azure.storage.blob import BlobServiceClient
 
 from batch.inputs import plan_input
 from batch.storage import Location, StorageOptions
-from tests.batch_export import REPO, crm_export, run_batch
+from tests.batch_export import crm_export, run_batch, start_batch
 from tests.support.batch_models import booster_variant
 from tests.support.fault_proxy import FaultProxy
 
@@ -163,26 +162,9 @@ def test_a_retrained_booster_under_the_same_version_label_is_another_model(small
 
 
 def _popen_shard(source: Path, out: Path, model: Path, work: Path, *extra: str) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "-m",
-        "batch",
-        "--input",
-        str(source),
-        "--output",
-        str(out),
-        "--model",
-        str(model),
-    ]
-    args += ["--work-dir", str(work), "--progress", "none", *extra]
-    return subprocess.Popen(
-        args,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_batch(
+        "--input", str(source), "--output", str(out), "--model", str(model), "--work-dir", str(work), *extra
+    )  # fmt: skip
 
 
 def _wait_until_scoring(child: subprocess.Popen, work: Path) -> None:

@@ -14,6 +14,20 @@ from contract.model_card import CARD_FILE, load_card
 from hack.stack import ROOT
 
 
+def start_refused(model_dir) -> subprocess.CompletedProcess:
+    """`python -m transformer` on `model_dir`, which must refuse to start."""
+    started = subprocess.run(
+        [sys.executable, "-m", "transformer", "--model_card_uri", str(model_dir), "--http_port", "0"],
+        cwd=ROOT,
+        env={**os.environ, "API_KEYS": "t:cards-key"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode != 0
+    return started
+
+
 def test_cut_offs_out_of_order_are_refused_when_the_card_loads(small_artifact, tmp_path):
     """They passed load_card, and the transformer died with a traceback when the Scorer built its tier map."""
     folder = tmp_path / "model"
@@ -24,15 +38,7 @@ def test_cut_offs_out_of_order_are_refused_when_the_card_loads(small_artifact, t
     (folder / CARD_FILE).write_text(yaml.safe_dump(card))
     with pytest.raises(ValueError, match="tier thresholds must be 4 strictly ascending scores"):
         load_card(folder)
-    started = subprocess.run(
-        [sys.executable, "-m", "transformer", "--model_card_uri", str(folder), "--http_port", "0"],
-        cwd=ROOT,
-        env={**os.environ, "API_KEYS": "t:cards-key"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert started.returncode != 0
+    started = start_refused(folder)
     assert "Traceback" not in started.stderr, started.stderr
     assert started.stderr.startswith("transformer: cannot start:") and "strictly ascending" in started.stderr
 
@@ -43,15 +49,7 @@ def test_a_booster_that_outputs_margins_is_refused_in_process(small_artifact, tm
     from tests.support.batch_models import booster_variant
 
     margins = booster_variant(small_artifact, tmp_path / "logitraw", params={"objective": "binary:logitraw"})
-    started = subprocess.run(
-        [sys.executable, "-m", "transformer", "--model_card_uri", str(margins), "--http_port", "0"],
-        cwd=ROOT,
-        env={**os.environ, "API_KEYS": "t:cards-key"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert started.returncode != 0
+    started = start_refused(margins)
     assert "Traceback" not in started.stderr, started.stderr
     assert started.stderr == (
         "transformer: cannot start: the booster's objective is binary:logitraw, not binary:logistic: its outputs "

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,26 @@ def test_the_hop_reconnects_within_about_a_second_after_a_long_predictor_outage(
     assert recovered < 2.0, f"first success {recovered:.1f} s after the predictor was back"
 
 
+def four_leads_through_a_predictor_serving(booster, folder: Path) -> np.ndarray:
+    """The gRPC hop's answer for four leads from a real predictor process serving `booster`."""
+    folder.mkdir()
+    booster.save_model(folder / "model.ubj")
+    server = start_predictor(folder, folder.parent / f"{folder.name}-logs")
+    try:
+        server.wait_ready()
+
+        async def scenario():
+            hop = GrpcHop(server.grpc_target, "lead-scoring", timeout_seconds=10, retries=0)
+            try:
+                return await hop.predict(np.repeat(LEAD, 4, axis=0))
+            finally:
+                await hop.close()
+
+        return asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
 def test_a_predictor_whose_booster_answers_no_probabilities_is_unavailable_not_tier_a(tmp_path):
     """A predictor serving a booster of another objective (a regression here: outputs far outside [0, 1], some NaN
     through a NaN leaf would be the same) had its outputs tiered as scores: NaN and anything above 1 became tier A."""
@@ -137,24 +158,8 @@ def test_a_predictor_whose_booster_answers_no_probabilities_is_unavailable_not_t
         xgb.DMatrix(features, label=features[:, 0] * 1000 - 500),
         num_boost_round=3,
     )
-    folder = tmp_path / "regression"
-    folder.mkdir()
-    booster.save_model(folder / "model.ubj")
-    server = start_predictor(folder, tmp_path / "logs")
-    try:
-        server.wait_ready()
-
-        async def scenario():
-            hop = GrpcHop(server.grpc_target, "lead-scoring", timeout_seconds=10, retries=0)
-            try:
-                return await hop.predict(np.repeat(LEAD, 4, axis=0))
-            finally:
-                await hop.close()
-
-        with pytest.raises(PredictorUnavailable, match=r"outside \[0, 1\].*binary:logistic"):
-            asyncio.run(scenario())
-    finally:
-        server.stop()
+    with pytest.raises(PredictorUnavailable, match=r"outside \[0, 1\].*binary:logistic"):
+        four_leads_through_a_predictor_serving(booster, tmp_path / "regression")
 
 
 def test_a_predictor_that_answers_several_outputs_a_lead_is_unavailable(tmp_path):
@@ -170,21 +175,5 @@ def test_a_predictor_that_answers_several_outputs_a_lead_is_unavailable(tmp_path
         xgb.DMatrix(features, label=rng.integers(0, 3, 300)),
         num_boost_round=2,
     )
-    folder = tmp_path / "three-classes"
-    folder.mkdir()
-    booster.save_model(folder / "model.ubj")
-    server = start_predictor(folder, tmp_path / "logs")
-    try:
-        server.wait_ready()
-
-        async def scenario():
-            hop = GrpcHop(server.grpc_target, "lead-scoring", timeout_seconds=10, retries=0)
-            try:
-                return await hop.predict(np.repeat(LEAD, 4, axis=0))
-            finally:
-                await hop.close()
-
-        with pytest.raises(PredictorUnavailable, match="returned 12 scores for 4 leads"):
-            asyncio.run(scenario())
-    finally:
-        server.stop()
+    with pytest.raises(PredictorUnavailable, match="returned 12 scores for 4 leads"):
+        four_leads_through_a_predictor_serving(booster, tmp_path / "three-classes")
