@@ -37,6 +37,15 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
 class AzuriteServer(Azurite):
     """azurite-blob (hack/azurite.py), plus the sink configurations the tests build on it."""
 
+    def service_with(self, *containers: str):
+        """A BlobServiceClient on this emulator, with `containers` created."""
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(self.connection_string, api_version="2025-11-05")
+        for container in containers:
+            service.create_container(container)
+        return service
+
     def sink_config(self, tmp_path: Path, **overrides):
         """A sink on this emulator's `lake/scores`, spooling under `tmp_path`."""
         from transformer.sink import SinkConfig

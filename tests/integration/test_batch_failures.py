@@ -61,32 +61,32 @@ def _s3_with_export(moto_s3, rows: int = 400, row_group: int = 100):
 # 3. Transient failures exit 1, the operator's exit 2
 
 
-@pytest.mark.parametrize("status, code", [(503, 1), (500, 1), (403, 2)])
-def test_a_failed_put_exits_by_what_failed(moto_s3, small_artifact, status, code):
+def _run_through_faults(moto_s3, model, fault):
+    """The export of s3://crm/nightly/ scored into s3://lake/run/ with every S3 call going through a proxy that
+    answers `fault(method, path)` (an HTTP status) instead of moto when it is not None."""
     _s3_with_export(moto_s3)
     with FaultProxy(moto_s3.endpoint_url) as proxy:
-        proxy.fault = lambda method, path: status if method == "PUT" else None
+        proxy.fault = fault
         result = _run(
-            "s3://crm/nightly/",
-            "s3://lake/run/",
-            small_artifact,
-            env={"AWS_ENDPOINT_URL": proxy.endpoint_url},
+            "s3://crm/nightly/", "s3://lake/run/", model, env={"AWS_ENDPOINT_URL": proxy.endpoint_url}
         )
+    return result, proxy
+
+
+@pytest.mark.parametrize("status, code", [(503, 1), (500, 1), (403, 2)])
+def test_a_failed_put_exits_by_what_failed(moto_s3, small_artifact, status, code):
+    result, proxy = _run_through_faults(
+        moto_s3, small_artifact, lambda method, path: status if method == "PUT" else None
+    )
     _failed(result, code, "cannot write s3://lake/run/scores/part-00000-of-00001.parquet")
     assert proxy.faults and all(method == "PUT" for method, _, _ in proxy.faults)
 
 
 @pytest.mark.parametrize("status, code", [(503, 1), (403, 2)])
 def test_reading_the_output_exits_by_what_failed(moto_s3, small_artifact, status, code):
-    _s3_with_export(moto_s3)
-    with FaultProxy(moto_s3.endpoint_url) as proxy:
-        proxy.fault = lambda method, path: status if path.startswith("/lake") else None
-        result = _run(
-            "s3://crm/nightly/",
-            "s3://lake/run/",
-            small_artifact,
-            env={"AWS_ENDPOINT_URL": proxy.endpoint_url},
-        )
+    result, _ = _run_through_faults(
+        moto_s3, small_artifact, lambda method, path: status if path.startswith("/lake") else None
+    )
     _failed(result, code, "cannot read the output s3://lake/run/")
 
 

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
-from azure.storage.blob import BlobServiceClient
 
 from contract.model_card import load_card
 from tests.batch_export import BAD_ROWS, PLANTED, crm_export, run_batch
@@ -90,9 +89,7 @@ def test_s3_in_s3_out_model_from_s3(moto_s3, small_artifact):
 
 
 def test_azure_blob_in_and_out(azurite, small_artifact):
-    service = BlobServiceClient.from_connection_string(azurite.connection_string, api_version="2025-11-05")
-    for container in ("crm", "lake"):
-        service.create_container(container)
+    service = azurite.service_with("crm", "lake")
     first, second = _two_files()
     crm = service.get_container_client("crm")
     crm.upload_blob("nightly/exports/crm-1.parquet", _parquet_bytes(first))

@@ -9,7 +9,6 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from azure.storage.blob import BlobServiceClient
 
 from hack.azurite import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.batch_export import crm_export, run_batch
@@ -31,9 +30,7 @@ def azurite_on_host_ip(tmp_path):
 
 def test_a_run_through_the_machines_ip_reads_and_writes_the_same_blobs(azurite_on_host_ip, small_artifact):
     azurite = azurite_on_host_ip
-    service = BlobServiceClient.from_connection_string(azurite.connection_string, api_version="2025-11-05")
-    for container in ("crm", "lake"):
-        service.create_container(container)
+    service = azurite.service_with("crm", "lake")
     sink = io.BytesIO()
     pq.write_table(crm_export(300, seed=71, planted=False)[0], sink, row_group_size=100)
     service.get_container_client("crm").upload_blob("nightly/crm.parquet", sink.getvalue())

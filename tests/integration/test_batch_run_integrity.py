@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from azure.storage.blob import BlobServiceClient
 
 from batch.inputs import plan_input
 from batch.storage import Location, StorageOptions
@@ -129,9 +128,7 @@ def test_an_s3_object_rewritten_with_the_same_size_is_another_input(moto_s3, sma
 
 
 def test_a_blob_rewritten_with_the_same_size_is_another_input(azurite, small_artifact):
-    service = BlobServiceClient.from_connection_string(azurite.connection_string, api_version="2025-11-05")
-    for container in ("crm", "lake"):
-        service.create_container(container)
+    service = azurite.service_with("crm", "lake")
     first, second = _same_size_csvs()
     crm = service.get_container_client("crm")
     crm.upload_blob("nightly/a.csv", first)
