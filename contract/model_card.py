@@ -110,7 +110,8 @@ def find_booster(folder: Path) -> Path:
     """Exactly the rule of kserve-xgbserver: one file with a booster suffix, else a clear error."""
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {folder} does not exist")
-    found = sorted(p for p in folder.iterdir() if p.suffix in BOOSTER_SUFFIXES and p.is_file())
+    # endswith, as the runtime does: a file named just `.json` is a booster file to it (Path.suffix says none).
+    found = sorted(p for p in folder.iterdir() if p.name.endswith(BOOSTER_SUFFIXES) and p.is_file())
     if not found:
         raise FileNotFoundError(f"no booster file ({', '.join(BOOSTER_SUFFIXES)}) in {folder}")
     if len(found) > 1:

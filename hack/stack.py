@@ -100,6 +100,7 @@ def start_predictor(
     http_port: int | None = None,
     grpc_port: int | None = None,
     env: dict[str, str] | None = None,
+    model_name: str = MODEL_NAME,
 ) -> Server:
     http_port, grpc_port = http_port or free_port(), grpc_port or free_port()
     return _spawn(
@@ -108,7 +109,7 @@ def start_predictor(
             "-m",
             "predictor.server",
             "--model_name",
-            MODEL_NAME,
+            model_name,
             "--model_dir",
             str(model_dir),
             "--http_port",

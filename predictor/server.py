@@ -6,6 +6,10 @@ so the wire behaviour is the runtime's: V1 `instances` → `predictions`; V2 rea
 answers `output-0` (FP32, shape [N]). It is deliberately no smarter: no feature names, no validation. What works
 against it works against the real runtime.
 
+One difference, on purpose: a folder with no booster makes it exit with one line, where the runtime starts serving no
+model (its ports open, ModelReady answers NOT_FOUND). Locally a loud exit is the useful answer; what the transformer
+does with such a runtime is tested against this stand-in serving another model name.
+
     python -m predictor.server --model_name lead-scoring --model_dir predictor/model --http_port 8080 --grpc_port 8081
 """
 

@@ -5,6 +5,7 @@
     python -m predictor.train --out my-model --from-lake s3://lake/scores  # recorded features + joined outcomes
 
 The folder gets exactly one booster (`model.ubj`) and `model-card.yaml`. Same data + same seed → same booster bytes.
+`--out` must be new, empty or an earlier artifact's folder (anything else in it is refused, never deleted).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import xgboost as xgb
 from contract.features import FEATURE_NAMES, FEATURES
 from contract.measures import auc, log_loss
 from contract.model_card import (
+    BOOSTER_SUFFIXES,
+    CARD_FILE,
     MODEL_NAME_PATTERN,
     MODEL_VERSION_PATTERN,
     Histogram,
@@ -70,6 +73,28 @@ def _matching(pattern: str, rule: str):
 
 class DataError(ValueError):
     """A user's training file does not fit the feature contract; the message names every bad column."""
+
+
+def _artifact_files_in(out: Path, data: Path | None) -> list[Path]:
+    """The files of an earlier artifact that this run replaces. --out must hold nothing else: the folder is what
+    the storage-initializer downloads, and a user's file there would be served beside the model or lost."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
+    if data is not None and data.resolve().parent == out.resolve():
+        raise DataError(f"--data {data} is inside --out {out}: write the model to a folder of its own")
+    artifact, other = [], []
+    for item in sorted(out.iterdir()):
+        ours = item.is_file() and (item.name == CARD_FILE or item.name.endswith(BOOSTER_SUFFIXES))
+        (artifact if ours else other).append(item)
+    if other:
+        names = ", ".join(p.name for p in other[:5]) + (" …" if len(other) > 5 else "")
+        raise DataError(
+            f"--out {out} holds more than a model artifact ({names}): choose an empty folder or an earlier "
+            "artifact's folder"
+        )
+    return artifact
 
 
 def load_user_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -377,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         help="most boosting rounds (early stopping picks fewer; at least 1)",
     )
     args = parser.parse_args(argv)
+    try:
+        replaced = _artifact_files_in(args.out, args.data)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     served, provenance = None, {}
     try:
         if args.from_lake:
@@ -391,28 +421,36 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as staging:
-        # Build in a staging folder then swap, so a crash never leaves a half-written artifact being served.
+    # Staged beside --out: the same filesystem, so each file is renamed into place whole.
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.out.parent) as staging:
         staged = Path(staging) / "artifact"
-        card = train(
-            x,
-            y,
-            staged,
-            seed=args.seed,
-            name=args.name,
-            version=args.version,
-            threads=args.threads,
-            rounds=args.rounds,
-            source=source,
-            served_scores=served,
-            provenance=provenance,
-        )
+        try:
+            card = train(
+                x,
+                y,
+                staged,
+                seed=args.seed,
+                name=args.name,
+                version=args.version,
+                threads=args.threads,
+                rounds=args.rounds,
+                source=source,
+                served_scores=served,
+                provenance=provenance,
+            )
+        except ValueError as exc:  # e.g. tied tier cut-offs: too few rounds or too little signal
+            print(f"error: cannot build a model card: {exc}", file=sys.stderr)
+            return 2
         args.out.mkdir(parents=True, exist_ok=True)
-        for old in args.out.iterdir():
-            if old.is_file():
+        # An old booster under another suffix would make two (kserve-xgbserver refuses the folder). The booster
+        # goes in before the card, and the card names the booster's hash: a crash between the two leaves a folder
+        # every loader refuses, never a card beside a booster it does not describe.
+        for old in replaced:
+            if old.name != BOOSTER_FILE and old.name != CARD_FILE:
                 old.unlink()
-        for item in staged.iterdir():
-            item.rename(args.out / item.name)
+        (staged / BOOSTER_FILE).replace(args.out / BOOSTER_FILE)
+        (staged / CARD_FILE).replace(args.out / CARD_FILE)
     m = card.metrics
     if served is not None:
         print(

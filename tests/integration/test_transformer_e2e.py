@@ -513,3 +513,29 @@ def test_concurrent_requests_each_get_their_own_scores(which, request, api_key, 
         )
     metrics = httpx.get(server.url + "/metrics").text
     assert "lead_scoring_coalesced_batch_rows_count" in metrics
+
+
+def test_a_predictor_without_this_model_keeps_the_transformer_unready(artifact, logs_dir, api_key):
+    """kserve-xgbserver with no booster in its folder does not exit: it opens its ports serving no model, and its
+    TCP probes pass. Only the transformer's ModelReady check stands between that pod and traffic."""
+    predictor = start_predictor(artifact, logs_dir, model_name="another-model")
+    predictor.wait_ready()
+    transformer = start_transformer(
+        artifact,
+        logs_dir,
+        api_keys=f"tests:{api_key}",
+        predictor=predictor.grpc_target,
+        extra_args=["--predictor_request_timeout_seconds", "1"],
+    )
+    try:
+        transformer.wait_ready(path="/v2/health/live")
+        assert httpx.get(transformer.url + "/v2/health/ready").status_code == 503
+        assert predictor_ready_samples(transformer) == {"grpc": 0.0}
+        assert httpx.get(transformer.url + "/v2/models/lead-scoring/ready").status_code != 200
+        response = post(transformer, V1, v1_body(), api_key)
+        assert response.status_code == 503, response.text
+        assert "lead-scoring does not exist" in response.json()["error"]
+        assert "Traceback" not in transformer.log_tail(200)
+    finally:
+        transformer.stop()
+        predictor.stop()

@@ -161,3 +161,52 @@ def test_a_card_with_a_path_in_its_name_or_version_is_refused(small_artifact, tm
         (folder / CARD_FILE).write_text(yaml.safe_dump(card))
         with pytest.raises(ValueError, match=field):
             load_card(folder)
+
+
+def test_retraining_into_a_folder_keeps_the_users_files_and_replaces_the_old_artifact(tmp_path, capsys):
+    """--out used to be emptied of every file: a CRM export written there was deleted with the old model."""
+    x, y = sample_population(20_000, seed=33)
+    export = tmp_path / "exports" / "crm-export.parquet"
+    export.parent.mkdir()
+    pq.write_table(_export(x, y), export)
+    assert main(["--data", str(export), "--out", str(export.parent), "--rounds", "20"]) == 2
+    assert "inside --out" in capsys.readouterr().err and export.is_file()
+    assert sorted(p.name for p in export.parent.iterdir()) == ["crm-export.parquet"]
+
+    notes = tmp_path / "shared" / "notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("ours")
+    assert main(["--data", str(export), "--out", str(notes.parent), "--rounds", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "holds more than a model artifact (notes.txt)" in err and "Traceback" not in err
+    assert notes.read_text() == "ours" and [p.name for p in notes.parent.iterdir()] == ["notes.txt"]
+
+    # An earlier artifact's folder is replaced whole: an old booster under another suffix goes, or the runtime
+    # would find two boosters and refuse the folder.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    (model / CARD_FILE).write_text("old")
+    assert main(["--data", str(export), "--out", str(model), "--rounds", "20", "--version", "v2"]) == 0
+    assert sorted(p.name for p in model.iterdir()) == [CARD_FILE, "model.ubj"]
+    assert load_card(model).version == "v2"
+    # No staging folder is left beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "model", "shared"]
+
+
+def test_too_few_rounds_for_distinct_tier_cut_offs_is_one_line_not_a_traceback(tmp_path, capsys):
+    """One tree scores the validation leads with a handful of values, so the tier cut-offs tie: exit 2, a line."""
+    out = tmp_path / "m"
+    assert main(["--rows", "20000", "--rounds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot build a model card:") and "ascending" in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_file_named_only_by_a_booster_suffix_counts_as_a_booster_as_the_runtime_counts_it(artifact, tmp_path):
+    """kserve-xgbserver matches file names with endswith: a stray `.json` beside model.ubj makes it refuse the
+    folder, so the card loader must refuse it too (Path.suffix of `.json` is empty)."""
+    (tmp_path / "model.ubj").write_bytes((artifact / "model.ubj").read_bytes())
+    (tmp_path / ".json").write_text("{}")
+    with pytest.raises(RuntimeError, match="more than one booster file"):
+        find_booster(tmp_path)
