@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -319,8 +320,10 @@ def predictor_ready_samples(server) -> dict[str, float]:
     }
 
 
-def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
-    predictor = start_predictor(artifact, logs_dir)
+@contextlib.contextmanager
+def transformer_behind(artifact, logs_dir, api_key, **predictor_args):
+    """A predictor and a transformer in front of it (1 s hop timeout); both stopped at the end."""
+    predictor = start_predictor(artifact, logs_dir, **predictor_args)
     predictor.wait_ready()
     transformer = start_transformer(
         artifact,
@@ -330,6 +333,14 @@ def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
         extra_args=["--predictor_request_timeout_seconds", "1"],
     )
     try:
+        yield predictor, transformer
+    finally:
+        transformer.stop()
+        predictor.stop()
+
+
+def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
+    with transformer_behind(artifact, logs_dir, api_key) as (predictor, transformer):
         transformer.wait_ready()
         assert post(transformer, V1, v1_body(), api_key).status_code == 200
         assert httpx.get(transformer.url + "/v2/models/lead-scoring/ready").status_code == 200
@@ -346,9 +357,6 @@ def test_predictor_down_gives_503_and_not_ready(artifact, logs_dir, api_key):
         with pytest.raises(grpc.RpcError) as error:
             _grpc_infer(transformer, _tensor_input(X[:2]), api_key)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-    finally:
-        transformer.stop()
-        predictor.stop()
 
 
 def test_reason_codes_sum_with_the_bias_to_the_margin(transformer_grpc, api_key, runtime_booster):
@@ -518,16 +526,7 @@ def test_concurrent_requests_each_get_their_own_scores(which, request, api_key, 
 def test_a_predictor_without_this_model_keeps_the_transformer_unready(artifact, logs_dir, api_key):
     """kserve-xgbserver with no booster in its folder does not exit: it opens its ports serving no model, and its
     TCP probes pass. Only the transformer's ModelReady check stands between that pod and traffic."""
-    predictor = start_predictor(artifact, logs_dir, model_name="another-model")
-    predictor.wait_ready()
-    transformer = start_transformer(
-        artifact,
-        logs_dir,
-        api_keys=f"tests:{api_key}",
-        predictor=predictor.grpc_target,
-        extra_args=["--predictor_request_timeout_seconds", "1"],
-    )
-    try:
+    with transformer_behind(artifact, logs_dir, api_key, model_name="another-model") as (_, transformer):
         transformer.wait_ready(path="/v2/health/live")
         assert httpx.get(transformer.url + "/v2/health/ready").status_code == 503
         assert predictor_ready_samples(transformer) == {"grpc": 0.0}
@@ -536,6 +535,3 @@ def test_a_predictor_without_this_model_keeps_the_transformer_unready(artifact, 
         assert response.status_code == 503, response.text
         assert "lead-scoring does not exist" in response.json()["error"]
         assert "Traceback" not in transformer.log_tail(200)
-    finally:
-        transformer.stop()
-        predictor.stop()
