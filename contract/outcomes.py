@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
 )
@@ -96,12 +97,15 @@ class Outcome(BaseModel):
     deal_value: (
         Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False), BeforeValidator(_number_only)] | None
     ) = Field(None, description="deal value, converted only")
-    scoring_id: Annotated[str, AfterValidator(_printable_ascii_rule)] | None = Field(
-        None, min_length=1, max_length=64, description="x-scoring-id of the scoring it refers to"
-    )
-    request_id: Annotated[str, AfterValidator(_printable_ascii_rule)] | None = Field(
-        None, min_length=1, max_length=128, description="the client's x-request-id of that scoring"
-    )
+    # The lengths inside the str type: on the Optional they are a collection's (rules too_short / too_long).
+    scoring_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_printable_ascii_rule)]
+        | None
+    ) = Field(None, description="x-scoring-id of the scoring it refers to")
+    request_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable_ascii_rule)]
+        | None
+    ) = Field(None, description="the client's x-request-id of that scoring")
 
 
 def outcome_key(lead_id: str, outcome: str, occurred_at: datetime) -> str:
@@ -132,6 +136,14 @@ _RULES = {
 }
 
 
+# Messages in the contract's words where pydantic's read oddly ("extra Extra inputs are not permitted").
+_SAID = {
+    "unknown_field": "is not a field of an outcome (lead_id, outcome, occurred_at, deal_value, scoring_id, "
+    "request_id)",
+    "object": "must be a JSON object (one outcome)",
+}
+
+
 def _short(value: Any) -> Any:
     if isinstance(value, str):
         return value[:64]
@@ -156,15 +168,17 @@ def check_outcomes(
             for detail in error.errors():
                 total += 1
                 if len(problems) < max_reported:
-                    field = ".".join(str(p) for p in detail.get("loc", ())) or "outcome"
+                    # Not an object at all: the item itself, `outcomes`, is at fault (no field of it is).
+                    field = ".".join(str(p) for p in detail.get("loc", ())) or "outcomes"
                     rule = _RULES.get(detail.get("type", ""), detail.get("type", "invalid"))
+                    said = _SAID.get(rule) or detail.get("msg", "is invalid")
                     problems.append(
                         {
                             "row": row,
                             "field": field[:64],
                             "rule": rule,
                             "value": None if rule == "required" else _short(detail.get("input")),
-                            "message": f"row {row}: {field[:64]} {detail.get('msg', 'is invalid')}",
+                            "message": f"row {row}: {field[:64]} {said}",
                         }
                     )
             continue

@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         outcomes = OutcomeIntake(
             keys, outcome_recorder, max_outcomes=args.max_outcomes, max_reported=args.max_errors_reported
         )
+        outcome_recorder.add_drop_listener(outcomes.forget)  # a dropped outcome's resend must be written
     readiness = server_app.install(
         scorer,
         recorder=recorder,

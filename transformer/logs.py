@@ -51,8 +51,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class ScoringRoutesAccessFilter(logging.Filter):
-    """Drop uvicorn's access line for the requests the transformer's own request line ("scored" / "rejected")
-    already covers — a POST to this model's scoring routes — with its request id, outcome, status and latency: one
+    """Drop uvicorn's access line for the requests the transformer's own request line ("scored" / "rejected",
+    "outcomes recorded" / "outcomes rejected") already covers — a POST to this model's scoring routes or to
+    /v1/outcomes — with its request id, outcome, status and latency: one
     JSON line per request halves the logging cost on the hot path. Kept, because nothing else logs them: other
     methods (405), other models' routes (KServe's 404) and 413 (the body limit answers before the Scorer reads).
     Every other route keeps its JSON access line."""
@@ -69,6 +70,8 @@ class ScoringRoutesAccessFilter(logging.Filter):
         if method != "POST" or status == 413:
             return True
         path = unquote(path_only(target))  # `…/infer?x-api-key=…` and `…%3Apredict` are scoring routes too
+        if path == "/v1/outcomes":
+            return status == 404  # the intake logs every call it answers; 404: the route is off, no intake
         if not ("/models/" in path and (path.endswith("/infer") or path.endswith(":predict"))):
             return True
         if self.model_name is None:

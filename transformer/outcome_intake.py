@@ -10,7 +10,9 @@ this replica remembers recent ids so a retried call is not written twice, and th
 from __future__ import annotations
 
 import collections
+import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
@@ -24,6 +26,8 @@ from transformer.sink.outcomes import OutcomeBatch, utc_day
 OUTCOMES_RECEIVED = Counter(
     "lead_scoring_outcomes_received_total", "Outcomes accepted by POST /v1/outcomes", ["outcome", "result"]
 )  # result: recorded | duplicate
+log = logging.getLogger("transformer.requests")
+
 OUTCOMES_REJECTED = Counter(
     "lead_scoring_outcomes_rejected_total", "Outcome calls refused, by reason", ["reason"]
 )
@@ -69,36 +73,47 @@ class OutcomeIntake:
     ) -> dict:
         """`request_id_refused`: the problem with the client's x-request-id (transformer/request_ids.py), refused
         after the key check, as on the scoring routes. `unparsed`: why the body is not JSON (then `payload` is
-        None), refused after those too: a caller without a valid key hears 401, never the parser's complaint."""
+        None), refused after those too: a caller without a valid key hears 401, never the parser's complaint.
+        Every call ends with one log line (logger transformer.requests), as every scoring does."""
+        call = _Call(request_id)
         try:
-            entry = self.keys.authenticate(api_key)
-            self.keys.charge(entry)
+            answer = self._accept(call, api_key, payload, request_id_refused, unparsed)
         except ScoringError as error:
             OUTCOMES_REJECTED.labels(error.outcome).inc()
+            call.log(error.outcome, error.http_status, error=error.message[:500])
             raise
+        call.log(
+            "ok",
+            200,
+            accepted=answer["accepted"],
+            recorded=answer["recorded"],
+            duplicates=answer["duplicates"],
+        )
+        return answer
+
+    def forget(self, *_drop: object) -> None:
+        """Forget every remembered id: the sink dropped outcomes this replica had answered as recorded, and their
+        callers' resends must be written, not answered as duplicates (the lake dedupes on outcome_id anyway)."""
+        with self._lock:
+            self._seen.clear()
+
+    def _accept(
+        self,
+        call: _Call,
+        api_key: str | None,
+        payload: object,
+        request_id_refused: dict | None,
+        unparsed: str | None,
+    ) -> dict:
+        entry = self.keys.authenticate(api_key)
+        self.keys.charge(entry)
+        call.key_name = entry.name
         if request_id_refused is not None:
-            OUTCOMES_REJECTED.labels("invalid").inc()
             raise request_ids.refusal(request_id_refused)
         if unparsed is not None:
-            OUTCOMES_REJECTED.labels("invalid").inc()
             raise InvalidRequest(unparsed)
-        items = payload.get("outcomes") if isinstance(payload, dict) else None
-        if not isinstance(items, list):
-            OUTCOMES_REJECTED.labels("invalid").inc()
-            raise InvalidRequest(
-                'body must be a JSON object {"outcomes": [ ... ]}',
-                [
-                    {
-                        "row": None,
-                        "field": "outcomes",
-                        "rule": "required",
-                        "value": None,
-                        "message": "a list of outcomes is required",
-                    }
-                ],
-            )
+        items = _outcome_list(payload)
         if not 1 <= len(items) <= self.max_outcomes:
-            OUTCOMES_REJECTED.labels("invalid").inc()
             raise InvalidRequest(
                 f"a call carries 1 to {self.max_outcomes} outcomes (--max_outcomes), got {len(items)}",
                 [
@@ -113,7 +128,6 @@ class OutcomeIntake:
             )
         valid, problems, total = check_outcomes(items, max_reported=self.max_reported)
         if total:
-            OUTCOMES_REJECTED.labels("invalid").inc()
             more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
             raise InvalidRequest(
                 f"{total} invalid outcome value(s): " + "; ".join(p["message"] for p in problems) + more,
@@ -123,51 +137,51 @@ class OutcomeIntake:
         ids = [outcome_key(o.lead_id, o.outcome, o.occurred_at) for o in valid]
         received_at = datetime.now(UTC)
         fresh: dict[str, list[int]] = {}
-        duplicates = 0
+        repeats: list[int] = []  # rows already recorded, by this replica or earlier in this call
         with self._lock:
             in_call: set[str] = set()
             for i, oid in enumerate(ids):
                 if oid in self._seen or oid in in_call:
-                    duplicates += 1
+                    repeats.append(i)
                     continue
                 in_call.add(oid)
                 fresh.setdefault(utc_day(valid[i].occurred_at), []).append(i)
-        recorded: list[str] = []
-        for rows in fresh.values():  # one file partition per day of occurred_at
-            batch = OutcomeBatch(
-                request_id=request_id,
-                received_at=received_at,
-                source="api",
-                api_key_name=entry.name,
-                lead_ids=[valid[i].lead_id for i in rows],
-                outcomes=[valid[i].outcome for i in rows],
-                occurred_at=[valid[i].occurred_at for i in rows],
-                outcome_ids=[ids[i] for i in rows],
-                deal_values=[valid[i].deal_value for i in rows],
-                scoring_ids=[valid[i].scoring_id for i in rows],
-                request_ids=[valid[i].request_id for i in rows],
-            )
-            if not self.recorder.submit(batch):
-                # What was recorded stays remembered, so the client's retry of the whole call is not written twice.
-                self._remember_ids(recorded)
-                OUTCOMES_REJECTED.labels("unavailable").inc()
-                raise OutcomesUnavailable(
-                    "the outcome recorder is full; nothing more of this call was accepted, "
-                    "retry it (repeats are deduplicated)"
+        recorded: list[int] = []
+        try:
+            for rows in fresh.values():  # one file partition per day of occurred_at
+                batch = OutcomeBatch(
+                    request_id=call.request_id,
+                    received_at=received_at,
+                    source="api",
+                    api_key_name=entry.name,
+                    lead_ids=[valid[i].lead_id for i in rows],
+                    outcomes=[valid[i].outcome for i in rows],
+                    occurred_at=[valid[i].occurred_at for i in rows],
+                    outcome_ids=[ids[i] for i in rows],
+                    deal_values=[valid[i].deal_value for i in rows],
+                    scoring_ids=[valid[i].scoring_id for i in rows],
+                    request_ids=[valid[i].request_id for i in rows],
                 )
-            recorded += batch.outcome_ids
-        self._remember_ids(recorded)
-        recorded_set = set(recorded)
-        for outcome, oid in zip(valid, ids, strict=True):
-            OUTCOMES_RECEIVED.labels(
-                outcome.outcome, "recorded" if oid in recorded_set else "duplicate"
-            ).inc()
+                if not self.recorder.submit(batch):
+                    raise OutcomesUnavailable(
+                        "the outcome recorder is full; nothing more of this call was accepted, "
+                        "retry it (repeats are deduplicated)"
+                    )
+                recorded += rows
+        finally:
+            # What was recorded stays remembered (so a retry of the whole call is not written twice) and counted,
+            # also when the recorder refused the rest; repeats count as duplicates only when the call succeeds.
+            self._remember_ids([ids[i] for i in recorded])
+            for i in recorded:
+                OUTCOMES_RECEIVED.labels(valid[i].outcome, "recorded").inc()
+        for i in repeats:
+            OUTCOMES_RECEIVED.labels(valid[i].outcome, "duplicate").inc()
         return {
             "accepted": len(valid),
             "recorded": len(recorded),
-            "duplicates": duplicates,
+            "duplicates": len(repeats),
             "outcome_ids": ids,
-            "request_id": request_id,
+            "request_id": call.request_id,
         }
 
     def _remember_ids(self, ids: list[str]) -> None:
@@ -176,3 +190,62 @@ class OutcomeIntake:
                 self._seen[oid] = None
             while len(self._seen) > self._remember:
                 self._seen.popitem(last=False)
+
+
+class _Call:
+    """One outcomes call, for its log line: the same logger and fields as a scoring's line."""
+
+    def __init__(self, request_id: str):
+        self.request_id = request_id
+        self.key_name: str | None = None
+        self.started = time.perf_counter()
+
+    def log(self, outcome: str, status: int, **fields: object) -> None:
+        log.log(
+            logging.INFO,
+            "outcomes recorded" if outcome == "ok" else "outcomes rejected",
+            extra={
+                "request_id": self.request_id,
+                "route": "outcomes",
+                "outcome": outcome,
+                "status": status,
+                "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+                "key_name": self.key_name,
+                **fields,
+            },
+        )
+
+
+def _outcome_list(payload: object) -> list:
+    """The body's `outcomes` list. The body is an object with that one member: an unknown member (a `scoring_id`
+    put beside the list instead of in an outcome) is refused, not ignored."""
+    items = payload.get("outcomes") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise InvalidRequest(
+            'body must be a JSON object {"outcomes": [ ... ]}',
+            [
+                {
+                    "row": None,
+                    "field": "outcomes",
+                    "rule": "required",
+                    "value": None,
+                    "message": "a list of outcomes is required",
+                }
+            ],
+        )
+    unknown = [str(name)[:64] for name in payload if name != "outcomes"]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown member(s) of the body: {', '.join(unknown[:5])}; it holds only 'outcomes'",
+            [
+                {
+                    "row": None,
+                    "field": name,
+                    "rule": "unknown_field",
+                    "value": None,
+                    "message": f"{name} is not a member of the body (only 'outcomes')",
+                }
+                for name in unknown[:20]
+            ],
+        )
+    return items

@@ -4,6 +4,7 @@ outcome recorder's no-loss guarantees (SIGTERM flush, a store outage) — the sa
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import signal
 import time
@@ -16,6 +17,7 @@ import yaml
 from contract.outcomes import outcome_key
 from hack.stack import start_transformer
 from tests.sink_servers import wait_for
+from tests.support.scrape import free_port, metric
 
 KEY_NAME = "crm-outcomes"
 AWS_ENV = {
@@ -134,6 +136,18 @@ def test_bad_outcomes_get_400_naming_row_field_and_rule_and_nothing_is_recorded(
             (2, "occurred_at", "datetime"),
         ]
 
+        # The body holds only `outcomes`: a scoring_id put beside the list would be lost, so it is refused.
+        beside = post(server, {"outcomes": [outcome(0)], "scoring_id": "S-1"}, api_key)
+        assert refused_rules(beside) == [(None, "scoring_id", "unknown_field")]
+        # The id lengths under the documented rule names; an item that is no object names the list.
+        assert refused_rules(
+            post(
+                server,
+                {"outcomes": [{**outcome(0), "scoring_id": ""}, {**outcome(1), "request_id": "r" * 129}, 7]},
+                api_key,
+            )
+        ) == [(0, "scoring_id", "min_length"), (1, "request_id", "max_length"), (2, "outcomes", "object")]
+
         too_many = post(server, {"outcomes": [outcome(i) for i in range(51)]}, api_key)
         assert too_many.status_code == 400 and too_many.json()["problems"][0]["rule"] == "max_items"
         assert post(server, {"leads": []}, api_key).json()["problems"][0]["field"] == "outcomes"
@@ -192,8 +206,16 @@ def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(
         assert again.json() == {**again.json(), "recorded": 0, "duplicates": 30}
         assert again.json()["outcome_ids"] == first.json()["outcome_ids"]
         # A repeat within one call is a duplicate too: written once, not twice.
-        twice = post(server, {"outcomes": [outcome(100), outcome(100)]}, api_key)
+        counted = [
+            metric(server.url, "lead_scoring_outcomes_received_total", outcome="converted", result=r)
+            for r in ("recorded", "duplicate")
+        ]
+        twice = post(server, {"outcomes": [outcome(99), outcome(99)]}, api_key)
         assert twice.json() == {**twice.json(), "recorded": 1, "duplicates": 1}
+        assert [
+            metric(server.url, "lead_scoring_outcomes_received_total", outcome="converted", result=r) - c
+            for r, c in zip(("recorded", "duplicate"), counted, strict=True)
+        ] == [1, 1], "the counters say what the answer says"
         wait_for(lambda: len(stored(lake)) == 31, timeout=30)
     finally:
         assert server.stop() == 0
@@ -201,7 +223,7 @@ def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(
     assert sum(pq.read_metadata(path).num_rows for path in lake.rglob("*.parquet")) == 31
     assert set(rows) == {
         outcome_key(o["lead_id"], o["outcome"], datetime.fromisoformat(o["occurred_at"]))
-        for o in [*batch, outcome(100)]
+        for o in [*batch, outcome(99)]
     }
     assert {r["api_key_name"] for r in rows.values()} == {KEY_NAME} and {
         r["source"] for r in rows.values()
@@ -209,6 +231,13 @@ def test_repeats_are_recorded_once_and_the_key_name_not_the_key_is_stored(
     assert all(p.relative_to(lake).as_posix().startswith("dt=2026-11-20/") for p in lake.rglob("*.parquet"))
     for path in lake.rglob("*.parquet"):
         assert api_key.encode() not in path.read_bytes()
+    # One log line per call, under the caller's request id; never the key.
+    log = server.log_path.read_text()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    calls = [line for line in lines if line.get("route") == "outcomes"]
+    assert len(calls) == 3 and {line["msg"] for line in calls} == {"outcomes recorded"}
+    assert [line["recorded"] for line in calls if line["request_id"] == "crm-sync-1"] == [30]
+    assert api_key not in log
 
 
 def test_the_outcomes_route_is_charged_to_the_keys_rate_limit(small_artifact, logs_dir, tmp_path):
@@ -293,6 +322,45 @@ def test_a_store_outage_loses_no_accepted_outcome(moto_s3, small_artifact, logs_
         time.sleep(1.5)  # uploads fail and are retried meanwhile
         moto_s3.start()
         wait_for(lambda: in_store() == set(accepted), timeout=60, interval=0.5)
+    finally:
+        server.stop()
+
+
+def test_outcomes_dropped_by_a_full_spool_are_written_when_resent(
+    small_artifact, logs_dir, api_key, tmp_path
+):
+    """The LeadScoringOutcomesDropped runbook: callers resend. The replica used to remember the dropped outcomes
+    as recorded and answer every resend `recorded: 0`, so they never reached the lake."""
+    server = launch(
+        small_artifact,
+        logs_dir,
+        api_key,
+        tmp_path,
+        "s3://lake/_outcomes",
+        "--sink_s3_endpoint_url",
+        f"http://127.0.0.1:{free_port()}",  # nothing listens: every upload fails, files stay on the spool
+        "--outcomes_spool_max_bytes",
+        "12000",
+        env=AWS_ENV,
+    )
+    try:
+        calls = [{"outcomes": [outcome(i) for i in range(start, start + 50)]} for start in range(0, 500, 50)]
+        for call in calls:
+            assert post(server, call, api_key).json()["recorded"] == 50
+            time.sleep(0.3)  # one spool file per call (flush every 0.2 s)
+        wait_for(
+            lambda: (
+                metric(server.url, "lead_scoring_outcomes_sink_dropped_records_total", reason="spool_full")
+                > 0
+            ),
+            timeout=30,
+        )
+        resent = post(server, calls[-1], api_key).json()
+        assert resent["recorded"] == 50 and resent["duplicates"] == 0, resent
+        # A drop here is the spool's; the caller of a refused call hears 503 and that is no drop.
+        assert (
+            metric(server.url, "lead_scoring_outcomes_sink_dropped_records_total", reason="queue_full") == 0
+        )
     finally:
         server.stop()
 

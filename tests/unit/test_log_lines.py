@@ -53,7 +53,13 @@ def test_a_target_without_a_query_is_logged_as_it_is():
         ("POST", "/v2/models/lead-scoring/versions/v1/infer?model_version=v1", 200, False),
         ("POST", "/v2/health/live?api_key=SECRET", 405, True),
         ("GET", "/v2/models/lead-scoring?infer", 200, True),  # metadata, whatever its query says
-        ("POST", "/v1/outcomes?predict", 200, True),
+        # The outcome intake logs every call it answers (its own line, with the request id) ...
+        ("POST", "/v1/outcomes?predict", 200, False),
+        ("POST", "/v1/outcomes", 401, False),
+        # ... but not a call to a transformer without --outcomes_uri (404), nor one the body limit stops (413).
+        ("POST", "/v1/outcomes", 404, True),
+        ("POST", "/v1/outcomes", 413, True),
+        ("GET", "/v1/outcomes", 405, True),
         # Nothing else logs these: a wrong method, another model (KServe's 404), the body limit's 413.
         ("GET", "/v1/models/lead-scoring:predict", 405, True),
         ("POST", "/v2/models/other/infer", 404, True),

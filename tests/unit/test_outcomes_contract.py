@@ -8,7 +8,7 @@ GOOD = {"lead_id": "L-1", "outcome": "converted", "occurred_at": "2026-11-30T16:
 
 
 def rules(items) -> list[tuple]:
-    _, problems, _ = check_outcomes(items, now=datetime(2026, 12, 4, tzinfo=UTC))
+    _, problems, _ = check_outcomes(items, now=datetime(2026, 12, 4, tzinfo=UTC), max_reported=len(items))
     return [(p["row"], p["field"], p["rule"]) for p in problems]
 
 
@@ -40,6 +40,8 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         {**GOOD, "deal_value": "12000"},  # and a string as its number: JSON numbers only
         {**GOOD, "occurred_at": 1700000000},  # and a number as Unix seconds, stored as 2023-11-14 UTC
         {**GOOD, "occurred_at": "1700000000.5"},
+        {**GOOD, "scoring_id": ""},  # the ids' lengths: the documented rule names, not pydantic's too_short
+        {**GOOD, "request_id": "r" * 129},
     ]
     assert rules(items) == [
         (1, "outcome", "enumeration"),
@@ -51,7 +53,7 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         (7, "occured_at", "unknown_field"),
         (8, "deal_value", "converted_only"),
         (9, "occurred_at", "not_in_future"),
-        (10, "outcome", "object"),
+        (10, "outcomes", "object"),  # the item itself, not its `outcome` field
         (11, "occurred_at", "minimum"),
         (12, "occurred_at", "minimum"),
         (13, "lead_id", "printable"),
@@ -62,6 +64,8 @@ def test_each_bad_value_is_named_by_row_field_and_rule():
         (18, "deal_value", "type"),
         (19, "occurred_at", "datetime"),
         (20, "occurred_at", "datetime"),
+        (21, "scoring_id", "min_length"),
+        (22, "request_id", "max_length"),
     ]
 
 

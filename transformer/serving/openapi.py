@@ -290,7 +290,8 @@ def _json(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict:
+def _errors(*statuses: int, said: dict[int, str] | None = None) -> dict:
+    """Error responses; `said` replaces the scoring routes' descriptions where another route means otherwise."""
     text = {
         400: "The request is malformed or a lead breaks the contract (problems name row, field and rule).",
         401: "No or an unknown X-API-Key.",
@@ -302,6 +303,7 @@ def _errors(*statuses: int) -> dict:
         503: "The predictor is unreachable, or this replica is not ready / draining.",
         504: "The predictor did not answer within --predictor_request_timeout_seconds.",
     }
+    text.update(said or {})
     return {str(s): {"description": text[s], **_json(_ref("Error"))} for s in statuses}
 
 
@@ -353,11 +355,35 @@ def _outcomes_path(max_outcomes: int) -> dict:
             "description": "All or nothing: one bad outcome refuses the call, naming row, field and rule "
             "(docs/model-quality.md). A repeat of a recorded outcome counts as a duplicate.",
             "security": [{"ApiKey": []}],
-            "parameters": [REQUEST_ID],
+            "parameters": [
+                {
+                    **REQUEST_ID,
+                    "description": f"Your correlation id: {RULE_TEXT}. Echoed in the answer's x-request-id (not "
+                    "on a 404, 405 or 413) and written to the call's log line; the outcomes table stores each "
+                    "outcome's own request_id (the scoring's), not this one. One that breaks the rule is refused "
+                    "with 400.",
+                }
+            ],
             "requestBody": {"required": True, **_json(body)},
             "responses": {
                 "200": {"description": "Recorded.", **_json(accepted)},
-                **_errors(400, 401, 404, 405, 413, 429, 500, 503),
+                **_errors(
+                    400,
+                    401,
+                    404,
+                    405,
+                    413,
+                    429,
+                    500,
+                    503,
+                    said={
+                        400: "The body is malformed or an outcome breaks the contract (problems name row, field "
+                        "and rule); nothing of the call is recorded.",
+                        404: "Outcomes are not recorded on this deployment (no --outcomes_uri).",
+                        503: "The outcome recorder is full (or shutting down): nothing more of the call "
+                        "was recorded; retry it (repeats are deduplicated).",
+                    },
+                ),
             },
         }
     }

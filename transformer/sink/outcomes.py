@@ -109,6 +109,8 @@ for _reason in OUTCOME_METRICS.DROP_REASONS:
 
 class OutcomesTable:
     metrics = OUTCOME_METRICS
+    records = "outcomes"
+    refusal_is_loss = False  # the call is answered 503 and retried: a refusal is not a drop
 
     def __init__(self) -> None:
         self.schema = outcomes_schema()

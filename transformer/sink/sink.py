@@ -24,6 +24,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -120,6 +121,7 @@ class ScoreSink:
         # the drop warnings are throttled, so drops in the last seconds would otherwise leave no trace.
         self._dropped_since_start: collections.Counter[str] = collections.Counter()
         self._dropped_count_lock = threading.Lock()
+        self._drop_listeners: list[Callable[[str, int], None]] = []
         self._retries: dict[str, _Retry] = {}  # by spool key; owned by whoever runs _upload_pending
         self._store_failures = (
             0  # consecutive failed uploads of any file: paces attempts while the store is down
@@ -135,7 +137,8 @@ class ScoreSink:
     # ---- the scoring path -------------------------------------------------------------------------------------
 
     def submit(self, batch: ScoredBatch) -> bool:
-        """Enqueue one scored request. Constant time, never blocks on I/O. False when dropped (memory bound).
+        """Enqueue one scored request. Constant time, never blocks on I/O. False when refused (memory bound, or
+        closing): counted as dropped when the table says a refusal loses the records.
         Raises ValueError for a malformed batch (a caller bug), without touching the queue."""
         n = len(batch.lead_ids)
         self.table.check(batch)
@@ -151,20 +154,20 @@ class ScoreSink:
                 dropped = False
                 self._in_memory += n
                 depth = self._in_memory
-        if dropped and closing:
-            self._count_dropped("closed", n)
-            self._drop_log.warning(
-                "sink closing: dropped %d scored records of request %s submitted after shutdown began",
-                n,
-                batch.request_id,
-            )
-            return False
         if dropped:
-            self._count_dropped("queue_full", n)
+            state = (
+                "closing (submitted after shutdown began)"
+                if closing
+                else f"queue full ({self.config.queue_max_records} records in memory)"
+            )
+            if self.table.refusal_is_loss:
+                self._count_dropped("closed" if closing else "queue_full", n)
             self._drop_log.warning(
-                "sink queue full (%d records in memory): dropped %d scored records of request %s",
-                self.config.queue_max_records,
+                "sink %s: %s %d %s of request %s",
+                state,
+                "dropped" if self.table.refusal_is_loss else "refused",
                 n,
+                self.table.records,
                 batch.request_id,
             )
             return False
@@ -231,8 +234,9 @@ class ScoreSink:
             dropped = dict(self._dropped_since_start)
         if dropped:
             log.warning(
-                "sink closed having dropped %d scored records since it started (%s): they are not in the lake",
+                "sink closed having dropped %d %s since it started (%s): they are not in the lake",
                 sum(dropped.values()),
+                self.table.records,
                 ", ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items())),
             )
         left = self.spool.pending()
@@ -317,14 +321,25 @@ class ScoreSink:
                     good.append(batch)
             return (self._encoder.encode(good) if good else None), good
 
+    def add_drop_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call `listener(reason, records)` after every drop (from whichever thread dropped)."""
+        self._drop_listeners.append(listener)
+
     def _count_dropped(self, reason: str, records: int) -> None:
         self._dropped[reason].inc(records)
         with self._dropped_count_lock:
             self._dropped_since_start[reason] += records
+        for listener in self._drop_listeners:
+            try:
+                listener(reason, records)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the sink's threads
+                log.exception("sink drop listener failed")
 
     def _drop(self, reason: str, records: int, message: str, *args: object) -> None:
         self._count_dropped(reason, records)
-        self._drop_log.warning("sink dropped %d scored records (%s): " + message, records, reason, *args)
+        self._drop_log.warning(
+            "sink dropped %d %s (%s): " + message, records, self.table.records, reason, *args
+        )
 
     # ---- uploading: spool -> backend ---------------------------------------------------------------------------
 

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 class RecordTable(Protocol):
     schema: pa.Schema
     metrics: SimpleNamespace  # the collectors of METRIC_NAMES (transformer/sink/sink_metrics.py for scores)
+    records: str  # what a row is, for the log lines: "scored records", "outcomes"
+    # Whether a refused submit() loses records. A scoring was answered already, so its refused records are lost
+    # (counted as dropped); an outcome call is answered 503 and retried by its caller, so nothing is lost.
+    refusal_is_loss: bool
 
     def check(self, batch) -> None:
         """Raise ValueError for a malformed batch (a caller bug), before anything is queued."""
@@ -58,6 +62,8 @@ class ScoresTable:
     """Scored leads: one row per lead, partitioned by model and UTC hour of `scored_at` (docs/data-lake.md)."""
 
     metrics = SCORE_METRICS
+    records = "scored records"
+    refusal_is_loss = True
 
     def __init__(self, config: SinkConfig) -> None:
         self.feature_names = tuple(config.feature_names)

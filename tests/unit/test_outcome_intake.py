@@ -1,0 +1,105 @@
+"""The outcome intake against the real outcomes sink: what it answers, what it counts, and what it remembers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from transformer.auth import KeyStore
+from transformer.errors import InvalidRequest
+from transformer.outcome_intake import OUTCOMES_RECEIVED, OutcomeIntake, OutcomesUnavailable
+from transformer.sink import SinkConfig
+from transformer.sink.outcomes import OUTCOME_METRICS, outcome_sink
+
+KEY = "k-" + "x" * 30
+DAY = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def outcome(i: int, day: int = 0) -> dict:
+    return {
+        "lead_id": f"L-{i}",
+        "outcome": "open",
+        "occurred_at": (DAY + timedelta(days=day, minutes=i)).isoformat(),
+    }
+
+
+def received(result: str) -> float:
+    return OUTCOMES_RECEIVED.labels("open", result)._value.get()
+
+
+def dropped() -> float:
+    return sum(
+        OUTCOME_METRICS.DROPPED_RECORDS.labels(reason=r)._value.get() for r in OUTCOME_METRICS.DROP_REASONS
+    )
+
+
+@pytest.fixture
+def sink(tmp_path):
+    """Not started: what is submitted stays queued, so `queue_max_records` is reached on purpose."""
+    recorder = outcome_sink(
+        SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool", queue_max_records=5)
+    )
+    yield recorder
+    recorder.close(grace_seconds=0)
+
+
+def test_a_repeat_within_a_call_is_counted_as_the_answer_says(sink):
+    intake = OutcomeIntake(KeyStore(env_keys=f"crm:{KEY}"), sink)
+    before = received("recorded"), received("duplicate")
+    answer = intake.accept(KEY, {"outcomes": [outcome(1), outcome(1), outcome(2)]}, "call-1")
+    assert (answer["recorded"], answer["duplicates"]) == (2, 1)
+    assert (received("recorded") - before[0], received("duplicate") - before[1]) == (2, 1)
+
+
+def test_a_full_recorder_is_a_503_not_a_drop_and_what_went_in_is_counted(sink):
+    intake = OutcomeIntake(KeyStore(env_keys=f"crm:{KEY}"), sink)
+    before, lost = received("recorded"), dropped()
+    # Two days of occurred_at: two batches. The first (5) fills the queue; the second is refused.
+    with pytest.raises(OutcomesUnavailable):
+        intake.accept(KEY, {"outcomes": [outcome(i) for i in range(5)] + [outcome(9, day=1)]}, "call-1")
+    assert received("recorded") - before == 5, "the 5 the recorder took are counted"
+    assert dropped() == lost, "the caller heard 503 and retries: nothing was lost"
+    # The retry: the first 5 are remembered (duplicates); the rest is refused again while the queue is full.
+    with pytest.raises(OutcomesUnavailable):
+        intake.accept(KEY, {"outcomes": [outcome(i) for i in range(5)] + [outcome(9, day=1)]}, "call-2")
+    assert received("recorded") - before == 5
+
+
+def test_after_a_drop_a_resend_is_written_not_answered_as_a_duplicate(tmp_path):
+    """docs/operations.md (LeadScoringOutcomesDropped): the callers resend. The replica used to answer every
+    resend `recorded: 0, duplicates: N` until it restarted, so the dropped outcomes were never written."""
+    # A spool too small for any file: flushing the queue drops what it held (spool_full), as a full disk would.
+    sink = outcome_sink(
+        SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool", spool_max_bytes=1000)
+    )
+    intake = OutcomeIntake(KeyStore(env_keys=f"crm:{KEY}"), sink)
+    sink.add_drop_listener(intake.forget)
+    call = {"outcomes": [outcome(i) for i in range(3)]}
+    try:
+        assert intake.accept(KEY, call, "call-1")["recorded"] == 3
+        assert intake.accept(KEY, call, "call-2")["duplicates"] == 3, "before a drop a retry is a duplicate"
+        lost = dropped()
+        sink.flush()
+        assert dropped() - lost == 3
+        assert intake.accept(KEY, call, "call-3")["recorded"] == 3
+    finally:
+        sink.close(grace_seconds=0)
+
+
+def test_every_call_gets_one_log_line_with_its_request_id_and_never_the_key(sink, caplog):
+    intake = OutcomeIntake(KeyStore(env_keys=f"crm:{KEY}"), sink)
+    with caplog.at_level(logging.INFO, logger="transformer.requests"):
+        intake.accept(KEY, {"outcomes": [outcome(1)]}, "call-ok")
+        with pytest.raises(InvalidRequest):
+            intake.accept(KEY, {"outcomes": [outcome(1)], "scoring_id": "S-1"}, "call-bad")
+        with pytest.raises(Exception, match="(?i)key"):
+            intake.accept("wrong", {"outcomes": [outcome(1)]}, "call-keyless")
+    lines = {r.request_id: r for r in caplog.records if r.name == "transformer.requests"}
+    assert set(lines) == {"call-ok", "call-bad", "call-keyless"}
+    assert (lines["call-ok"].outcome, lines["call-ok"].status, lines["call-ok"].recorded) == ("ok", 200, 1)
+    assert (lines["call-bad"].outcome, lines["call-bad"].status) == ("invalid", 400)
+    assert "scoring_id" in lines["call-bad"].error and lines["call-bad"].key_name == "crm"
+    assert (lines["call-keyless"].status, lines["call-keyless"].key_name) == (401, None)
+    assert all(KEY not in str(vars(r)) for r in caplog.records)
