@@ -9,7 +9,16 @@
    otherwise the latest eligible scoring. Each version is judged on the rows stamped with it (the transformer's
    card; in split mode during a canary most of a canary's rows were scored by the stable booster, docs/kubernetes.md).
 
-Only the partitions that can hold eligible scorings are read: `dt` from (first outcome - window) to the last outcome.
+A lead's label does not depend on the window a report covers: the first terminal outcome is chosen over the window's
+outcomes *and* the earlier terminal outcomes of the same leads back to (since - label window), and a lead whose
+first terminal outcome is before `since` is not labelled in this window (it belongs to the window holding that one).
+
+What is read, both tables by `dt` day partition: outcomes from (since - label window) to `until` (the earlier days
+only for the terminal outcomes of the window's leads, filter pushed into the scan), scorings over the same span.
+Not further back: every outcome ever recorded would make the nightly job's cost grow with the lake's age. The bound
+keeps each scoring's label the same in every window: a terminal outcome older than (since - label window) is older
+than every scoring this window can attribute, so such a lead (closed, scored again, closed again) is judged by its
+later outcome on the scorings made after the first one only, never on one its first outcome already judged.
 """
 
 from __future__ import annotations
@@ -45,12 +54,17 @@ SCORE_COLUMNS = [
 
 @dataclass(frozen=True)
 class Window:
-    since: datetime  # outcomes that occurred in [since, until) are measured
+    since: datetime  # leads whose first terminal outcome occurred in [since, until) are measured
     until: datetime
     label_window: timedelta  # how long before its outcome a scoring may be
 
     @property
     def scorings_from(self) -> datetime:
+        return self.since - self.label_window
+
+    @property
+    def history_from(self) -> datetime:
+        """How far back earlier terminal outcomes are read: as far as the scorings (module docstring)."""
         return self.since - self.label_window
 
 
@@ -63,28 +77,61 @@ def _days(start: datetime, end: datetime) -> set[str]:
     return out
 
 
-def read_outcomes(lake: Lake, window: Window) -> pa.Table:
-    outcomes = lake.child(OUTCOMES_PREFIX)
-    days = _days(window.since, window.until)
-    # Only the day partitions of the window are listed, let alone read.
-    keys = [
-        k
-        for day in sorted(days & {f[3:] for f in outcomes.folders() if f.startswith("dt=")})
-        for k in outcomes.list(f"dt={day}")
-        if OUTCOME_KEY.match(k)
-    ]
-    table = outcomes.read(
-        keys,
-        columns=["outcome_id", "lead_id", "outcome", "occurred_at", "scoring_id", "deal_value"],
-        schema=outcomes_schema(),
-    )
-    ts = (
-        pa.scalar(window.since, pa.timestamp("us", tz="UTC")),
-        pa.scalar(window.until, pa.timestamp("us", tz="UTC")),
-    )
-    table = table.filter(
-        pc.and_(pc.greater_equal(table["occurred_at"], ts[0]), pc.less(table["occurred_at"], ts[1]))
-    )
+OUTCOME_COLUMNS = ["outcome_id", "lead_id", "outcome", "occurred_at", "scoring_id", "deal_value"]
+
+
+def outcomes_table(lake: Lake, outcomes: Lake | None = None) -> Lake:
+    """Where the outcomes are: `outcomes` when given (quality.report --outcomes-uri), else <lake>/_outcomes."""
+    return outcomes if outcomes is not None else lake.child(OUTCOMES_PREFIX)
+
+
+def _outcome_keys(table: Lake, days: set[str], present: set[str]) -> list[str]:
+    return [k for day in sorted(days & present) for k in table.list(f"dt={day}") if OUTCOME_KEY.match(k)]
+
+
+def has_outcome_files(table: Lake) -> bool:
+    """Whether the outcomes table holds any outcome file at all, of any day (newest day first: usually one listing)."""
+    days = sorted((f for f in table.folders() if f.startswith("dt=")), reverse=True)
+    return any(OUTCOME_KEY.match(k) for day in days for k in table.list(day))
+
+
+def _between(table: pa.Table, start: datetime, end: datetime) -> pa.Array:
+    ts = pa.timestamp("us", tz="UTC")
+    when = table["occurred_at"]
+    return pc.and_(pc.greater_equal(when, pa.scalar(start, ts)), pc.less(when, pa.scalar(end, ts)))
+
+
+def read_outcomes(lake: Lake, window: Window, *, outcomes: Lake | None = None) -> pa.Table:
+    """Deduplicated outcomes that occurred in [since, until), plus the terminal outcomes of the same leads that occurred
+    in [history_from, since): with them labels_of(…, since=) finds each lead's first terminal outcome."""
+    table_of = outcomes_table(lake, outcomes)
+    schema = outcomes_schema()
+    window_days = _days(window.since, window.until)
+    present = {f[3:] for f in table_of.folders() if f.startswith("dt=")}
+    # Only the day partitions of the window (and, below, of the history) are listed, let alone read.
+    # (With no file, read() gives the whole schema: select, so that the parts below concatenate.)
+    keys = _outcome_keys(table_of, window_days, present)
+    read = table_of.read(keys, columns=OUTCOME_COLUMNS, schema=schema)
+    read = read.select(OUTCOME_COLUMNS)
+    table = read.filter(_between(read, window.since, window.until))
+    terminal = pc.is_in(table["outcome"], pa.array(TERMINAL))
+    leads = pc.unique(table.filter(terminal)["lead_id"])
+    if len(leads):
+        earlier = (
+            ds.field("lead_id").isin(leads)
+            & ds.field("outcome").isin(pa.array(TERMINAL))
+            & (ds.field("occurred_at") >= pa.scalar(window.history_from, pa.timestamp("us", tz="UTC")))
+            & (ds.field("occurred_at") < pa.scalar(window.since, pa.timestamp("us", tz="UTC")))
+        )
+        history_days = _days(window.history_from, window.since) - window_days
+        history = table_of.read(
+            _outcome_keys(table_of, history_days, present),
+            columns=OUTCOME_COLUMNS,
+            filter=earlier,
+            schema=schema,
+        )
+        # --since's own day was read above: its outcomes before --since are history too.
+        table = pa.concat_tables([table, read.filter(earlier), history.select(OUTCOME_COLUMNS)])
     # Dedupe: the same outcome posted twice, or posted and backfilled.
     if table.num_rows:
         codes = pc.dictionary_encode(table["outcome_id"]).combine_chunks().indices.to_numpy()
@@ -94,9 +141,20 @@ def read_outcomes(lake: Lake, window: Window) -> pa.Table:
     return table
 
 
-def labels_of(outcomes: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    """One row per labelled lead (lead_id, label, occurred_at, scoring_id) and counts of what came in."""
-    kinds = outcomes["outcome"].to_numpy(zero_copy_only=False)
+def labels_of(outcomes: pa.Table, since: datetime | None = None) -> tuple[pa.Table, dict[str, int]]:
+    """One row per labelled lead (lead_id, label, occurred_at, scoring_id) and counts of what came in.
+
+    A lead's label is its first terminal outcome among all of `outcomes`. With `since`, rows before it are history
+    (read_outcomes): they are not counted, and a lead whose first terminal outcome is one of them is not labelled
+    here (counted as `labelled_before_window`) — its later outcomes in the window are not labels."""
+    counted = (
+        outcomes
+        if since is None
+        else outcomes.filter(
+            pc.greater_equal(outcomes["occurred_at"], pa.scalar(since, pa.timestamp("us", tz="UTC")))
+        )
+    )
+    kinds = counted["outcome"].to_numpy(zero_copy_only=False)
     counts = {kind: int((kinds == kind).sum()) for kind in ("converted", "disqualified", "open")}
     terminal = outcomes.filter(pc.is_in(outcomes["outcome"], pa.array(TERMINAL)))
     if terminal.num_rows == 0:
@@ -108,6 +166,7 @@ def labels_of(outcomes: pa.Table) -> tuple[pa.Table, dict[str, int]]:
                 "o_scoring_id": pa.array([], pa.string()),
             }
         )
+        counts.update(labelled_leads=0, labelled_before_window=0)
         return empty, counts
     lead = pc.dictionary_encode(terminal["lead_id"]).combine_chunks()
     codes = lead.indices.to_numpy()
@@ -115,15 +174,24 @@ def labels_of(outcomes: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     converted = terminal["outcome"].to_numpy(zero_copy_only=False) == "converted"
     order = np.lexsort((~converted, when, codes))  # per lead: earliest first, converted first on a tie
     first = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
+    earlier = 0
+    if since is not None:
+        # Leads labelled before the window: their first terminal outcome is history, not a label of this window.
+        since_us = int((since - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+        inside = when[first] >= since_us
+        earlier = int((~inside).sum())
+        first = first[inside]
+    rows = pa.array(first, pa.int64())
     labels = pa.table(
-        {
-            "lead_id": terminal["lead_id"].take(pa.array(first)),
+        {  # one chunk each, also when empty (a chunked array of no chunks would be a null-typed lead filter)
+            "lead_id": terminal["lead_id"].take(rows).combine_chunks(),
             "label": pa.array(converted[first].astype(np.int8)),
-            "occurred_at": terminal["occurred_at"].take(pa.array(first)),
-            "o_scoring_id": terminal["scoring_id"].take(pa.array(first)),
+            "occurred_at": terminal["occurred_at"].take(rows).combine_chunks(),
+            "o_scoring_id": terminal["scoring_id"].take(rows).combine_chunks(),
         }
     )
     counts["labelled_leads"] = labels.num_rows
+    counts["labelled_before_window"] = earlier
     return labels, counts
 
 
@@ -140,11 +208,17 @@ def score_keys(lake: Lake, start: datetime, end: datetime) -> list[str]:
 
 
 def read_scorings(
-    lake: Lake, keys: list[str], lead_ids: pa.Array | None, *, features: list[str] | None = None
+    lake: Lake,
+    keys: list[str],
+    lead_ids: pa.Array | pa.ChunkedArray | None,
+    *,
+    features: list[str] | None = None,
 ) -> pa.Table:
     """Scorings in these files, only of `lead_ids` (pushed into the scan), only the columns the join needs."""
     columns = SCORE_COLUMNS + (features or [])
     schema = lake_schema(tuple(f[2:] for f in features) if features else (), include_features=bool(features))
+    if isinstance(lead_ids, pa.ChunkedArray):  # an empty chunked array would bind as a null-typed value set
+        lead_ids = lead_ids.combine_chunks()
     flt = ds.field("lead_id").isin(lead_ids) if lead_ids is not None else None
     table = lake.read(keys, columns=columns, filter=flt, schema=schema)
     # Schema v1 files have no scoring_id: (request_id, row) was their key, keep it as their id.

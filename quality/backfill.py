@@ -19,7 +19,6 @@ from pathlib import Path
 
 from contract.outcomes import check_outcomes, outcome_key
 from quality import cli_args
-from quality.lake import OUTCOMES_PREFIX, child_uri
 from transformer.ids import new_scoring_id
 from transformer.sink import SinkConfig
 from transformer.sink.outcomes import OutcomeBatch, outcome_sink, utc_day
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lake", required=True, help="the transformer's --sink_uri; outcomes go to <lake>/_outcomes"
     )
-    parser.add_argument("--outcomes-uri", default=None, help="the outcomes table, if not <lake>/_outcomes")
+    cli_args.add_outcomes_uri(parser)
     parser.add_argument(
         "--spool-dir", type=Path, default=None, help="keep the spool here (resume an interrupted load)"
     )
@@ -267,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         done = load(
             args.file,
-            args.outcomes_uri or child_uri(args.lake, OUTCOMES_PREFIX),
+            cli_args.outcomes_uri(args),
             spool_dir=args.spool_dir,
             s3_endpoint_url=args.s3_endpoint_url,
             azure_connection_string=args.azure_connection_string

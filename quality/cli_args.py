@@ -1,4 +1,4 @@
-"""Argument types shared by the model-quality commands (quality.report, quality.backfill, predictor.train --from-lake).
+"""Arguments shared by the model-quality commands (quality.report, quality.backfill, predictor.train --from-lake).
 
 Each one refuses what the command could not use at parse time, with argparse's one-line message and exit code 2,
 instead of an OverflowError deep in the date arithmetic (`--days 1e6`), or a silently empty window (`--days -5`).
@@ -69,3 +69,21 @@ def instant(text: str) -> datetime:
             f"must be from {EARLIEST:%Y-%m-%dT%H:%M:%SZ} to {LATEST:%Y-%m-%dT%H:%M:%SZ}, got {text!r}"
         )
     return moment
+
+
+def add_outcomes_uri(parser: argparse.ArgumentParser) -> None:
+    """`--outcomes-uri`, the same in every command that takes it (quality.backfill writes there, quality.report
+    reads there); `outcomes_uri(args)` resolves it."""
+    parser.add_argument(
+        "--outcomes-uri",
+        default=None,
+        help="the outcomes table (the transformer's --outcomes_uri), if not <lake>/_outcomes",
+    )
+
+
+def outcomes_uri(args: argparse.Namespace) -> str:
+    """The outcomes table of parsed arguments: --outcomes-uri, else <--lake>/_outcomes."""
+    # Imported here: predictor.train imports this module and must not load the lake's (transformer) writers.
+    from quality.lake import OUTCOMES_PREFIX, child_uri
+
+    return args.outcomes_uri or child_uri(args.lake, OUTCOMES_PREFIX)

@@ -2,7 +2,7 @@
 
 Engine: pyarrow. It is already what writes the lake (no new dependency in the image), its dataset scanner reads
 only the columns asked for and pushes the lead filter into the scan, and its hash join and compute kernels are
-multi-threaded C++; the per-lead "latest eligible scoring" step is a numpy lexsort over integer codes. DuckDB or
+multi-threaded C++; the per-lead "named, else latest eligible scoring" step is a numpy lexsort over integer codes. DuckDB or
 Polars would do the same job in similar time, but would add a 30–50 MB dependency for one job.
 
 Outputs, each run (run stamp = UTC start time):
@@ -10,6 +10,10 @@ Outputs, each run (run stamp = UTC start time):
   <out>/calibration/dt=YYYY-MM-DD/<stamp>-<uuid>.parquet    one row per (model version, score decile)
   <out>/reports/<stamp>-<random>/report.md and calibration.png   (each run its own folder, even in the same second)
   gauges: --textfile PATH and/or --pushgateway URL (quality/gauges.py)
+
+Outcomes are read from <lake>/_outcomes, or --outcomes-uri. If that location holds no outcome file at all, the job
+says so on stderr and exits 2 without writing or pushing anything: a "success" there would keep every quality alert,
+LeadScoringQualityJobStale included, silent (docs/model-quality.md § Measures).
 """
 
 from __future__ import annotations
@@ -49,11 +53,18 @@ class QualityResult:
     scoring_rows_read: int = 0
 
 
-def measure(lake: Lake, window: Window, reference_auc: dict[str, float] | None = None) -> QualityResult:
+def measure(
+    lake: Lake,
+    window: Window,
+    reference_auc: dict[str, float] | None = None,
+    *,
+    outcomes: Lake | None = None,
+) -> QualityResult:
+    """`outcomes`: the outcomes table, when not <lake>/_outcomes (--outcomes-uri)."""
     started = time.perf_counter()
     result = QualityResult(window=window, run_at=datetime.now(UTC))
-    outcomes = attribution.read_outcomes(lake, window)
-    labels, counts = attribution.labels_of(outcomes)
+    read = attribution.read_outcomes(lake, window, outcomes=outcomes)
+    labels, counts = attribution.labels_of(read, since=window.since)
     keys = attribution.score_keys(lake, window.scorings_from, window.until)
     # Coverage needs every scored lead of the read window; the join only the labelled ones (filter in the scan).
     everyone = lake.read(keys, columns=["lead_id", "model_version"])
@@ -69,7 +80,9 @@ def measure(lake: Lake, window: Window, reference_auc: dict[str, float] | None =
         attribution.attribute(scorings, labels, window.label_window) if scorings is not None else None
     )
     counts.update(
-        outcomes=outcomes.num_rows,
+        outcomes=counts["converted"]
+        + counts["disqualified"]
+        + counts["open"],  # of the window, not the history
         scoring_files=len(keys),
         scoring_rows=result.scoring_rows_read,
         attributed_rows=attributed.num_rows if attributed is not None else 0,
@@ -131,13 +144,22 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
 
 
+def _span(delta: timedelta) -> str:
+    """A duration as the report prints it: 90 days, 1.5 days, 12 hours, 30 minutes (never "0 days")."""
+    units = (("day", timedelta(days=1)), ("hour", timedelta(hours=1)), ("minute", timedelta(minutes=1)))
+    unit, size = next(((u, s) for u, s in units if delta >= s), ("second", timedelta(seconds=1)))
+    amount = f"{delta / size:,.3f}".rstrip("0").rstrip(".")
+    return f"{amount} {unit}{'' if amount == '1' else 's'}"
+
+
 def markdown(result: QualityResult) -> str:
     w = result.window
     lines = [
         f"# Realised model quality — run {result.run_at:%Y-%m-%d %H:%M} UTC",
         "",
-        f"Outcomes that occurred {w.since:%Y-%m-%d %H:%M} … {w.until:%Y-%m-%d %H:%M} UTC, each judged on the "
-        f"latest scoring of its lead by each model version at most {w.label_window.days} days before it "
+        f"Leads whose first terminal outcome occurred {w.since:%Y-%m-%d %H:%M} … {w.until:%Y-%m-%d %H:%M} UTC, "
+        "each judged, per model version, on the scoring the outcome names by `scoring_id`, else on the latest "
+        f"scoring of the lead, made at most {_span(w.label_window)} before the outcome "
         "(docs/model-quality.md § Attribution).",
         "",
         "| counts | |",
@@ -238,6 +260,7 @@ def add_lake_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lake", required=True, help="the transformer's --sink_uri (scorings; outcomes under _outcomes/)"
     )
+    cli_args.add_outcomes_uri(parser)
     parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (MinIO, moto …)")
     parser.add_argument(
         "--azure-connection-string",
@@ -306,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NO_OUTCOMES = (
+    "error: no outcomes in {uri}: it holds no outcome file (dt=YYYY-MM-DD/*.parquet), so nothing was measured, "
+    "written or pushed; give the transformer's --outcomes_uri with --outcomes-uri (default <lake>/_outcomes)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -328,8 +357,27 @@ def main(argv: list[str] | None = None) -> int:
             if args.out
             else lake.child(QUALITY_PREFIX)
         )
+        outcomes_uri = cli_args.outcomes_uri(args)
+        outcomes = Lake(
+            outcomes_uri,
+            s3_endpoint_url=args.s3_endpoint_url,
+            azure_connection_string=args.azure_connection_string,
+        )
         lake.require_exists()
-        result = measure(lake, window, reference_aucs(args.model_card))
+        try:
+            found = attribution.has_outcome_files(outcomes)
+        except Exception as exc:  # noqa: BLE001 - as below, but name the outcomes table
+            print(
+                f"error: reading the outcomes {outcomes_uri} failed: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        if not found:
+            # Not a success: "0 labelled leads" and a fresh success stamp would keep every quality alert silent
+            # (LeadScoringQualityJobStale included) while no outcome ever reaches the job.
+            print(NO_OUTCOMES.format(uri=outcomes_uri), file=sys.stderr)
+            return 2
+        result = measure(lake, window, reference_aucs(args.model_card), outcomes=outcomes)
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -348,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a store or gateway failure: say which, exit non-zero, the CronJob retries
         print(f"error: measured, but could not publish the results: {exc!r}", file=sys.stderr)
         return 1
+    if not result.counts.get("outcomes"):
+        print(
+            f"warning: no outcome occurred from {window.since:%Y-%m-%dT%H:%M:%SZ} to {window.until:%Y-%m-%dT%H:%M:%SZ} "
+            f"in {outcomes_uri}: nothing was measured (is the CRM still sending outcomes?)",
+            file=sys.stderr,
+        )
     rate = result.scoring_rows_read / result.seconds if result.seconds else float("nan")
     print(
         f"quality: {result.counts.get('labelled_leads', 0):,} labelled leads, {result.scoring_rows_read:,} scoring rows "

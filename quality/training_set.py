@@ -1,9 +1,10 @@
 """A training set from the lake: the features recorded with each attributed scoring, and the lead's label.
 
 The attribution rule is the quality job's (quality/attribution.py), applied across model versions: per labelled
-lead, the latest scoring before its outcome within the label window. A scoring made after the outcome is never
-used — its features may already reflect the outcome (a won deal changes engagement, status, meetings), which would
-leak the label into training.
+lead (label = its first terminal outcome, the same whatever the window), the scoring the outcome names by
+`scoring_id` if it is eligible, else the latest scoring before the outcome within the label window. A scoring made
+after the outcome is never used — its features may already reflect the outcome (a won deal changes engagement,
+status, meetings), which would leak the label into training.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ class TrainingSet:
 
 def training_set(lake: Lake, window: Window) -> TrainingSet:
     outcomes = attribution.read_outcomes(lake, window)
-    labels, _ = attribution.labels_of(outcomes)
+    labels, _ = attribution.labels_of(outcomes, since=window.since)
     keys = attribution.score_keys(lake, window.scorings_from, window.until)
     columns = feature_column_names(FEATURE_NAMES)
     scorings = attribution.read_scorings(lake, keys, labels["lead_id"], features=columns)
     versions = sorted(set(pc.unique(scorings["model_version"]).to_pylist())) if scorings.num_rows else []
-    # One row per lead, whichever version scored it last: the features are the lead's, not the model's.
+    # One row per lead, whichever version made the attributed scoring: the features are the lead's, not the model's.
     index = scorings.schema.get_field_index("model_version")
     scorings = scorings.set_column(index, "model_version", pa.array(["any"] * scorings.num_rows, pa.string()))
     # Sorted by lead: the join's row order depends on threads, and the same lake must give the same booster.

@@ -1,6 +1,7 @@
 """The model-quality commands as processes, at their edges: time arguments they cannot use are refused at parse time
-(exit 2, one line naming the argument and the rule, no traceback); a missing lake is an error, not a success; two
-report runs in the same second each keep their report."""
+(exit 2, one line naming the argument and the rule, no traceback); a missing lake, or one whose outcomes table holds
+no outcome, is an error, not a success; outcomes kept elsewhere are read with --outcomes-uri; two report runs in the
+same second each keep their report."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from quality.attribution import Window
 from quality.lake import Lake
 from quality.report import measure, write_outputs
+from tests.unit.test_attribution import day, write_lake
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,8 +143,8 @@ def test_a_missing_bucket_or_container_is_an_error_naming_it_not_a_traceback(mot
 
 
 def test_two_runs_at_once_each_keep_their_report_and_print_only_what_they_wrote(tmp_path):
-    (tmp_path / "lake").mkdir()
-    lake = (tmp_path / "lake").as_uri()
+    # An outcome, if not of the window: a lake with no outcome file at all is an error (test below).
+    lake = write_lake(tmp_path / "lake", [], [("L", "open", day("2026-01-05"))]).uri
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "quality.report", "--lake", lake],
@@ -181,3 +183,74 @@ def test_outputs_of_runs_that_started_in_the_same_instant_go_to_distinct_folders
         for key in written.values():
             assert (tmp_path / "lake" / "_quality" / key).is_file()
     assert len(list((tmp_path / "lake" / "_quality" / "reports").iterdir())) == 2
+
+
+def _scored_lake(root: Path) -> Lake:
+    """Scorings of L1 and L2 in October 2026, and no outcomes table: the lake of a transformer whose outcomes went
+    to another location (the configuration reference's old example, s3://bucket/outcomes)."""
+    return write_lake(root, [("s1", "L1", day("2026-10-02")), ("s2", "L2", day("2026-10-03"))], [])
+
+
+OCTOBER = ("--since", "2026-10-01T00:00:00Z", "--until", "2026-11-01T00:00:00Z")
+
+
+def test_a_lake_without_outcomes_is_an_error_naming_where_it_looked_and_no_success_is_recorded(tmp_path):
+    """It printed "0 labelled leads", exited 0 and pushed a fresh success stamp: every quality alert, the staleness
+    one included, stayed silent while no outcome reached the job."""
+    lake = _scored_lake(tmp_path / "lake")
+    textfile = tmp_path / "quality.prom"
+    report = run_module("quality.report", "--lake", lake.uri, *OCTOBER, "--textfile", str(textfile))
+    assert report.returncode == 2, report.stderr
+    (line,) = report.stderr.strip().splitlines()
+    assert line.startswith(f"error: no outcomes in {lake.uri}/_outcomes: it holds no outcome file"), line
+    assert "--outcomes-uri" in line and "Traceback" not in report.stderr
+    assert (
+        "wrote" not in report.stdout
+        and not textfile.exists()
+        and not (tmp_path / "lake" / "_quality").exists()
+    )
+    # The same for an --outcomes-uri where nothing is.
+    elsewhere = (tmp_path / "no-outcomes-here").as_uri()
+    report = run_module("quality.report", "--lake", lake.uri, "--outcomes-uri", elsewhere, *OCTOBER)
+    assert report.returncode == 2 and report.stderr.startswith(f"error: no outcomes in {elsewhere}: "), (
+        report.stderr
+    )
+
+
+def test_outcomes_kept_elsewhere_are_read_with_outcomes_uri(tmp_path):
+    """quality.backfill and quality.report take the same --outcomes-uri: what one writes there, the other reads."""
+    lake = _scored_lake(tmp_path / "lake")
+    outcomes = (tmp_path / "crm-outcomes").as_uri()
+    export = tmp_path / "crm.csv"
+    export.write_text(
+        "lead_id,outcome,occurred_at\nL1,converted,2026-10-05T00:00:00Z\nL2,disqualified,2026-10-06T00:00:00Z\n"
+    )
+    loaded = run_module("quality.backfill", str(export), "--lake", lake.uri, "--outcomes-uri", outcomes)
+    assert loaded.returncode == 0, loaded.stderr
+    assert not (tmp_path / "lake" / "_outcomes").exists() and (tmp_path / "crm-outcomes").is_dir()
+    textfile = tmp_path / "quality.prom"
+    report = run_module(
+        "quality.report",
+        "--lake",
+        lake.uri,
+        "--outcomes-uri",
+        outcomes,
+        *OCTOBER,
+        "--textfile",
+        str(textfile),
+    )
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.startswith("quality: 2 labelled leads"), report.stdout
+    assert "lead_scoring_quality_labelled_leads" in textfile.read_text()
+
+
+def test_a_window_without_outcomes_is_measured_with_a_warning(tmp_path):
+    """The table has outcomes, none of the window: a quiet period is a measurement (exit 0), said on stderr."""
+    lake = write_lake(tmp_path / "lake", [], [("L", "converted", day("2026-01-05"))])
+    report = run_module("quality.report", "--lake", lake.uri, *OCTOBER)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.startswith("quality: 0 labelled leads")
+    (line,) = report.stderr.strip().splitlines()
+    assert line.startswith(
+        "warning: no outcome occurred from 2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z in "
+    )

@@ -3,8 +3,15 @@
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from quality.attribution import attribute, labels_of
+from contract.features import FEATURE_NAMES
+from contract.outcomes import outcome_key
+from quality.attribution import Window, attribute, has_outcome_files, labels_of
+from quality.lake import Lake
+from quality.report import measure
+from quality.training_set import training_set
+from transformer.sink.schema import feature_column_names
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 WINDOW = timedelta(days=90)
@@ -90,4 +97,171 @@ def test_open_is_not_a_label_and_the_first_terminal_outcome_decides():
         "L": (0, 6),
         "N": (1, 5),
     }
-    assert counts == {"converted": 2, "disqualified": 2, "open": 2, "labelled_leads": 2}
+    assert counts == {
+        "converted": 2,
+        "disqualified": 2,
+        "open": 2,
+        "labelled_leads": 2,
+        "labelled_before_window": 0,
+    }
+
+
+# ---- the label does not depend on the report window ------------------------------------------------------------
+
+
+def day(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+FEATURES = feature_column_names(FEATURE_NAMES)
+
+
+def write_lake(root, scored: list[tuple], outcome_rows: list[tuple]) -> Lake:
+    """A file lake in the real layout. scored: (scoring_id, lead_id, scored_at); outcome_rows: (lead_id, outcome,
+    occurred_at), each in its `dt=` partition (the UTC day of occurred_at), one file per day."""
+    for scoring_id, lead, when in scored:
+        folder = root / f"model=lead-scoring/dt={when:%Y-%m-%d}/hour={when:%H}"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = pa.table(
+            {
+                "scoring_id": [scoring_id],
+                "request_id": ["r"],
+                "row": pa.array([0], pa.int32()),
+                "lead_id": [lead],
+                "scored_at": pa.array([when], TS),
+                "model_name": ["lead-scoring"],
+                "model_version": ["v1"],
+                "score": pa.array([0.5], pa.float32()),
+                "tier": ["C"],
+                **{column: pa.array([1.0], pa.float32()) for column in FEATURES},
+            }
+        )
+        pq.write_table(table, folder / f"{scoring_id}.parquet")
+    by_day: dict[str, list[tuple]] = {}
+    for row in outcome_rows:
+        by_day.setdefault(f"{row[2]:%Y-%m-%d}", []).append(row)
+    for name, rows in by_day.items():
+        folder = root / "_outcomes" / f"dt={name}"
+        folder.mkdir(parents=True)
+        table = pa.table(
+            {
+                "outcome_id": [outcome_key(*r) for r in rows],
+                "lead_id": [r[0] for r in rows],
+                "outcome": [r[1] for r in rows],
+                "occurred_at": pa.array([r[2] for r in rows], TS),
+                "scoring_id": pa.array([None] * len(rows), pa.string()),
+                "deal_value": pa.array([None] * len(rows), pa.float64()),
+            }
+        )
+        pq.write_table(table, folder / "20261101T000000Z-test.parquet")
+    return Lake(root.as_uri())
+
+
+def measured_labels(lake: Lake, since: str, until: str, label_window_days: float = 30) -> dict[str, int]:
+    """{lead: label} of the leads the quality job attributes in [since, until) (the report's pipeline)."""
+    result = measure(lake, Window(day(since), day(until), timedelta(days=label_window_days)))
+    attributed = result.attributed.to_pylist() if result.attributed is not None else []
+    return {r["lead_id"]: r["label"] for r in attributed}
+
+
+def trained_labels(lake: Lake, since: str, until: str, label_window_days: float = 30) -> dict[str, int]:
+    """{lead: label} of the training set from the lake over [since, until) (predictor.train --from-lake)."""
+    data = training_set(lake, Window(day(since), day(until), timedelta(days=label_window_days)))
+    return dict(zip(data.lead_ids, data.y.tolist(), strict=True))
+
+
+FLIP_FLOPS = (
+    # E9: disqualified in September, converted in October. Its label is 0, and it belongs to September.
+    [("s-e9", "E9", day("2026-09-15"))],
+    [("E9", "disqualified", day("2026-09-20")), ("E9", "converted", day("2026-10-10"))],
+)
+MIRROR = (
+    # M1: converted in September, disqualified in October. Its label is 1, and it belongs to September.
+    [("s-m1", "M1", day("2026-09-15"))],
+    [("M1", "converted", day("2026-09-20")), ("M1", "disqualified", day("2026-10-10"))],
+)
+
+
+def test_a_lead_labelled_before_the_window_is_not_relabelled_by_a_later_outcome_in_it(tmp_path):
+    """The lead's first terminal outcome decides, whatever window the report covers: E9 was 0 in a September report
+    and became 1 in an October one (its October 'converted' was taken as the label)."""
+    lake = write_lake(tmp_path / "lake", FLIP_FLOPS[0] + MIRROR[0], FLIP_FLOPS[1] + MIRROR[1])
+    assert measured_labels(lake, "2026-09-01", "2026-10-01") == {"E9": 0, "M1": 1}
+    assert measured_labels(lake, "2026-09-01", "2026-11-01") == {"E9": 0, "M1": 1}
+    # October: both leads were labelled in September; their October outcomes are not labels.
+    assert measured_labels(lake, "2026-10-01", "2026-11-01") == {}
+    # A window that starts between the two outcomes, so the first lies in the partition of --since's own day.
+    assert measured_labels(lake, "2026-09-20T12:00:00", "2026-11-01") == {}
+
+
+def test_the_training_set_takes_the_same_labels(tmp_path):
+    lake = write_lake(tmp_path / "lake", FLIP_FLOPS[0] + MIRROR[0], FLIP_FLOPS[1] + MIRROR[1])
+    assert trained_labels(lake, "2026-09-01", "2026-10-01") == {"E9": 0, "M1": 1}
+    assert trained_labels(lake, "2026-10-01", "2026-11-01") == {}
+
+
+def test_with_since_earlier_outcomes_choose_the_label_but_are_neither_counted_nor_labelled_here():
+    labels, counts = labels_of(
+        outcomes(
+            [
+                ("o1", "E", "disqualified", -3, None),  # history: E was labelled 0 before the window
+                ("o2", "E", "converted", 4, None),
+                (
+                    "o3",
+                    "F",
+                    "open",
+                    -2,
+                    None,
+                ),  # history, not terminal: F's first terminal outcome is in the window
+                ("o4", "F", "converted", 5, None),
+                ("o5", "G", "disqualified", 6, None),
+            ]
+        ),
+        since=T0,
+    )
+    assert {r["lead_id"]: r["label"] for r in labels.to_pylist()} == {"F": 1, "G": 0}
+    assert counts == {
+        "converted": 2,
+        "disqualified": 1,
+        "open": 0,
+        "labelled_leads": 2,
+        "labelled_before_window": 1,
+    }
+
+
+def test_history_is_read_back_one_label_window_and_no_further(tmp_path, monkeypatch):
+    """The documented bound (docs/model-quality.md § Measures): outcomes are read from --since minus the label
+    window. R was disqualified in June, scored again in late September and converted in October: with a 30-day
+    window the June outcome is not read, so R is labelled by its October outcome — on the September scoring only,
+    made after the June outcome; the June scoring keeps its own label, 0, in a report that covers June."""
+    lake = write_lake(
+        tmp_path / "lake",
+        [("s-r1", "R", day("2026-06-01")), ("s-r2", "R", day("2026-09-25"))],
+        [("R", "disqualified", day("2026-06-05")), ("R", "converted", day("2026-10-10"))],
+    )
+    listed = []
+    original = Lake.list
+
+    def spy(self, under=""):
+        listed.append(under)
+        return original(self, under)
+
+    monkeypatch.setattr(Lake, "list", spy)
+    result = measure(lake, Window(day("2026-10-01"), day("2026-11-01"), timedelta(days=30)))
+    assert [(r["lead_id"], r["scoring_id"], r["label"]) for r in result.attributed.to_pylist()] == [
+        ("R", "s-r2", 1)
+    ]
+    outcome_days = sorted(u[3:] for u in listed if u.startswith("dt="))
+    assert outcome_days and min(outcome_days) >= "2026-09-01"  # nothing before --since minus the label window
+    june = measure(lake, Window(day("2026-06-01"), day("2026-07-01"), timedelta(days=30)))
+    assert [(r["lead_id"], r["scoring_id"], r["label"]) for r in june.attributed.to_pylist()] == [
+        ("R", "s-r1", 0)
+    ]
+
+
+def test_an_outcomes_table_without_a_file_is_told_apart_from_a_quiet_window(tmp_path):
+    assert not has_outcome_files(Lake((tmp_path / "nowhere").as_uri()))
+    (tmp_path / "empty" / "dt=2026-10-01").mkdir(parents=True)  # a folder, but no outcome file in it
+    assert not has_outcome_files(Lake((tmp_path / "empty").as_uri()))
+    lake = write_lake(tmp_path / "lake", [], [("L", "open", day("2026-01-05"))])
+    assert has_outcome_files(lake.child("_outcomes"))

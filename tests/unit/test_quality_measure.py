@@ -74,3 +74,23 @@ def test_v1_files_and_shadow_rows_are_measured_each_under_their_version(tmp_path
     assert overall["v-old"]["labelled_leads"] == 40 and overall["v-old"]["conversions"] == 10
     assert {r["model_name"] for r in result.rows} == {"lead-scoring", "lead-scoring-shadow"}
     assert result.counts["unattributed_labels"] == 0
+
+
+def test_the_report_states_the_label_window_as_given_and_the_attribution_rule():
+    """A 0.5-day window was printed as "at most 0 days"; the heading said "latest scoring" though a scoring the
+    outcome names by scoring_id takes precedence."""
+    from quality.report import QualityResult, markdown
+
+    def heading(label_window: timedelta) -> str:
+        window = Window(NOW - timedelta(days=30), NOW, label_window)
+        return markdown(QualityResult(window=window, run_at=NOW)).splitlines()[2]
+
+    assert "at most 12 hours before the outcome" in heading(timedelta(days=0.5))
+    assert "at most 90 days before the outcome" in heading(timedelta(days=90))
+    assert "at most 1 day before the outcome" in heading(timedelta(days=1))
+    assert "at most 1.5 days before the outcome" in heading(timedelta(days=1.5))
+    assert "at most 36,525 days before the outcome" in heading(timedelta(days=36_525))
+    assert "the scoring the outcome names by `scoring_id`, else on the latest scoring" in heading(
+        timedelta(days=1)
+    )
+    assert heading(timedelta(days=1)).startswith("Leads whose first terminal outcome occurred ")
