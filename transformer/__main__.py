@@ -38,6 +38,7 @@ def build_recorder(args):
         feature_names=FEATURE_NAMES,
         encoder=args.sink_encoder,
         uploader=args.sink_uploader,
+        journal=args.sink_journal,
         s3_endpoint_url=args.sink_s3_endpoint_url,
         azure_connection_string=args.sink_azure_connection_string
         or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),
@@ -59,6 +60,7 @@ def build_outcome_recorder(args):
             flush_seconds=args.sink_flush_seconds,
             spool_max_bytes=args.outcomes_spool_max_bytes,
             uploader=args.sink_uploader,  # its child starts with the first outcomes file
+            journal=args.sink_journal,
             s3_endpoint_url=args.sink_s3_endpoint_url,
             azure_connection_string=args.sink_azure_connection_string
             or os.environ.get("AZURE_STORAGE_CONNECTION_STRING"),

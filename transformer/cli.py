@@ -167,6 +167,14 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         "the storage SDK's GIL hand-offs off the event loop and boto3 / the Azure SDK out of the server "
         "(docs/performance.md, ninth pass).",
     )
+    group.add_argument(
+        "--sink_journal",
+        type=_bool,
+        default=True,
+        help="Append each answered request's records to <spool>/journal before the answer (one write, no fsync), "
+        "so a SIGKILL or OOM kill before the next flush loses none of them; the next start spools them "
+        "(docs/data-lake.md). Applies to the outcomes spool too.",
+    )
     group.add_argument("--sink_s3_endpoint_url", default=None, help="S3-compatible endpoint (MinIO, moto …).")
     group.add_argument(
         "--sink_azure_connection_string",
@@ -177,7 +185,8 @@ def add_lead_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         "--outcomes_uri",
         default=None,
         help="Outcomes table of the data lake (POST /v1/outcomes records there; same URI forms as "
-        "--sink_uri, e.g. s3://bucket/outcomes). Unset: the outcomes route answers 404.",
+        "--sink_uri): <sink_uri>/_outcomes, where quality.report reads them (elsewhere, give the job "
+        "--outcomes-uri). Unset: the outcomes route answers 404.",
     )
     group.add_argument(
         "--outcomes_spool_dir",

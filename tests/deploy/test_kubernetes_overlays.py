@@ -30,6 +30,7 @@ from tests.deploy.rendering import (
     rendered,
     transformer_container,
 )
+from transformer.sink.journal import max_bytes_for as journal_max_bytes_for
 
 SCALE = {
     "dev": {"predictor": (2, 7), "transformer": (2, 5)},
@@ -180,6 +181,14 @@ def test_transformer_args_are_accepted_by_the_real_parser_and_line_up(overlay):
     assert Path(args.api_keys_file) == Path(API_KEYS_DIR) / "api-keys.yaml"
     assert "subPath" not in mounts[API_KEYS_DIR] and mounts[API_KEYS_DIR]["readOnly"] is True
     assert args.sink_spool_dir in mounts
+    volumes = {v["name"]: v for v in isvc["spec"]["transformer"]["volumes"]}
+    size_limit_mib = int(
+        volumes[mounts[args.sink_spool_dir]["name"]]["emptyDir"]["sizeLimit"].removesuffix("Mi")
+    )
+    # The spool's files and the journal beside them (transformer/sink/journal.py) must fit the volume, or the
+    # kubelet evicts the pod exactly when the store is down and the spool is full.
+    needed = args.sink_spool_max_bytes + journal_max_bytes_for(args.sink_spool_max_bytes)
+    assert needed < size_limit_mib * 1024 * 1024
     if overlay.endswith("aws"):
         assert args.sink_uri.startswith("s3://") and args.sink_uri.endswith("/scores/")
     else:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.deploy.rendering import REPO, kustomize, one, parse_transformer_args, transformer_container
+from transformer.sink.journal import max_bytes_for as journal_max_bytes_for
 
 COMPONENT = REPO / "kustomize" / "components" / "outcomes"
 
@@ -36,4 +37,5 @@ def test_component_enables_the_route_with_its_own_spool_volume(overlay, tmp_path
     assert mounts[args.outcomes_spool_dir] != mounts[args.sink_spool_dir]
     assert PurePosixPath(args.sink_spool_dir) not in PurePosixPath(args.outcomes_spool_dir).parents
     size_limit_mib = int(volumes[mounts[args.outcomes_spool_dir]]["emptyDir"]["sizeLimit"].removesuffix("Mi"))
-    assert args.outcomes_spool_max_bytes < size_limit_mib * 1024 * 1024, "the spool bound must fit its volume"
+    needed = args.outcomes_spool_max_bytes + journal_max_bytes_for(args.outcomes_spool_max_bytes)
+    assert needed < size_limit_mib * 1024 * 1024, "the spool bound and its journal's must fit the volume"

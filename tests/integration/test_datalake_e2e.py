@@ -431,6 +431,28 @@ def test_spool_left_by_a_killed_transformer_is_uploaded_by_the_next(s3_lake, lau
     assert_lake_holds(lake, sent, api_key, tmp_path / "mirror", card, since)
 
 
+def test_answered_requests_in_memory_survive_a_sigkill(file_lake, launch, api_key, card, tmp_path):
+    """No flush has happened when the process is killed: every answered request is only in memory and in the
+    journal. The next start on the same spool spools the journal, so the lake holds each of them once."""
+    since = datetime.now(UTC)
+    first = launch(file_lake, "--sink_flush_seconds", "3600")
+    sent = Sent()
+    for seed in range(320, 326):
+        assert score_v1(first, api_key, sent, 3, seed=seed).status_code == 200
+    assert score_v2_rest_tensor(first, api_key, sent, 4, seed=326).status_code == 200
+    score_v2_grpc_tensor(first, api_key, sent, 5, seed=327)
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(20)
+    assert spooled_records(first.spool) == 0 and file_lake.record_count() == 0, "nothing was flushed"
+
+    second = launch(file_lake, spool=first.spool)
+    wait_until_stored(file_lake, len(sent))
+    assert "journaled by an earlier process" in second.log_tail(200)
+    assert second.stop() == 0
+    assert file_lake.record_count() == len(sent), "each answered lead once"
+    assert_lake_holds(file_lake, sent, api_key, tmp_path / "mirror", card, since)
+
+
 # ---- 4. SIGTERM flushes what is still in memory ----------------------------------------------------------------
 
 

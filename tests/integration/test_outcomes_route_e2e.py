@@ -284,6 +284,24 @@ def test_sigterm_flushes_accepted_outcomes(small_artifact, logs_dir, api_key, tm
     assert set(stored(lake)) == set(accepted)
 
 
+def test_accepted_outcomes_survive_a_sigkill_before_any_flush(small_artifact, logs_dir, api_key, tmp_path):
+    lake = tmp_path / "outcomes"
+    server = launch(small_artifact, logs_dir, api_key, tmp_path, lake.as_uri(), flush="3600")
+    accepted = []
+    for start in range(0, 100, 50):
+        accepted += post(
+            server, {"outcomes": [outcome(i) for i in range(start, start + 50)]}, api_key
+        ).json()["outcome_ids"]
+    server.stop(signal.SIGKILL)
+    assert stored(lake) == {}
+    again = launch(small_artifact, logs_dir, api_key, tmp_path, lake.as_uri(), flush="3600")
+    assert again.stop(signal.SIGTERM) == 0
+    assert set(stored(lake)) == set(accepted)
+    assert sum(pq.read_metadata(path).num_rows for path in lake.rglob("*.parquet")) == 100, (
+        "each outcome once"
+    )
+
+
 def test_a_store_outage_loses_no_accepted_outcome(moto_s3, small_artifact, logs_dir, api_key, tmp_path):
     moto_s3.client().create_bucket(Bucket="lake")
     server = launch(

@@ -132,6 +132,16 @@ class OutcomesTable:
         if len({utc_day(t) for t in batch.occurred_at}) > 1:
             raise ValueError("one OutcomeBatch holds outcomes of one UTC day (split by day)")
 
+    def to_journal(self, batch: OutcomeBatch) -> bytes:
+        from .journal_codec import encode_outcomes
+
+        return encode_outcomes(batch)
+
+    def from_journal(self, payload: bytes) -> OutcomeBatch:
+        from .journal_codec import decode_outcomes
+
+        return decode_outcomes(payload)
+
     def recorded_at(self, batch: OutcomeBatch) -> datetime:
         return batch.received_at
 

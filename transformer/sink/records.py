@@ -60,6 +60,8 @@ class SinkConfig:
     compression: str = "zstd"
     encoder: str = "thread"  # where files are encoded: ENCODERS, transformer/sink/encoder.py
     uploader: str = "thread"  # where files are uploaded: UPLOADERS, transformer/sink/writer_process.py
+    # Each accepted batch is also appended to <spool>/journal before the answer (transformer/sink/journal.py).
+    journal: bool = True
 
     def __post_init__(self) -> None:
         if self.flush_records < 1:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from .batcher import Batcher
 from .encoder import BuildFailed, encoder_for
 from .integrity import CorruptSpoolFile, check_spool_file
+from .journal import Journal, max_bytes_for
 from .records import ScoredBatch, SinkConfig
 from .spool import Spool, SpoolFile, SpoolFull
 from .tables import RecordTable, ScoresTable
@@ -96,6 +97,10 @@ class ScoreSink:
         self.spool = Spool(config.spool_dir, config.spool_max_bytes, config.compression)
         self._lock_fd = self._lock_spool()
         self.spool.recover()
+        # Replays what an earlier process left (start()) whether or not this one journals.
+        self._journal = Journal(config.spool_dir, max_bytes_for(config.spool_max_bytes))
+        self._journaling = config.journal
+        self._journal_log = ThrottledLog(log)
         self._encoder = encoder_for(config.encoder, self.table, config.spool_dir, config.compression)
 
         self._queue: collections.deque[ScoredBatch] = collections.deque()
@@ -144,6 +149,7 @@ class ScoreSink:
         self.table.check(batch)
         if n == 0:
             return True
+        entry = self.table.to_journal(batch) if self._journaling else None
         with self._count_lock:
             # Once close() has begun, its last flush may already have run: refuse visibly rather than hold records
             # that nothing will drain (they used to be accepted, and lost uncounted).
@@ -154,6 +160,9 @@ class ScoreSink:
                 dropped = False
                 self._in_memory += n
                 depth = self._in_memory
+                # In the journal before the answer; in the queue in the same order (the journal resolves FIFO).
+                journaled = entry is None or self._journal.append(entry)
+                self._queue.append(batch)
         if dropped:
             state = (
                 "closing (submitted after shutdown began)"
@@ -171,7 +180,13 @@ class ScoreSink:
                 batch.request_id,
             )
             return False
-        self._queue.append(batch)
+        if not journaled:
+            self._journal_log.warning(
+                "sink journal: cannot append to %s (disk full, or at its bound): request %s is in memory only until "
+                "the next flush",
+                self._journal.directory,
+                batch.request_id,
+            )
         if depth >= self.config.flush_records:
             self._batch_wake.set()
         return True
@@ -192,6 +207,7 @@ class ScoreSink:
                 self.spool.bytes,
             )
         self._encoder.start()
+        self._replay_journal()
         for target, name in ((self._batch_loop, "sink-batcher"), (self._upload_loop, "sink-uploader")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -217,6 +233,11 @@ class ScoreSink:
         if batcher is not None:
             batcher.join(max(0.0, deadline - time.monotonic()))
         self.flush()
+        with self._count_lock:
+            done = self._journal.rotate()
+            self._journal.close()
+        for path in done:
+            path.unlink(missing_ok=True)
         self._encoder.close()
         self._draining = True
         self._upload_wake.set()
@@ -274,9 +295,46 @@ class ScoreSink:
                     self._batcher.add(self._queue.popleft(), now)
                 except IndexError:
                     break
+            resolved = 0
             while self._batcher.due(now) or (force and self._batcher.records):
-                self._spool_batches(self._batcher.take())
+                taken = self._batcher.take()
+                self._spool_batches(taken)
+                resolved += len(taken)
+            if resolved:
+                # Spooled or counted as dropped: their journal entries are done with. New entries go to a new
+                # segment, so a segment is deleted as soon as the batches in it are.
+                with self._count_lock:
+                    done = self._journal.resolved(resolved) + self._journal.rotate()
+                for path in done:
+                    path.unlink(missing_ok=True)
         self._update_gauges()
+
+    def _replay_journal(self) -> None:
+        """Spool the batches an earlier process journaled and never spooled: it answered them, then died without
+        closing the sink (SIGKILL, OOM kill). At least once: a batch it spooled just before dying comes again."""
+        replayed = requests = 0
+        for path in self._journal.leftovers():
+            batches = []
+            for payload in self._journal.iter_payloads(path):
+                try:
+                    batches.append(self.table.from_journal(payload))
+                except Exception:  # noqa: BLE001 - a damaged entry: the others are still good
+                    log.warning("sink journal %s: an unreadable entry was skipped", path, exc_info=True)
+            records = sum(len(b) for b in batches)
+            if batches:
+                with self._count_lock:
+                    self._in_memory += records
+                self._spool_batches(batches)
+            self._journal.replayed(path)
+            replayed, requests = replayed + records, requests + len(batches)
+        if replayed:
+            log.warning(
+                "sink: %d %s of %d requests were journaled by an earlier process that stopped without closing "
+                "the sink (SIGKILL, OOM kill); spooled now",
+                replayed,
+                self.table.records,
+                requests,
+            )
 
     def _spool_batches(self, batches: list[ScoredBatch]) -> None:
         groups: dict[object, list[ScoredBatch]] = {}

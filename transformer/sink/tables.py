@@ -43,6 +43,12 @@ class RecordTable(Protocol):
 
     def build(self, batches: Sequence) -> pa.Table: ...
 
+    def to_journal(self, batch) -> bytes:
+        """The batch as one journal entry (transformer/sink/journal.py); on the request path, so cheap."""
+
+    def from_journal(self, payload: bytes):
+        """The batch a journal entry holds."""
+
 
 METRIC_NAMES = (
     "QUEUE_DEPTH",
@@ -77,6 +83,16 @@ class ScoresTable:
         from .schema import lake_schema
 
         return lake_schema(self.feature_names, self.include_features)
+
+    def to_journal(self, batch: ScoredBatch) -> bytes:
+        from .journal_codec import encode_scored
+
+        return encode_scored(batch)
+
+    def from_journal(self, payload: bytes) -> ScoredBatch:
+        from .journal_codec import decode_scored
+
+        return decode_scored(payload)
 
     def check(self, batch: ScoredBatch) -> None:
         n = len(batch.lead_ids)

@@ -1,0 +1,174 @@
+"""The sink's write-ahead journal: an answered request's records survive the process being killed before a flush."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from contract.outcomes import outcome_key
+from tests.sink_servers import FEATURE_NAMES, sample_batch
+from transformer.sink import ScoreSink, SinkConfig
+from transformer.sink.journal import JOURNAL_DIR, Journal, read_frames
+from transformer.sink.journal_codec import decode_outcomes, decode_scored, encode_outcomes, encode_scored
+from transformer.sink.outcomes import OutcomeBatch, OutcomesTable
+from transformer.sink.tables import ScoresTable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(tmp_path: Path, **changes) -> SinkConfig:
+    return SinkConfig(
+        uri=(tmp_path / "lake").as_uri(),
+        spool_dir=tmp_path / "spool",
+        feature_names=FEATURE_NAMES,
+        flush_seconds=3600,  # nothing reaches the spool unless the test says so
+        **changes,
+    )
+
+
+def lake_scoring_ids(tmp_path: Path) -> list[str]:
+    return [
+        sid
+        for path in (tmp_path / "lake").rglob("*.parquet")
+        for sid in pq.read_table(path)["scoring_id"].to_pylist()
+    ]
+
+
+def test_a_journal_entry_rebuilds_the_same_rows():
+    table = ScoresTable(SinkConfig(uri="file:///x", spool_dir=Path("/x"), feature_names=FEATURE_NAMES))
+    for batch in (
+        sample_batch(3, seed=1),
+        sample_batch(1, seed=2, with_features=False),
+        sample_batch(0, seed=3),
+    ):
+        again = decode_scored(encode_scored(batch))
+        assert table.build([again]).equals(table.build([batch]))
+        assert again.scored_at == batch.scored_at and again.buckets.dtype == batch.buckets.dtype
+    when = datetime(2026, 11, 20, 9, 0, 0, 123456, tzinfo=UTC)
+    outcomes = OutcomeBatch(
+        request_id="call-1",
+        received_at=datetime.now(UTC),
+        source="api",
+        api_key_name="crm",
+        lead_ids=["L-1", "L-2"],
+        outcomes=["converted", "open"],
+        occurred_at=[when, when + timedelta(minutes=1)],
+        outcome_ids=[outcome_key("L-1", "converted", when), outcome_key("L-2", "open", when)],
+        deal_values=[1200.5, None],
+        scoring_ids=["S-1", None],
+        request_ids=[None, "r-2"],
+    )
+    rebuilt = decode_outcomes(encode_outcomes(outcomes))
+    assert OutcomesTable().build([rebuilt]).equals(OutcomesTable().build([outcomes]))
+
+
+def test_a_torn_tail_is_cut_and_every_entry_before_it_is_kept(tmp_path):
+    journal = Journal(tmp_path)
+    for i in range(3):
+        assert journal.append(f"entry-{i}".encode())
+    journal.close()
+    (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
+    whole = segment.read_bytes()
+    assert read_frames(segment) == ([b"entry-0", b"entry-1", b"entry-2"], True)
+    segment.write_bytes(whole[:-3])  # a write() the kill cut short
+    assert read_frames(segment) == ([b"entry-0", b"entry-1"], False)
+    segment.write_bytes(whole[:-1] + b"X")  # a damaged last entry
+    assert read_frames(segment) == ([b"entry-0", b"entry-1"], False)
+
+
+def test_a_segment_is_deleted_once_everything_in_it_is_resolved(tmp_path):
+    journal = Journal(tmp_path)
+    for _ in range(3):
+        journal.append(b"a")
+    assert journal.rotate() == [], "three entries still unresolved"
+    journal.append(b"b")  # into the next segment
+    first = journal.resolved(2)
+    assert first == [] and journal.unresolved() == 2
+    done = journal.resolved(1)
+    assert [p.name for p in done] == ["000000000000.wal"]
+    assert journal.resolved(1) == [], "the segment still written to is not done"
+    assert [p.name for p in journal.rotate()] == ["000000000001.wal"]
+
+
+def test_an_answered_batch_survives_a_kill_before_any_flush(tmp_path):
+    """A child process submits and dies without closing its sink (as SIGKILL would leave it); the next start
+    spools the journal, and closing uploads it: every batch once, nothing more."""
+    child = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from tests.sink_servers import FEATURE_NAMES, sample_batch
+        from transformer.sink import ScoreSink, SinkConfig
+        sink = ScoreSink(SinkConfig(uri={(tmp_path / "lake").as_uri()!r}, spool_dir=Path({str(tmp_path / "spool")!r}),
+                                    feature_names=FEATURE_NAMES, flush_seconds=3600))
+        sink.start()
+        for seed in range(20):
+            assert sink.submit(sample_batch(1 + seed % 3, seed=seed))
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", child], cwd=ROOT, check=True, timeout=60)
+    assert lake_scoring_ids(tmp_path) == [] and not list((tmp_path / "spool").rglob("*.parquet"))
+    expected = sorted(sample_batch(1 + seed % 3, seed=seed).scoring_id for seed in range(20))
+
+    sink = ScoreSink(config(tmp_path))
+    sink.start()
+    sink.close(grace_seconds=10)
+    got = lake_scoring_ids(tmp_path)
+    assert sorted(set(got)) == expected and len(got) == sum(1 + seed % 3 for seed in range(20))
+    assert not list((tmp_path / "spool" / JOURNAL_DIR).iterdir()), "replayed segments are deleted"
+
+    again = ScoreSink(config(tmp_path))  # a clean close leaves nothing to replay
+    again.start()
+    again.close(grace_seconds=10)
+    assert sorted(lake_scoring_ids(tmp_path)) == sorted(got)
+
+
+def test_flushed_batches_leave_no_journal_and_journaling_can_be_turned_off(tmp_path):
+    sink = ScoreSink(config(tmp_path))
+    sink.start()
+    for seed in range(5):
+        sink.submit(sample_batch(2, seed=seed))
+    assert any((tmp_path / "spool" / JOURNAL_DIR).iterdir())
+    sink.flush()
+    assert not list((tmp_path / "spool" / JOURNAL_DIR).iterdir())
+    sink.close(grace_seconds=10)
+
+    off = tmp_path / "off"
+    sink = ScoreSink(config(off, journal=False))
+    sink.start()
+    sink.submit(sample_batch(2, seed=9))
+    assert not list((off / "spool" / JOURNAL_DIR).iterdir())
+    sink.close(grace_seconds=10)
+    assert len(lake_scoring_ids(off)) == 2
+
+
+def test_a_journal_that_cannot_be_written_leaves_the_batch_in_memory(tmp_path, monkeypatch, caplog):
+    sink = ScoreSink(config(tmp_path))
+    sink.start()
+
+    def full(fd, data):
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr("transformer.sink.journal.os.write", full)
+    assert sink.submit(sample_batch(2, seed=1)), "the request is still recorded"
+    monkeypatch.undo()
+    assert "cannot append" in caplog.text
+    sink.close(grace_seconds=10)
+    assert len(lake_scoring_ids(tmp_path)) == 2
+
+
+def test_the_journal_stops_at_its_bound_and_takes_entries_again_once_segments_go(tmp_path):
+    journal = Journal(tmp_path, max_bytes=100)
+    taken = [journal.append(b"x" * 30) for _ in range(4)]
+    assert taken == [True, True, False, False], "38 bytes a frame: the third would pass 100"
+    assert journal.bytes == 76
+    deleted = journal.resolved(2) + journal.rotate()
+    assert len(deleted) == 1 and journal.bytes == 0
+    assert journal.append(b"x" * 30)

@@ -1,0 +1,122 @@
+"""How a batch is written to the journal and read back: the small fields as JSON, the arrays as their raw bytes.
+
+Written on the request path (one per answered request), so it is built for speed: one orjson call and the arrays'
+own buffers, no per-lead Python work. Read back only when a start finds a journal an earlier process left.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+
+from .outcomes import OutcomeBatch
+from .records import ScoredBatch
+
+_LENGTH = struct.Struct("<I")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _moment(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
+
+
+def _array_spec(array: np.ndarray | None) -> list | None:
+    return None if array is None else [array.dtype.str, list(array.shape)]
+
+
+def encode_scored(batch: ScoredBatch) -> bytes:
+    arrays = (np.ascontiguousarray(batch.scores), np.ascontiguousarray(batch.buckets), batch.features)
+    if arrays[2] is not None:
+        arrays = (*arrays[:2], np.ascontiguousarray(arrays[2]))
+    head = orjson.dumps(
+        [
+            batch.scoring_id,
+            batch.request_id,
+            _micros(batch.scored_at),
+            batch.model_name,
+            batch.model_version,
+            batch.api_key_name,
+            batch.protocol,
+            batch.request_form,
+            batch.latency_ms,
+            batch.lead_ids,
+            batch.tiers,
+            [_array_spec(a) for a in arrays],
+        ]
+    )
+    return b"".join([_LENGTH.pack(len(head)), head, *(a.tobytes() for a in arrays if a is not None)])
+
+
+def decode_scored(payload: bytes) -> ScoredBatch:
+    (size,) = _LENGTH.unpack_from(payload)
+    head = orjson.loads(payload[_LENGTH.size : _LENGTH.size + size])
+    at = _LENGTH.size + size
+    arrays = []
+    for spec in head[11]:
+        if spec is None:
+            arrays.append(None)
+            continue
+        dtype, shape = np.dtype(spec[0]), tuple(spec[1])
+        count = int(np.prod(shape)) if shape else 1
+        arrays.append(np.frombuffer(payload, dtype=dtype, count=count, offset=at).reshape(shape).copy())
+        at += count * dtype.itemsize
+    scores, buckets, features = arrays
+    return ScoredBatch(
+        scoring_id=head[0],
+        request_id=head[1],
+        scored_at=_moment(head[2]),
+        model_name=head[3],
+        model_version=head[4],
+        api_key_name=head[5],
+        protocol=head[6],
+        request_form=head[7],
+        latency_ms=head[8],
+        lead_ids=head[9],
+        tiers=head[10],
+        scores=scores,
+        buckets=buckets,
+        features=features,
+    )
+
+
+def encode_outcomes(batch: OutcomeBatch) -> bytes:
+    return orjson.dumps(
+        [
+            batch.request_id,
+            _micros(batch.received_at),
+            batch.source,
+            batch.api_key_name,
+            batch.lead_ids,
+            batch.outcomes,
+            [_micros(t) for t in batch.occurred_at],
+            batch.outcome_ids,
+            batch.deal_values,
+            batch.scoring_ids,
+            batch.request_ids,
+        ]
+    )
+
+
+def decode_outcomes(payload: bytes) -> OutcomeBatch:
+    head = orjson.loads(payload)
+    return OutcomeBatch(
+        request_id=head[0],
+        received_at=_moment(head[1]),
+        source=head[2],
+        api_key_name=head[3],
+        lead_ids=head[4],
+        outcomes=head[5],
+        occurred_at=[_moment(t) for t in head[6]],
+        outcome_ids=head[7],
+        deal_values=head[8],
+        scoring_ids=head[9],
+        request_ids=head[10],
+    )
