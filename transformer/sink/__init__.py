@@ -14,6 +14,8 @@ from .records import ScoredBatch, SinkConfig
 _LAZY = {
     "SCHEMA_VERSION": ".schema",
     "lake_schema": ".schema",
+    "reading_schema": ".schema",
+    "lake_partitioning": ".schema",
     "ScoreSink": ".sink",
     "SpoolInUse": ".sink",
     "Writer": ".writers",
@@ -27,7 +29,9 @@ __all__ = [
     "SinkConfig",
     "SpoolInUse",
     "Writer",
+    "lake_partitioning",
     "lake_schema",
+    "reading_schema",
     "writer_for_uri",
 ]
 

@@ -62,6 +62,34 @@ def lake_schema(feature_names: Sequence[str] = (), include_features: bool = True
     )
 
 
+# The Hive partition columns of an object key (model=<name>/dt=YYYY-MM-DD/hour=HH/...), as strings, the Athena DDL's
+# types: `hour` stays "07", not 7.
+PARTITION_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("model", pa.string()),
+    ("dt", pa.string()),
+    ("hour", pa.string()),
+)
+
+
+def reading_schema(feature_names: Sequence[str] = ()) -> pa.Schema:
+    """What a reader of the whole lake passes to pyarrow.dataset: every column any version or writer setting has
+    written, all nullable, then the partition columns. Without it the dataset takes the schema of the first file it
+    lists, so the features vanish when that file was written with --sink_include_features false, and scoring_id
+    when it is a version-1 file."""
+    written = lake_schema(feature_names, include_features=True)
+    return pa.schema(
+        [field.with_nullable(True) for field in written] + [pa.field(n, t) for n, t in PARTITION_FIELDS],
+        metadata=written.metadata,
+    )
+
+
+def lake_partitioning():
+    """The lake's Hive partitioning with PARTITION_FIELDS' types (pyarrow.dataset's `partitioning=`)."""
+    import pyarrow.dataset as ds
+
+    return ds.partitioning(pa.schema(list(PARTITION_FIELDS)), flavor="hive")
+
+
 def build_table(batches: Sequence[ScoredBatch], schema: pa.Schema) -> pa.Table:
     """One row per lead. Per-request values are gathered once per batch and repeated per lead (`columns`)."""
     counts = np.fromiter((len(b.lead_ids) for b in batches), dtype=np.int64, count=len(batches))
