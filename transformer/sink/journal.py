@@ -62,6 +62,7 @@ class Journal:
         self.directory = Path(spool_dir) / JOURNAL_DIR
         self.max_bytes = max_bytes
         self._bytes: collections.Counter[int] = collections.Counter()  # bytes of each live segment
+        self._total = 0  # their sum (checked on every append)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._leftovers = sorted(self.directory.glob(f"*{SUFFIX}"), key=_number)
         self._next = (_number(self._leftovers[-1]) + 1) if self._leftovers else 0
@@ -85,7 +86,7 @@ class Journal:
         """One frame, one write(). False when it could not be written or the journal is at its bound (the batch then
         lives in memory only)."""
         frame = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        if self.bytes + len(frame) > self.max_bytes:
+        if self._total + len(frame) > self.max_bytes:
             return False
         if self._fd is None or self._size >= SEGMENT_BYTES:
             self._open_next()
@@ -99,6 +100,7 @@ class Journal:
             return False
         self._size += written
         self._bytes[self._segment] += written
+        self._total += written
         self._frames.append(self._segment)
         self._unresolved[self._segment] += 1
         return True
@@ -121,7 +123,7 @@ class Journal:
     @property
     def bytes(self) -> int:
         """Bytes of the segments this process wrote and has not deleted yet."""
-        return sum(self._bytes.values())
+        return self._total
 
     def close(self) -> None:
         self._seal()
@@ -145,7 +147,7 @@ class Journal:
         paths = []
         for segment in done:
             del self._unresolved[segment]
-            self._bytes.pop(segment, None)
+            self._total -= self._bytes.pop(segment, 0)
             paths.append(self.directory / f"{segment:012d}{SUFFIX}")
         return paths
 
