@@ -198,6 +198,7 @@ def load(
             flush_seconds=3600,
             queue_max_records=len(valid) + 1,
             spool_max_bytes=1 << 40,
+            journal=False,  # the input file is the record until the run ends; no answer to protect
             s3_endpoint_url=s3_endpoint_url,
             azure_connection_string=azure_connection_string,
         )
