@@ -172,3 +172,91 @@ def test_the_journal_stops_at_its_bound_and_takes_entries_again_once_segments_go
     deleted = journal.resolved(2) + journal.rotate()
     assert len(deleted) == 1 and journal.bytes == 0
     assert journal.append(b"x" * 30)
+
+
+def test_an_entry_that_could_not_be_written_keeps_later_entries_resolving_their_own(tmp_path):
+    """One failed append (a full disk) used to shift every later resolution by one: a pass that spooled B0 and B1
+    deleted the segment holding B2, which was still in memory, so a kill then lost B2 although it was journaled."""
+    child = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from tests.sink_servers import FEATURE_NAMES, sample_batch
+        from transformer.sink import ScoreSink, SinkConfig
+        import transformer.sink.journal as journal
+
+        sink = ScoreSink(SinkConfig(uri={(tmp_path / "lake").as_uri()!r}, spool_dir=Path({str(tmp_path / "spool")!r}),
+                                    feature_names=FEATURE_NAMES, flush_records=2, flush_seconds=3600))
+        assert sink.submit(sample_batch(1, seed=0))
+        real_write = journal.os.write
+        journal.os.write = lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        assert sink.submit(sample_batch(1, seed=1)), "answered: in memory only"
+        journal.os.write = real_write
+        assert sink.submit(sample_batch(1, seed=2))
+        sink._spool_due(force=False)  # the batcher's pass: a file of B0 and B1; B2 stays in memory
+        os._exit(0)  # killed before the next pass
+        """
+    )
+    subprocess.run([sys.executable, "-c", child], cwd=ROOT, check=True, timeout=60)
+    sink = ScoreSink(config(tmp_path))
+    sink.start()
+    sink.close(grace_seconds=10)
+    assert sorted(set(lake_scoring_ids(tmp_path))) == sorted(
+        sample_batch(1, seed=s).scoring_id for s in range(3)
+    )
+
+
+def test_a_journal_that_cannot_open_a_segment_fails_no_request(tmp_path, monkeypatch, caplog):
+    """A read-only or full journal folder raised out of submit(): every scoring request became a 500."""
+    sink = ScoreSink(config(tmp_path))
+    sink.start()
+    monkeypatch.setattr(
+        "transformer.sink.journal.os.open",
+        lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")),
+    )
+    assert all(sink.submit(sample_batch(1, seed=s)) for s in range(3))
+    monkeypatch.undo()
+    assert "cannot append" in caplog.text and sink.queue_depth == 3
+    sink.close(grace_seconds=10)
+    assert len(lake_scoring_ids(tmp_path)) == 3
+
+
+def test_a_segment_the_replay_cannot_delete_does_not_stop_the_start(tmp_path, monkeypatch, caplog):
+    journal = Journal(tmp_path / "spool")
+    journal.append(encode_scored(sample_batch(2, seed=4)))
+    journal.close()
+    real_unlink = Path.unlink
+
+    def refuse(path, missing_ok=False):
+        if path.suffix == ".wal":
+            raise PermissionError(13, "denied")
+        return real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    sink = ScoreSink(config(tmp_path))
+    sink.start()
+    assert "cannot delete the replayed segment" in caplog.text
+    sink.close(grace_seconds=10)
+    assert len(lake_scoring_ids(tmp_path)) == 2
+
+
+def test_a_segment_holds_one_flush_window_not_two(tmp_path, monkeypatch):
+    """Entries appended while a pass encodes its file belong to the next window: sealing the segment only after the
+    pass let them pin it, so a kill replayed (duplicated) the window that pass had already spooled."""
+    sink = ScoreSink(config(tmp_path, flush_records=2))
+    for seed in range(2):
+        sink.submit(sample_batch(1, seed=seed))
+    spool = sink._spool_batches
+
+    def spool_while_a_request_arrives(batches):
+        sink.submit(sample_batch(1, seed=9))  # the event loop answers a request meanwhile
+        return spool(batches)
+
+    monkeypatch.setattr(sink, "_spool_batches", spool_while_a_request_arrives)
+    sink._spool_due(force=False)
+    segments = sorted((tmp_path / "spool" / JOURNAL_DIR).iterdir())
+    assert len(segments) == 1 and len(read_frames(segments[0])[0]) == 1, (
+        "only the request the pass did not spool"
+    )
+    monkeypatch.undo()
+    sink.close(grace_seconds=10)

@@ -79,24 +79,36 @@ class Journal:
         return list(self._leftovers)
 
     def replayed(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
+        """The segment's batches are spooled: delete it. A segment that cannot be deleted is logged and left (the
+        next start spools it again, at least once); it never stops this start."""
         self._leftovers.remove(path)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            log.error(
+                "sink journal: cannot delete the replayed segment %s (%s): the next start spools it again",
+                path,
+                error,
+            )
 
     def append(self, payload: bytes) -> bool:
         """One frame, one write(). False when it could not be written or the journal is at its bound (the batch then
-        lives in memory only)."""
+        lives in memory only). Never raises: a journal that fails must not fail the request it protects. Either
+        way the batch takes its place in the resolution order, so later batches still resolve their own frames."""
         frame = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         if self._total + len(frame) > self.max_bytes:
+            self._frames.append(None)
             return False
-        if self._fd is None or self._size >= SEGMENT_BYTES:
-            self._open_next()
         try:
+            if self._fd is None or self._size >= SEGMENT_BYTES:
+                self._open_next()
             written = os.write(self._fd, frame)
         except OSError:
             written = -1
         if written != len(frame):
             # A short write leaves a torn frame: nothing may follow it in this segment, so the next starts anew.
             self._seal()
+            self._frames.append(None)
             return False
         self._size += written
         self._bytes[self._segment] += written
@@ -108,7 +120,9 @@ class Journal:
     def resolved(self, count: int) -> list[Path]:
         """The oldest `count` frames are on the spool or dropped. Returns the segments that are now deletable."""
         for _ in range(min(count, len(self._frames))):
-            self._unresolved[self._frames.popleft()] -= 1
+            segment = self._frames.popleft()
+            if segment is not None:  # None: a batch whose entry could not be written
+                self._unresolved[segment] -= 1
         return self._collect()
 
     def rotate(self) -> list[Path]:
@@ -118,7 +132,7 @@ class Journal:
         return self._collect()
 
     def unresolved(self) -> int:
-        return len(self._frames)
+        return sum(1 for segment in self._frames if segment is not None)
 
     @property
     def bytes(self) -> int:

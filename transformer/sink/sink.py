@@ -236,8 +236,7 @@ class ScoreSink:
         with self._count_lock:
             done = self._journal.rotate()
             self._journal.close()
-        for path in done:
-            path.unlink(missing_ok=True)
+        self._delete_segments(done)
         self._encoder.close()
         self._draining = True
         self._upload_wake.set()
@@ -290,32 +289,57 @@ class ScoreSink:
     def _spool_due(self, force: bool) -> None:
         with self._flush_lock:
             now = time.monotonic()
-            while True:
-                try:
-                    self._batcher.add(self._queue.popleft(), now)
-                except IndexError:
-                    break
+            with self._count_lock:
+                queued, self._queue = self._queue, collections.deque()
+                if force or self._in_memory >= self.config.flush_records or self._batcher.due(now):
+                    # A file is cut in this pass: entries from now on go to a new segment, so the sealed one holds
+                    # only batches this pass spools (or, past flush_records, the next one), never a whole
+                    # further flush window that a crash would replay as duplicates.
+                    done = self._journal.rotate()
+                else:
+                    done = []
+            self._delete_segments(done)
+            for batch in queued:
+                self._batcher.add(batch, now)
             resolved = 0
             while self._batcher.due(now) or (force and self._batcher.records):
                 taken = self._batcher.take()
                 self._spool_batches(taken)
                 resolved += len(taken)
             if resolved:
-                # Spooled or counted as dropped: their journal entries are done with. New entries go to a new
-                # segment, so a segment is deleted as soon as the batches in it are.
+                # Spooled or counted as dropped: their journal entries are done with.
                 with self._count_lock:
-                    done = self._journal.resolved(resolved) + self._journal.rotate()
-                for path in done:
-                    path.unlink(missing_ok=True)
+                    done = self._journal.resolved(resolved)
+                self._delete_segments(done)
         self._update_gauges()
+
+    def _delete_segments(self, paths: list) -> None:
+        for path in paths:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:  # the batches are spooled; a leftover segment is replayed at least once
+                self._journal_log.warning("sink journal: cannot delete %s: %s", path, error)
 
     def _replay_journal(self) -> None:
         """Spool the batches an earlier process journaled and never spooled: it answered them, then died without
         closing the sink (SIGKILL, OOM kill). At least once: a batch it spooled just before dying comes again."""
         replayed = requests = 0
-        for path in self._journal.leftovers():
+        leftovers = self._journal.leftovers()
+        if leftovers:
+            log.warning(
+                "sink: spooling %d journal segments (%d bytes) left by an earlier process that stopped without "
+                "closing the sink",
+                len(leftovers),
+                sum(p.stat().st_size for p in leftovers if p.exists()),
+            )
+        for path in leftovers:
             batches = []
-            for payload in self._journal.iter_payloads(path):
+            try:
+                payloads = list(self._journal.iter_payloads(path))
+            except OSError as error:  # unreadable: kept for a start that can read it, never a failed start
+                log.error("sink journal: cannot read %s (%s): left for the next start", path, error)
+                continue
+            for payload in payloads:
                 try:
                     batches.append(self.table.from_journal(payload))
                 except Exception:  # noqa: BLE001 - a damaged entry: the others are still good
@@ -544,7 +568,8 @@ class ScoreSink:
     def oldest_unstored_age(self) -> float:
         """Seconds since the oldest record not yet in the backend was scored (0 when nothing waits)."""
         candidates = [self.spool.oldest_scored_at()]
-        for oldest in (self._batcher.oldest, self._queue[0] if self._queue else None):
+        queue = self._queue  # swapped, never emptied, by the batcher: its first batch stays valid
+        for oldest in (self._batcher.oldest, queue[0] if queue else None):
             if oldest is not None:
                 candidates.append(self.table.recorded_at(oldest).timestamp())
         known = [c for c in candidates if c is not None]
