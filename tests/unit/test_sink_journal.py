@@ -156,7 +156,7 @@ def test_a_journal_that_cannot_be_written_leaves_the_batch_in_memory(tmp_path, m
     def full(fd, data):
         raise OSError(28, os.strerror(28))
 
-    monkeypatch.setattr("transformer.sink.journal.os.write", full)
+    monkeypatch.setattr("transformer.sink.journal.os.writev", full)
     assert sink.submit(sample_batch(2, seed=1)), "the request is still recorded"
     monkeypatch.undo()
     assert "cannot append" in caplog.text
@@ -188,10 +188,10 @@ def test_an_entry_that_could_not_be_written_keeps_later_entries_resolving_their_
         sink = ScoreSink(SinkConfig(uri={(tmp_path / "lake").as_uri()!r}, spool_dir=Path({str(tmp_path / "spool")!r}),
                                     feature_names=FEATURE_NAMES, flush_records=2, flush_seconds=3600))
         assert sink.submit(sample_batch(1, seed=0))
-        real_write = journal.os.write
-        journal.os.write = lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        real_writev = journal.os.writev
+        journal.os.writev = lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device"))
         assert sink.submit(sample_batch(1, seed=1)), "answered: in memory only"
-        journal.os.write = real_write
+        journal.os.writev = real_writev
         assert sink.submit(sample_batch(1, seed=2))
         sink._spool_due(force=False)  # the batcher's pass: a file of B0 and B1; B2 stays in memory
         os._exit(0)  # killed before the next pass

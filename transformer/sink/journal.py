@@ -95,17 +95,18 @@ class Journal:
         """One frame, one write(). False when it could not be written or the journal is at its bound (the batch then
         lives in memory only). Never raises: a journal that fails must not fail the request it protects. Either
         way the batch takes its place in the resolution order, so later batches still resolve their own frames."""
-        frame = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        if self._total + len(frame) > self.max_bytes:
+        header = _HEADER.pack(len(payload), zlib.crc32(payload))
+        size = len(header) + len(payload)
+        if self._total + size > self.max_bytes:
             self._frames.append(None)
             return False
         try:
             if self._fd is None or self._size >= SEGMENT_BYTES:
                 self._open_next()
-            written = os.write(self._fd, frame)
+            written = os.writev(self._fd, (header, payload))  # one system call, no copy of the payload
         except OSError:
             written = -1
-        if written != len(frame):
+        if written != size:
             # A short write leaves a torn frame: nothing may follow it in this segment, so the next starts anew.
             self._seal()
             self._frames.append(None)

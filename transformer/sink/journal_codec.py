@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
 
-from .outcomes import OutcomeBatch
 from .records import ScoredBatch
+
+if TYPE_CHECKING:
+    from .outcomes import OutcomeBatch
 
 _LENGTH = struct.Struct("<I")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,6 +109,8 @@ def encode_outcomes(batch: OutcomeBatch) -> bytes:
 
 
 def decode_outcomes(payload: bytes) -> OutcomeBatch:
+    from .outcomes import OutcomeBatch  # here: importing the outcomes table registers its metrics
+
     head = orjson.loads(payload)
     return OutcomeBatch(
         request_id=head[0],

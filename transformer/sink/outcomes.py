@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 from . import sink_metrics
 from .arrow import pa
 from .columns import TIMESTAMP_UTC, repeated, timestamps_utc
+from .journal_codec import decode_outcomes, encode_outcomes
 from .layout import unique_file_name
 from .records import SinkConfig
 from .schema_facts import METADATA_SCHEMA_VERSION, epoch_micros
@@ -132,15 +133,8 @@ class OutcomesTable:
         if len({utc_day(t) for t in batch.occurred_at}) > 1:
             raise ValueError("one OutcomeBatch holds outcomes of one UTC day (split by day)")
 
-    def to_journal(self, batch: OutcomeBatch) -> bytes:
-        from .journal_codec import encode_outcomes
-
-        return encode_outcomes(batch)
-
-    def from_journal(self, payload: bytes) -> OutcomeBatch:
-        from .journal_codec import decode_outcomes
-
-        return decode_outcomes(payload)
+    to_journal = staticmethod(encode_outcomes)
+    from_journal = staticmethod(decode_outcomes)
 
     def recorded_at(self, batch: OutcomeBatch) -> datetime:
         return batch.received_at

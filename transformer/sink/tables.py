@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Protocol
 
 from . import sink_metrics
+from .journal_codec import decode_scored, encode_scored
 from .layout import object_key
 from .records import ScoredBatch, SinkConfig
 from .schema_facts import MICROS_PER_HOUR, epoch_micros, feature_column_names
@@ -84,15 +85,9 @@ class ScoresTable:
 
         return lake_schema(self.feature_names, self.include_features)
 
-    def to_journal(self, batch: ScoredBatch) -> bytes:
-        from .journal_codec import encode_scored
-
-        return encode_scored(batch)
-
-    def from_journal(self, payload: bytes) -> ScoredBatch:
-        from .journal_codec import decode_scored
-
-        return decode_scored(payload)
+    # On the request path once per answer: plain functions, looked up once.
+    to_journal = staticmethod(encode_scored)
+    from_journal = staticmethod(decode_scored)
 
     def check(self, batch: ScoredBatch) -> None:
         n = len(batch.lead_ids)
