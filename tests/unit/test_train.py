@@ -199,11 +199,15 @@ def test_too_few_rounds_for_distinct_tier_cut_offs_is_one_line_not_a_traceback(t
     out = tmp_path / "m"
     assert main(["--rows", "20000", "--rounds", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot build a model card:") and "ascending" in err and "Traceback" not in err
+    assert (
+        err.startswith("error: cannot build a model card:") and "ascending" in err and "Traceback" not in err
+    )
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_a_file_named_only_by_a_booster_suffix_counts_as_a_booster_as_the_runtime_counts_it(artifact, tmp_path):
+def test_a_file_named_only_by_a_booster_suffix_counts_as_a_booster_as_the_runtime_counts_it(
+    artifact, tmp_path
+):
     """kserve-xgbserver matches file names with endswith: a stray `.json` beside model.ubj makes it refuse the
     folder, so the card loader must refuse it too (Path.suffix of `.json` is empty)."""
     (tmp_path / "model.ubj").write_bytes((artifact / "model.ubj").read_bytes())
