@@ -35,8 +35,8 @@ OTHER_ROUTES = [
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/no/such/route"),
-    ("POST", "/v1/outcomes"),
 ]
+OUTCOMES = "/v1/outcomes"  # its own request line (the intake's), like a scoring route; no access line
 
 
 @pytest.fixture(scope="module", params=["fast_path", "kserve_rest"])
@@ -62,7 +62,7 @@ def logged(request, small_artifact, tmp_path_factory):
     try:
         with httpx.Client(base_url=server.url, timeout=20) as http:
             for name in ("api_key", "x-api-key", "key"):
-                for method, path in OTHER_ROUTES:
+                for method, path in [*OTHER_ROUTES, ("POST", OUTCOMES)]:
                     http.request(method, f"{path}?{name}={KEY}&other=1")
                 for path, body in ((V1, V1_BODY), (V2, V2_BODY)):
                     for keyed in (False, True):  # key in the query only (401), and in the header too (200)
@@ -93,6 +93,9 @@ def test_the_key_in_a_query_string_appears_nowhere_in_the_log(logged):
     logged_paths = Counter(e["path"] for e in access)
     for _, path in OTHER_ROUTES:  # the other routes keep their line, with the path and without the query
         assert logged_paths[path] >= 3, (path, logged_paths)
+    assert logged_paths[OUTCOMES] == 0
+    outcome_lines = [e for e in json_log_lines(server.log_path) if e.get("route") == "outcomes"]
+    assert [e["status"] for e in outcome_lines] == [401, 401, 401], "the key in a query is no key"
     for entry in access:
         assert "?" not in entry["msg"] and "?" not in entry["path"], entry
         assert f'"{entry["method"]} {entry["path"]} HTTP/' in entry["msg"], entry
