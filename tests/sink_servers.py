@@ -100,6 +100,20 @@ class MotoS3Server:
 # ---- sample data ---------------------------------------------------------------------------------------------
 
 
+def file_sink_config(tmp_path: Path, **overrides):
+    """A sink on a file:// lake at `tmp_path/lake`, spooling at `tmp_path/spool`, with the 50 test features."""
+    from transformer.sink import SinkConfig
+
+    return SinkConfig(
+        **{
+            "uri": (tmp_path / "lake").as_uri(),
+            "spool_dir": tmp_path / "spool",
+            "feature_names": FEATURE_NAMES,
+            **overrides,
+        }
+    )
+
+
 def sample_batch(
     leads: int,
     *,

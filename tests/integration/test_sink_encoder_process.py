@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.child_processes import alive, child_running, work_with_a_stuck_child
-from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorted_rows, wait_for
+from tests.sink_servers import (
+    FEATURE_NAMES,
+    expected_rows,
+    file_sink_config,
+    sample_batch,
+    sorted_rows,
+    wait_for,
+)
 from transformer.sink import ScoreSink, SinkConfig
 from transformer.sink import encoder as encoder_module
 from transformer.sink.arrow import pq
@@ -27,12 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(tmp_path: Path, **overrides) -> SinkConfig:
-    return SinkConfig(
-        uri=(tmp_path / "lake").as_uri(),
-        spool_dir=tmp_path / "spool",
-        feature_names=FEATURE_NAMES,
-        **{"encoder": "process", **overrides},
-    )
+    return file_sink_config(tmp_path, **{"encoder": "process", **overrides})
 
 
 def read_lake(tmp_path: Path):

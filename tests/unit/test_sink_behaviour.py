@@ -8,7 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.sink_servers import FEATURE_NAMES, expected_rows, sample_batch, sorted_rows, wait_for
+from tests.sink_servers import (
+    FEATURE_NAMES,
+    expected_rows,
+    file_sink_config,
+    sample_batch,
+    sorted_rows,
+    wait_for,
+)
 from transformer.sink import ScoreSink, SinkConfig, SpoolInUse, lake_schema
 from transformer.sink.batcher import Batcher
 from transformer.sink.schema import build_table
@@ -20,11 +27,7 @@ def dropped(reason: str) -> float:
 
 
 def config(tmp_path, **overrides) -> SinkConfig:
-    values = dict(
-        uri=f"file://{tmp_path / 'lake'}", spool_dir=tmp_path / "spool", feature_names=FEATURE_NAMES
-    )
-    values.update(overrides)
-    return SinkConfig(**values)
+    return file_sink_config(tmp_path, **overrides)
 
 
 def lake_files(tmp_path) -> list:

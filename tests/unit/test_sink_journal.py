@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from contract.outcomes import outcome_key
-from tests.sink_servers import FEATURE_NAMES, sample_batch
+from tests.sink_servers import FEATURE_NAMES, file_sink_config, sample_batch
 from transformer.sink import ScoreSink, SinkConfig
 from transformer.sink.journal import JOURNAL_DIR, Journal, read_frames
 from transformer.sink.journal_codec import decode_outcomes, decode_scored, encode_outcomes, encode_scored
@@ -23,13 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(tmp_path: Path, **changes) -> SinkConfig:
-    return SinkConfig(
-        uri=(tmp_path / "lake").as_uri(),
-        spool_dir=tmp_path / "spool",
-        feature_names=FEATURE_NAMES,
-        flush_seconds=3600,  # nothing reaches the spool unless the test says so
-        **changes,
-    )
+    # nothing reaches the spool unless the test says so
+    return file_sink_config(tmp_path, **{"flush_seconds": 3600, **changes})
 
 
 def lake_scoring_ids(tmp_path: Path) -> list[str]:
@@ -103,7 +98,7 @@ def test_an_answered_batch_survives_a_kill_before_any_flush(tmp_path):
         f"""
         import os
         from pathlib import Path
-        from tests.sink_servers import FEATURE_NAMES, sample_batch
+        from tests.sink_servers import FEATURE_NAMES, file_sink_config, sample_batch
         from transformer.sink import ScoreSink, SinkConfig
         sink = ScoreSink(SinkConfig(uri={(tmp_path / "lake").as_uri()!r}, spool_dir=Path({str(tmp_path / "spool")!r}),
                                     feature_names=FEATURE_NAMES, flush_seconds=3600))
@@ -181,7 +176,7 @@ def test_an_entry_that_could_not_be_written_keeps_later_entries_resolving_their_
         f"""
         import os
         from pathlib import Path
-        from tests.sink_servers import FEATURE_NAMES, sample_batch
+        from tests.sink_servers import FEATURE_NAMES, file_sink_config, sample_batch
         from transformer.sink import ScoreSink, SinkConfig
         import transformer.sink.journal as journal
 
