@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
@@ -65,16 +66,36 @@ def test_a_journal_entry_rebuilds_the_same_rows():
 
 def test_a_torn_tail_is_cut_and_every_entry_before_it_is_kept(tmp_path):
     journal = Journal(tmp_path)
-    for i in range(3):
-        assert journal.append(f"entry-{i}".encode())
+    entries = [f"entry-{i}".encode() for i in range(3)]
+    assert all(journal.append(entry) for entry in entries)
     journal.close()
     (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
     whole = segment.read_bytes()
-    assert read_frames(segment) == ([b"entry-0", b"entry-1", b"entry-2"], True)
-    segment.write_bytes(whole[:-3])  # a write() the kill cut short
-    assert read_frames(segment) == ([b"entry-0", b"entry-1"], False)
-    segment.write_bytes(whole[:-1] + b"X")  # a damaged last entry
-    assert read_frames(segment) == ([b"entry-0", b"entry-1"], False)
+    end = sum(8 + len(entry) for entry in entries)
+    assert len(whole) > end and whole[end:] == bytes(len(whole) - end), "the reserved, unused end is zeros"
+    assert read_frames(segment) == (entries, True)
+    segment.write_bytes(whole[: end - 3] + bytes(len(whole) - end + 3))  # a copy the kill cut short
+    assert read_frames(segment) == (entries[:2], False)
+    segment.write_bytes(whole[: end - 1] + b"X" + whole[end:])  # a damaged last entry
+    assert read_frames(segment) == (entries[:2], False)
+    last = end - 8 - len(entries[2])
+    # killed after the payload was copied, before its header was
+    segment.write_bytes(whole[:last] + bytes(8) + whole[last + 8 :])
+    assert read_frames(segment) == (entries[:2], False)
+
+
+def test_entries_across_windows_and_segments_read_back_in_order(tmp_path, monkeypatch):
+    page = mmap.ALLOCATIONGRANULARITY
+    monkeypatch.setattr("transformer.sink.journal.SEGMENT_BYTES", 32 * page)
+    journal = Journal(tmp_path, max_bytes=64 * page)  # windows of 16 pages
+    entries = [bytes([i % 251 + 1]) * (300 + i % 400) for i in range(400)]
+    assert all(journal.append(entry) for entry in entries)
+    assert journal.bytes <= 64 * page
+    journal.close()
+    segments = sorted((tmp_path / JOURNAL_DIR).iterdir())
+    assert len(segments) >= 2 and sum(path.stat().st_size for path in segments) == journal.bytes
+    assert [frame for path in segments for frame in read_frames(path)[0]] == entries
+    assert all(read_frames(path)[1] for path in segments)
 
 
 def test_a_segment_is_deleted_once_everything_in_it_is_resolved(tmp_path):
@@ -148,10 +169,10 @@ def test_a_journal_that_cannot_be_written_leaves_the_batch_in_memory(tmp_path, m
     sink = ScoreSink(config(tmp_path))
     sink.start()
 
-    def full(fd, data):
+    def full(fd, offset, length):
         raise OSError(28, os.strerror(28))
 
-    monkeypatch.setattr("transformer.sink.journal.os.writev", full)
+    monkeypatch.setattr("transformer.sink.journal.os.posix_fallocate", full)
     assert sink.submit(sample_batch(2, seed=1)), "the request is still recorded"
     monkeypatch.undo()
     assert "cannot append" in caplog.text
@@ -160,13 +181,22 @@ def test_a_journal_that_cannot_be_written_leaves_the_batch_in_memory(tmp_path, m
 
 
 def test_the_journal_stops_at_its_bound_and_takes_entries_again_once_segments_go(tmp_path):
-    journal = Journal(tmp_path, max_bytes=100)
-    taken = [journal.append(b"x" * 30) for _ in range(4)]
-    assert taken == [True, True, False, False], "38 bytes a frame: the third would pass 100"
-    assert journal.bytes == 76
-    deleted = journal.resolved(2) + journal.rotate()
-    assert len(deleted) == 1 and journal.bytes == 0
-    assert journal.append(b"x" * 30)
+    page = mmap.ALLOCATIONGRANULARITY
+    journal = Journal(tmp_path, max_bytes=4 * page)  # windows of one page
+    entry = b"x" * (page // 2 - 8)  # two frames a page
+    taken = [journal.append(entry) for _ in range(10)]
+    assert taken == [True] * 8 + [False] * 2, "the bound counts the disk the segment reserves"
+    (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
+    assert journal.bytes == segment.stat().st_size == 4 * page
+    deleted = journal.resolved(8) + journal.rotate()
+    assert deleted == [segment] and journal.bytes == 0
+    segment.unlink()  # what the sink does with the paths it is given
+    assert journal.append(entry)
+    assert journal.append(b"y" * (2 * page)), "a batch larger than a window takes a window of its size"
+    assert not journal.append(b"z" * (4 * page)), "but never one past the bound"
+    journal.close()
+    (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
+    assert read_frames(segment) == ([entry, b"y" * (2 * page)], True)
 
 
 def test_an_entry_that_could_not_be_written_keeps_later_entries_resolving_their_own(tmp_path):
@@ -183,10 +213,12 @@ def test_an_entry_that_could_not_be_written_keeps_later_entries_resolving_their_
         sink = ScoreSink(SinkConfig(uri={(tmp_path / "lake").as_uri()!r}, spool_dir=Path({str(tmp_path / "spool")!r}),
                                     feature_names=FEATURE_NAMES, flush_records=2, flush_seconds=3600))
         assert sink.submit(sample_batch(1, seed=0))
-        real_writev = journal.os.writev
-        journal.os.writev = lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        real_fallocate = journal.os.posix_fallocate
+        journal.os.posix_fallocate = lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        sink._journal.rotate()  # B1 needs a new segment, and the disk refuses to reserve it
         assert sink.submit(sample_batch(1, seed=1)), "answered: in memory only"
-        journal.os.writev = real_writev
+        assert sink._journal.unresolved() == 1
+        journal.os.posix_fallocate = real_fallocate
         assert sink.submit(sample_batch(1, seed=2))
         sink._spool_due(force=False)  # the batcher's pass: a file of B0 and B1; B2 stays in memory
         os._exit(0)  # killed before the next pass

@@ -31,14 +31,27 @@ def _moment(micros: int) -> datetime:
     return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
 
 
-def _array_spec(array: np.ndarray | None) -> list | None:
-    return None if array is None else [array.dtype.str, list(array.shape)]
+# dtype.str builds a new string on every call, and a batch has three arrays.
+_DTYPE_NAMES: dict[np.dtype, str] = {}
+
+
+def _array_spec(array: np.ndarray | None) -> tuple | None:
+    if array is None:
+        return None
+    dtype = array.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.str
+    return name, array.shape
 
 
 def encode_scored(batch: ScoredBatch) -> bytes:
-    arrays = (np.ascontiguousarray(batch.scores), np.ascontiguousarray(batch.buckets), batch.features)
-    if arrays[2] is not None:
-        arrays = (*arrays[:2], np.ascontiguousarray(arrays[2]))
+    features = batch.features
+    arrays = (
+        np.ascontiguousarray(batch.scores),
+        np.ascontiguousarray(batch.buckets),
+        None if features is None else np.ascontiguousarray(features),
+    )
     head = orjson.dumps(
         [
             batch.scoring_id,
@@ -52,10 +65,12 @@ def encode_scored(batch: ScoredBatch) -> bytes:
             batch.latency_ms,
             batch.lead_ids,
             batch.tiers,
-            [_array_spec(a) for a in arrays],
+            (_array_spec(arrays[0]), _array_spec(arrays[1]), _array_spec(arrays[2])),
         ]
     )
-    return b"".join([_LENGTH.pack(len(head)), head, *(a.tobytes() for a in arrays if a is not None)])
+    if arrays[2] is None:
+        return b"".join((_LENGTH.pack(len(head)), head, arrays[0].data, arrays[1].data))
+    return b"".join((_LENGTH.pack(len(head)), head, arrays[0].data, arrays[1].data, arrays[2].data))
 
 
 def decode_scored(payload: bytes) -> ScoredBatch:
