@@ -306,7 +306,7 @@ def train(
 def lake_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     from datetime import timedelta
 
-    from quality.attribution import Window
+    from quality.attribution import Window, has_outcome_files, outcomes_table
     from quality.lake import Lake
     from quality.training_set import training_set
 
@@ -318,7 +318,19 @@ def lake_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     )
     lake = Lake(args.from_lake, s3_endpoint_url=args.s3_endpoint_url)
     lake.require_exists()
-    data = training_set(lake, window)
+    outcomes = Lake(args.outcomes_uri, s3_endpoint_url=args.s3_endpoint_url) if args.outcomes_uri else None
+    table = outcomes_table(lake, outcomes)
+    try:
+        found = has_outcome_files(table)
+    except Exception as exc:  # noqa: BLE001 - a missing bucket or container, denied credentials: name the table
+        raise DataError(f"reading the outcomes {table.uri} failed: {type(exc).__name__}: {exc}") from None
+    if not found:
+        # Without this, a transformer recording outcomes elsewhere read as "got 0 leads": right, but no hint why.
+        raise DataError(
+            f"no outcomes in {table.uri}: it holds no outcome file (dt=YYYY-MM-DD/*.parquet), so there is nothing "
+            "to label; give the transformer's --outcomes_uri with --outcomes-uri (default <lake>/_outcomes)"
+        )
+    data = training_set(lake, window, outcomes=outcomes)
     if len(data.y) < 1000 or data.y.sum() < 50:
         raise DataError(
             f"{args.from_lake}: need at least 1,000 labelled leads and 50 conversions to train, got "
@@ -371,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         type=cli_args.instant,
         default=None,
         help="with --from-lake: outcomes before this ISO time (default now; 1970 … 2200; no zone = UTC)",
+    )
+    parser.add_argument(
+        "--outcomes-uri",
+        default=None,
+        metavar="URI",
+        help="with --from-lake: the outcomes table (the transformer's --outcomes_uri), if not <lake>/_outcomes",
     )
     parser.add_argument("--s3-endpoint-url", default=None, help="with --from-lake: S3-compatible endpoint")
     parser.add_argument(

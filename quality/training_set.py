@@ -32,8 +32,9 @@ class TrainingSet:
     window: Window
 
 
-def training_set(lake: Lake, window: Window) -> TrainingSet:
-    outcomes = attribution.read_outcomes(lake, window)
+def training_set(lake: Lake, window: Window, *, outcomes: Lake | None = None) -> TrainingSet:
+    """`outcomes`: the outcomes table, when not <lake>/_outcomes (predictor.train --outcomes-uri)."""
+    outcomes = attribution.read_outcomes(lake, window, outcomes=outcomes)
     labels, _ = attribution.labels_of(outcomes, since=window.since)
     keys = attribution.score_keys(lake, window.scorings_from, window.until)
     columns = feature_column_names(FEATURE_NAMES)

@@ -139,7 +139,16 @@ def test_a_missing_bucket_or_container_is_an_error_naming_it_not_a_traceback(mot
         "--out", str(tmp_path / "candidate"),
     )  # fmt: skip
     assert train.returncode == 2 and "bucket no-such-bucket does not exist" in train.stderr, train.stderr
-    assert not textfile.exists()
+    (tmp_path / "lake").mkdir()
+    train = run_module(
+        "predictor.train", "--from-lake", (tmp_path / "lake").as_uri(), "--outcomes-uri", "s3://no-such-bucket/outcomes",
+        "--s3-endpoint-url", moto_s3.endpoint_url, "--out", str(tmp_path / "candidate"),
+    )  # fmt: skip
+    assert train.returncode == 2 and "Traceback" not in train.stderr, train.stderr
+    assert train.stderr.startswith(
+        "error: reading the outcomes s3://no-such-bucket/outcomes failed: NoSuchBucket"
+    )
+    assert not textfile.exists() and not (tmp_path / "candidate").exists()
 
 
 def test_two_runs_at_once_each_keep_their_report_and_print_only_what_they_wrote(tmp_path):

@@ -380,6 +380,31 @@ def test_retraining_from_the_lake_matches_direct_training_and_never_sees_post_ou
 # ---- 3. degraded models make the alerts fire -----------------------------------------------------------------
 
 
+def test_retraining_reads_outcomes_recorded_elsewhere_with_outcomes_uri(loop, tmp_path):
+    """A transformer whose --outcomes_uri is not <lake>/_outcomes: predictor.train had no way to read them and said
+    only "got 0 leads". It names where it looked, and --outcomes-uri trains on every labelled lead."""
+    lake = tmp_path / "lake"
+    shutil.copytree(loop.lake, lake, ignore=shutil.ignore_patterns("_outcomes", "_quality"))
+    outcomes = tmp_path / "crm-outcomes"
+    shutil.copytree(loop.lake / "_outcomes", outcomes)
+    until = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    common = ["--from-lake", lake.as_uri(), "--rounds", "20", "--until", until]
+
+    missing = run_module("predictor.train", *common, "--out", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
+    assert missing.stderr.strip() == (
+        f"error: no outcomes in {lake.as_uri()}/_outcomes: it holds no outcome file (dt=YYYY-MM-DD/*.parquet), so "
+        "there is nothing to label; give the transformer's --outcomes_uri with --outcomes-uri (default "
+        "<lake>/_outcomes)"
+    )
+    assert not (tmp_path / "none").exists()
+
+    out = tmp_path / "candidate"
+    trained = run_module("predictor.train", *common, "--outcomes-uri", outcomes.as_uri(), "--out", str(out))
+    assert trained.returncode == 0, trained.stderr
+    assert load_card(out).training["labelled_leads"] == len(loop.population.ids)
+
+
 def test_a_booster_trained_on_shuffled_labels_fires_the_lift_alert(logs_dir, api_key, tmp_path):
     from predictor.synthetic import sample_population
     from predictor.train import train
