@@ -248,6 +248,21 @@ def test_a_journal_that_cannot_open_a_segment_fails_no_request(tmp_path, monkeyp
     assert len(lake_scoring_ids(tmp_path)) == 3
 
 
+def test_a_filesystem_that_refuses_the_mapping_leaves_one_segment_not_one_per_request(tmp_path, monkeypatch):
+    journal = Journal(tmp_path)
+    monkeypatch.setattr(
+        "transformer.sink.journal.mmap.mmap",
+        lambda *a, **k: (_ for _ in ()).throw(OSError(19, "No such device")),
+    )
+    assert [journal.append(b"x" * 100) for _ in range(5)] == [False] * 5
+    assert len(list((tmp_path / JOURNAL_DIR).iterdir())) == 1 and journal.bytes == journal._window_bytes
+    monkeypatch.undo()
+    assert journal.append(b"y" * 100), "the next append maps the same segment"
+    journal.close()
+    (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
+    assert read_frames(segment) == ([b"y" * 100], True)
+
+
 def test_a_segment_the_replay_cannot_delete_does_not_stop_the_start(tmp_path, monkeypatch, caplog):
     journal = Journal(tmp_path / "spool")
     journal.append(encode_scored(sample_batch(2, seed=4)))

@@ -127,8 +127,13 @@ class Journal:
             mapped[at + _HEADER.size : at + size] = payload
             # The header last: until it is stored, a reader sees no frame here.
             _HEADER.pack_into(mapped, at, len(payload), zlib.crc32(payload))
-        except (OSError, ValueError):
-            self._seal()  # whatever the failed copy left behind ends this segment; the next append opens another
+        except OSError:
+            # Opening, reserving or mapping failed: nothing was copied. The segment stays open, so a disk that
+            # refuses every reservation costs one failed call per request, not a new file.
+            self._frames.append(None)
+            return False
+        except ValueError:
+            self._seal()  # whatever a failed copy left behind ends this segment; the next append opens another
             self._frames.append(None)
             return False
         self._position += size
