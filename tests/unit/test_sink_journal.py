@@ -68,11 +68,13 @@ def test_a_torn_tail_is_cut_and_every_entry_before_it_is_kept(tmp_path):
     journal = Journal(tmp_path)
     entries = [f"entry-{i}".encode() for i in range(3)]
     assert all(journal.append(entry) for entry in entries)
-    journal.close()
     (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
-    whole = segment.read_bytes()
+    whole = segment.read_bytes()  # as a kill leaves it: the window reserved, its unused end zeros
     end = sum(8 + len(entry) for entry in entries)
-    assert len(whole) > end and whole[end:] == bytes(len(whole) - end), "the reserved, unused end is zeros"
+    assert len(whole) > end and whole[end:] == bytes(len(whole) - end)
+    assert read_frames(segment) == (entries, True)
+    journal.close()
+    assert segment.stat().st_size == journal.bytes == end, "sealing gives the unused end back"
     assert read_frames(segment) == (entries, True)
     segment.write_bytes(whole[: end - 3] + bytes(len(whole) - end + 3))  # a copy the kill cut short
     assert read_frames(segment) == (entries[:2], False)
@@ -261,6 +263,39 @@ def test_a_filesystem_that_refuses_the_mapping_leaves_one_segment_not_one_per_re
     journal.close()
     (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
     assert read_frames(segment) == ([b"y" * 100], True)
+
+
+def test_an_empty_entry_is_refused_and_hides_no_later_entry(tmp_path):
+    """Stored, its zero header read as the segment's end: every later entry of the segment was invisible to replay."""
+    journal = Journal(tmp_path)
+    assert journal.append(b"a" * 10)
+    assert not journal.append(b"")
+    assert journal.append(b"b" * 10)
+    (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
+    assert read_frames(segment) == ([b"a" * 10, b"b" * 10], True)
+    assert journal.resolved(3) == [] and journal.unresolved() == 0
+
+
+def test_a_reservation_the_disk_refuses_halfway_is_given_back(tmp_path, monkeypatch):
+    """ext4 keeps what a refused posix_fallocate allocated; uncounted, it took the spool's room on a small volume."""
+    page = mmap.ALLOCATIONGRANULARITY
+    journal = Journal(tmp_path, max_bytes=64 * page)
+    assert journal.append(b"a" * 100)
+    (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
+    reserved = segment.stat().st_size
+    real = os.posix_fallocate
+
+    def halfway(fd, offset, length):
+        real(fd, offset, length // 2)
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr("transformer.sink.journal.os.posix_fallocate", halfway)
+    assert not journal.append(b"b" * reserved)  # needs a larger window
+    assert segment.stat().st_size == reserved == journal.bytes
+    monkeypatch.undo()
+    assert journal.append(b"c" * 100)
+    journal.close()
+    assert read_frames(segment) == ([b"a" * 100, b"c" * 100], True)
 
 
 def test_a_segment_the_replay_cannot_delete_does_not_stop_the_start(tmp_path, monkeypatch, caplog):

@@ -11,7 +11,8 @@ Why a mapping rather than one write() per entry: the copy costs no system call, 
 file's size and times per request, which in the server cost several times what it costs in a tight loop. The disk
 blocks a window will use are reserved (posix_fallocate) before it is mapped, so a full disk fails that reservation,
 which is an ordinary error (the batch stays in memory only), never a SIGBUS in a store into an unbacked page. Only a
-window (1 MiB) is mapped at a time, which keeps the pages in this process's resident set small.
+window (128 KiB) is mapped and reserved at a time, and a sealed segment is truncated to what it holds: the journal
+takes little more disk than it stores, so it does not crowd the spool's files on a small volume.
 
 Frame: `<u32 length><u32 crc32>` then the payload the table encoded; the payload is stored first and its header last,
 so a kill between the two leaves a zero header. Reading stops at a zero header (the segment's unused, zero-filled
@@ -36,7 +37,7 @@ JOURNAL_DIR = "journal"
 SUFFIX = ".wal"
 _HEADER = struct.Struct("<II")
 _PAGE = mmap.ALLOCATIONGRANULARITY  # a mapping starts on a multiple of this
-WINDOW_BYTES = 1 << 20  # mapped, and reserved on disk, this much at a time
+WINDOW_BYTES = 128 << 10  # mapped, and reserved on disk, this much at a time
 # A new segment once a window would start past this, so a long-lived one is not kept whole.
 SEGMENT_BYTES = 8 << 20
 MAX_BYTES = 64 << 20
@@ -115,11 +116,14 @@ class Journal:
         lives in memory only. Never raises: a journal that fails must not fail the request it protects. Either way
         the batch takes its place in the resolution order, so later batches still resolve their own frames."""
         size = _HEADER.size + len(payload)
+        if not payload:  # its zero header would read as the segment's end and hide every later frame
+            self._frames.append(None)
+            return False
         try:
             mapped = self._map
             at = self._position - self._map_start
             if mapped is None or at + size > len(mapped):
-                mapped = self._map_window(size) if payload else None
+                mapped = self._map_window(size)
                 if mapped is None:
                     self._frames.append(None)
                     return False
@@ -180,7 +184,12 @@ class Journal:
         if self._total + grow > self.max_bytes:
             return None
         if grow:
-            os.posix_fallocate(self._fd, reserved, grow)  # ENOSPC here, not a SIGBUS in a store later
+            try:
+                os.posix_fallocate(self._fd, reserved, grow)  # ENOSPC here, not a SIGBUS in a store later
+            except OSError:
+                # ext4 keeps what a refused fallocate did allocate: give it back, the bound does not count it.
+                os.ftruncate(self._fd, reserved)
+                raise
             self._bytes[self._segment] += grow
             self._total += grow
         self._map = mmap.mmap(self._fd, length, offset=start)
@@ -204,9 +213,19 @@ class Journal:
 
     def _seal(self) -> None:
         self._unmap()
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self._bytes[self._segment] > self._position:
+                # The reserved, unused end goes back to the volume (the spool's files share it) and to the bound.
+                os.ftruncate(fd, self._position)
+                self._total -= self._bytes[self._segment] - self._position
+                self._bytes[self._segment] = self._position
+        except OSError:
+            pass  # kept reserved and counted until the segment is deleted
+        finally:
+            os.close(fd)
 
     def _collect(self) -> list[Path]:
         done = [s for s, n in self._unresolved.items() if n <= 0 and (s != self._segment or self._fd is None)]
