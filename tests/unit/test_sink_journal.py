@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 import subprocess
 import sys
@@ -76,18 +75,18 @@ def test_a_torn_tail_is_cut_and_every_entry_before_it_is_kept(tmp_path):
     journal.close()
     assert segment.stat().st_size == journal.bytes == end, "sealing gives the unused end back"
     assert read_frames(segment) == (entries, True)
-    segment.write_bytes(whole[: end - 3] + bytes(len(whole) - end + 3))  # a copy the kill cut short
+    segment.write_bytes(whole[: end - 3] + bytes(len(whole) - end + 3))  # a write the kill cut short
     assert read_frames(segment) == (entries[:2], False)
     segment.write_bytes(whole[: end - 1] + b"X" + whole[end:])  # a damaged last entry
     assert read_frames(segment) == (entries[:2], False)
     last = end - 8 - len(entries[2])
-    # killed after the payload was copied, before its header was
+    # a header of zeros before a payload that is not (a write torn there)
     segment.write_bytes(whole[:last] + bytes(8) + whole[last + 8 :])
     assert read_frames(segment) == (entries[:2], False)
 
 
 def test_entries_across_windows_and_segments_read_back_in_order(tmp_path, monkeypatch):
-    page = mmap.ALLOCATIONGRANULARITY
+    page = os.sysconf("SC_PAGE_SIZE")
     monkeypatch.setattr("transformer.sink.journal.SEGMENT_BYTES", 32 * page)
     journal = Journal(tmp_path, max_bytes=64 * page)  # windows of 16 pages
     entries = [bytes([i % 251 + 1]) * (300 + i % 400) for i in range(400)]
@@ -183,7 +182,7 @@ def test_a_journal_that_cannot_be_written_leaves_the_batch_in_memory(tmp_path, m
 
 
 def test_the_journal_stops_at_its_bound_and_takes_entries_again_once_segments_go(tmp_path):
-    page = mmap.ALLOCATIONGRANULARITY
+    page = os.sysconf("SC_PAGE_SIZE")
     journal = Journal(tmp_path, max_bytes=4 * page)  # windows of one page
     entry = b"x" * (page // 2 - 8)  # two frames a page
     taken = [journal.append(entry) for _ in range(10)]
@@ -250,16 +249,16 @@ def test_a_journal_that_cannot_open_a_segment_fails_no_request(tmp_path, monkeyp
     assert len(lake_scoring_ids(tmp_path)) == 3
 
 
-def test_a_filesystem_that_refuses_the_mapping_leaves_one_segment_not_one_per_request(tmp_path, monkeypatch):
+def test_a_disk_that_refuses_every_reservation_leaves_one_segment_not_one_per_request(tmp_path, monkeypatch):
     journal = Journal(tmp_path)
     monkeypatch.setattr(
-        "transformer.sink.journal.mmap.mmap",
-        lambda *a, **k: (_ for _ in ()).throw(OSError(19, "No such device")),
+        "transformer.sink.journal.os.posix_fallocate",
+        lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")),
     )
     assert [journal.append(b"x" * 100) for _ in range(5)] == [False] * 5
-    assert len(list((tmp_path / JOURNAL_DIR).iterdir())) == 1 and journal.bytes == journal._window_bytes
+    assert len(list((tmp_path / JOURNAL_DIR).iterdir())) == 1 and journal.bytes == 0
     monkeypatch.undo()
-    assert journal.append(b"y" * 100), "the next append maps the same segment"
+    assert journal.append(b"y" * 100), "the next append reserves in the same segment"
     journal.close()
     (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
     assert read_frames(segment) == ([b"y" * 100], True)
@@ -278,7 +277,7 @@ def test_an_empty_entry_is_refused_and_hides_no_later_entry(tmp_path):
 
 def test_a_reservation_the_disk_refuses_halfway_is_given_back(tmp_path, monkeypatch):
     """ext4 keeps what a refused posix_fallocate allocated; uncounted, it took the spool's room on a small volume."""
-    page = mmap.ALLOCATIONGRANULARITY
+    page = os.sysconf("SC_PAGE_SIZE")
     journal = Journal(tmp_path, max_bytes=64 * page)
     assert journal.append(b"a" * 100)
     (segment,) = (tmp_path / JOURNAL_DIR).iterdir()
