@@ -45,6 +45,22 @@ def _array_spec(array: np.ndarray | None) -> tuple | None:
     return name, array.shape
 
 
+# The order encode_scored writes the small fields in (it lists them by hand: it runs once per answered request).
+_SCORED_HEAD = (
+    "scoring_id",
+    "request_id",
+    "scored_at",
+    "model_name",
+    "model_version",
+    "api_key_name",
+    "protocol",
+    "request_form",
+    "latency_ms",
+    "lead_ids",
+    "tiers",
+)
+
+
 def encode_scored(batch: ScoredBatch) -> bytes:
     features = batch.features
     arrays = (
@@ -87,56 +103,38 @@ def decode_scored(payload: bytes) -> ScoredBatch:
         arrays.append(np.frombuffer(payload, dtype=dtype, count=count, offset=at).reshape(shape).copy())
         at += count * dtype.itemsize
     scores, buckets, features = arrays
-    return ScoredBatch(
-        scoring_id=head[0],
-        request_id=head[1],
-        scored_at=_moment(head[2]),
-        model_name=head[3],
-        model_version=head[4],
-        api_key_name=head[5],
-        protocol=head[6],
-        request_form=head[7],
-        latency_ms=head[8],
-        lead_ids=head[9],
-        tiers=head[10],
-        scores=scores,
-        buckets=buckets,
-        features=features,
-    )
+    fields = dict(zip(_SCORED_HEAD, head[:11], strict=True))
+    fields["scored_at"] = _moment(fields["scored_at"])
+    return ScoredBatch(**fields, scores=scores, buckets=buckets, features=features)
+
+
+# The outcomes path is not the scoring path: one field list drives both directions, so they cannot drift apart.
+_OUTCOME_FIELDS = (
+    "request_id",
+    "received_at",
+    "source",
+    "api_key_name",
+    "lead_ids",
+    "outcomes",
+    "occurred_at",
+    "outcome_ids",
+    "deal_values",
+    "scoring_ids",
+    "request_ids",
+)
 
 
 def encode_outcomes(batch: OutcomeBatch) -> bytes:
-    return orjson.dumps(
-        [
-            batch.request_id,
-            _micros(batch.received_at),
-            batch.source,
-            batch.api_key_name,
-            batch.lead_ids,
-            batch.outcomes,
-            [_micros(t) for t in batch.occurred_at],
-            batch.outcome_ids,
-            batch.deal_values,
-            batch.scoring_ids,
-            batch.request_ids,
-        ]
-    )
+    head = [getattr(batch, name) for name in _OUTCOME_FIELDS]
+    head[1] = _micros(batch.received_at)
+    head[6] = [_micros(t) for t in batch.occurred_at]
+    return orjson.dumps(head)
 
 
 def decode_outcomes(payload: bytes) -> OutcomeBatch:
     from .outcomes import OutcomeBatch  # here: importing the outcomes table registers its metrics
 
-    head = orjson.loads(payload)
-    return OutcomeBatch(
-        request_id=head[0],
-        received_at=_moment(head[1]),
-        source=head[2],
-        api_key_name=head[3],
-        lead_ids=head[4],
-        outcomes=head[5],
-        occurred_at=[_moment(t) for t in head[6]],
-        outcome_ids=head[7],
-        deal_values=head[8],
-        scoring_ids=head[9],
-        request_ids=head[10],
-    )
+    fields = dict(zip(_OUTCOME_FIELDS, orjson.loads(payload), strict=True))
+    fields["received_at"] = _moment(fields["received_at"])
+    fields["occurred_at"] = [_moment(t) for t in fields["occurred_at"]]
+    return OutcomeBatch(**fields)
