@@ -229,6 +229,23 @@ def read_scorings(
     return table
 
 
+def named_scorings_not_found(labels: pa.Table, scorings: pa.Table | None) -> tuple[int, int]:
+    """(labels whose outcome names a `scoring_id`, those of them whose lead has no scoring with that id among
+    `scorings`). The second are judged on the latest eligible scoring instead (rule 3); many of them mean a client
+    sends something else than the scoring response's `scoring_id` (a request id, another lead's scoring), or names
+    scorings older than the read span. Matched on (lead, scoring): a request's leads share its scoring_id."""
+    naming = labels.filter(pc.is_valid(labels["o_scoring_id"]))
+    if naming.num_rows == 0:
+        return 0, 0
+    if scorings is None or scorings.num_rows == 0:
+        return naming.num_rows, naming.num_rows
+    issued = scorings.select(["lead_id", "scoring_id"])
+    found = naming.select(["lead_id", "o_scoring_id"]).join(
+        issued, keys=["lead_id", "o_scoring_id"], right_keys=["lead_id", "scoring_id"], join_type="left semi"
+    )
+    return naming.num_rows, naming.num_rows - found.num_rows
+
+
 def attribute(scorings: pa.Table, labels: pa.Table, label_window: timedelta) -> pa.Table:
     """Per (lead, model version): the attributed scoring with the lead's label (rule at the top of this module)."""
     joined = scorings.join(labels, keys="lead_id", join_type="inner", use_threads=True)

@@ -79,6 +79,9 @@ def measure(
     attributed = (
         attribution.attribute(scorings, labels, window.label_window) if scorings is not None else None
     )
+    counts["labels_naming_a_scoring"], counts["named_scoring_not_found"] = (
+        attribution.named_scorings_not_found(labels, scorings)
+    )
     counts.update(
         outcomes=counts["converted"]
         + counts["disqualified"]
@@ -400,6 +403,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"warning: no outcome occurred from {window.since:%Y-%m-%dT%H:%M:%SZ} to {window.until:%Y-%m-%dT%H:%M:%SZ} "
             f"in {outcomes_uri}: nothing was measured (is the CRM still sending outcomes?)",
+            file=sys.stderr,
+        )
+    missing = result.counts.get("named_scoring_not_found", 0)
+    if missing:
+        print(
+            f"warning: {missing:,} of {result.counts['labels_naming_a_scoring']:,} labels name a scoring_id that "
+            f"none of their lead's scorings from {window.scorings_from:%Y-%m-%dT%H:%M:%SZ} on carries; they were "
+            "judged on the lead's latest eligible scoring (does the CRM send the scoring_id of the scoring "
+            "response?)",
             file=sys.stderr,
         )
     rate = result.scoring_rows_read / result.seconds if result.seconds else float("nan")

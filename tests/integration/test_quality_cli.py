@@ -263,3 +263,24 @@ def test_a_window_without_outcomes_is_measured_with_a_warning(tmp_path):
     assert line.startswith(
         "warning: no outcome occurred from 2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z in "
     )
+
+
+def test_quality_report_warns_when_outcomes_name_scorings_their_leads_never_had(tmp_path):
+    lake = write_lake(
+        tmp_path / "lake",
+        [("s-a", "A", day("2026-10-02")), ("s-b", "B", day("2026-10-02"))],
+        [("A", "converted", day("2026-10-10"), "s-a"), ("B", "converted", day("2026-10-10"), "req-123")],
+    )
+    result = run_module(
+        "quality.report",
+        "--lake",
+        lake.uri,
+        "--since",
+        "2026-10-01T00:00:00Z",
+        "--until",
+        "2026-11-01T00:00:00Z",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning: 1 of 2 labels name a scoring_id that none of their lead's scorings" in result.stderr
+    (report,) = (tmp_path / "lake" / "_quality" / "reports").glob("*/report.md")
+    assert "| labels naming a scoring | 2 |" in report.read_text()

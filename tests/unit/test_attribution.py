@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from contract.features import FEATURE_NAMES
 from contract.outcomes import outcome_key
-from quality.attribution import Window, attribute, has_outcome_files, labels_of
+from quality.attribution import Window, attribute, has_outcome_files, labels_of, named_scorings_not_found
 from quality.lake import Lake
 from quality.report import measure
 from quality.training_set import training_set
@@ -118,7 +118,7 @@ FEATURES = feature_column_names(FEATURE_NAMES)
 
 def write_lake(root, scored: list[tuple], outcome_rows: list[tuple]) -> Lake:
     """A file lake in the real layout. scored: (scoring_id, lead_id, scored_at); outcome_rows: (lead_id, outcome,
-    occurred_at), each in its `dt=` partition (the UTC day of occurred_at), one file per day."""
+    occurred_at[, named scoring_id]), each in its `dt=` partition (the UTC day of occurred_at), one file per day."""
     for scoring_id, lead, when in scored:
         folder = root / f"model=lead-scoring/dt={when:%Y-%m-%d}/hour={when:%H}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -145,11 +145,11 @@ def write_lake(root, scored: list[tuple], outcome_rows: list[tuple]) -> Lake:
         folder.mkdir(parents=True)
         table = pa.table(
             {
-                "outcome_id": [outcome_key(*r) for r in rows],
+                "outcome_id": [outcome_key(*r[:3]) for r in rows],
                 "lead_id": [r[0] for r in rows],
                 "outcome": [r[1] for r in rows],
                 "occurred_at": pa.array([r[2] for r in rows], TS),
-                "scoring_id": pa.array([None] * len(rows), pa.string()),
+                "scoring_id": pa.array([r[3] if len(r) > 3 else None for r in rows], pa.string()),
                 "deal_value": pa.array([None] * len(rows), pa.float64()),
             }
         )
@@ -265,3 +265,42 @@ def test_an_outcomes_table_without_a_file_is_told_apart_from_a_quiet_window(tmp_
     assert not has_outcome_files(Lake((tmp_path / "empty").as_uri()))
     lake = write_lake(tmp_path / "lake", [], [("L", "open", day("2026-01-05"))])
     assert has_outcome_files(lake.child("_outcomes"))
+
+
+def test_outcomes_naming_a_scoring_their_lead_never_had_are_counted_and_judged_on_the_latest_scoring(
+    tmp_path,
+):
+    """A CRM that stores the request id, or another lead's scoring_id, instead of the answer's scoring_id: those
+    labels fell back to the latest scoring without a trace in the report. Matched on (lead, scoring): the leads of one
+    request share its scoring_id, so an id that exists for another lead is not this lead's."""
+    lake = write_lake(
+        tmp_path / "lake",
+        [
+            ("s-a", "A", day("2026-10-02")),
+            ("s-a2", "A", day("2026-10-04")),
+            ("s-b", "B", day("2026-10-03")),
+            ("s-c", "C", day("2026-10-03")),
+            ("s-d", "D", day("2026-10-03")),
+        ],
+        [
+            ("A", "converted", day("2026-10-10"), "s-a"),  # names its own, older scoring: found, and it wins
+            ("B", "disqualified", day("2026-10-10"), "s-c"),  # names C's scoring
+            ("C", "converted", day("2026-10-10"), "request-7f3a"),  # names something never issued
+            ("D", "disqualified", day("2026-10-10")),  # names nothing
+            ("E", "open", day("2026-10-10"), "s-d"),  # not a label
+        ],
+    )
+    result = measure(lake, Window(day("2026-10-01"), day("2026-11-01"), timedelta(days=30)))
+    assert result.counts["labels_naming_a_scoring"] == 3
+    assert result.counts["named_scoring_not_found"] == 2
+    picked_ids = {r["lead_id"]: r["scoring_id"] for r in result.attributed.to_pylist()}
+    assert picked_ids == {"A": "s-a", "B": "s-b", "C": "s-c", "D": "s-d"}
+    from quality.report import markdown
+
+    assert "| named scoring not found | 2 |" in markdown(result)
+
+
+def test_named_scorings_not_found_without_any_scoring_read():
+    labels, _ = labels_of(outcomes([("o1", "L", "converted", 3, "s-x"), ("o2", "M", "converted", 3, None)]))
+    assert named_scorings_not_found(labels, None) == (1, 1)
+    assert named_scorings_not_found(labels.slice(1), None) == (0, 0)
