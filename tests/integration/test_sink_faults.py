@@ -220,6 +220,47 @@ def test_a_damaged_file_left_by_an_earlier_process_is_decoded_in_full_and_quaran
     assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows([intact])
 
 
+def test_a_leftover_whose_footer_cannot_be_read_is_never_reported_as_holding_zero_records(
+    moto_s3, tmp_path, caplog
+):
+    """A leftover adopted with an unreadable footer was logged as 0 records, and if it later passed the full check
+    (the read error was transient), its upload added 0 to records_written_total. Its count is unknown until the
+    check decodes it; the start line says so, and the upload counts what the check found."""
+    moto_s3.client().create_bucket(Bucket="lake")
+    moto_s3.stop()  # the first life cannot upload: its files stay on the spool
+    first = ScoreSink(s3_config(moto_s3, tmp_path))
+    flaky_batch, torn_batch, intact_batch = (sample_batch(n, seed=s) for s, n in ((11, 40), (12, 9), (13, 3)))
+    flaky = spool_one(first, flaky_batch)
+    torn = spool_one(first, torn_batch)
+    spool_one(first, intact_batch)
+    first.close(grace_seconds=0)
+    whole = flaky.path.read_bytes()
+    flaky.path.write_bytes(whole[:100])  # unreadable while the next process adopts it …
+    torn_bytes = torn.path.read_bytes()
+    torn.path.write_bytes(torn_bytes[: len(torn_bytes) // 2])  # … this one for good
+    again = ScoreSink(s3_config(moto_s3, tmp_path))
+    flaky.path.write_bytes(whole)  # … and readable again before its upload
+    moto_s3.start()
+    written = metric("lead_scoring_sink_records_written_total")
+    with caplog.at_level(logging.WARNING, logger="transformer.sink"):
+        again.start()
+        try:
+            wait_for(lambda: not again.spool.pending(), timeout=PATIENCE)
+        finally:
+            again.close(grace_seconds=2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        "3 scored records in 3 files, 2 of them with an unreadable footer (count unknown)" in line
+        and "left on the spool by an earlier process" in line
+        for line in lines
+    ), lines
+    assert any(
+        torn.key in line and "(scored records uncounted: unreadable footer)" in line for line in lines
+    ), lines
+    assert metric("lead_scoring_sink_records_written_total") - written == 40 + 3
+    assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows([flaky_batch, intact_batch])
+
+
 def test_a_store_refusing_one_object_does_not_hold_up_the_others(tmp_path):
     lake = tmp_path / "lake"
     refused = lake / "model=lead-scoring" / "dt=2025-01-01" / "hour=03"
@@ -426,14 +467,17 @@ def test_records_left_on_the_spool_at_shutdown_are_logged_and_uploaded_by_the_ne
     with caplog.at_level(logging.WARNING, logger="transformer.sink"):
         sink.close(grace_seconds=0.5)
     closing = [r.getMessage() for r in caplog.records if "sink closed with" in r.getMessage()]
-    assert closing and "7 records in 1 files" in closing[0]
+    assert closing and "7 scored records in 1 file;" in closing[0]
 
     moto_s3.start()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="transformer.sink"):
         again = ScoreSink(s3_config(moto_s3, tmp_path))
         again.start()
-    assert any("7 records in 1 spool files" in r.getMessage() for r in caplog.records)
+    assert any(
+        "left on the spool by an earlier process: 7 scored records in 1 file;" in r.getMessage()
+        for r in caplog.records
+    )
     wait_for(lambda: not again.spool.pending(), timeout=PATIENCE)
     again.close(grace_seconds=2)
     assert sorted_rows(read_all(s3_objects(moto_s3))) == expected_rows(batches)

@@ -33,7 +33,7 @@ from .encoder import BuildFailed, encoder_for
 from .integrity import CorruptSpoolFile, check_spool_file
 from .journal import Journal, max_bytes_for
 from .records import ScoredBatch, SinkConfig
-from .spool import Spool, SpoolFile, SpoolFull
+from .spool import Spool, SpoolFile, SpoolFull, describe
 from .tables import RecordTable, ScoresTable
 from .throttle import ThrottledLog
 from .writers import Writer, writer_for_uri
@@ -54,6 +54,7 @@ class _Retry:
     failures: int = 0
     not_before: float = 0.0  # monotonic
     checked: bool = False  # passed the integrity check (done once: it reads the whole file)
+    records: int | None = None  # what the file holds, once checked (the check counts an adopted file's rows)
 
 
 def _writer_for(config: SinkConfig) -> Writer:
@@ -200,11 +201,9 @@ class ScoreSink:
         leftovers = self.spool.pending()
         if leftovers:
             log.warning(
-                "sink: %d records in %d spool files (%d bytes) left by an earlier process; uploading them "
-                "first",
-                sum(f.records for f in leftovers),
-                len(leftovers),
+                "sink: %d bytes left on the spool by an earlier process: %s; uploading them first",
                 self.spool.bytes,
+                describe(leftovers, self.table.records),
             )
         self._encoder.start()
         self._replay_journal()
@@ -263,12 +262,11 @@ class ScoreSink:
         if left:
             # Kept for the next start on this spool; lost if the spool's volume goes with the pod (an emptyDir).
             log.warning(
-                "sink closed with %d records in %d files (%d bytes) still on the spool %s: the next start "
-                "on this spool uploads them; they are lost if the volume is deleted",
-                sum(f.records for f in left),
-                len(left),
+                "sink closed with %d bytes still on the spool %s: %s; the next start on this spool uploads "
+                "them; they are lost if the volume is deleted",
                 self.spool.bytes,
                 self.config.spool_dir,
+                describe(left, self.table.records),
             )
         self._update_gauges()
         self._closed = True
@@ -491,16 +489,19 @@ class ScoreSink:
         """One attempt. True when stored; False when it failed (retry scheduled) or was set aside (no retry)."""
         if not entry.path.exists():
             self._set_aside(entry)
-            self._drop("spool_file_lost", entry.records, "spool file %s vanished before upload", entry.path)
+            self._drop(
+                "spool_file_lost", entry.records or 0, "spool file %s vanished before upload", entry.path
+            )
             return False
         retry = self._retry(entry)
         if not retry.checked:
             try:
-                check_spool_file(entry.path, entry.crc32)
+                rows = check_spool_file(entry.path, entry.crc32)
             except CorruptSpoolFile as error:
                 self._quarantine(entry, error)
                 return False
             retry.checked = True
+            retry.records = entry.records if entry.records is not None else rows
         try:
             self.writer.put(entry.key, entry.path)
         except Exception as error:  # noqa: BLE001 - any failure is retried; the file stays on the spool
@@ -514,7 +515,7 @@ class ScoreSink:
             )
             self._update_gauges()
             return False
-        self.metrics.RECORDS_WRITTEN.inc(entry.records)
+        self.metrics.RECORDS_WRITTEN.inc(retry.records or 0)
         self.metrics.BYTES_WRITTEN.inc(entry.size)
         self._retries.pop(entry.key, None)
         try:
@@ -536,9 +537,11 @@ class ScoreSink:
         target = self.spool.quarantine(entry)
         self.metrics.QUARANTINED_FILES.inc()
         log.error(
-            "sink: spool file %s (%d records) failed the integrity check and was not uploaded: %s; moved to %s",
+            "sink: spool file %s (%s) failed the integrity check and was not uploaded: %s; moved to %s",
             entry.key,
-            entry.records,
+            f"{entry.records} {self.table.records}"
+            if entry.records is not None
+            else f"{self.table.records} uncounted: unreadable footer",
             error,
             target or "nowhere (left in place)",
         )

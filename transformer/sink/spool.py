@@ -32,11 +32,22 @@ class SpoolFile:
     key: str
     path: Path
     size: int
-    records: int
+    # None: adopted from an earlier process with a footer that could not be read; the upload's full check counts it.
+    records: int | None
     oldest_scored_at: float  # epoch seconds of the oldest record inside
     # CRC-32 of the bytes this process wrote; None for a file adopted from an earlier process (its bytes were never
     # seen here, so only a full decode can vouch for it).
     crc32: int | None = None
+
+
+def describe(files: list[SpoolFile], unit: str) -> str:
+    """'120 records in 3 files', with the files whose count is unknown (unreadable footer) named apart, so that a
+    log line never states a count nobody read."""
+    known = [f.records for f in files if f.records is not None]
+    text = f"{sum(known)} {unit} in {len(files)} file{'' if len(files) == 1 else 's'}"
+    if len(known) < len(files):
+        text += f", {len(files) - len(known)} of them with an unreadable footer (count unknown)"
+    return text
 
 
 class SpoolFull(Exception):
@@ -140,7 +151,7 @@ class Spool:
                     log.warning(
                         "sink spool: unreadable footer in %s; it is checked again before upload", path
                     )
-                    records, oldest = 0, path.stat().st_mtime
+                    records, oldest = None, path.stat().st_mtime
                 entry = SpoolFile(key, path, path.stat().st_size, records, oldest)
                 self._files[key] = entry
                 self._bytes += entry.size
