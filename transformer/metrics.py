@@ -94,6 +94,13 @@ def prime(protocols: tuple[str, ...] = ("rest", "grpc"), hop_mode: str = "inproc
     PREDICTOR_HOP.labels(hop_mode)
 
 
+def count_unread(protocol: str) -> None:
+    """A scoring request answered before the scoring path could read it: a body over --max_body_bytes (413) or a
+    model this server does not serve (404). Client errors, so `invalid`, which the SLO ratio leaves out; without
+    them a fleet of clients calling a renamed model would show on the dashboard as traffic that stopped."""
+    child(REQUESTS, protocol, "unknown", "invalid").inc()
+
+
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     """`histogram.observe(v)` for every v in `values`, in one pass: a batch of 1000 scores costs one searchsorted
     and at most len(buckets) + 1 locked increments instead of 1000 Python-level observe() calls.

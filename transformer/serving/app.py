@@ -105,11 +105,18 @@ def model_not_found(name: str) -> Response:
 
 async def _unknown_model(request: Request, error: ModelNotFound) -> Response:
     """KServe's ModelNotFound, without echoing a 10 KB name back (and without KServe's ERROR log line and traceback
-    for a client's typo)."""
+    for a client's typo). A POST there was an inference request: counted (uvicorn's access line logs it)."""
     name = request.path_params.get("model_name")
     if not isinstance(name, str):
         name = str(error).removeprefix("Model with name ").removesuffix(" does not exist.")
+    if request.method == "POST":
+        metrics.count_unread("rest")
     return model_not_found(name)
+
+
+def is_inference_path(path: str) -> bool:
+    """Every POST under these prefixes is an inference route (KServe's predict, explain, infer, generate …)."""
+    return path.startswith(("/v1/models/", "/v2/models/"))
 
 
 async def _bug(request: Request, error: Exception) -> Response:
@@ -144,7 +151,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await self._refuse(send, int(value))
+                return await self._refuse(send, int(value), scope["path"])
         seen = 0
         too_big = False
         answered = False  # the app started its answer before the limit was crossed: too late for a 413
@@ -172,9 +179,11 @@ class BodyLimit:
             if not too_big or answered:
                 raise
         if too_big and not answered:
-            await self._refuse(send, seen)
+            await self._refuse(send, seen, scope["path"])
 
-    async def _refuse(self, send, size: int):
+    async def _refuse(self, send, size: int, path: str):
+        if is_inference_path(path):
+            metrics.count_unread("rest")
         body = orjson.dumps(PayloadTooLarge.body_over(self.max_bytes, size).body())
         await send(
             {
@@ -334,6 +343,7 @@ def install(
 
     async def versioned_infer(model_name: str, version: str):
         # This model's pinned infer never gets here: VersionedInfer (serving/versions.py) rewrites it or answers.
+        metrics.count_unread("rest")
         return model_not_found(model_name)
 
     async def predict_is_post_only(model_name: str):

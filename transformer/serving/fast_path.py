@@ -17,6 +17,7 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get
 
 from transformer.codec import Tensor
 from transformer.errors import PayloadTooLarge, ScoringError
+from transformer.metrics import count_unread
 from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving.json_guard import refuse_unparsed
 from transformer.serving.replay import replay
@@ -85,6 +86,7 @@ class FastPath:
             return await self.app(scope, receive, send)  # the BodyLimit layer answers 413
         body, complete = await self._read(receive)
         if not complete:
+            count_unread("rest")
             return await self._answer(send, PayloadTooLarge.body_over(self.max_body_bytes), None)
         try:
             payload = orjson.loads(body)

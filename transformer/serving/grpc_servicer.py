@@ -58,7 +58,17 @@ class LeadScoringServicer(InferenceServicer):
         return response
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
-        scorer = self._scorer(request.model_name)
+        try:
+            model = self._data_plane.get_model_from_registry(request.model_name)
+        except ModelNotFound:
+            # Counted, with a request line (gRPC has no access log); key or not, as REST answers it 404 before any
+            # key check.
+            error = NotServed.model(request.model_name)
+            served = self._served_scorer()
+            if served is not None:
+                served.fail(ScoringRequest.from_headers("grpc", to_headers(context)), error)
+            raise grpc_error(error) from None
+        scorer = model.scorer if isinstance(model, LeadScoringModel) else None
         if scorer is not None:
             headers = to_headers(context)
             if request.model_version and request.model_version != scorer.card.version:
@@ -79,14 +89,21 @@ class LeadScoringServicer(InferenceServicer):
         first, as REST does with a body it cannot parse; the open methods are answered INVALID_ARGUMENT."""
         error = InvalidRequest(request.refusal())
         if method == "ModelInfer":
-            scorers = [
+            scorer = self._served_scorer()
+            if scorer is not None:
+                return grpc_error(_refused(scorer, to_headers(context), error))
+        return grpc_error(error)
+
+    def _served_scorer(self) -> Scorer | None:
+        """The scorer of the model this server serves (one per server), for refusals that name no model of ours."""
+        return next(
+            (
                 model.scorer
                 for model in self._data_plane.model_registry.get_models().values()
                 if isinstance(model, LeadScoringModel)
-            ]
-            if scorers:
-                return grpc_error(_refused(scorers[0], to_headers(context), error))
-        return grpc_error(error)
+            ),
+            None,
+        )
 
 
 def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringError:
