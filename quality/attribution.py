@@ -229,21 +229,39 @@ def read_scorings(
     return table
 
 
-def named_scorings_not_found(labels: pa.Table, scorings: pa.Table | None) -> tuple[int, int]:
-    """(labels whose outcome names a `scoring_id`, those of them whose lead has no scoring with that id among
-    `scorings`). The second are judged on the latest eligible scoring instead (rule 3); many of them mean a client
-    sends something else than the scoring response's `scoring_id` (a request id, another lead's scoring), or names
-    scorings older than the read span. Matched on (lead, scoring): a request's leads share its scoring_id."""
-    naming = labels.filter(pc.is_valid(labels["o_scoring_id"]))
+def named_scorings_unused(
+    labels: pa.Table, scorings: pa.Table | None, label_window: timedelta
+) -> tuple[int, int, int]:
+    """(labels whose outcome names a `scoring_id`; of those, the ones whose lead has no scoring with that id among
+    `scorings`; and the ones whose named scoring is not eligible: after the outcome, or older than the label
+    window). Both kinds are judged on the lead's latest eligible scoring instead (rule 3), or on none. Many of them
+    mean a client sends something other than the scoring response's `scoring_id` (a request id, another lead's
+    scoring), or outcomes about other scorings than the ones it names. Matched on (lead, scoring): a request's leads
+    share its scoring_id. An empty id names nothing (the outcome contract refuses one; a foreign writer may not)."""
+    named = labels["o_scoring_id"]
+    naming = labels.filter(pc.fill_null(pc.not_equal(named, ""), False))
     if naming.num_rows == 0:
-        return 0, 0
+        return 0, 0, 0
     if scorings is None or scorings.num_rows == 0:
-        return naming.num_rows, naming.num_rows
-    issued = scorings.select(["lead_id", "scoring_id"])
-    found = naming.select(["lead_id", "o_scoring_id"]).join(
-        issued, keys=["lead_id", "o_scoring_id"], right_keys=["lead_id", "scoring_id"], join_type="left semi"
+        return naming.num_rows, naming.num_rows, 0
+    matches = naming.select(["lead_id", "o_scoring_id", "occurred_at"]).join(
+        scorings.select(["lead_id", "scoring_id", "scored_at"]),
+        keys=["lead_id", "o_scoring_id"],
+        right_keys=["lead_id", "scoring_id"],
+        join_type="inner",
     )
-    return naming.num_rows, naming.num_rows - found.num_rows
+    found = len(pc.unique(matches["lead_id"])) if matches.num_rows else 0
+    eligible = matches.filter(pa.array(_eligible(matches, label_window))) if matches.num_rows else matches
+    usable = len(pc.unique(eligible["lead_id"])) if eligible.num_rows else 0
+    return naming.num_rows, naming.num_rows - found, found - usable
+
+
+def _eligible(joined: pa.Table, label_window: timedelta) -> np.ndarray:
+    """Rule 2: occurred_at - label window <= scored_at <= occurred_at."""
+    scored = joined["scored_at"].cast(pa.int64()).to_numpy()
+    occurred = joined["occurred_at"].cast(pa.int64()).to_numpy()
+    window_us = int(label_window / timedelta(microseconds=1))
+    return (scored <= occurred) & (scored >= occurred - window_us)
 
 
 def attribute(scorings: pa.Table, labels: pa.Table, label_window: timedelta) -> pa.Table:
@@ -251,11 +269,7 @@ def attribute(scorings: pa.Table, labels: pa.Table, label_window: timedelta) -> 
     joined = scorings.join(labels, keys="lead_id", join_type="inner", use_threads=True)
     if joined.num_rows == 0:
         return joined
-    scored = joined["scored_at"].cast(pa.int64()).to_numpy()
-    occurred = joined["occurred_at"].cast(pa.int64()).to_numpy()
-    window_us = int(label_window / timedelta(microseconds=1))
-    eligible = (scored <= occurred) & (scored >= occurred - window_us)
-    joined = joined.filter(pa.array(eligible))
+    joined = joined.filter(pa.array(_eligible(joined, label_window)))
     if joined.num_rows == 0:
         return joined
     scored = joined["scored_at"].cast(pa.int64()).to_numpy()

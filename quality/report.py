@@ -79,9 +79,6 @@ def measure(
     attributed = (
         attribution.attribute(scorings, labels, window.label_window) if scorings is not None else None
     )
-    counts["labels_naming_a_scoring"], counts["named_scoring_not_found"] = (
-        attribution.named_scorings_not_found(labels, scorings)
-    )
     counts.update(
         outcomes=counts["converted"]
         + counts["disqualified"]
@@ -122,6 +119,11 @@ def measure(
             result.calibration += [{"model_name": model_name, "model_version": version, **r} for r in table]
     else:
         counts["unattributed_labels"] = labels.num_rows
+    (
+        counts["labels_naming_a_scoring"],
+        counts["named_scoring_not_found"],
+        counts["named_scoring_not_eligible"],
+    ) = attribution.named_scorings_unused(labels, scorings, window.label_window)
     result.counts = counts
     result.attributed = attributed
     result.seconds = time.perf_counter() - started
@@ -406,12 +408,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     missing = result.counts.get("named_scoring_not_found", 0)
-    if missing:
+    ineligible = result.counts.get("named_scoring_not_eligible", 0)
+    if missing or ineligible:
         print(
-            f"warning: {missing:,} of {result.counts['labels_naming_a_scoring']:,} labels name a scoring_id that "
-            f"none of their lead's scorings from {window.scorings_from:%Y-%m-%dT%H:%M:%SZ} on carries; they were "
-            "judged on the lead's latest eligible scoring (does the CRM send the scoring_id of the scoring "
-            "response?)",
+            f"warning: of {result.counts['labels_naming_a_scoring']:,} labels whose outcome names a scoring_id, "
+            f"{missing:,} name one that none of their lead's scorings carries and {ineligible:,} one made after "
+            f"the outcome or more than {_span(window.label_window)} before it; each was judged on the lead's latest "
+            "eligible scoring instead, or left unattributed if it has none (does the CRM send the scoring_id of "
+            "the scoring response?)",
             file=sys.stderr,
         )
     rate = result.scoring_rows_read / result.seconds if result.seconds else float("nan")

@@ -5,6 +5,11 @@ lead (label = its first terminal outcome, the same whatever the window), the sco
 `scoring_id` if it is eligible, else the latest scoring before the outcome within the label window. A scoring made
 after the outcome is never used — its features may already reflect the outcome (a won deal changes engagement,
 status, meetings), which would leak the label into training.
+
+Only scorings that recorded features are candidates. Shadow rows (the legacy endpoint's answers,
+`model=<name>-shadow`, docs/migration.md) record none, carry the live scoring's `scoring_id` and are stamped when the
+legacy call returns, after the live row: they would win the named rule and the latest rule alike, and the booster
+would learn from empty rows and the legacy endpoint's scores.
 """
 
 from __future__ import annotations
@@ -39,16 +44,19 @@ def training_set(lake: Lake, window: Window, *, outcomes: Lake | None = None) ->
     keys = attribution.score_keys(lake, window.scorings_from, window.until)
     columns = feature_column_names(FEATURE_NAMES)
     scorings = attribution.read_scorings(lake, keys, labels["lead_id"], features=columns)
+    if scorings.num_rows:
+        recorded = _recorded_features(scorings, columns)
+        if not pc.any(recorded).as_py():
+            raise ValueError(
+                "the lake's scorings carry no features (--sink_include_features false): cannot train from it"
+            )
+        scorings = scorings.filter(recorded)
     versions = sorted(set(pc.unique(scorings["model_version"]).to_pylist())) if scorings.num_rows else []
     # One row per lead, whichever version made the attributed scoring: the features are the lead's, not the model's.
     index = scorings.schema.get_field_index("model_version")
     scorings = scorings.set_column(index, "model_version", pa.array(["any"] * scorings.num_rows, pa.string()))
     # Sorted by lead: the join's row order depends on threads, and the same lake must give the same booster.
     chosen = attribution.attribute(scorings, labels, window.label_window).sort_by("lead_id")
-    if chosen.num_rows and feature_columns_missing(chosen, columns):
-        raise ValueError(
-            "the lake's scorings carry no features (--sink_include_features false): cannot train from it"
-        )
     x = (
         np.column_stack([pc.fill_null(chosen[c].cast(pa.float64()), np.nan).to_numpy() for c in columns])
         if chosen.num_rows
@@ -64,5 +72,11 @@ def training_set(lake: Lake, window: Window, *, outcomes: Lake | None = None) ->
     )
 
 
-def feature_columns_missing(table: pa.Table, columns: list[str]) -> bool:
-    return all(table[c].null_count == table.num_rows for c in columns)
+def _recorded_features(table: pa.Table, columns: list[str]) -> pa.ChunkedArray:
+    """Per row: whether any feature is present. A row written without features has every feature column null; so
+    has a lead sent with all its features missing (the lake stores a missing value as null), which gives a booster
+    nothing to learn from either."""
+    recorded = pc.is_valid(table[columns[0]])
+    for column in columns[1:]:
+        recorded = pc.or_(recorded, pc.is_valid(table[column]))
+    return recorded

@@ -281,6 +281,9 @@ def test_quality_report_warns_when_outcomes_name_scorings_their_leads_never_had(
         "2026-11-01T00:00:00Z",
     )
     assert result.returncode == 0, result.stderr
-    assert "warning: 1 of 2 labels name a scoring_id that none of their lead's scorings" in result.stderr
+    assert (
+        "warning: of 2 labels whose outcome names a scoring_id, 1 name one that none of their lead's scorings "
+        "carries and 0 one made after the outcome or more than 90 days before it" in result.stderr
+    )
     (report,) = (tmp_path / "lake" / "_quality" / "reports").glob("*/report.md")
     assert "| labels naming a scoring | 2 |" in report.read_text()

@@ -4,10 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from contract.features import FEATURE_NAMES
 from contract.outcomes import outcome_key
-from quality.attribution import Window, attribute, has_outcome_files, labels_of, named_scorings_not_found
+from quality.attribution import Window, attribute, has_outcome_files, labels_of, named_scorings_unused
 from quality.lake import Lake
 from quality.report import measure
 from quality.training_set import training_set
@@ -267,12 +268,11 @@ def test_an_outcomes_table_without_a_file_is_told_apart_from_a_quiet_window(tmp_
     assert has_outcome_files(lake.child("_outcomes"))
 
 
-def test_outcomes_naming_a_scoring_their_lead_never_had_are_counted_and_judged_on_the_latest_scoring(
-    tmp_path,
-):
+def test_outcomes_naming_a_scoring_their_lead_never_had_or_an_ineligible_one_are_counted(tmp_path):
     """A CRM that stores the request id, or another lead's scoring_id, instead of the answer's scoring_id: those
     labels fell back to the latest scoring without a trace in the report. Matched on (lead, scoring): the leads of one
-    request share its scoring_id, so an id that exists for another lead is not this lead's."""
+    request share its scoring_id, so an id that exists for another lead is not this lead's. A named scoring that
+    exists but is after the outcome, or older than the label window, was counted as found."""
     lake = write_lake(
         tmp_path / "lake",
         [
@@ -281,6 +281,14 @@ def test_outcomes_naming_a_scoring_their_lead_never_had_are_counted_and_judged_o
             ("s-b", "B", day("2026-10-03")),
             ("s-c", "C", day("2026-10-03")),
             ("s-d", "D", day("2026-10-03")),
+            (
+                "s-f-old",
+                "F",
+                day("2026-09-05"),
+            ),  # read (its day is in the span), but 50 days before F's outcome
+            ("s-f", "F", day("2026-10-20")),
+            ("s-g", "G", day("2026-10-05")),
+            ("s-g-late", "G", day("2026-10-26")),  # after G's outcome
         ],
         [
             ("A", "converted", day("2026-10-10"), "s-a"),  # names its own, older scoring: found, and it wins
@@ -288,19 +296,81 @@ def test_outcomes_naming_a_scoring_their_lead_never_had_are_counted_and_judged_o
             ("C", "converted", day("2026-10-10"), "request-7f3a"),  # names something never issued
             ("D", "disqualified", day("2026-10-10")),  # names nothing
             ("E", "open", day("2026-10-10"), "s-d"),  # not a label
+            ("F", "converted", day("2026-10-25"), "s-f-old"),
+            ("G", "converted", day("2026-10-25"), "s-g-late"),
+            ("H", "converted", day("2026-10-25"), "s-h"),  # never scored at all: not found, and unattributed
+            ("I", "converted", day("2026-10-25"), ""),  # an empty id names nothing
         ],
     )
     result = measure(lake, Window(day("2026-10-01"), day("2026-11-01"), timedelta(days=30)))
-    assert result.counts["labels_naming_a_scoring"] == 3
-    assert result.counts["named_scoring_not_found"] == 2
+    assert result.counts["labels_naming_a_scoring"] == 6
+    assert result.counts["named_scoring_not_found"] == 3  # B, C, H
+    assert result.counts["named_scoring_not_eligible"] == 2  # F, G
+    assert result.counts["unattributed_labels"] == 2  # H, I
     picked_ids = {r["lead_id"]: r["scoring_id"] for r in result.attributed.to_pylist()}
-    assert picked_ids == {"A": "s-a", "B": "s-b", "C": "s-c", "D": "s-d"}
+    assert picked_ids == {"A": "s-a", "B": "s-b", "C": "s-c", "D": "s-d", "F": "s-f", "G": "s-g"}
     from quality.report import markdown
 
-    assert "| named scoring not found | 2 |" in markdown(result)
+    report = markdown(result)
+    assert "| named scoring not found | 3 |" in report and "| named scoring not eligible | 2 |" in report
 
 
-def test_named_scorings_not_found_without_any_scoring_read():
+def test_named_scorings_unused_without_any_scoring_read():
     labels, _ = labels_of(outcomes([("o1", "L", "converted", 3, "s-x"), ("o2", "M", "converted", 3, None)]))
-    assert named_scorings_not_found(labels, None) == (1, 1)
-    assert named_scorings_not_found(labels.slice(1), None) == (0, 0)
+    assert named_scorings_unused(labels, None, WINDOW) == (1, 1, 0)
+    assert named_scorings_unused(labels.slice(1), None, WINDOW) == (0, 0, 0)
+
+
+def test_the_training_set_never_takes_a_shadow_row_in_place_of_the_live_scoring(tmp_path):
+    """Shadow rows (the legacy endpoint's answers) carry the live scoring's id, no features, and a later scored_at:
+    they won both the named rule and the latest rule, so the booster trained on empty rows and the card compared
+    the candidate with the legacy endpoint's scores."""
+    lake = write_lake(
+        tmp_path / "lake",
+        [("s-a", "A", day("2026-10-02")), ("s-b", "B", day("2026-10-03")), ("s-c", "C", day("2026-10-03"))],
+        [
+            ("A", "converted", day("2026-10-10"), "s-a"),
+            ("B", "disqualified", day("2026-10-10")),
+            ("C", "converted", day("2026-10-10")),
+        ],
+    )
+    for scoring_id, lead, when in (("s-a", "A", day("2026-10-02")), ("s-b", "B", day("2026-10-03"))):
+        when += timedelta(seconds=1)
+        folder = tmp_path / "lake" / f"model=lead-scoring-shadow/dt={when:%Y-%m-%d}/hour={when:%H}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shadow = pa.table(
+            {
+                "scoring_id": [scoring_id],
+                "request_id": ["r"],
+                "row": pa.array([0], pa.int32()),
+                "lead_id": [lead],
+                "scored_at": pa.array([when], TS),
+                "model_name": ["lead-scoring-shadow"],
+                "model_version": ["sagemaker:eu/legacy"],
+                "score": pa.array([0.9], pa.float32()),
+                "tier": ["A"],
+                **{column: pa.array([None], pa.float32()) for column in FEATURES},
+            }
+        )
+        pq.write_table(shadow, folder / f"{scoring_id}-shadow.parquet")
+    data = training_set(lake, Window(day("2026-10-01"), day("2026-11-01"), timedelta(days=30)))
+    assert data.lead_ids == ["A", "B", "C"]
+    assert (data.x == 1.0).all()  # the live rows' features, none of the shadow rows' nulls
+    assert data.served_scores.tolist() == [0.5, 0.5, 0.5]
+    assert data.served_versions == ["v1"]
+    assert data.y.tolist() == [1, 0, 1]
+
+
+def test_a_lake_without_recorded_features_is_refused_for_training(tmp_path):
+    lake = write_lake(
+        tmp_path / "lake", [("s-a", "A", day("2026-10-02"))], [("A", "converted", day("2026-10-10"))]
+    )
+    (only,) = (tmp_path / "lake").rglob("s-a.parquet")
+    table = pq.read_table(only)
+    for column in FEATURES:
+        table = table.set_column(
+            table.schema.get_field_index(column), column, pa.array([None] * table.num_rows, pa.float32())
+        )
+    pq.write_table(table, only)
+    with pytest.raises(ValueError, match=r"carry no features \(--sink_include_features false\)"):
+        training_set(lake, Window(day("2026-10-01"), day("2026-11-01"), timedelta(days=30)))
