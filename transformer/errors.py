@@ -29,6 +29,16 @@ class ScoringError(Exception):
         return self.grpc_status if protocol == "grpc" else self.http_status
 
 
+class Cancelled(ScoringError):
+    """Never answered: the call was cancelled (the client went away, a deadline passed, the server stopped) before
+    an answer. Its statuses are what the request line logs: 499, the "client closed request" of nginx and Envoy
+    access logs, and gRPC's own CANCELLED."""
+
+    http_status = 499
+    grpc_status = "CANCELLED"
+    outcome = "cancelled"
+
+
 class InternalError(ScoringError):
     """A bug: the client gets this message, the log gets the traceback."""
 

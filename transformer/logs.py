@@ -82,6 +82,17 @@ class ScoringRoutesAccessFilter(logging.Filter):
         return not ours
 
 
+class GrpcInferLineFilter(logging.Filter):
+    """Drops KServe's "grpc method: …/ModelInfer" line (its LoggingInterceptor, on every call): the Scorer's request
+    line already logs each inference call with more in it, so every call had two. Other methods keep it: nothing
+    else logs them."""
+
+    LINE = "grpc method: /inference.GRPCInferenceService/ModelInfer"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != self.LINE
+
+
 def configure(level: str = "INFO", model_name: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
@@ -105,6 +116,7 @@ def configure(level: str = "INFO", model_name: str | None = None) -> None:
     logging.logMultiprocessing = False
     logging._srcfile = None  # noqa: SLF001 - the documented switch for "where calls were made from"
     logging.getLogger("uvicorn.access").addFilter(ScoringRoutesAccessFilter(model_name))
+    logging.getLogger("kserve").addFilter(GrpcInferLineFilter())
     # Library deprecation warnings would otherwise go to stderr as plain text and break "one JSON object per
     # line" for log pipelines; as records of `py.warnings` they are JSON at level WARNING (and shown once each).
     logging.captureWarnings(True)

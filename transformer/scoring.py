@@ -25,7 +25,7 @@ from contract.validation import LeadsRejected, validate_matrix
 from transformer import metrics
 from transformer.auth import KeyEntry, KeyStore
 from transformer.codec import DecodedLeads, Tensor, decode_v1, decode_v2, encode_v1, encode_v2
-from transformer.errors import InternalError, InvalidRequest, ScoringError
+from transformer.errors import Cancelled, InternalError, InvalidRequest, ScoringError
 from transformer.ids import new_scoring_id
 from transformer.request_ids import new_request_id
 from transformer.request_ids import problem as request_id_problem
@@ -355,7 +355,8 @@ class Scorer:
             log.exception("unexpected error while scoring", extra={"request_id": request.request_id})
             error = InternalError(request.request_id)
         else:  # cancellation, KeyboardInterrupt: counted, then propagated untouched
-            self._finish(request, "cancelled", ScoringError("cancelled before an answer"))
+            error = Cancelled("cancelled before an answer")
+            self._finish(request, error.outcome, error)
             return exc
         self._finish(request, error.outcome, error)
         return error

@@ -61,6 +61,44 @@ def _bad(
     return InvalidRequest(message, [problem_dict(None, field_name[:64], rule, value, message)])
 
 
+def _check_values(parameters: dict | None, label: str) -> None:
+    """Each value of a `parameters` object a bool, number or string (the Open Inference Protocol's `$parameter`, what
+    KServe's request models require) or null, which this API reads as absent (`without_null_parameters`). A nested
+    value scored on the fast path, and on KServe's routes was a 400 from FastAPI, before any key check and counted
+    nowhere."""
+    for key, value in (parameters or {}).items():
+        if value is not None and not isinstance(value, bool | int | float | str):
+            kind = {dict: "an object", list: "an array"}.get(type(value), type(value).__name__)
+            name = f"parameters.{str(key)[:64]}"
+            raise _bad(
+                f"{label}{name} must be a bool, number or string (Open Inference Protocol), got {kind}",
+                name,
+                "type",
+            )
+
+
+def without_null_parameters(payload: dict) -> dict | None:
+    """The V2 body without its null parameter values (request, input and output level), for KServe's request models,
+    which refuse a null where this API's document allows one (`"reasons": null`: none); None when it has none."""
+
+    def cleaned(item: object) -> object:
+        if not isinstance(item, dict) or not isinstance(item.get("parameters"), dict):
+            return item
+        parameters = item["parameters"]
+        if all(value is not None for value in parameters.values()):
+            return item
+        return {**item, "parameters": {k: v for k, v in parameters.items() if v is not None}}
+
+    result = cleaned(payload)
+    for part in ("inputs", "outputs"):
+        items = payload.get(part)
+        if isinstance(items, list):
+            new = [cleaned(item) for item in items]
+            if any(a is not b for a, b in zip(new, items, strict=True)):
+                result = {**result, part: new}
+    return None if result is payload else result
+
+
 def parse_json(payload: object) -> V2Request:
     """A JSON body already parsed (orjson) → V2Request."""
     return _request(payload, None)
@@ -111,6 +149,7 @@ def _request(payload: object, binary: memoryview | None) -> V2Request:
     parameters = payload.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise _bad("'parameters' must be an object", "parameters", "type")
+    _check_values(parameters, "")
     offset = 0
     tensors = []
     for index, item in enumerate(inputs):
@@ -223,6 +262,8 @@ def _outputs(outputs: object) -> list[dict] | None:
             "outputs",
             "type",
         )
+    for index, output in enumerate(outputs):
+        _check_values(output.get("parameters"), f"outputs[{index}]: ")
     return outputs
 
 
@@ -255,6 +296,7 @@ def _input(
     parameters = item.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise _bad(f"{label}: 'parameters' must be an object", name, "type")
+    _check_values(parameters, f"{label}: ")
     size = (parameters or {}).get("binary_data_size")
     if "data" in item and item["data"] is not None:
         if size is not None:

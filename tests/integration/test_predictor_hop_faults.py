@@ -177,3 +177,50 @@ def test_a_predictor_that_answers_several_outputs_a_lead_is_unavailable(tmp_path
     )
     with pytest.raises(PredictorUnavailable, match="returned 12 scores for 4 leads"):
         four_leads_through_a_predictor_serving(booster, tmp_path / "three-classes")
+
+
+def test_a_grpc_call_cancelled_by_its_deadline_is_logged_as_cancelled_not_as_an_internal_error(
+    predictor, small_artifact, tmp_path
+):
+    """A call the client gave up on was logged with status INTERNAL (500 on REST), the default of an error, though
+    nothing was answered; the counter said `cancelled`. The line now says CANCELLED."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    from hack.stack import start_transformer
+    from tests.support.logs import json_log_lines
+
+    key = "cancel-" + os.urandom(8).hex()
+    transformer = start_transformer(
+        small_artifact, tmp_path / "t", api_keys=f"c:{key}", predictor=predictor.grpc_target
+    )
+    transformer.wait_ready()
+    try:
+        with_signal(predictor, signal.SIGSTOP)  # the hop's call stays in flight past the client's deadline
+        tensor = pb.ModelInferRequest.InferInputTensor(
+            name="input-0", datatype="FP32", shape=[1, len(FEATURES)]
+        )
+        tensor.contents.fp32_contents.extend(LEAD.ravel().tolist())
+        with grpc.insecure_channel(transformer.grpc_target) as channel:
+            with pytest.raises(grpc.RpcError) as gave_up:
+                GRPCInferenceServiceStub(channel).ModelInfer(
+                    pb.ModelInferRequest(model_name="lead-scoring", inputs=[tensor]),
+                    metadata=(("x-api-key", key), ("x-request-id", "cancelled-by-deadline")),
+                    timeout=1.0,
+                )
+        assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+        def line():
+            entries = json_log_lines(transformer.log_path)
+            return next((e for e in entries if e.get("request_id") == "cancelled-by-deadline"), None)
+
+        deadline = time.monotonic() + NO_ANSWER
+        while line() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        entry = line()
+        assert entry is not None, transformer.log_tail()
+        assert (entry["msg"], entry["outcome"], entry["status"]) == ("rejected", "cancelled", "CANCELLED")
+    finally:
+        with_signal(predictor, signal.SIGCONT)
+        transformer.stop()

@@ -294,3 +294,35 @@ def test_any_json_header_parses_or_is_refused(header, tail):
         parse_binary(head + tail, str(len(head)))
     except InvalidRequest as refused:
         orjson.dumps(refused.body())
+
+
+def test_parameter_values_are_scalars_or_null_at_every_level():
+    """The Open Inference Protocol's `$parameter`: bool, number or string (null reads as absent here)."""
+    from transformer.v2_request import without_null_parameters
+
+    tensor = {"name": "input-0", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
+    for body, where in (
+        ({"inputs": [tensor], "parameters": {"reasons": [3]}}, "parameters.reasons must be"),
+        ({"inputs": [{**tensor, "parameters": {"x": {"y": 1}}}]}, "input 'input-0': parameters.x must be"),
+        (
+            {"inputs": [tensor], "outputs": [{"name": "score", "parameters": {"b": []}}]},
+            "outputs[0]: parameters.b",
+        ),
+    ):
+        with pytest.raises(InvalidRequest, match="must be a bool, number or string") as refused:
+            parse_json(body)
+        assert where in refused.value.message
+    scalars = {"inputs": [tensor], "parameters": {"reasons": 3, "b": True, "s": "x", "f": 1.5}}
+    assert parse_json(scalars).parameters == scalars["parameters"]
+    assert without_null_parameters(scalars) is None  # nothing to take out: the same body goes on
+    nulls = {
+        "inputs": [{**tensor, "parameters": {"x": None, "keep": 1}}],
+        "parameters": {"reasons": None},
+        "outputs": [{"name": "score", "parameters": {"binary_data": None}}],
+    }
+    assert parse_json(nulls).parameters == {"reasons": None}
+    assert without_null_parameters(nulls) == {
+        "inputs": [{**tensor, "parameters": {"keep": 1}}],
+        "parameters": {},
+        "outputs": [{"name": "score", "parameters": {}}],
+    }

@@ -48,6 +48,7 @@ from transformer.serving.event_loop import running_loop_name
 from transformer.serving.json_guard import JsonBodyGuard
 from transformer.serving.outcomes_route import install_outcomes
 from transformer.serving.repository import ClosedRoutes
+from transformer.serving.routes import inference_model
 from transformer.serving.versions import VersionedInfer
 
 log = logging.getLogger("transformer")
@@ -109,14 +110,9 @@ async def _unknown_model(request: Request, error: ModelNotFound) -> Response:
     name = request.path_params.get("model_name")
     if not isinstance(name, str):
         name = str(error).removeprefix("Model with name ").removesuffix(" does not exist.")
-    if request.method == "POST":
+    if inference_model(request.method, request.url.path) is not None:
         metrics.count_unread("rest")
     return model_not_found(name)
-
-
-def is_inference_path(path: str) -> bool:
-    """Every POST under these prefixes is an inference route (KServe's predict, explain, infer, generate …)."""
-    return path.startswith(("/v1/models/", "/v2/models/"))
 
 
 async def _bug(request: Request, error: Exception) -> Response:
@@ -151,7 +147,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await self._refuse(send, int(value), scope["path"])
+                return await self._refuse(send, int(value), scope)
         seen = 0
         too_big = False
         answered = False  # the app started its answer before the limit was crossed: too late for a 413
@@ -179,10 +175,10 @@ class BodyLimit:
             if not too_big or answered:
                 raise
         if too_big and not answered:
-            await self._refuse(send, seen, scope["path"])
+            await self._refuse(send, seen, scope)
 
-    async def _refuse(self, send, size: int, path: str):
-        if is_inference_path(path):
+    async def _refuse(self, send, size: int, scope):
+        if inference_model(scope["method"], scope["path"]) is not None:
             metrics.count_unread("rest")
         body = orjson.dumps(PayloadTooLarge.body_over(self.max_bytes, size).body())
         await send(

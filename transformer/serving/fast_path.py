@@ -10,7 +10,6 @@ health, metadata, /metrics — goes to KServe untouched (the body is replayed wh
 from __future__ import annotations
 
 import time
-from urllib.parse import unquote
 
 import orjson
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
@@ -19,10 +18,10 @@ from transformer.codec import Tensor
 from transformer.errors import PayloadTooLarge, ScoringError
 from transformer.metrics import count_unread
 from transformer.scoring import Scorer, ScoringRequest
-from transformer.serving.json_guard import refuse_unparsed
+from transformer.serving.json_guard import refuse_binary_on_v1, refuse_unparsed
 from transformer.serving.replay import replay
 from transformer.serving.versions import refusal, unpin
-from transformer.v2_request import parse_json
+from transformer.v2_request import HEADER_LENGTH, parse_json
 
 _JSON = [(b"content-type", b"application/json")]
 
@@ -67,8 +66,9 @@ class FastPath:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         original = scope
-        if "%" in scope["path"]:
-            scope = {**scope, "path": unquote(scope["path"])}
+        # scope["path"] is already percent-decoded by the server: a "%" left in it was encoded twice, and is not
+        # this route to KServe's router or to the access-log filter either (decoding again scored it and logged it
+        # twice).
         scope, asked = unpin(scope, self.scorer.model_name)
         path = scope["path"]
         if path != self.v1_path and path != self.v2_path:
@@ -78,12 +78,18 @@ class FastPath:
             headers[key.decode("latin-1")] = value.decode("latin-1")
         if asked is not None and asked != self.scorer.card.version:
             return await self._answer(send, refusal(self.scorer, asked, headers), None)
-        if "inference-header-content-length" in headers:
-            # Binary tensor extension: checked whole by serving/binary_guard.py, then KServe's decoder.
-            return await self._to_kserve(scope, receive, send, headers)
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
-            return await self.app(scope, receive, send)  # the BodyLimit layer answers 413
+            return await self.app(
+                scope, receive, send
+            )  # the BodyLimit layer answers 413, key or not, any body
+        if HEADER_LENGTH in headers:
+            if path == self.v1_path:
+                request = ScoringRequest.from_headers("rest", headers)
+                error = refuse_binary_on_v1(self.scorer, request, headers.get("x-api-key"))
+                return await self._answer(send, error, request.request_id)
+            # Binary tensor extension: checked whole by serving/binary_guard.py, then KServe's decoder.
+            return await self._to_kserve(scope, receive, send, headers)
         body, complete = await self._read(receive)
         if not complete:
             count_unread("rest")

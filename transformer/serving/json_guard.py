@@ -27,7 +27,7 @@ from transformer.errors import InvalidRequest, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving.asgi_io import answer_refusal, labelled_binary_answers, read_body
 from transformer.serving.replay import replay
-from transformer.v2_request import HEADER_LENGTH, parse_json
+from transformer.v2_request import HEADER_LENGTH, parse_json, without_null_parameters
 
 _JSON = (b"content-type", b"application/json")
 
@@ -43,6 +43,24 @@ def refuse_unparsed(
     except ScoringError as error:
         return scorer.fail(request, error)
     return scorer.fail(request, InvalidRequest(f"malformed JSON body: {exc}"))
+
+
+def refuse_binary_on_v1(scorer: Scorer, request: ScoringRequest, api_key: str | None) -> ScoringError:
+    """A V1 predict sent with the binary tensor extension's header, which is V2's: KServe's V1 route answered 400
+    "Unrecognized request format" before any key check, uncounted, and the fast path scored it as a V2 tensor. Here:
+    what the entry points judge first, then 400 naming the header; counted like every refusal. Shared with the fast
+    path."""
+    try:
+        scorer.admit(request, api_key)
+    except ScoringError as error:
+        return scorer.fail(request, error)
+    return scorer.fail(
+        request,
+        InvalidRequest(
+            f"{HEADER_LENGTH}: the binary tensor extension is part of the V2 protocol; send binary tensors to "
+            f"/v2/models/{scorer.model_name}/infer, or a JSON body here"
+        ),
+    )
 
 
 async def refuse_v2(
@@ -79,6 +97,10 @@ class JsonBodyGuard:
             return await self.app(scope, receive, send)
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         if HEADER_LENGTH in headers:
+            if path == self.v1_path:
+                request = ScoringRequest.from_headers("rest", headers)
+                error = refuse_binary_on_v1(self.scorer, request, headers.get("x-api-key"))
+                return await answer_refusal(send, error, request.request_id)
             return await self.app(scope, receive, send)  # the binary extension: serving/binary_guard.py
         scorer = self.scorer
         request = ScoringRequest.from_headers("rest", headers)
@@ -102,6 +124,9 @@ class JsonBodyGuard:
             except InvalidRequest as error:
                 refusal = await refuse_v2(scorer, request, api_key, payload, error)
                 return await answer_refusal(send, refusal, request.request_id)
+            cleaned = without_null_parameters(payload)
+            if cleaned is not None:
+                body = orjson.dumps(cleaned)
         # JSON whatever the client declared, as on the fast path: KServe would take a V2 body for binary tensor data,
         # and hand a V1 body to the model as bytes.
         scope = {**scope, "headers": [(n, v) for n, v in scope["headers"] if n != b"content-type"] + [_JSON]}

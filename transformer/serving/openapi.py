@@ -81,6 +81,11 @@ def _schemas(max_leads: int, reasons_max: int) -> dict:
         "--reasons_max_leads leads per request with reasons.",
     }
     parameters = {"type": "object", "properties": {"reasons": reasons}}
+    # The Open Inference Protocol's `$parameter`: a scalar (null reads as absent here).
+    v2_parameters = {
+        **parameters,
+        "additionalProperties": {"type": ["boolean", "number", "string", "null"]},
+    }
     return {
         "LeadInstance": {
             "type": "object",
@@ -156,7 +161,7 @@ def _schemas(max_leads: int, reasons_max: int) -> dict:
             "description": "V2, one input per feature.",
             "properties": {
                 "id": {"type": "string"},
-                "parameters": parameters,
+                "parameters": v2_parameters,
                 "inputs": {
                     "type": "array",
                     "minItems": 1,
@@ -170,7 +175,7 @@ def _schemas(max_leads: int, reasons_max: int) -> dict:
             "description": f"V2, one [N, {N_FEATURES}] tensor.",
             "properties": {
                 "id": {"type": "string"},
-                "parameters": parameters,
+                "parameters": v2_parameters,
                 "inputs": {
                     "type": "array",
                     "minItems": 1,

@@ -13,7 +13,10 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from transformer.errors import NotServed, ScoringError
+from transformer.metrics import count_unread
 from transformer.scoring import Scorer, ScoringRequest
+from transformer.serving.asgi_io import read_body
+from transformer.serving.routes import inference_model
 
 
 def unpin(scope: dict, model_name: str) -> tuple[dict, str | None]:
@@ -46,7 +49,10 @@ def refusal(scorer: Scorer, asked: str, headers: dict[str, str], protocol: str =
 
 
 class VersionedInfer:
-    """Pure ASGI, in front of KServe's routes: a pinned infer reaches KServe as the plain infer route, or is 404."""
+    """Pure ASGI, in front of KServe's routes: a pinned infer reaches KServe as the plain infer route, or is 404.
+    An infer or predict naming another model is the 404 of an unknown model here too, counted (serving/routes.py)
+    and answered without parsing the body (FastAPI's parse made `{}` a 400, uncounted); the body is still read, so
+    one over the limit is the 413 it is on every route."""
 
     def __init__(self, app, scorer: Scorer):
         self.app = app
@@ -55,20 +61,32 @@ class VersionedInfer:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
+        named = inference_model("POST", scope["path"])
+        if named is not None and named != self.scorer.model_name:
+            await read_body(
+                receive
+            )  # over --max_body_bytes, BodyLimit answers 413 (and counts it), as everywhere
+            count_unread("rest")
+            return await _answer(send, NotServed.model(named))
         scope, asked = unpin(scope, self.scorer.model_name)
         if asked is None or asked == self.scorer.card.version:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        error = refusal(self.scorer, asked, headers)
-        body = orjson.dumps(error.body())
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.http_status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, refusal(self.scorer, asked, headers))
+
+
+async def _answer(send, error: ScoringError) -> None:
+    body = orjson.dumps(error.body())
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers().items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.http_status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
