@@ -15,6 +15,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from prometheus_client.parser import text_string_to_metric_families
 
+from contract.features import FEATURE_NAMES
 from hack.stack import MODEL_NAME
 from predictor.synthetic import sample_features
 from tests.support.leads import filled
@@ -254,3 +255,22 @@ def test_a_null_parameter_is_absent_on_both_paths(server):
     assert answer.status_code == 200, answer.text
     assert {o["name"] for o in answer.json()["outputs"]} >= {"score", "bucket", "tier"}
     assert not any(o["name"].startswith("reason") for o in answer.json()["outputs"])
+
+
+def test_cloudevents_headers_are_not_read_on_either_path(server):
+    """KServe's V1 route decoded a request with ce-* headers as a binary-mode CloudEvent and answered a bad one 400,
+    before the key check, counted nowhere; the fast path ignores them. Both paths now score the JSON body."""
+    lead = dict(zip(FEATURE_NAMES, filled(sample_features(1, seed=8)).ravel().tolist(), strict=True))
+    headers = {
+        "x-api-key": KEY,
+        "ce-specversion": "9",
+        "ce-id": "1",
+        "ce-source": "crm",
+        "ce-type": "lead",
+    }
+    answer = httpx.post(
+        server.url + V1, json={"instances": [{**lead, "lead_id": "ce"}]}, headers=headers, timeout=20
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"][0]["lead_id"] == "ce"
+    assert not any(name.startswith("ce-") for name in answer.headers)

@@ -128,8 +128,10 @@ class JsonBodyGuard:
             if cleaned is not None:
                 body = orjson.dumps(cleaned)
         # JSON whatever the client declared, as on the fast path: KServe would take a V2 body for binary tensor data,
-        # and hand a V1 body to the model as bytes.
-        scope = {**scope, "headers": [(n, v) for n, v in scope["headers"] if n != b"content-type"] + [_JSON]}
+        # and hand a V1 body to the model as bytes. Nor is it a CloudEvent (ce-* headers), which the fast path does
+        # not read either: KServe's V1 route decoded one, and answered a bad one 400, uncounted and unlogged.
+        kept = [(n, v) for n, v in scope["headers"] if n != b"content-type" and not n.startswith(b"ce-")]
+        scope = {**scope, "headers": [*kept, _JSON]}
         return await self.app(
             scope, replay(body), labelled_binary_answers(send) if path == self.v2_path else send
         )
