@@ -344,11 +344,14 @@ def test_a_store_outage_loses_no_accepted_outcome(moto_s3, small_artifact, logs_
         server.stop()
 
 
-def test_outcomes_dropped_by_a_full_spool_are_written_when_resent(
+def test_a_full_spool_refuses_calls_with_503_and_drops_nothing_it_answered_as_recorded(
     small_artifact, logs_dir, api_key, tmp_path
 ):
-    """The LeadScoringOutcomesDropped runbook: callers resend. The replica used to remember the dropped outcomes
-    as recorded and answer every resend `recorded: 0`, so they never reached the lake."""
+    """While the store is down the outcomes spool fills. The recorder went on answering `recorded: 50` and dropped
+    those outcomes at the next flush (spool_full): the caller had no reason to resend. It now answers 503 with
+    Retry-After once the spool may not hold a call, and every outcome it answered as recorded is on the spool.
+    (After a drop of another kind, a resend is written: tests/unit/test_outcome_intake.py.)"""
+    spool = tmp_path / "outcomes-spool"
     server = launch(
         small_artifact,
         logs_dir,
@@ -358,27 +361,28 @@ def test_outcomes_dropped_by_a_full_spool_are_written_when_resent(
         "--sink_s3_endpoint_url",
         f"http://127.0.0.1:{free_port()}",  # nothing listens: every upload fails, files stay on the spool
         "--outcomes_spool_max_bytes",
-        "12000",
+        "60000",
         env=AWS_ENV,
     )
     try:
-        calls = [{"outcomes": [outcome(i) for i in range(start, start + 50)]} for start in range(0, 500, 50)]
-        for call in calls:
-            assert post(server, call, api_key).json()["recorded"] == 50
+        recorded: set[str] = set()
+        refused = None
+        for start in range(0, 5000, 50):
+            answer = post(server, {"outcomes": [outcome(i) for i in range(start, start + 50)]}, api_key)
+            if answer.status_code == 503:
+                refused = answer
+                break
+            assert answer.status_code == 200 and answer.json()["recorded"] == 50, answer.text
+            recorded.update(answer.json()["outcome_ids"])
             time.sleep(0.3)  # one spool file per call (flush every 0.2 s)
-        wait_for(
-            lambda: (
-                metric(server.url, "lead_scoring_outcomes_sink_dropped_records_total", reason="spool_full")
-                > 0
-            ),
-            timeout=30,
-        )
-        resent = post(server, calls[-1], api_key).json()
-        assert resent["recorded"] == 50 and resent["duplicates"] == 0, resent
-        # A drop here is the spool's; the caller of a refused call hears 503 and that is no drop.
+        assert refused is not None, "a 60 kB spool took 5,000 outcomes"
+        assert refused.headers["retry-after"] and "retry" in refused.json()["error"]
+        assert len(recorded) >= 100
+        time.sleep(0.5)  # a last flush
         assert (
-            metric(server.url, "lead_scoring_outcomes_sink_dropped_records_total", reason="queue_full") == 0
+            metric(server.url, "lead_scoring_outcomes_sink_dropped_records_total", reason="spool_full") == 0
         )
+        assert set(stored(spool)) == recorded  # every outcome answered as recorded waits on the spool
     finally:
         server.stop()
 

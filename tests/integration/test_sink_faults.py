@@ -282,7 +282,8 @@ def test_a_store_refusing_one_object_does_not_hold_up_the_others(tmp_path):
             timeout=PATIENCE,
         )
         wait_for(lambda: metric("lead_scoring_sink_upload_failures_total") - failures >= 2, timeout=PATIENCE)
-        assert [f.key for f in sink.spool.pending()] == [stuck.key]  # retried, kept, not given up
+        # Retried, kept, not given up (waited for: the later file leaves the spool just after its upload).
+        wait_for(lambda: [f.key for f in sink.spool.pending()] == [stuck.key], timeout=PATIENCE)
     wait_for(lambda: not sink.spool.pending(), timeout=PATIENCE)  # the store takes it once it can
     sink.close(grace_seconds=2)
     table = pq.read_table(lake, partitioning=None, schema=lake_schema(FEATURE_NAMES))
@@ -521,3 +522,70 @@ def test_a_request_submitted_while_the_sink_closes_is_refused_and_counted(tmp_pa
         closing.join(PATIENCE)
     table = pq.read_table(lake, partitioning=None, schema=lake_schema(FEATURE_NAMES))
     assert sorted_rows(table) == expected_rows([accepted])
+
+
+def outcome_batch(seed: int, n: int = 50):
+    from contract.outcomes import outcome_key
+    from transformer.sink.outcomes import OutcomeBatch
+
+    when = [datetime(2026, 11, 20, 9, tzinfo=UTC)] * n
+    leads = [f"lead-{seed}-{i}" for i in range(n)]
+    return OutcomeBatch(
+        request_id=f"call-{seed}",
+        received_at=datetime.now(UTC),
+        source="api",
+        api_key_name="crm",
+        lead_ids=leads,
+        outcomes=["converted"] * n,
+        occurred_at=when,
+        outcome_ids=[outcome_key(lead, "converted", t) for lead, t in zip(leads, when, strict=True)],
+        deal_values=[None] * n,
+        scoring_ids=[None] * n,
+        request_ids=[None] * n,
+    )
+
+
+def test_outcomes_are_refused_before_the_spool_is_full_never_accepted_and_then_dropped(moto_s3, tmp_path):
+    """The outcomes recorder answered "recorded" (200) while its spool was full, then dropped the outcomes at the
+    flush (spool_full). A refusal is the intake's 503, which the CRM retries; it now refuses what the spool may not
+    hold, and nothing it took is dropped."""
+    from transformer.sink.outcomes import outcome_sink
+
+    moto_s3.client().create_bucket(Bucket="lake")
+    moto_s3.stop()  # the store is down: files stay on the spool
+    config = SinkConfig(
+        uri="s3://lake/outcomes",
+        spool_dir=tmp_path / "spool",
+        s3_endpoint_url=moto_s3.endpoint_url,
+        spool_max_bytes=40_000,
+        journal=False,
+        **FAST_RETRIES,
+    )
+    sink = outcome_sink(config)
+    spool_full = metric("lead_scoring_outcomes_sink_dropped_records_total", reason="spool_full")
+    accepted = []
+    sink.start()
+    try:
+        for seed in range(200):
+            batch = outcome_batch(seed)
+            if not sink.submit(batch):
+                break
+            accepted.append(batch)
+            sink.flush()
+        else:
+            pytest.fail("a 40 kB spool took 10,000 outcomes")
+        assert len(accepted) >= 3  # it did take outcomes while there was room
+        assert metric("lead_scoring_outcomes_sink_dropped_records_total", reason="spool_full") == spool_full
+        assert sum(f.records for f in sink.spool.pending()) == 50 * len(accepted)
+        moto_s3.start()
+        wait_for(lambda: not sink.spool.pending(), timeout=PATIENCE)
+        assert sink.submit(outcome_batch(999))  # room again once the store took the files
+    finally:
+        sink.close(grace_seconds=5)
+    client = moto_s3.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="outcomes/").get("Contents", [])]
+    stored = pa.concat_tables(
+        [pq.read_table(io.BytesIO(client.get_object(Bucket="lake", Key=k)["Body"].read())) for k in keys]
+    )
+    expected = {lead for b in [*accepted, outcome_batch(999)] for lead in b.lead_ids}
+    assert sorted(stored["lead_id"].to_pylist()) == sorted(expected)

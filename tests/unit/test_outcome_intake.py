@@ -70,10 +70,11 @@ def test_a_full_recorder_is_a_503_not_a_drop_and_what_went_in_is_counted(sink):
 def test_after_a_drop_a_resend_is_written_not_answered_as_a_duplicate(tmp_path):
     """docs/operations.md (LeadScoringOutcomesDropped): the callers resend. The replica used to answer every
     resend `recorded: 0, duplicates: N` until it restarted, so the dropped outcomes were never written."""
-    # A spool too small for any file: flushing the queue drops what it held (spool_full), as a full disk would.
-    sink = outcome_sink(
-        SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool", spool_max_bytes=1000)
-    )
+    # The day's spool folder cannot be made (a file is in its way): flushing the queue drops what it held
+    # (disk_error), as a failing disk would. (A full spool refuses outcomes before it takes them: below.)
+    spool = tmp_path / "spool"
+    sink = outcome_sink(SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=spool))
+    (spool / f"dt={DAY:%Y-%m-%d}").write_bytes(b"")
     intake = OutcomeIntake(KeyStore(env_keys=f"crm:{KEY}"), sink)
     sink.add_drop_listener(intake.forget)
     call = {"outcomes": [outcome(i) for i in range(3)]}
@@ -84,6 +85,28 @@ def test_after_a_drop_a_resend_is_written_not_answered_as_a_duplicate(tmp_path):
         sink.flush()
         assert dropped() - lost == 3
         assert intake.accept(KEY, call, "call-3")["recorded"] == 3
+    finally:
+        sink.close(grace_seconds=0)
+
+
+def test_a_call_the_spool_has_no_room_for_is_refused_503_not_recorded_and_dropped(tmp_path):
+    """The recorder answered "recorded" while its spool could not hold the outcomes, then dropped them at the flush
+    (spool_full). A spool too small for any file takes a first call (nothing says yet what a file weighs), refuses
+    it at the flush, and from then on refuses calls: 503, which the caller retries, and nothing counted as lost."""
+    sink = outcome_sink(
+        SinkConfig(uri=(tmp_path / "lake").as_uri(), spool_dir=tmp_path / "spool", spool_max_bytes=1000)
+    )
+    intake = OutcomeIntake(KeyStore(env_keys=f"crm:{KEY}"), sink)
+    sink.add_drop_listener(intake.forget)
+    try:
+        assert intake.accept(KEY, {"outcomes": [outcome(i) for i in range(3)]}, "call-1")["recorded"] == 3
+        with pytest.raises(OutcomesUnavailable):  # 3 more would need room the spool may not have
+            intake.accept(KEY, {"outcomes": [outcome(i) for i in range(3, 6)]}, "call-2")
+        sink.flush()  # the first call's file does not fit: dropped, counted (its caller is told nothing)
+        lost = dropped()
+        with pytest.raises(OutcomesUnavailable):
+            intake.accept(KEY, {"outcomes": [outcome(9)]}, "call-3")
+        assert dropped() == lost
     finally:
         sink.close(grace_seconds=0)
 

@@ -57,6 +57,12 @@ class _Retry:
     records: int | None = None  # what the file holds, once checked (the check counts an adopted file's rows)
 
 
+# What an outcome takes on the spool before the first file says (one is ~100 bytes: --outcomes_spool_max_bytes), and
+# the margin kept over what the files say (small files carry a larger share of Parquet's footer).
+_FIRST_GUESS_BYTES_PER_RECORD = 200.0
+_ROOM_MARGIN = 1.5
+
+
 def _writer_for(config: SinkConfig) -> Writer:
     where = dict(
         s3_endpoint_url=config.s3_endpoint_url, azure_connection_string=config.azure_connection_string
@@ -106,6 +112,12 @@ class ScoreSink:
 
         self._queue: collections.deque[ScoredBatch] = collections.deque()
         self._in_memory = 0  # records queued or buffered, not yet on the spool
+        # For a table whose caller is told of a refusal (outcomes: 503, retried), what a record takes on the spool,
+        # learnt from the files written (start: a cautious guess), and whether the spool refused a file since the
+        # last upload freed room. `submit` refuses what the spool may not hold, instead of answering "recorded" and
+        # dropping it when the flush finds the spool full.
+        self._spool_bytes_per_record = _FIRST_GUESS_BYTES_PER_RECORD
+        self._spool_refused = False
         self._count_lock = threading.Lock()
         self._batcher = Batcher(config.flush_records, config.flush_seconds)
         self._flush_lock = threading.Lock()  # one spooling pass at a time (batcher thread, flush(), close())
@@ -155,7 +167,7 @@ class ScoreSink:
             # Once close() has begun, its last flush may already have run: refuse visibly rather than hold records
             # that nothing will drain (they used to be accepted, and lost uncounted).
             closing = self._closing
-            if closing or self._in_memory + n > self.config.queue_max_records:
+            if closing or self._in_memory + n > self.config.queue_max_records or not self._spool_has_room(n):
                 dropped = True
             else:
                 dropped = False
@@ -169,6 +181,8 @@ class ScoreSink:
                 "closing (submitted after shutdown began)"
                 if closing
                 else f"queue full ({self.config.queue_max_records} records in memory)"
+                if self._in_memory + n > self.config.queue_max_records
+                else f"spool full ({self.spool.bytes} of {self.spool.max_bytes} bytes; the store is not taking files)"
             )
             if self.table.refusal_is_loss:
                 self._count_dropped("closed" if closing else "queue_full", n)
@@ -191,6 +205,17 @@ class ScoreSink:
         if depth >= self.config.flush_records:
             self._batch_wake.set()
         return True
+
+    def _spool_has_room(self, n: int) -> bool:
+        """Whether the spool can still hold these n records with every record in memory, when a refusal is not a
+        loss (the caller answers 503 and is retried). A table whose refusal is a loss (scores: the answer is the
+        score, the record is on the side) takes everything while memory allows; the flush counts what does not fit."""
+        if self.table.refusal_is_loss:
+            return True
+        if self._spool_refused:
+            return False
+        needed = (self._in_memory + n) * self._spool_bytes_per_record * _ROOM_MARGIN
+        return self.spool.bytes + needed <= self.spool.max_bytes
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -370,8 +395,13 @@ class ScoreSink:
                 if encoded is not None:
                     oldest = self.table.recorded_at(kept[0]).timestamp()
                     self.spool.commit(self.table.object_key(partition), encoded, oldest)
+                    if encoded.records:
+                        seen = encoded.size / encoded.records
+                        self._spool_bytes_per_record = 0.8 * self._spool_bytes_per_record + 0.2 * seen
             except Exception as error:  # noqa: BLE001 - full spool, disk error …: the records cannot be kept
                 reason = _drop_reason(error)
+                if reason == "spool_full":
+                    self._spool_refused = True
                 message = "spool full: %s" if reason == "spool_full" else "cannot write to the spool: %r"
                 self._drop(reason, sum(len(b.lead_ids) for b in kept), message, error)
             finally:
@@ -515,6 +545,7 @@ class ScoreSink:
             )
             self._update_gauges()
             return False
+        self._spool_refused = False  # the file leaves the spool below: room again
         self.metrics.RECORDS_WRITTEN.inc(retry.records or 0)
         self.metrics.BYTES_WRITTEN.inc(entry.size)
         self._retries.pop(entry.key, None)
