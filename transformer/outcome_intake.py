@@ -91,6 +91,14 @@ class OutcomeIntake:
         )
         return answer
 
+    def cancelled(self, request_id: str) -> None:
+        """A call whose client went away before its body arrived: nothing was judged or recorded; its line says so
+        (499, the "client closed request" of nginx and Envoy logs) instead of the app's 500 and traceback."""
+        OUTCOMES_REJECTED.labels("cancelled").inc()
+        _Call(request_id).log(
+            "cancelled", 499, error="the client closed the connection before the body arrived"
+        )
+
     def forget(self, *_drop: object) -> None:
         """Forget every remembered id: the sink dropped outcomes this replica had answered as recorded, and their
         callers' resends must be written, not answered as duplicates (the lake dedupes on outcome_id anyway)."""
@@ -106,8 +114,8 @@ class OutcomeIntake:
         unparsed: str | None,
     ) -> dict:
         entry = self.keys.authenticate(api_key)
+        call.key_name = entry.name  # before the charge: a 429's line names the key that ran out
         self.keys.charge(entry)
-        call.key_name = entry.name
         if request_id_refused is not None:
             raise request_ids.refusal(request_id_refused)
         if unparsed is not None:

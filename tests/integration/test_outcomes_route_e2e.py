@@ -17,6 +17,7 @@ import yaml
 from contract.outcomes import outcome_key
 from hack.stack import start_transformer
 from tests.sink_servers import wait_for
+from tests.support.logs import json_log_lines
 from tests.support.scrape import free_port, metric
 
 KEY_NAME = "crm-outcomes"
@@ -261,13 +262,51 @@ def test_the_outcomes_route_is_charged_to_the_keys_rate_limit(small_artifact, lo
     )  # fmt: skip
     try:
         server.wait_ready()
-        answers = [post(server, {"outcomes": [outcome(i)]}, key) for i in range(5)]
+        answers = [
+            post(server, {"outcomes": [outcome(i)]}, key, **{"x-request-id": f"limited-{i}"})
+            for i in range(5)
+        ]
         assert [a.status_code for a in answers] == [200, 200, 200, 429, 429], [a.text for a in answers]
         assert "rate" in answers[-1].json()["error"] and key not in answers[-1].text
         wait_for(lambda: len(stored(lake)) == 3, timeout=30)
     finally:
         assert server.stop() == 0
     assert {row["lead_id"] for row in stored(lake).values()} == {"L-0", "L-1", "L-2"}
+    lines = {e["request_id"]: e for e in json_log_lines(server.log_path) if e.get("route") == "outcomes"}
+    # The 429's line names the key that ran out (it said null: the name was taken after the charge).
+    assert (lines["limited-4"]["status"], lines["limited-4"]["key_name"]) == (429, "crm")
+
+
+def test_a_client_gone_before_its_body_arrived_is_a_cancelled_line_not_a_500(
+    small_artifact, logs_dir, api_key, tmp_path
+):
+    """The body was read outside the intake: the disconnect reached the app's last-resort handler, two ERROR lines
+    with a traceback, and the call had no outcomes line."""
+    import socket
+
+    server = launch(small_artifact, logs_dir, api_key, tmp_path, (tmp_path / "outcomes").as_uri())
+    try:
+        with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/outcomes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"x-api-key: {api_key}\r\nx-request-id: gone-early\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b'{"outcomes": ['
+            )
+            time.sleep(0.3)
+
+        def line():
+            return next(
+                (e for e in json_log_lines(server.log_path) if e.get("request_id") == "gone-early"), None
+            )
+
+        wait_for(lambda: line() is not None, timeout=10)
+        entry = line()
+        assert (entry["route"], entry["outcome"], entry["status"]) == ("outcomes", "cancelled", 499)
+        assert api_key not in json.dumps(entry)
+    finally:
+        server.stop()
+    entries = json_log_lines(server.log_path)
+    assert not any(e["level"] == "ERROR" for e in entries), [e for e in entries if e["level"] == "ERROR"]
 
 
 def test_sigterm_flushes_accepted_outcomes(small_artifact, logs_dir, api_key, tmp_path):

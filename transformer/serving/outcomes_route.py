@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import orjson
 from fastapi import Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from transformer import request_ids
 from transformer.errors import ScoringError
@@ -35,7 +37,12 @@ def install_outcomes(app, intake, json_response) -> None:
             api_key = request.headers.get("x-api-key")
             unparsed = None  # judged after the key, as every body is
             try:
-                payload = orjson.loads(await request.body())
+                body = await request.body()
+            except ClientDisconnect:
+                intake.cancelled(request_id)
+                return Response(status_code=499)  # nobody reads it: the connection is gone
+            try:
+                payload = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 payload, unparsed = None, f"malformed JSON body: {exc}"
             answer = intake.accept(api_key, payload, request_id, refused, unparsed=unparsed)
