@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -54,6 +55,10 @@ def _printable_ascii_rule(value: str) -> str:
     if not (value.isascii() and value.isprintable()):
         raise PydanticCustomError("printable_ascii", "must be printable ASCII characters (space to '~')")
     return value
+
+
+# What `_printable_ascii_rule` checks, for the OpenAPI document (an after-validator does not show in the schema).
+_PRINTABLE_ASCII_SCHEMA = {"type": "string", "minLength": 1, "pattern": "^[ -~]+$"}
 
 
 def _iso_instant_only(value: Any) -> Any:
@@ -99,11 +104,21 @@ class Outcome(BaseModel):
     ) = Field(None, description="deal value, converted only")
     # The lengths inside the str type: on the Optional they are a collection's (rules too_short / too_long).
     scoring_id: (
-        Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_printable_ascii_rule)]
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=64),
+            AfterValidator(_printable_ascii_rule),
+            WithJsonSchema(_PRINTABLE_ASCII_SCHEMA | {"maxLength": 64}),
+        ]
         | None
     ) = Field(None, description="x-scoring-id of the scoring it refers to")
     request_id: (
-        Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable_ascii_rule)]
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=128),
+            AfterValidator(_printable_ascii_rule),
+            WithJsonSchema(_PRINTABLE_ASCII_SCHEMA | {"maxLength": 128}),
+        ]
         | None
     ) = Field(None, description="the client's x-request-id of that scoring")
 

@@ -460,6 +460,8 @@ def test_the_openapi_document_describes_the_outcomes_route_as_it_answers(
             {"outcomes": [{**outcome(0), "occurred_at": 1700000000}]},
             {"outcomes": [{**outcome(0), "outcome": "won"}]},
             {"outcomes": [outcome(i) for i in range(51)]},  # --max_outcomes 50
+            {"outcomes": [{**outcome(0), "scoring_id": "é-1"}]},  # printable ASCII: in the document too
+            {"outcomes": [{**outcome(0), "request_id": "a\tb"}]},
         ):
             assert not body.is_valid(bad)
             assert post(server, bad, api_key).status_code == 400
