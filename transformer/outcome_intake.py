@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
-from contract.outcomes import check_outcomes, outcome_key
+from contract.outcomes import OUTCOMES, check_outcomes, outcome_key
 from transformer import request_ids
 from transformer.auth import KeyStore
 from transformer.errors import InvalidRequest, ScoringError
@@ -31,6 +31,13 @@ log = logging.getLogger("transformer.requests")
 OUTCOMES_REJECTED = Counter(
     "lead_scoring_outcomes_rejected_total", "Outcome calls refused, by reason", ["reason"]
 )
+# Every series at 0 from the start: increase() sees a series' first sample as its start, so a first refusal (or the
+# first outcome of a kind) on a series made only then would count as nothing in a dashboard or an alert.
+for _outcome in OUTCOMES:
+    for _result in ("recorded", "duplicate"):
+        OUTCOMES_RECEIVED.labels(_outcome, _result)
+for _reason in ("unauthorized", "invalid", "rate_limited", "unavailable", "cancelled"):
+    OUTCOMES_REJECTED.labels(_reason)
 
 
 class OutcomesUnavailable(ScoringError):

@@ -126,3 +126,18 @@ def test_every_call_gets_one_log_line_with_its_request_id_and_never_the_key(sink
     assert "scoring_id" in lines["call-bad"].error and lines["call-bad"].key_name == "crm"
     assert (lines["call-keyless"].status, lines["call-keyless"].key_name) == (401, None)
     assert all(KEY not in str(vars(r)) for r in caplog.records)
+
+
+def test_every_outcomes_series_exists_before_the_first_call():
+    """increase() takes a series' first sample as its start: a refusal counted on a series born with it was never
+    seen by the dashboard or an alert (the first `unavailable` of a replica, for one)."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    text = generate_latest(REGISTRY).decode()
+    for reason in ("unauthorized", "invalid", "rate_limited", "unavailable", "cancelled"):
+        assert f'lead_scoring_outcomes_rejected_total{{reason="{reason}"}}' in text
+    for outcome_kind in ("converted", "disqualified", "open"):
+        for result in ("recorded", "duplicate"):
+            assert (
+                f'lead_scoring_outcomes_received_total{{outcome="{outcome_kind}",result="{result}"}}' in text
+            )
