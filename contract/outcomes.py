@@ -49,6 +49,19 @@ def _lead_id_rule(value: str) -> str:
     return value
 
 
+def _whole_number_as_text(value: Any) -> Any:
+    """A whole-number lead id is its decimal string, as on the V1 scoring route (contract/lead_ids.py): a client that
+    scores `"lead_id": 12345` reports its outcome the same way."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = lead_ids.from_integer(value)
+        if text is None:
+            raise PydanticCustomError(
+                "length", f"must be {lead_ids.RULE_TEXT}: a whole number of too many digits"
+            )
+        return text
+    return value
+
+
 def _printable_ascii_rule(value: str) -> str:
     """Ids the server made (scoring_id) or took from x-request-id hold printable ASCII only (the header's rule):
     anything else cannot name a recorded scoring, and would carry control characters into the lake."""
@@ -89,7 +102,19 @@ class Outcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lead_id: Annotated[str, AfterValidator(_lead_id_rule)] = Field(
+    lead_id: Annotated[
+        str,
+        BeforeValidator(_whole_number_as_text),
+        AfterValidator(_lead_id_rule),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "minLength": 1, "maxLength": lead_ids.MAX_LEAD_ID_LENGTH},
+                    {"type": "integer"},
+                ]
+            }
+        ),
+    ] = Field(
         min_length=1,
         max_length=lead_ids.MAX_LEAD_ID_LENGTH,
         description="the lead's id, as sent when it was scored",

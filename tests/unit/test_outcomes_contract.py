@@ -110,3 +110,24 @@ def test_identity_ignores_the_zone_an_instant_is_written_in_and_nothing_else():
     assert outcome_key("L-1", "converted", instant) != outcome_key(
         "L-1", "converted", instant + timedelta(microseconds=1)
     )
+
+
+def test_a_whole_number_lead_id_is_its_decimal_string_as_on_the_v1_scoring_route():
+    """A client that scores `"lead_id": 12345` (V1 takes it, as "12345") reported the outcome the same way and got a
+    400 type error."""
+    from contract.outcomes import check_outcomes
+
+    when = "2026-11-20T09:00:00Z"
+    valid, problems, _ = check_outcomes(
+        [
+            {"lead_id": 12345, "outcome": "converted", "occurred_at": when},
+            {"lead_id": "12345", "outcome": "converted", "occurred_at": when},
+            {"lead_id": True, "outcome": "open", "occurred_at": when},
+            {"lead_id": 10**200, "outcome": "open", "occurred_at": when},
+        ]
+    )
+    assert [o.lead_id for o in valid] == ["12345", "12345"]  # the same lead, and so the same outcome_id
+    assert [(p["row"], p["field"], p["rule"]) for p in problems] == [
+        (2, "lead_id", "type"),
+        (3, "lead_id", "length"),
+    ]
