@@ -117,27 +117,42 @@ def day(text: str) -> datetime:
 FEATURES = feature_column_names(FEATURE_NAMES)
 
 
+def write_scoring(
+    root,
+    scoring_id: str,
+    lead: str,
+    when: datetime,
+    *,
+    model: str = "lead-scoring",
+    version: str = "v1",
+    score: float = 0.5,
+    feature: float | None = 1.0,
+) -> None:
+    """One scoring row in its own file of the real layout; `feature` None: a row written without features."""
+    folder = root / f"model={model}/dt={when:%Y-%m-%d}/hour={when:%H}"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "scoring_id": [scoring_id],
+            "request_id": ["r"],
+            "row": pa.array([0], pa.int32()),
+            "lead_id": [lead],
+            "scored_at": pa.array([when], TS),
+            "model_name": [model],
+            "model_version": [version],
+            "score": pa.array([score], pa.float32()),
+            "tier": ["C"],
+            **{column: pa.array([feature], pa.float32()) for column in FEATURES},
+        }
+    )
+    pq.write_table(table, folder / f"{scoring_id}-{model}.parquet")
+
+
 def write_lake(root, scored: list[tuple], outcome_rows: list[tuple]) -> Lake:
     """A file lake in the real layout. scored: (scoring_id, lead_id, scored_at); outcome_rows: (lead_id, outcome,
     occurred_at[, named scoring_id]), each in its `dt=` partition (the UTC day of occurred_at), one file per day."""
     for scoring_id, lead, when in scored:
-        folder = root / f"model=lead-scoring/dt={when:%Y-%m-%d}/hour={when:%H}"
-        folder.mkdir(parents=True, exist_ok=True)
-        table = pa.table(
-            {
-                "scoring_id": [scoring_id],
-                "request_id": ["r"],
-                "row": pa.array([0], pa.int32()),
-                "lead_id": [lead],
-                "scored_at": pa.array([when], TS),
-                "model_name": ["lead-scoring"],
-                "model_version": ["v1"],
-                "score": pa.array([0.5], pa.float32()),
-                "tier": ["C"],
-                **{column: pa.array([1.0], pa.float32()) for column in FEATURES},
-            }
-        )
-        pq.write_table(table, folder / f"{scoring_id}.parquet")
+        write_scoring(root, scoring_id, lead, when)
     by_day: dict[str, list[tuple]] = {}
     for row in outcome_rows:
         by_day.setdefault(f"{row[2]:%Y-%m-%d}", []).append(row)
@@ -335,24 +350,8 @@ def test_the_training_set_never_takes_a_shadow_row_in_place_of_the_live_scoring(
         ],
     )
     for scoring_id, lead, when in (("s-a", "A", day("2026-10-02")), ("s-b", "B", day("2026-10-03"))):
-        when += timedelta(seconds=1)
-        folder = tmp_path / "lake" / f"model=lead-scoring-shadow/dt={when:%Y-%m-%d}/hour={when:%H}"
-        folder.mkdir(parents=True, exist_ok=True)
-        shadow = pa.table(
-            {
-                "scoring_id": [scoring_id],
-                "request_id": ["r"],
-                "row": pa.array([0], pa.int32()),
-                "lead_id": [lead],
-                "scored_at": pa.array([when], TS),
-                "model_name": ["lead-scoring-shadow"],
-                "model_version": ["sagemaker:eu/legacy"],
-                "score": pa.array([0.9], pa.float32()),
-                "tier": ["A"],
-                **{column: pa.array([None], pa.float32()) for column in FEATURES},
-            }
-        )
-        pq.write_table(shadow, folder / f"{scoring_id}-shadow.parquet")
+        shadow = dict(model="lead-scoring-shadow", version="sagemaker:eu/legacy", score=0.9, feature=None)
+        write_scoring(tmp_path / "lake", scoring_id, lead, when + timedelta(seconds=1), **shadow)
     data = training_set(lake, Window(day("2026-10-01"), day("2026-11-01"), timedelta(days=30)))
     assert data.lead_ids == ["A", "B", "C"]
     assert (data.x == 1.0).all()  # the live rows' features, none of the shadow rows' nulls
@@ -365,7 +364,7 @@ def test_a_lake_without_recorded_features_is_refused_for_training(tmp_path):
     lake = write_lake(
         tmp_path / "lake", [("s-a", "A", day("2026-10-02"))], [("A", "converted", day("2026-10-10"))]
     )
-    (only,) = (tmp_path / "lake").rglob("s-a.parquet")
+    (only,) = (tmp_path / "lake").rglob("s-a-lead-scoring.parquet")
     table = pq.read_table(only)
     for column in FEATURES:
         table = table.set_column(
