@@ -236,15 +236,18 @@ def _outcome_list(payload: object) -> list:
     put beside the list instead of in an outcome) is refused, not ignored."""
     items = payload.get("outcomes") if isinstance(payload, dict) else None
     if not isinstance(items, list):
+        present = isinstance(payload, dict) and "outcomes" in payload
         raise InvalidRequest(
             'body must be a JSON object {"outcomes": [ ... ]}',
             [
                 {
                     "row": None,
                     "field": "outcomes",
-                    "rule": "required",
+                    "rule": "type" if present else "required",
                     "value": None,
-                    "message": "a list of outcomes is required",
+                    "message": "outcomes must be a list of outcomes"
+                    if present
+                    else "a list of outcomes is required",
                 }
             ],
         )
@@ -262,5 +265,6 @@ def _outcome_list(payload: object) -> list:
                 }
                 for name in unknown[:20]
             ],
+            len(unknown),
         )
     return items

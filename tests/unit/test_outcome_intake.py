@@ -141,3 +141,19 @@ def test_every_outcomes_series_exists_before_the_first_call():
             assert (
                 f'lead_scoring_outcomes_received_total{{outcome="{outcome_kind}",result="{result}"}}' in text
             )
+
+
+def test_a_body_refused_for_its_shape_says_what_is_wrong_and_how_much(sink):
+    """`outcomes` present but not a list was reported as missing (`required`); 25 unknown members were reported as a
+    problem_count of 20, the number listed."""
+    intake = OutcomeIntake(KeyStore(env_keys=f"crm:{KEY}"), sink)
+    with pytest.raises(InvalidRequest) as not_a_list:
+        intake.accept(KEY, {"outcomes": "x"}, "call-1")
+    assert [(p["field"], p["rule"]) for p in not_a_list.value.problems] == [("outcomes", "type")]
+    with pytest.raises(InvalidRequest) as missing:
+        intake.accept(KEY, {"outcome": []}, "call-2")
+    assert [(p["field"], p["rule"]) for p in missing.value.problems] == [("outcomes", "required")]
+    with pytest.raises(InvalidRequest) as crowded:
+        intake.accept(KEY, {"outcomes": [outcome(0)], **{f"extra{i}": i for i in range(25)}}, "call-3")
+    body = crowded.value.body()
+    assert len(body["problems"]) == 20 and body["problem_count"] == 25
