@@ -42,7 +42,10 @@ class Metrics(BaseModel):
     rows_train: int
     rows_valid: int
     rows_test: int
-    best_iteration: int
+    best_iteration: int  # xgboost's 0-based index of the round early stopping chose
+    trees: int | None = (
+        None  # trees in the file served (best_iteration + 1); cards written before 2026-12-08 lack it
+    )
     tiers: dict[str, TierStats]  # measured on the held-out test split
 
 

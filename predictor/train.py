@@ -228,7 +228,8 @@ def train(
         verbose_eval=False,
     )
     # Keep only the best trees, so the file served predicts exactly what early stopping chose.
-    booster = booster[: booster.best_iteration + 1]
+    best_iteration = int(booster.best_iteration)
+    booster = booster[: best_iteration + 1]
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.iterdir():
@@ -285,7 +286,8 @@ def train(
             rows_train=len(fit),
             rows_valid=len(valid),
             rows_test=len(test),
-            best_iteration=int(booster.num_boosted_rounds()),
+            best_iteration=best_iteration,
+            trees=int(booster.num_boosted_rounds()),
             tiers=tiers,
         ),
         training={
@@ -478,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wrote {args.out}/{BOOSTER_FILE} + model-card.yaml: version {card.version}, AUC {m.auc:.3f}, "
         f"base rate {m.base_rate:.3f}, tier A converts {m.tiers['A'].conversion_rate:.3f} "
-        f"({m.tiers['A'].lift:.1f}x), {m.best_iteration} trees"
+        f"({m.tiers['A'].lift:.1f}x), {m.trees} trees"
     )
     return 0
 

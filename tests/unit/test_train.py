@@ -26,6 +26,8 @@ def test_artifact_holds_one_booster_and_a_card_the_runtime_ignores(artifact, car
     assert card.feature_names == list(FEATURE_NAMES)
     assert card.xgboost_version.startswith("2.1.")
     assert len(card.tier_thresholds) == 4 and card.tier_thresholds == sorted(card.tier_thresholds)
+    served = xgb.Booster(model_file=str(artifact / "model.ubj"))
+    assert card.metrics.trees == served.num_boosted_rounds() == card.metrics.best_iteration + 1
 
 
 def test_tier_a_converts_at_three_times_the_base_rate_on_held_out_leads(card, runtime_booster):
@@ -65,6 +67,17 @@ def test_same_data_and_seed_give_the_same_booster(tmp_path):
     )
     assert first.booster_sha256 == second.booster_sha256
     assert (tmp_path / "a" / "model.ubj").read_bytes() == (tmp_path / "b" / "model.ubj").read_bytes()
+
+
+def test_the_card_records_xgboosts_best_iteration_and_the_trees_served(tmp_path):
+    x, y = sample_population(30_000, seed=21)
+    card = train(
+        x, y, tmp_path / "a", seed=21, name="lead-scoring", version=None, threads=2, rounds=400, source="t"
+    )
+    served = xgb.Booster(model_file=str(tmp_path / "a" / "model.ubj"))
+    assert card.metrics.trees == served.num_boosted_rounds() < 400  # early stopping cut it short
+    # xgboost's best_iteration is the 0-based index of the last tree kept (it held the tree count before).
+    assert card.metrics.best_iteration == card.metrics.trees - 1
 
 
 def _export(x: np.ndarray, y: np.ndarray) -> pa.Table:
