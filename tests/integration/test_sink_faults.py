@@ -589,3 +589,63 @@ def test_outcomes_are_refused_before_the_spool_is_full_never_accepted_and_then_d
     )
     expected = {lead for b in [*accepted, outcome_batch(999)] for lead in b.lead_ids}
     assert sorted(stored["lead_id"].to_pylist()) == sorted(expected)
+
+
+# ---- a file stored twice is counted once -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uploader", ["thread", "process"])
+@pytest.mark.parametrize("store", ["folder", "s3", "blob"])
+def test_a_file_stored_before_a_crash_and_put_again_is_not_counted_twice(
+    store, uploader, moto_s3, azurite, tmp_path, caplog
+):
+    """A crash between "stored" and "spool file deleted" leaves the file; the next start re-puts its key, which the
+    store keeps. records_written_total counted those records a second time, so it overstated the lake."""
+    if store == "s3":
+        moto_s3.client().create_bucket(Bucket="lake")
+        config = s3_config(moto_s3, tmp_path, uploader=uploader)
+        objects = lambda: s3_objects(moto_s3)  # noqa: E731
+    elif store == "blob":
+        BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+            "lake"
+        ).create_container()
+        config = azurite.sink_config(tmp_path, uploader=uploader, **FAST_RETRIES)
+        objects = lambda: blob_objects(azurite)  # noqa: E731
+    else:
+        lake = tmp_path / "lake"
+        config = SinkConfig(
+            uri=lake.as_uri(),
+            spool_dir=tmp_path / "spool",
+            feature_names=FEATURE_NAMES,
+            uploader=uploader,
+            **FAST_RETRIES,
+        )
+        objects = lambda: {str(p.relative_to(lake)): p.read_bytes() for p in lake.rglob("*.parquet")}  # noqa: E731
+    written = lambda: metric("lead_scoring_sink_records_written_total")  # noqa: E731
+    stored_bytes = lambda: metric("lead_scoring_sink_bytes_written_total")  # noqa: E731
+    batch = sample_batch(6, seed=8)
+    sink = ScoreSink(config)
+    entry = spool_one(sink, batch)
+    crash_copy = entry.path.read_bytes()
+    before = written()
+    sink.start()
+    wait_for(lambda: not sink.spool.pending(), timeout=PATIENCE)
+    sink.close(grace_seconds=2)
+    assert written() - before == 6
+    stored = objects()
+    assert len(stored) == 1
+    entry.path.parent.mkdir(parents=True, exist_ok=True)
+    entry.path.write_bytes(crash_copy)  # as if the process died before deleting it
+
+    before, before_bytes = written(), stored_bytes()
+    caplog.set_level(logging.INFO, logger="transformer.sink.sink")
+    again = ScoreSink(config)
+    assert [f.key for f in again.spool.pending()] == [entry.key]
+    again.start()
+    wait_for(lambda: not again.spool.pending(), timeout=PATIENCE)
+    again.close(grace_seconds=2)
+    assert objects() == stored  # kept, not replaced, no second object
+    assert written() - before == 0 and stored_bytes() - before_bytes == 0
+    assert any(
+        "already in the lake" in r.getMessage() and entry.key in r.getMessage() for r in caplog.records
+    )

@@ -44,7 +44,7 @@ class AzureBlobWriter:
             service = BlobServiceClient(location.account_url, credential=credential, **_CLIENT_OPTIONS)
         return cls(service, location.container, location.prefix)
 
-    def put(self, key: str, local_path: Path) -> None:
+    def put(self, key: str, local_path: Path) -> bool:
         with open(local_path, "rb") as data:
             try:
                 self.container.upload_blob(
@@ -57,8 +57,9 @@ class AzureBlobWriter:
                 # Stored by an earlier attempt of this same spool file. The SDK raises this class for every 409:
                 # ContainerBeingDeleted or OperationNotAllowedInCurrentState stored nothing, and must be retried.
                 if _error_code(error) == "BlobAlreadyExists":
-                    return
+                    return False
                 raise
+        return True
 
 
 def _error_code(error: ResourceExistsError) -> str | None:

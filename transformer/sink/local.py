@@ -61,10 +61,10 @@ class LocalFolderWriter:
         pid = name[len(self._host_prefix) :].split("+", 1)[0]
         return pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
 
-    def put(self, key: str, local_path: Path) -> None:
+    def put(self, key: str, local_path: Path) -> bool:
         final = self.root / key
         if final.is_file():
-            return  # stored by an earlier attempt; never overwrite
+            return False  # stored by an earlier attempt; never overwrite
         final.parent.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
         temp = self.incoming / f"{self._prefix}{uuid.uuid4().hex}.tmp"
@@ -78,7 +78,7 @@ class LocalFolderWriter:
                 os.link(temp, final)
             except FileExistsError:
                 if final.is_file():
-                    return  # stored by an earlier attempt
+                    return False  # stored by an earlier attempt
                 # A folder (or anything else) in the way: nothing is stored, and returning would say it was.
                 raise IsADirectoryError(
                     f"cannot store {final}: something that is not a file is there"
@@ -92,6 +92,7 @@ class LocalFolderWriter:
                 os.close(dir_fd)
         finally:
             temp.unlink(missing_ok=True)
+        return True
 
 
 def _alive(pid: int) -> bool:

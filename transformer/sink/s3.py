@@ -27,7 +27,7 @@ class S3Writer:
         location = s3_location(uri)
         return cls(location.bucket, location.prefix, endpoint_url=endpoint_url)
 
-    def put(self, key: str, local_path: Path) -> None:
+    def put(self, key: str, local_path: Path) -> bool:
         with open(local_path, "rb") as body:
             try:
                 # If-None-Match makes the write conditional: S3 refuses to replace an existing object.
@@ -42,5 +42,6 @@ class S3Writer:
                 code = error.response.get("Error", {}).get("Code")
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if code == "PreconditionFailed" or status == 412:
-                    return  # stored by an earlier attempt of this same spool file
+                    return False  # stored by an earlier attempt of this same spool file
                 raise
+        return True

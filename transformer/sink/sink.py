@@ -533,7 +533,7 @@ class ScoreSink:
             retry.checked = True
             retry.records = entry.records if entry.records is not None else rows
         try:
-            self.writer.put(entry.key, entry.path)
+            fresh = self.writer.put(entry.key, entry.path)
         except Exception as error:  # noqa: BLE001 - any failure is retried; the file stays on the spool
             self._schedule_retry(entry)
             self.metrics.UPLOAD_FAILURES.inc()
@@ -546,8 +546,15 @@ class ScoreSink:
             self._update_gauges()
             return False
         self._spool_refused = False  # the file leaves the spool below: room again
-        self.metrics.RECORDS_WRITTEN.inc(retry.records or 0)
-        self.metrics.BYTES_WRITTEN.inc(entry.size)
+        if fresh:
+            self.metrics.RECORDS_WRITTEN.inc(retry.records or 0)
+            self.metrics.BYTES_WRITTEN.inc(entry.size)
+        else:
+            # An earlier process stored it and died before deleting the spool file: counted then, not again.
+            log.info(
+                "sink: %s was already in the lake (an earlier attempt stored it); not counted again",
+                entry.key,
+            )
         self._retries.pop(entry.key, None)
         try:
             self.spool.remove(entry)

@@ -69,15 +69,15 @@ class ProcessWriter:
     def pid(self) -> int | None:
         return self.child.pid
 
-    def put(self, key: str, local_path: Path) -> None:
+    def put(self, key: str, local_path: Path) -> bool:
         request = (key, str(local_path))
         try:
             answer = self.child.ask(lambda connection: connection.send(request), self.timeout)
         except ChildFailed:
-            self.fallback().put(key, local_path)
-            return
+            return self.fallback().put(key, local_path)
         if answer[0] != "stored":
             raise answered_error(answer)
+        return bool(answer[1])
 
     def fallback(self) -> Writer:
         if self._fallback is None:
@@ -92,10 +92,10 @@ class ProcessWriter:
 def _put(writer_of, request: tuple[str, str]) -> tuple:
     key, path = request
     try:
-        writer_of().put(key, Path(path))
+        fresh = writer_of().put(key, Path(path))
     except Exception as error:  # noqa: BLE001 - the server retries; it sees the error's type and message
         return error_answer(error)
-    return ("stored",)
+    return ("stored", fresh)
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,9 @@
 """Backends of the data lake, chosen by URI. A Writer stores one local file under a key, below its prefix.
 
 Contract of `put`: when it returns, the object is durably stored; it never replaces an existing object
-(an existing key means an earlier attempt of the same spool file already succeeded); it raises on failure.
+(an existing key means an earlier attempt of the same spool file already succeeded); it raises on failure. It
+returns True when this call stored the object and False when the key was already there, so a file re-put after a
+crash is not counted twice.
 
 The backends are imported only when chosen (boto3 and the Azure SDK are slow to import), and they import nothing
 from here: the key helpers they share live in layout.py.
@@ -16,7 +18,7 @@ from .locations import FolderLocation, S3Location, lake_location
 
 
 class Writer(Protocol):
-    def put(self, key: str, local_path: Path) -> None: ...
+    def put(self, key: str, local_path: Path) -> bool: ...
 
 
 def writer_for_uri(
