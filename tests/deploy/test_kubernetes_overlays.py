@@ -137,7 +137,7 @@ def test_other_custom_resources_have_their_required_fields(overlay):
         assert spc["spec"]["provider"] == "aws"
         assert objects_param == [
             {
-                "objectName": "lead-scoring/api-keys",
+                "objectName": "REPLACE_WITH_API_KEYS_SECRET_NAME",  # Terraform's api_keys_secret_name
                 "objectType": "secretsmanager",
                 "objectAlias": "api-keys.yaml",
             }

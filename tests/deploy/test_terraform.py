@@ -28,7 +28,9 @@ CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
 
 NAMESPACE = "lead-scoring"
 SERVICE_ACCOUNTS = ("lead-scoring-predictor", "lead-scoring-transformer")
-AWS_SECRET_NAME = "lead-scoring/api-keys"
+# Per stack, as every other AWS name: dev and prod in one account and region must not claim the same secret.
+AWS_SECRET_NAME = "${var.name}/api-keys"
+AWS_SECRET_PLACEHOLDER = "REPLACE_WITH_API_KEYS_SECRET_NAME"  # the overlays' objectName: Terraform's output
 AZURE_SECRET_NAME = "api-keys"
 PINNED_VERSION = re.compile(r"^\s*(~>|=)\s*\d")
 
@@ -339,7 +341,11 @@ def test_api_key_secret_names_match_contract_and_overlays():
     azure = typed_blocks(parse_dir(MODULES / "azure"), "resource", "azurerm_key_vault_secret")
     assert aws["api_keys"]["name"] == AWS_SECRET_NAME
     assert azure["api_keys"]["name"] == AZURE_SECRET_NAME
-    for cloud, secret in (("aws", AWS_SECRET_NAME), ("azure", AZURE_SECRET_NAME)):
+    module_outputs = blocks(parse_dir(MODULES / "aws"), "output")
+    env_outputs = blocks(parse_dir(ENVS / "aws"), "output")
+    assert module_outputs["api_keys_secret_name"]["value"] == "${aws_secretsmanager_secret.api_keys.name}"
+    assert env_outputs["api_keys_secret_name"]["value"] == "${module.platform.api_keys_secret_name}"
+    for cloud, secret in (("aws", AWS_SECRET_PLACEHOLDER), ("azure", AZURE_SECRET_NAME)):
         classes = [d for d in overlay_documents(cloud) if d.get("kind") == "SecretProviderClass"]
         if not classes:
             continue  # overlays not written yet

@@ -49,12 +49,12 @@ output "lake_uri" {
 }
 
 output "api_keys_secret_arn" {
-  description = "Overlay: SecretProviderClass lead-scoring-api-keys objectName (Secrets Manager secret lead-scoring/api-keys)."
+  description = "ARN of the API keys secret: the SecretProviderClass objectName only for a secret in another account or region."
   value       = module.platform.api_keys_secret_arn
 }
 
 output "api_keys_secret_name" {
-  description = "Secrets Manager secret name for `aws secretsmanager put-secret-value --secret-id`."
+  description = "Overlay: SecretProviderClass lead-scoring-api-keys objectName (REPLACE_WITH_API_KEYS_SECRET_NAME); also the --secret-id of `aws secretsmanager put-secret-value`."
   value       = module.platform.api_keys_secret_name
 }
 

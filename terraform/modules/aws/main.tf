@@ -351,8 +351,11 @@ resource "aws_ecr_lifecycle_policy" "transformer" {
 # Secrets Manager: API keys (value is put by an operator, never by Terraform)
 ################################################################################
 
+# Named after the stack, like every other resource here: a dev and a prod stack in one account and region would
+# otherwise both claim one name, and the second apply fail (as would a re-apply within the 7-day recovery window
+# after a destroy, since a deleted name stays taken until it ends).
 resource "aws_secretsmanager_secret" "api_keys" {
-  name                    = "lead-scoring/api-keys"
+  name                    = "${var.name}/api-keys"
   description             = "API keys file (YAML, see the project contract) mounted into the transformer by the Secrets Store CSI driver."
   kms_key_id              = aws_kms_key.data.arn
   recovery_window_in_days = 7

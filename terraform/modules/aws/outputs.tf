@@ -74,12 +74,12 @@ output "ecr_repository_url" {
 }
 
 output "api_keys_secret_arn" {
-  description = "ARN of the Secrets Manager secret lead-scoring/api-keys (SecretProviderClass objectName)."
+  description = "ARN of the Secrets Manager secret <name>/api-keys (an objectName for a secret in another account or region)."
   value       = aws_secretsmanager_secret.api_keys.arn
 }
 
 output "api_keys_secret_name" {
-  description = "Name of the Secrets Manager secret holding the API keys file."
+  description = "Name of the Secrets Manager secret holding the API keys file, <name>/api-keys (SecretProviderClass objectName)."
   value       = aws_secretsmanager_secret.api_keys.name
 }
 
