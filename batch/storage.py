@@ -179,9 +179,14 @@ class Location:
     def identity(self, key: str, handle: pa.NativeFile) -> str:
         """What changes whenever the file is rewritten, even with the same size: the object's ETag on S3 and Azure
         (pyarrow reads it with the object's properties), a local file's modification time and size."""
-        etag = handle.metadata().get(b"ETag") if not isinstance(self.fs, pafs.LocalFileSystem) else None
+        etag = None
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            # pyarrow's keys are text (its docs show bytes); read either, or every object fell back to mtime+size,
+            # which cannot tell apart two same-size exports written within one second.
+            metadata = handle.metadata()
+            etag = metadata.get("ETag") or metadata.get(b"ETag")
         if etag:
-            return f"etag:{etag.decode(errors='replace')}"
+            return f"etag:{etag.decode(errors='replace') if isinstance(etag, bytes) else etag}"
         info = self.info(key)
         return f"mtime_ns:{info.mtime_ns}|size:{info.size}"
 
