@@ -30,7 +30,7 @@ from batch.output import (
     write_manifest_if_complete,
 )
 from batch.progress import Progress
-from batch.redaction import one_line, redact_text, redact_uri
+from batch.redaction import one_line, redact_text, redact_uri, strip_query
 from batch.scorer import Scorer
 from batch.storage import Location, StorageOptions
 from contract.artifact_fetch import ArtifactFetchError, fetch_artifact
@@ -221,7 +221,8 @@ def _score_shard(
     try:
         for unit in units:
             where = source.describe(unit.key)
-            name = unit.key or settings.input.rsplit("/", 1)[-1]
+            # A single file's URL may carry a SAS or presigned query: its name never does.
+            name = unit.key or strip_query(settings.input).rstrip("/").rsplit("/", 1)[-1]
             first = unit.first_row
             for batch in read_unit(source, unit, settings.window_rows):
                 ids = lead_ids(batch)

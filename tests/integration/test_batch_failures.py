@@ -233,6 +233,25 @@ def test_a_sas_token_and_a_password_in_the_input_are_never_shown(azurite, small_
     assert SECRET not in result.stderr + result.stdout
 
 
+def test_a_single_files_sas_token_is_not_stored_in_the_rejects(azurite, small_artifact, tmp_path):
+    """The rejects' `source` of a single-file input was the URL's last segment, query string and all."""
+    crm = azurite.service_with("crm").get_container_client("crm")
+    table, planted = crm_export(80, seed=57, planted=True)
+    write_csv(table, tmp_path / "export.csv")
+    crm.upload_blob("sas/export.csv", (tmp_path / "export.csv").read_bytes())
+    env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    sas = azurite.url("crm", "sas/export.csv") + f"?sv=2025-11-05&sp=rl&sig={SECRET}"
+    out = tmp_path / "out"
+    result = _run(sas, out, small_artifact, env=env)
+    assert result.returncode == 0, result.stderr
+    rejects = pq.read_table(out / "rejects").to_pylist()
+    assert rejects and {r["source"] for r in rejects} == {"export.csv"}
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in result.stderr + result.stdout
+
+
 # 7. A CSV column of text stops every shard before any commits
 
 
