@@ -160,6 +160,9 @@ def _csv_reader(stream: pa.NativeFile, column_types: dict | None, include: list[
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        # RFC 4180: a quoted cell may hold line breaks (a CRM's notes or address column). Without this, Arrow cuts
+        # blocks at any line break, and such a file failed as soon as it was larger than one block.
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types=column_types,
             include_columns=include,

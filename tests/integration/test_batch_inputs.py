@@ -293,6 +293,19 @@ def test_reasons_and_no_reasons_do_not_mix_in_one_output(small_artifact, tmp_pat
     assert scores.num_rows == 60 and "reasons" in scores.column_names
 
 
+def test_a_csv_larger_than_a_block_with_line_breaks_in_quoted_cells_is_scored(small_artifact, tmp_path):
+    """A notes column with a line break in its quoted cells: the CSV scored while it fit in one 8 MiB block, and
+    stopped with "Expected 52 columns, got 1" once it did not."""
+    table, _ = crm_export(50_000, seed=61, planted=False)
+    notes = pa.array([f"call back\nnext week, lead {i}" for i in range(table.num_rows)])
+    source = tmp_path / "crm.csv"
+    write_csv(table.append_column("notes", notes), source)
+    assert source.stat().st_size > 8 << 20
+    out = tmp_path / "out"
+    _ok(_run(source, out, small_artifact))
+    assert _scores(out).num_rows == table.num_rows
+
+
 def test_local_paths_in_errors_keep_their_leading_slash(table, small_artifact, tmp_path):
     folder = tmp_path / "exports"
     folder.mkdir()
