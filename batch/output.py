@@ -19,6 +19,7 @@ The manifest is written only when every marker is of this run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -403,8 +404,12 @@ def write_manifest_if_complete(output: Location, run: dict, work_dir: Path, extr
             for m in markers
         ],
     }
-    path = work_dir / f"manifest-{count}.json"
-    path.write_text(json.dumps(manifest, indent=1))
+    # A name of its own: local runs share a work folder (/tmp by default), and a fixed name let one run's manifest
+    # overwrite or delete another's while it was being uploaded.
+    handle, name = tempfile.mkstemp(prefix=f"manifest-{count}-", suffix=".json", dir=work_dir)
+    path = Path(name)
+    with os.fdopen(handle, "w") as file:
+        file.write(json.dumps(manifest, indent=1))
     try:
         output.put(MANIFEST_KEY, path)
     finally:

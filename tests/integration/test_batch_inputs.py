@@ -306,6 +306,22 @@ def test_a_csv_larger_than_a_block_with_line_breaks_in_quoted_cells_is_scored(sm
     assert _scores(out).num_rows == table.num_rows
 
 
+def test_a_run_leaves_another_runs_manifest_in_the_shared_work_folder_alone(table, small_artifact, tmp_path):
+    """Every run wrote its manifest to <work dir>/manifest-<shards>.json and deleted it after the upload: two local
+    runs with the default /tmp and one shard each overwrote or deleted each other's (helper audit)."""
+    source = tmp_path / "crm.parquet"
+    pq.write_table(table, source)
+    work = tmp_path / "work"
+    work.mkdir()
+    in_flight = work / "manifest-1.json"  # the name another run, still uploading, used
+    in_flight.write_text('{"run": "the other one"}')
+    out = tmp_path / "out"
+    _ok(_run(source, out, small_artifact, "--work-dir", str(work)))
+    assert in_flight.read_text() == '{"run": "the other one"}'
+    assert json.loads((out / "_manifest.json").read_text())["shard_count"] == 1
+    assert sorted(p.name for p in work.iterdir()) == ["manifest-1.json"]  # its own scratch files are gone
+
+
 def test_local_paths_in_errors_keep_their_leading_slash(table, small_artifact, tmp_path):
     folder = tmp_path / "exports"
     folder.mkdir()
