@@ -343,6 +343,14 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         "in-process and slower in split mode, whose gRPC hop it runs too (docs/performance.md, thirteenth pass)."
     )
     parser.set_defaults(event_loop="asyncio")
+    # KServe's flag turns a readiness check of the predictor on; this transformer always makes it
+    # (transformer/__main__.py), so the default says so and the flag is accepted for compatibility.
+    health = next(action for action in parser._actions if action.dest == "enable_predictor_health_check")
+    health.help = (
+        "Always on here, with or without the flag (accepted for KServe compatibility): readiness includes the "
+        "predictor in split mode, so Knative stops routing to a transformer whose predictor is unreachable."
+    )
+    parser.set_defaults(enable_predictor_health_check=True)
     # KServe hands this format to asgi-logger, a package it does not depend on and this project does not ship.
     access_log_format = next(action for action in parser._actions if action.dest == "access_log_format")
     access_log_format.help = (
