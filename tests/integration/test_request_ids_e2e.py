@@ -204,3 +204,40 @@ def test_the_log_stays_json_and_names_the_refusal(transformer):
     text = transformer.log_path.read_text(errors="replace")
     for key in KEYS.values():
         assert key not in text
+
+
+def test_grpc_answers_carry_the_calls_request_id_in_trailing_metadata(transformer):
+    """README: the id "is returned in the response header". REST did; gRPC returned no metadata at all, so a caller
+    that sent no id could not learn the one its request line and lake rows carry."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    tensor = pb.ModelInferRequest.InferInputTensor(name="leads", datatype="FP32", shape=[1, 50])
+    tensor.contents.fp32_contents.extend(np.nan_to_num(LEADS[:1], nan=0.0).ravel().tolist())
+    infer = pb.ModelInferRequest(model_name=MODEL_NAME, inputs=[tensor])
+    good = ("x-api-key", KEYS["good-client"])
+
+    def call(*metadata: tuple[str, str]) -> tuple[grpc.StatusCode, dict]:
+        with grpc.insecure_channel(transformer.grpc_target) as channel:
+            try:
+                _, answered = GRPCInferenceServiceStub(channel).ModelInfer.with_call(
+                    infer, metadata=metadata, timeout=20
+                )
+            except grpc.RpcError as error:
+                answered = error
+        return answered.code(), dict(answered.trailing_metadata() or ())
+
+    code, trailing = call(good)
+    assert code == grpc.StatusCode.OK and GENERATED.fullmatch(trailing["x-request-id"]), trailing
+    made = trailing["x-request-id"]
+    assert call(good, ("x-request-id", "mine-7"))[1]["x-request-id"] == "mine-7"
+    # Errors carry it too.
+    code, trailing = call(("x-api-key", "wrong"), ("x-request-id", "denied-7"))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and trailing["x-request-id"] == "denied-7"
+    # An id that breaks the rule is refused, and not echoed back.
+    code, trailing = call(good, ("x-request-id", "g" * 129))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "x-request-id" not in trailing
+    # The server-made id is the one the request line carries.
+    assert any(
+        e.get("request_id") == made and e.get("outcome") == "ok" for e in json_log_lines(transformer.log_path)
+    )

@@ -15,6 +15,7 @@ like every refusal; so is KServe's check that `raw_input_contents` matches the i
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -22,6 +23,7 @@ from kserve.protocol.grpc import server as kserve_grpc_server
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.utils.utils import to_headers
 
+from transformer import request_ids
 from transformer.errors import InvalidRequest, NotServed, ScoringError
 from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving import grpc_handlers
@@ -58,6 +60,7 @@ class LeadScoringServicer(InferenceServicer):
         return response
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        _answer_with_request_id(context)
         try:
             model = self._data_plane.get_model_from_registry(request.model_name)
         except ModelNotFound:
@@ -104,6 +107,26 @@ class LeadScoringServicer(InferenceServicer):
             ),
             None,
         )
+
+
+class _Metadatum(NamedTuple):
+    """A metadata pair as grpc hands them to a servicer: KServe's to_headers() reads `.key` and `.value`, of the
+    invocation metadata and of the trailing metadata set so far."""
+
+    key: str
+    value: str
+
+
+def _answer_with_request_id(context) -> None:
+    """REST answers every request with its x-request-id header; over gRPC it is trailing metadata, which goes with
+    an error status as with an answer. A call that sent none gets a server-made id here, which every later reader of
+    the call's metadata (to_headers merges trailing metadata in) takes as the call's own, so the id the client
+    receives is the one in the request line and the lake. An id that breaks the rule is refused downstream, and
+    is not echoed."""
+    sent = next((m.value for m in context.invocation_metadata() or () if m.key == request_ids.HEADER), None)
+    if sent and not (isinstance(sent, str) and request_ids.valid(sent)):
+        return
+    context.set_trailing_metadata((_Metadatum(request_ids.HEADER, sent or request_ids.new_request_id()),))
 
 
 def _refused(scorer: Scorer, headers: dict, error: InvalidRequest) -> ScoringError:
