@@ -98,6 +98,12 @@ class OutcomeIntake:
         )
         return answer
 
+    def refused_unread(self, request_id: str, error: ScoringError) -> None:
+        """A call refused before its body was read (413, over --max_body_bytes): counted and logged like every
+        other refusal, though no key was checked (a 413 says nothing about what the body held)."""
+        OUTCOMES_REJECTED.labels(error.outcome).inc()
+        _Call(request_id).log(error.outcome, error.http_status, error=error.message[:500])
+
     def cancelled(self, request_id: str) -> None:
         """A call whose client went away before its body arrived: nothing was judged or recorded; its line says so
         (499, the "client closed request" of nginx and Envoy logs) instead of the app's 500 and traceback."""

@@ -309,6 +309,40 @@ def test_a_client_gone_before_its_body_arrived_is_a_cancelled_line_not_a_500(
     assert not any(e["level"] == "ERROR" for e in entries), [e for e in entries if e["level"] == "ERROR"]
 
 
+def test_a_call_over_the_body_limit_is_counted_and_logged_like_every_refusal(
+    small_artifact, logs_dir, api_key, tmp_path
+):
+    """BodyLimit answered it 413 before the route: no outcomes line, no rejected count, no x-request-id."""
+    server = launch(
+        small_artifact,
+        logs_dir,
+        api_key,
+        tmp_path,
+        (tmp_path / "outcomes").as_uri(),
+        "--max_body_bytes",
+        "4096",
+    )
+    try:
+        rejected = lambda: metric(server.url, "lead_scoring_outcomes_rejected_total", reason="invalid")  # noqa: E731
+        before = rejected()
+        body = {"outcomes": [outcome(i) for i in range(50)]}
+        assert len(json.dumps(body)) > 4096
+        answer = post(server, body, api_key, **{"x-request-id": "big-outcomes"})
+        assert answer.status_code == 413 and answer.headers["x-request-id"] == "big-outcomes"
+        assert "--max_body_bytes" in answer.json()["error"]
+        assert rejected() - before == 1
+        entry = next(e for e in json_log_lines(server.log_path) if e.get("request_id") == "big-outcomes")
+        assert (entry["msg"], entry["route"], entry["outcome"], entry["status"]) == (
+            "outcomes rejected",
+            "outcomes",
+            "invalid",
+            413,
+        )
+        assert api_key not in json.dumps(entry)
+    finally:
+        server.stop()
+
+
 def test_sigterm_flushes_accepted_outcomes(small_artifact, logs_dir, api_key, tmp_path):
     lake = tmp_path / "outcomes"
     # Files would be cut only after an hour: what reaches the lake is what SIGTERM flushed.

@@ -88,6 +88,34 @@ def test_rest_scoring_requests_refused_unread_are_counted_and_others_are_not(ser
     assert invalid_unknown(server, "rest") - before == len(counted)
 
 
+def test_a_scoring_body_over_the_limit_gets_a_request_line_and_its_id_back(server):
+    """Counted, but answered without x-request-id and logged by nobody (uvicorn's access line leaves scoring routes
+    to the request line): a client could not find its 413 in the log."""
+    headers = {"x-api-key": KEY, "content-type": "application/json"}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        announced = http.post(
+            V2, content=b" " * (LIMIT + 1), headers={**headers, "x-request-id": "big-announced"}
+        )
+        chunked = http.post(V1, content=streamed(LIMIT), headers={**headers, "x-request-id": "big-streamed"})
+        unnamed = http.post(V2, content=b" " * (LIMIT + 1), headers=headers)
+    assert [a.status_code for a in (announced, chunked, unnamed)] == [413, 413, 413]
+    assert (announced.headers["x-request-id"], chunked.headers["x-request-id"]) == (
+        "big-announced",
+        "big-streamed",
+    )
+    made = unnamed.headers["x-request-id"]
+    lines = {e.get("request_id"): e for e in json_log_lines(server.log_path) if e.get("msg") == "rejected"}
+    for request_id in ("big-announced", "big-streamed", made):
+        line = lines[request_id]
+        assert (line["protocol"], line["form"], line["outcome"], line["status"]) == (
+            "rest",
+            "unknown",
+            "invalid",
+            413,
+        )
+        assert "--max_body_bytes" in line["error"] and KEY not in str(line)
+
+
 def test_grpc_infer_of_another_model_is_counted_and_logged_key_or_not(server):
     before = invalid_unknown(server, "grpc")
     with grpc.insecure_channel(server.grpc_target) as channel:

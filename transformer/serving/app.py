@@ -40,13 +40,14 @@ from transformer import metrics, request_ids
 from transformer.codec import input_metadata, output_metadata
 from transformer.errors import NotServed, PayloadTooLarge, ScoringError
 from transformer.extras.reasons import output_metadata as reason_metadata
-from transformer.scoring import Scorer
+from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving import openapi
 from transformer.serving.binary_guard import BinaryExtensionGuard
 from transformer.serving.drain import Drain
 from transformer.serving.event_loop import running_loop_name
 from transformer.serving.json_guard import JsonBodyGuard
-from transformer.serving.outcomes_route import install_outcomes
+from transformer.serving.outcomes_route import ROUTE as OUTCOMES_ROUTE
+from transformer.serving.outcomes_route import call_request_id, install_outcomes
 from transformer.serving.repository import ClosedRoutes
 from transformer.serving.routes import inference_model
 from transformer.serving.versions import VersionedInfer
@@ -115,6 +116,25 @@ async def _unknown_model(request: Request, error: ModelNotFound) -> Response:
     return model_not_found(name)
 
 
+def _unread_refusals(scorer: Scorer, outcomes):
+    """What BodyLimit calls for a body it refused unread: a scoring request or an outcomes call gets the count and
+    the log line every other refusal of theirs gets, and its answer the request id that line carries."""
+
+    def refused(scope, error: ScoringError) -> str | None:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        if inference_model(scope["method"], scope["path"]) is not None:
+            request = ScoringRequest.from_headers("rest", headers)
+            scorer.fail(request, error)
+            return request.request_id
+        if outcomes is not None and scope["method"] == "POST" and scope["path"] == OUTCOMES_ROUTE:
+            request_id, _ = call_request_id(headers.get("x-request-id"))
+            outcomes.refused_unread(request_id, error)
+            return request_id
+        return None
+
+    return refused
+
+
 async def _bug(request: Request, error: Exception) -> Response:
     """The last resort: logged with its traceback, answered without it (and without the exception's class)."""
     request_id = request.headers.get("x-request-id", "")
@@ -138,9 +158,12 @@ class BodyLimit:
     answer (FastAPI's body parsing on KServe's V2 route answers 400 "There was an error parsing the body"), so once
     the limit is crossed, what the app sends is dropped and the answer is this 413."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, refused=None):
         self.app = app
         self.max_bytes = max_bytes
+        # (scope, error) -> the request id of the answer, or None: counts and logs the refusal of a route that
+        # counts and logs its requests (scoring, outcomes), which never saw this one.
+        self.refused = refused
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT"}:
@@ -178,9 +201,9 @@ class BodyLimit:
             await self._refuse(send, seen, scope)
 
     async def _refuse(self, send, size: int, scope):
-        if inference_model(scope["method"], scope["path"]) is not None:
-            metrics.count_unread("rest")
-        body = orjson.dumps(PayloadTooLarge.body_over(self.max_bytes, size).body())
+        error = PayloadTooLarge.body_over(self.max_bytes, size)
+        request_id = self.refused(scope, error) if self.refused is not None else None
+        body = orjson.dumps(error.body())
         await send(
             {
                 "type": "http.response.start",
@@ -188,6 +211,7 @@ class BodyLimit:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *([(b"x-request-id", request_id.encode())] if request_id else []),
                 ],
             }
         )
@@ -290,7 +314,7 @@ def install(
     app.add_middleware(BinaryExtensionGuard, scorer=scorer)  # innermost: reads bodies BodyLimit has bounded
     app.add_middleware(JsonBodyGuard, scorer=scorer)  # likewise, for JSON bodies: the fast path's answers
     app.add_middleware(VersionedInfer, scorer=scorer)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, refused=_unread_refusals(scorer, outcomes))
     app.add_middleware(ClosedRoutes)
     model_name = scorer.model_name
 

@@ -16,7 +16,6 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get
 
 from transformer.codec import Tensor
 from transformer.errors import PayloadTooLarge, ScoringError
-from transformer.metrics import count_unread
 from transformer.scoring import Scorer, ScoringRequest
 from transformer.serving.json_guard import refuse_binary_on_v1, refuse_unparsed
 from transformer.serving.replay import replay
@@ -92,8 +91,9 @@ class FastPath:
             return await self._to_kserve(scope, receive, send, headers)
         body, complete = await self._read(receive)
         if not complete:
-            count_unread("rest")
-            return await self._answer(send, PayloadTooLarge.body_over(self.max_body_bytes), None)
+            request = ScoringRequest.from_headers("rest", headers)
+            error = self.scorer.fail(request, PayloadTooLarge.body_over(self.max_body_bytes))
+            return await self._answer(send, error, request.request_id)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

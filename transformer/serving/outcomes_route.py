@@ -18,12 +18,16 @@ from transformer.ids import new_scoring_id
 ROUTE = "/v1/outcomes"
 
 
+def call_request_id(sent: str | None) -> tuple[str, dict | None]:
+    """The call's id, and the problem with the client's x-request-id: the scoring routes' rule for the header
+    (transformer/request_ids.py); a bad id is refused after the key, and the call gets a server-made id."""
+    refused = request_ids.problem(sent) if sent else None
+    return (sent if sent and refused is None else new_scoring_id()), refused
+
+
 def install_outcomes(app, intake, json_response) -> None:
     async def post_outcomes(request: Request):
-        # The scoring routes' rule for the header (transformer/request_ids.py): a bad id is refused after the key.
-        sent = request.headers.get("x-request-id")
-        refused = request_ids.problem(sent) if sent else None
-        request_id = sent if sent and refused is None else new_scoring_id()
+        request_id, refused = call_request_id(request.headers.get("x-request-id"))
         if intake is None:
             return json_response(
                 {
