@@ -8,6 +8,7 @@ existing object, which is exactly the commit a restartable shard needs.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,6 +57,31 @@ def azure_account_and_root(uri: str, connection_string: str | None) -> tuple[str
     host = urlparse(uri).hostname or ""
     account = blob.account_url.rsplit("/", 1)[-1] if is_path_style(host) else host.split(".")[0]
     return account, "/".join([blob.container, *[p for p in blob.prefix.split("/") if p]])
+
+
+def _check_azure_credential(uri: str) -> None:
+    """A token from the SDK's default chain (workload identity, managed identity, environment, Azure CLI), which
+    pyarrow's own chain mirrors: without one, a line to act on and exit 2 instead of pyarrow's abort."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+
+    # The chain logs every credential it tried as a WARNING (many lines on stderr); the refusal below says it once.
+    chain_log = logging.getLogger("azure.identity")
+    level = chain_log.level
+    chain_log.setLevel(logging.ERROR)
+    try:
+        with DefaultAzureCredential() as credential:
+            credential.get_token("https://storage.azure.com/.default")
+    except ClientAuthenticationError as error:
+        first = (
+            redact_text(str(error).strip().splitlines()[0]) if str(error).strip() else type(error).__name__
+        )
+        raise BatchError(
+            f"{redact_uri(uri)}: no Azure credential ({first[:200]}); run with workload identity or a managed "
+            "identity, or set AZURE_STORAGE_CONNECTION_STRING"
+        ) from None
+    finally:
+        chain_log.setLevel(level)
 
 
 class Location:
@@ -126,6 +152,15 @@ class Location:
             )
         else:
             # No key: arrow's default credential chain (workload identity on AKS, like the sink's DefaultAzureCredential).
+            # It builds <account>.blob.core.windows.net from the account alone, and when it finds no credential it
+            # aborts the whole process from C++ (exit 134, no message of ours): both are checked here first.
+            if not (parsed.hostname or "").endswith(".blob.core.windows.net"):
+                raise BatchError(
+                    f"{redact_uri(uri)} is not an Azure Blob URL: expected "
+                    "https://<account>.blob.core.windows.net/<container>/<prefix> (S3 is s3://bucket/prefix; an "
+                    "emulator or another blob endpoint needs AZURE_STORAGE_CONNECTION_STRING with its BlobEndpoint)"
+                )
+            _check_azure_credential(uri)
             fs = pafs.AzureFileSystem(account_name=account)
         return fs, root, uri
 

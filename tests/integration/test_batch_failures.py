@@ -252,6 +252,43 @@ def test_a_single_files_sas_token_is_not_stored_in_the_rejects(azurite, small_ar
     assert SECRET not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(
+    "where, said",
+    [
+        ("input", "is not an Azure Blob URL"),  # https://example.com/…: arrow would read example.blob.core…
+        ("input-presigned-s3", "is not an Azure Blob URL"),
+        ("input-container", "no Azure credential"),
+        ("output", "no Azure credential"),
+    ],
+)
+def test_an_azure_url_without_a_credential_or_not_azure_at_all_is_one_line_and_exit_2(
+    where, said, small_artifact, tmp_path
+):
+    """pyarrow's Azure client aborted the process from C++ when its credential chain found nothing (exit 134, no
+    shard_failed line), and took any https URL for a blob account; on the output side it was exit 1 (retried)."""
+    source = tmp_path / "crm.parquet"
+    pq.write_table(crm_export(20, seed=58, planted=False)[0], source)
+    uris = {
+        "input": ("https://example.com/exports/x.csv", tmp_path / "out"),
+        "input-presigned-s3": (
+            f"https://crm.s3.amazonaws.com/x.csv?X-Amz-Signature={SECRET}",
+            tmp_path / "out",
+        ),
+        "input-container": ("https://acct.blob.core.windows.net/crm", tmp_path / "out"),
+        "output": (source, "https://acct.blob.core.windows.net/lake/batch"),
+    }
+    source_uri, out = uris[where]
+    # No credential anywhere: no connection string, no environment credential, an Azure CLI that is not logged in.
+    env = {
+        "AZURE_STORAGE_CONNECTION_STRING": "",
+        "AZURE_CLIENT_ID": "",
+        "AZURE_CONFIG_DIR": str(tmp_path / "az"),
+    }
+    result = _run(source_uri, out, small_artifact, env=env)
+    event = _failed(result, 2, said)
+    assert said in event["error"] and SECRET not in result.stderr + result.stdout
+
+
 # 7. A CSV column of text stops every shard before any commits
 
 
