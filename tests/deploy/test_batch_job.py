@@ -181,7 +181,7 @@ def kubectl(tmp_path):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_template_renders_with_the_online_model_identity_and_lockdown(overlay):
+def test_template_renders_with_the_online_model_its_own_identity_and_lockdown(overlay):
     objects = rendered(overlay)
     cronjob = one(objects, "CronJob", "lead-scoring-batch")
     isvc = one(objects, "InferenceService", "lead-scoring")
@@ -194,16 +194,27 @@ def test_template_renders_with_the_online_model_identity_and_lockdown(overlay):
     assert spec["completionMode"] == "Indexed" and spec["backoffLimitPerIndex"] >= 1
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"  # required by backoffLimitPerIndex
-    assert pod["serviceAccountName"] == isvc["spec"]["transformer"]["serviceAccountName"]
+    # Its own account (it ran as the transformer's, whose role can neither read exports nor write batch/).
+    assert pod["serviceAccountName"] == "lead-scoring-batch"
+    assert pod["serviceAccountName"] not in {
+        isvc["spec"]["transformer"]["serviceAccountName"],
+        isvc["spec"]["predictor"]["serviceAccountName"],
+    }
     assert pod["automountServiceAccountToken"] is False
     account = one(objects, "ServiceAccount", pod["serviceAccountName"])
     labels = spec["template"]["metadata"]["labels"]
     if overlay.endswith("azure"):
         assert labels.get("azure.workload.identity/use") == "true"
-        assert "azure.workload.identity/client-id" in account["metadata"]["annotations"]
+        assert (
+            account["metadata"]["annotations"]["azure.workload.identity/client-id"]
+            == "REPLACE_WITH_BATCH_CLIENT_ID"
+        )
     else:
         assert "azure.workload.identity/use" not in labels
-        assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+        assert (
+            account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "REPLACE_WITH_BATCH_ROLE_ARN"
+        )
+    assert account["metadata"]["namespace"] == cronjob["metadata"]["namespace"]
     (container,) = pod["containers"]
     transformer = isvc["spec"]["transformer"]["containers"][0]
     assert container["image"] == transformer["image"]

@@ -201,7 +201,7 @@ def test_model_uris_and_identities_are_per_cloud(overlay):
     isvc = one(objects, "InferenceService", "lead-scoring")
     uri = isvc["spec"]["predictor"]["model"]["storageUri"]
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
-    assert set(accounts) == {"lead-scoring-predictor", "lead-scoring-transformer"}
+    assert set(accounts) == {"lead-scoring-predictor", "lead-scoring-transformer", "lead-scoring-batch"}
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "lead-scoring-predictor"
     assert isvc["spec"]["transformer"]["serviceAccountName"] == "lead-scoring-transformer"
     if overlay.endswith("aws"):

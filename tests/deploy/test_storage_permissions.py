@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -118,9 +119,9 @@ def test_the_model_download_is_allowed_for_both_identities(recorded, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["model-card.yaml", "model.ubj"]
     operations = {name for name, _ in calls}
     assert {"HeadBucket", "GetObject"} <= operations, operations  # what the storage-initializer really does
-    # The predictor's storage-initializer downloads the booster; the transformer (and the batch Job, under the
-    # transformer's identity) the same folder for the model card.
-    for identity in ("predictor", "transformer"):
+    # The predictor's storage-initializer downloads the booster; the transformer the same folder for the model card,
+    # and the batch Job the whole model (its own run is below).
+    for identity in ("predictor", "transformer", "batch"):
         assert _refused(policy(identity), calls) == [], f"the {identity} role refuses the model download"
 
 
@@ -162,3 +163,91 @@ def test_the_evaluator_refuses_what_aws_refuses():
     assert not allowed(if_exists, Request("s3:GetObject", "arn:aws:s3:::b/m/v1/model.ubj"))
     with pytest.raises(KeyError, match="no IAM mapping"):
         s3_request("DeleteObject", {"Bucket": "b", "Key": "k"})
+
+
+# ---- the batch Job's identity, enforced on the real client ------------------------------------------------------
+
+
+def s3_call(method: str, raw_path: str) -> tuple[str, dict]:
+    """The S3 API operation and parameters of one path-style REST request (what pyarrow's and boto3's clients send
+    to an endpoint override), for the IAM evaluator."""
+    parts = urlsplit(raw_path)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    bucket, _, key = unquote(parts.path).lstrip("/").partition("/")
+    if not key:
+        if method == "HEAD":
+            return "HeadBucket", {"Bucket": bucket}
+        if "location" in query:
+            return "GetBucketLocation", {"Bucket": bucket}
+        params = {"Bucket": bucket}
+        for name, param in (("prefix", "Prefix"), ("delimiter", "Delimiter"), ("max-keys", "MaxKeys")):
+            if name in query:
+                params[param] = query[name][0]
+        return ("ListObjectsV2" if "list-type" in query else "ListObjects"), params
+    params = {"Bucket": bucket, "Key": key}
+    operation = {
+        "GET": "GetObject",
+        "HEAD": "HeadObject",
+        "PUT": "UploadPart" if "partNumber" in query else "PutObject",
+        "POST": "CreateMultipartUpload" if "uploads" in query else "CompleteMultipartUpload",
+        "DELETE": "AbortMultipartUpload" if "uploadId" in query else "DeleteObject",
+    }[method]
+    return operation, params
+
+
+@pytest.mark.parametrize("identity", ["batch", "transformer"])
+def test_a_batch_run_as_the_readme_shows_it_works_with_the_batch_role_only(
+    identity, moto_s3, small_artifact, tmp_path
+):
+    """The batch Job ran as the transformer's account, whose role reads neither exports nor a run's output: the
+    README's `hack/batch run --input s3://<lake>/exports/… --output s3://<lake>/batch/…` got 403s. Here the real
+    batch CLI talks to moto through a proxy that answers 403 to every request the Terraform policy of `identity`
+    refuses, as S3 would."""
+    import pyarrow.parquet as pq
+
+    from tests.batch_export import crm_export, run_batch
+    from tests.support.fault_proxy import FaultProxy
+
+    setup = moto_s3.client()
+    for bucket in (MODELS_BUCKET, LAKE_BUCKET):
+        setup.create_bucket(Bucket=bucket)
+    model_uri = overlay_uri(r"storageUri: (s3://\S+)")
+    for path in small_artifact.iterdir():
+        setup.upload_file(
+            str(path), MODELS_BUCKET, model_uri.removeprefix(f"s3://{MODELS_BUCKET}/") + path.name
+        )
+    export = tmp_path / "crm.parquet"
+    pq.write_table(crm_export(300, seed=71, planted=False)[0], export)
+    setup.upload_file(str(export), LAKE_BUCKET, "exports/2026-12-04/crm.parquet")
+    statements = policy(identity)
+    refused: list[str] = []
+
+    def enforce(method: str, raw_path: str) -> int | None:
+        request = s3_request(*s3_call(method, raw_path))
+        if allowed(statements, request):
+            return None
+        refused.append(str(request))
+        return 403
+
+    with FaultProxy(moto_s3.endpoint_url) as proxy:
+        proxy.fault = enforce
+        result = run_batch(
+            "--input",
+            f"s3://{LAKE_BUCKET}/exports/2026-12-04/",
+            "--output",
+            f"s3://{LAKE_BUCKET}/batch/2026-12-04/",
+            "--model",
+            model_uri,
+            env={"AWS_ENDPOINT_URL": proxy.endpoint_url, "AWS_ENDPOINT_URL_S3": proxy.endpoint_url},
+        )
+        operations = {s3_call(method, path)[0] for method, path in proxy.seen}
+    if identity == "batch":
+        assert result.returncode == 0 and refused == [], (result.stderr, refused)
+        assert {"ListObjectsV2", "GetObject", "PutObject"} <= operations, operations
+        stored = [o["Key"] for o in setup.list_objects_v2(Bucket=LAKE_BUCKET, Prefix="batch/")["Contents"]]
+        assert "batch/2026-12-04/_manifest.json" in stored
+    else:
+        assert result.returncode == 2 and refused, result.stderr
+    # Neither role may touch the online lake's scores/.
+    scores = s3_request("PutObject", {"Bucket": LAKE_BUCKET, "Key": "scores/dt=2026-12-04/x.parquet"})
+    assert allowed(statements, scores) == (identity == "transformer")

@@ -27,7 +27,7 @@ OVERLAYS = REPO / "kustomize" / "overlays"
 CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
 
 NAMESPACE = "lead-scoring"
-SERVICE_ACCOUNTS = ("lead-scoring-predictor", "lead-scoring-transformer")
+SERVICE_ACCOUNTS = ("lead-scoring-predictor", "lead-scoring-transformer", "lead-scoring-batch")
 # Per stack, as every other AWS name: dev and prod in one account and region must not claim the same secret.
 AWS_SECRET_NAME = "${var.name}/api-keys"
 AWS_SECRET_PLACEHOLDER = "REPLACE_WITH_API_KEYS_SECRET_NAME"  # the overlays' objectName: Terraform's output
@@ -286,26 +286,26 @@ def test_overlay_facing_outputs_exist():
 # --------------------------------------------------------------------------- tests: names the overlays use
 
 
-def test_irsa_trust_names_exactly_the_two_service_accounts():
+def test_irsa_trust_names_exactly_the_three_service_accounts():
     parsed = parse_dir(MODULES / "aws")
-    # The app's roles trust exactly the two overlay accounts; the only other trust is the cluster autoscaler's.
+    # The app's roles trust exactly the overlay accounts; the only other trust is the cluster autoscaler's.
     autoscaler = "system:serviceaccount:${local.cluster_autoscaler_namespace}:${local.cluster_autoscaler_service_account}"
     assert irsa_subjects(parsed) == expected_subjects() | {autoscaler}
     # Each role trusts one account: the predictor role must not admit the transformer and vice versa.
     docs = typed_blocks(parsed, "data", "aws_iam_policy_document")
-    for component in ("predictor", "transformer"):
+    for component in ("predictor", "transformer", "batch"):
         assert irsa_subjects({"data": [{"aws_iam_policy_document": {"x": docs[f"{component}_trust"]}}]}) == {
             f"system:serviceaccount:{NAMESPACE}:lead-scoring-{component}"
         }
     roles = typed_blocks(parsed, "resource", "aws_iam_role")
-    for component in ("predictor", "transformer"):
+    for component in ("predictor", "transformer", "batch"):
         assert (
             roles[component]["assume_role_policy"]
             == f"${{data.aws_iam_policy_document.{component}_trust.json}}"
         )
 
 
-def test_federated_credentials_name_exactly_the_two_service_accounts():
+def test_federated_credentials_name_exactly_the_three_service_accounts():
     parsed = parse_dir(MODULES / "azure")
     assert federated_subjects(parsed) == expected_subjects()
     for body in typed_blocks(parsed, "resource", "azurerm_federated_identity_credential").values():
@@ -329,7 +329,7 @@ def test_subject_checkers_see_a_wrong_name():
 
 
 def test_overlay_service_accounts_match_the_contract():
-    # When the overlays exist, their ServiceAccounts are exactly the two Terraform trusts.
+    # When the overlays exist, their ServiceAccounts are exactly the Terraform trusts.
     accounts = overlay_service_accounts()
     if accounts:
         assert {name for _, name in accounts} == set(SERVICE_ACCOUNTS)

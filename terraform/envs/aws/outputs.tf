@@ -23,6 +23,11 @@ output "predictor_role_arn" {
   value       = module.platform.predictor_role_arn
 }
 
+output "batch_role_arn" {
+  description = "Overlay: eks.amazonaws.com/role-arn on ServiceAccount lead-scoring-batch (batch scoring Job)."
+  value       = module.platform.batch_role_arn
+}
+
 output "transformer_role_arn" {
   description = "Overlay: eks.amazonaws.com/role-arn on ServiceAccount lead-scoring-transformer."
   value       = module.platform.transformer_role_arn
@@ -68,6 +73,7 @@ output "service_accounts" {
   value = {
     predictor   = module.platform.predictor_service_account
     transformer = module.platform.transformer_service_account
+    batch       = module.platform.batch_service_account
   }
 }
 

@@ -23,6 +23,11 @@ output "predictor_client_id" {
   value       = module.platform.predictor_client_id
 }
 
+output "batch_client_id" {
+  description = "Overlay: azure.workload.identity/client-id on ServiceAccount lead-scoring-batch (batch scoring Job)."
+  value       = module.platform.batch_client_id
+}
+
 output "transformer_client_id" {
   description = "Overlay: azure.workload.identity/client-id on ServiceAccount lead-scoring-transformer; SecretProviderClass clientID."
   value       = module.platform.transformer_client_id
@@ -68,6 +73,7 @@ output "service_accounts" {
   value = {
     predictor   = module.platform.predictor_service_account
     transformer = module.platform.transformer_service_account
+    batch       = module.platform.batch_service_account
   }
 }
 

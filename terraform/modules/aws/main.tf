@@ -24,9 +24,13 @@ locals {
   namespace                   = "lead-scoring"
   predictor_service_account   = "lead-scoring-predictor"
   transformer_service_account = "lead-scoring-transformer"
+  batch_service_account       = "lead-scoring-batch"
 
   model_prefix = "lead-scoring/"
   lake_prefix  = "scores/"
+  # Batch scoring (docs/batch.md): CRM exports are put under exports/ of the lake bucket, runs write under batch/.
+  exports_prefix = "exports/"
+  batch_prefix   = "batch/"
 
   tags = merge(var.tags, { "app.kubernetes.io/part-of" = "lead-scoring" })
 }
@@ -470,6 +474,70 @@ data "aws_iam_policy_document" "transformer" {
   }
 }
 
+data "aws_iam_policy_document" "batch_trust" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [module.eks.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:sub"
+      values   = ["system:serviceaccount:lead-scoring:lead-scoring-batch"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${module.eks.oidc_provider}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+# The batch Job (kustomize/components/batch-job): read the model folder, read CRM exports under exports/, write a
+# run's objects under batch/ and read them back (markers, manifest). Not the online lake (scores/), not the keys.
+data "aws_iam_policy_document" "batch" {
+  source_policy_documents = [data.aws_iam_policy_document.predictor.json]
+
+  # Listing finds the export's files and the run's markers; IfExists for the prefix-less HeadBucket (see predictor).
+  statement {
+    sid       = "ListExportsAndRuns"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLikeIfExists"
+      variable = "s3:prefix"
+      values   = [local.exports_prefix, "${local.exports_prefix}*", local.batch_prefix, "${local.batch_prefix}*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadExportsAndRuns"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.exports_prefix}*", "${aws_s3_bucket.lake.arn}/${local.batch_prefix}*"]
+  }
+
+  statement {
+    sid = "WriteRuns"
+    actions = [
+      "s3:PutObject",
+      "s3:AbortMultipartUpload",
+      "s3:ListMultipartUploadParts",
+    ]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.batch_prefix}*"]
+  }
+
+  statement {
+    sid       = "EncryptRuns"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [aws_kms_key.data.arn]
+  }
+}
+
 resource "aws_iam_role" "predictor" {
   name                 = "${var.name}-predictor"
   description          = "IRSA role of ${local.namespace}/${local.predictor_service_account}"
@@ -496,6 +564,20 @@ resource "aws_iam_role_policy" "transformer" {
   name   = "read-models-write-lake-read-keys"
   role   = aws_iam_role.transformer.id
   policy = data.aws_iam_policy_document.transformer.json
+}
+
+resource "aws_iam_role" "batch" {
+  name                 = "${var.name}-batch"
+  description          = "IRSA role of ${local.namespace}/${local.batch_service_account}"
+  assume_role_policy   = data.aws_iam_policy_document.batch_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+resource "aws_iam_role_policy" "batch" {
+  name   = "read-models-and-exports-write-batch-runs"
+  role   = aws_iam_role.batch.id
+  policy = data.aws_iam_policy_document.batch.json
 }
 
 ################################################################################

@@ -43,6 +43,16 @@ output "predictor_role_arn" {
   value       = aws_iam_role.predictor.arn
 }
 
+output "batch_service_account" {
+  description = "Service account the batch role trusts (kustomize/components/batch-job)."
+  value       = local.batch_service_account
+}
+
+output "batch_role_arn" {
+  description = "IRSA role for lead-scoring-batch (overlay: annotation eks.amazonaws.com/role-arn)."
+  value       = aws_iam_role.batch.arn
+}
+
 output "transformer_role_arn" {
   description = "IRSA role for lead-scoring-transformer (overlay: annotation eks.amazonaws.com/role-arn)."
   value       = aws_iam_role.transformer.arn

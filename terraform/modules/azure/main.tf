@@ -9,9 +9,13 @@ locals {
   namespace                   = "lead-scoring"
   predictor_service_account   = "lead-scoring-predictor"
   transformer_service_account = "lead-scoring-transformer"
+  batch_service_account       = "lead-scoring-batch"
 
   model_prefix = "lead-scoring/"
   lake_prefix  = "scores/"
+  # Batch scoring (docs/batch.md): CRM exports are put under exports/ of the lake container, runs write under batch/.
+  exports_prefix = "exports/"
+  batch_prefix   = "batch/"
 
   # The availability zones of the node pools (one serving pool each).
   serving_zones = ["1", "2", "3"]
@@ -554,6 +558,22 @@ resource "azurerm_federated_identity_credential" "transformer" {
   subject             = "system:serviceaccount:lead-scoring:lead-scoring-transformer"
 }
 
+resource "azurerm_user_assigned_identity" "batch" {
+  name                = "${var.name}-batch"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+resource "azurerm_federated_identity_credential" "batch" {
+  name                = "lead-scoring-batch"
+  resource_group_name = azurerm_resource_group.this.name
+  parent_id           = azurerm_user_assigned_identity.batch.id
+  audience            = ["api://AzureADTokenExchange"]
+  issuer              = azurerm_kubernetes_cluster.this.oidc_issuer_url
+  subject             = "system:serviceaccount:lead-scoring:lead-scoring-batch"
+}
+
 # predictor: read the model container.
 resource "azurerm_role_assignment" "predictor_models" {
   scope                = local.models_container_scope
@@ -592,7 +612,38 @@ resource "azurerm_role_assignment" "transformer_lake" {
   EOT
 }
 
-# ... and read the api-keys secret (this one secret, not the vault).
+# batch Job (kustomize/components/batch-job): read the model container ...
+resource "azurerm_role_assignment" "batch_models" {
+  scope                = local.models_container_scope
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = azurerm_user_assigned_identity.batch.principal_id
+}
+
+# ... read the lake container (CRM exports under exports/, a run's markers under batch/) and write only under
+# batch/ (the same ABAC condition as the transformer's, on another prefix). No key vault access.
+resource "azurerm_role_assignment" "batch_lake" {
+  scope                = local.lake_container_scope
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.batch.principal_id
+  condition_version    = "2.0"
+  condition            = <<-EOT
+    (
+      (
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})
+        AND
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'})
+        AND
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete'})
+      )
+      OR
+      (
+        @Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith '${local.batch_prefix}'
+      )
+    )
+  EOT
+}
+
+# transformer: ... and read the api-keys secret (this one secret, not the vault).
 resource "azurerm_role_assignment" "transformer_api_keys" {
   scope                = azurerm_key_vault_secret.api_keys.resource_versionless_id
   role_definition_name = "Key Vault Secrets User"

@@ -45,6 +45,16 @@ output "transformer_service_account" {
   value       = local.transformer_service_account
 }
 
+output "batch_service_account" {
+  description = "Service account the batch identity trusts (kustomize/components/batch-job)."
+  value       = local.batch_service_account
+}
+
+output "batch_client_id" {
+  description = "Client id of the batch Job's identity (overlay: annotation azure.workload.identity/client-id on lead-scoring-batch)."
+  value       = azurerm_user_assigned_identity.batch.client_id
+}
+
 output "predictor_client_id" {
   description = "Client id of the predictor identity (overlay: annotation azure.workload.identity/client-id)."
   value       = azurerm_user_assigned_identity.predictor.client_id
