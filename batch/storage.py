@@ -113,6 +113,13 @@ class Location:
                 raise BatchError(f"S3 URI must be s3://bucket/prefix, got {redact_uri(uri)!r}")
             region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             endpoint = options.s3_endpoint_url
+            if endpoint and urlparse(endpoint).scheme not in ("http", "https"):
+                # Arrow's complaint ("Invalid S3 connection scheme") came out as an unexpected error, exit 1:
+                # retried by the Job, though only the setting can fix it.
+                raise BatchError(
+                    f"the S3 endpoint {redact_uri(endpoint)!r} (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / "
+                    "--s3-endpoint-url) must be http(s)://host[:port]"
+                )
             fs = pafs.S3FileSystem(
                 endpoint_override=endpoint,
                 region=region,

@@ -289,6 +289,15 @@ def test_an_azure_url_without_a_credential_or_not_azure_at_all_is_one_line_and_e
     assert said in event["error"] and SECRET not in result.stderr + result.stdout
 
 
+def test_an_s3_endpoint_without_a_scheme_is_a_setting_to_fix_not_a_retry(small_artifact, tmp_path):
+    """`AWS_ENDPOINT_URL=localhost:5055` reached Arrow, whose "Invalid S3 connection scheme" was an unexpected
+    error: exit 1, which the Job retries."""
+    result = _run(
+        "s3://crm/nightly/", tmp_path / "out", small_artifact, env={"AWS_ENDPOINT_URL": "localhost:5055"}
+    )
+    _failed(result, 2, "S3 endpoint 'localhost:5055'", "must be http(s)://host[:port]")
+
+
 # 7. A CSV column of text stops every shard before any commits
 
 
