@@ -451,3 +451,29 @@ def test_kserve_default_deployment_mode_matches_the_manifests():
     mode = manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
     assert mode == "Knative"
     assert re.search(r'deploymentMode\s*=\s*"Knative"', str(release["values"]))
+
+
+def test_azure_lake_writes_are_limited_to_each_identitys_prefix():
+    """The transformer writes only under scores/ and the batch Job only under batch/ of the lake container, by one
+    ABAC condition (a heredoc in locals, formatted with the prefix) that denies write, add and delete elsewhere."""
+    parsed = parse_dir(MODULES / "azure")
+    local = {key: value for block in parsed.get("locals", []) for key, value in block.items()}
+    assignments = typed_blocks(parsed, "resource", "azurerm_role_assignment")
+    template = local["lake_writes_only_under"]
+    for action in ("blobs/write", "blobs/add/action", "blobs/delete"):
+        assert (
+            f"!(ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/{action}'}})"
+            in template
+        )
+    assert template.count("%s") == 1 and template.count("%") == 1  # format()'s one verb: the prefix
+    assert "blobs:path] StringStartsWith '%s'" in template
+    wanted = {
+        "transformer_lake": ("transformer", "lake_prefix", "scores/"),
+        "batch_lake": ("batch", "batch_prefix", "batch/"),
+    }
+    for name, (identity, prefix, value) in wanted.items():
+        body = assignments[name]
+        assert body["principal_id"] == f"${{azurerm_user_assigned_identity.{identity}.principal_id}}"
+        assert body["scope"] == "${local.lake_container_scope}" and body["condition_version"] == "2.0"
+        assert body["condition"] == f"${{format(local.lake_writes_only_under, local.{prefix})}}"
+        assert local[prefix] == value

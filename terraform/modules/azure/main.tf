@@ -22,6 +22,24 @@ locals {
 
   tags = merge(var.tags, { "app.kubernetes.io/part-of" = "lead-scoring" })
 
+  # Azure ABAC (condition version 2.0) for a Storage Blob Data Contributor assignment on the lake container: reads
+  # anywhere in it, writes, adds and deletes only on paths starting with the prefix given to format().
+  lake_writes_only_under = <<-EOT
+    (
+      (
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})
+        AND
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'})
+        AND
+        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete'})
+      )
+      OR
+      (
+        @Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith '%s'
+      )
+    )
+  EOT
+
   models_container_scope = "${azurerm_storage_account.this.id}/blobServices/default/containers/${azurerm_storage_container.models.name}"
   lake_container_scope   = "${azurerm_storage_account.this.id}/blobServices/default/containers/${azurerm_storage_container.lake.name}"
 }
@@ -595,21 +613,7 @@ resource "azurerm_role_assignment" "transformer_lake" {
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = azurerm_user_assigned_identity.transformer.principal_id
   condition_version    = "2.0"
-  condition            = <<-EOT
-    (
-      (
-        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})
-        AND
-        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'})
-        AND
-        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete'})
-      )
-      OR
-      (
-        @Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith '${local.lake_prefix}'
-      )
-    )
-  EOT
+  condition            = format(local.lake_writes_only_under, local.lake_prefix)
 }
 
 # batch Job (kustomize/components/batch-job): read the model container ...
@@ -626,21 +630,7 @@ resource "azurerm_role_assignment" "batch_lake" {
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = azurerm_user_assigned_identity.batch.principal_id
   condition_version    = "2.0"
-  condition            = <<-EOT
-    (
-      (
-        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})
-        AND
-        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'})
-        AND
-        !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete'})
-      )
-      OR
-      (
-        @Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith '${local.batch_prefix}'
-      )
-    )
-  EOT
+  condition            = format(local.lake_writes_only_under, local.batch_prefix)
 }
 
 # transformer: ... and read the api-keys secret (this one secret, not the vault).
