@@ -389,6 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a store failing mid-read (SDK errors): say so, exit non-zero, no trace
         print(f"error: reading the lake {args.lake} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    if not result.counts.get("outcomes"):
+        # Not a measurement: a push without quality gauges replaces the Pushgateway's group, so the quality alerts
+        # would fall silent behind a fresh success stamp while the CRM's feed is broken. Nothing is written or
+        # pushed; the stamp ages and LeadScoringQualityJobStale fires.
+        print(
+            f"error: no outcome occurred from {window.since:%Y-%m-%dT%H:%M:%SZ} to {window.until:%Y-%m-%dT%H:%M:%SZ} "
+            f"in {outcomes_uri}: nothing was measured, written or pushed (is the CRM still sending outcomes?)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         written = write_outputs(result, out)
         gauges.publish(
@@ -401,12 +411,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a store or gateway failure: say which, exit non-zero, the CronJob retries
         print(f"error: measured, but could not publish the results: {exc!r}", file=sys.stderr)
         return 1
-    if not result.counts.get("outcomes"):
-        print(
-            f"warning: no outcome occurred from {window.since:%Y-%m-%dT%H:%M:%SZ} to {window.until:%Y-%m-%dT%H:%M:%SZ} "
-            f"in {outcomes_uri}: nothing was measured (is the CRM still sending outcomes?)",
-            file=sys.stderr,
-        )
     missing = result.counts.get("named_scoring_not_found", 0)
     ineligible = result.counts.get("named_scoring_not_eligible", 0)
     if missing or ineligible:

@@ -152,8 +152,8 @@ def test_a_missing_bucket_or_container_is_an_error_naming_it_not_a_traceback(mot
 
 
 def test_two_runs_at_once_each_keep_their_report_and_print_only_what_they_wrote(tmp_path):
-    # An outcome, if not of the window: a lake with no outcome file at all is an error (test below).
-    lake = write_lake(tmp_path / "lake", [], [("L", "open", day("2026-01-05"))]).uri
+    # An outcome in the default window (the last 30 days): a window without one is an error (test below).
+    lake = write_lake(tmp_path / "lake", [], [("L", "open", datetime.now(UTC) - timedelta(days=3))]).uri
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "quality.report", "--lake", lake],
@@ -253,16 +253,18 @@ def test_outcomes_kept_elsewhere_are_read_with_outcomes_uri(tmp_path):
     assert "lead_scoring_quality_labelled_leads" in textfile.read_text()
 
 
-def test_a_window_without_outcomes_is_measured_with_a_warning(tmp_path):
-    """The table has outcomes, none of the window: a quiet period is a measurement (exit 0), said on stderr."""
+def test_a_window_without_outcomes_is_an_error_and_publishes_nothing(tmp_path):
+    """The table has outcomes, none of the window (the CRM's feed stopped). It was exit 0 with a warning and a push
+    of the success stamp alone, which replaced the Pushgateway's group: every quality alert went silent, the
+    staleness alert too. Now nothing is written or pushed, so the stamp ages and LeadScoringQualityJobStale fires."""
     lake = write_lake(tmp_path / "lake", [], [("L", "converted", day("2026-01-05"))])
-    report = run_module("quality.report", "--lake", lake.uri, *OCTOBER)
-    assert report.returncode == 0, report.stderr
-    assert report.stdout.startswith("quality: 0 labelled leads")
+    textfile = tmp_path / "quality.prom"
+    report = run_module("quality.report", "--lake", lake.uri, *OCTOBER, "--textfile", str(textfile))
+    assert report.returncode == 2, report.stderr
     (line,) = report.stderr.strip().splitlines()
-    assert line.startswith(
-        "warning: no outcome occurred from 2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z in "
-    )
+    assert line.startswith("error: no outcome occurred from 2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z in ")
+    assert "nothing was measured, written or pushed" in line
+    assert not textfile.exists() and not (tmp_path / "lake" / "_quality").exists()
 
 
 def test_quality_report_warns_when_outcomes_name_scorings_their_leads_never_had(tmp_path):
