@@ -468,7 +468,9 @@ def test_every_series_a_rule_or_panel_reads_is_one_the_code_exports():
         line.split(" ")[2]
         for line in generate_latest(REGISTRY).decode().splitlines()
         if line.startswith("# TYPE ")
-    }
+    } | set(
+        REGISTRY._names_to_collectors
+    )  # a collector with no sample yet (the score PSI before it is measured)
     recorded = {rule["record"] for rule in recording_rules()}
     read = {metric for expr in all_queries().values() for metric in METRIC_NAME.findall(expr)}
     unknown = read - recorded - QUALITY_JOB_GAUGES - PROMETHEUS_SERIES - exported - declared

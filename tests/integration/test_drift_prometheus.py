@@ -62,6 +62,13 @@ def test_psi_is_low_on_training_like_traffic_and_high_on_shifted_traffic(
     prometheus = None
     try:
         server.wait_ready()
+        # Nothing measured yet: no PSI series at all (the score's read 0, i.e. "stable", on the dashboard).
+        samples = [
+            line
+            for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines()
+            if line.startswith(("lead_scoring_feature_psi", "lead_scoring_score_psi"))
+        ]
+        assert samples == []
         prometheus, url = start_prometheus(f"127.0.0.1:{server.http_port}", tmp_path)
         # Training-like leads, filled the same way as the shifted ones below so only the shift differs.
         _send(server, api_key, sample_features(WINDOW + 500, seed=901))

@@ -26,7 +26,9 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
-from prometheus_client import Gauge
+from prometheus_client import REGISTRY, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from contract.features import FEATURE_NAMES, N_FEATURES
 from contract.model_card import Histogram
@@ -43,11 +45,34 @@ FEATURE_PSI = Gauge(
     "distribution (absent until the window holds min_rows rows)",
     ["feature"],
 )
-SCORE_PSI = Gauge(
+
+
+class _GaugeOnceSet(Collector):
+    """An unlabelled gauge with no sample until it is first set. A prometheus_client Gauge without labels reads 0
+    from the start, which for a PSI means "stable": the dashboard showed the score as stable before anything was
+    measured, and for ever when the card has no reference histograms (drift off)."""
+
+    def __init__(self, name: str, documentation: str):
+        self.name, self.documentation = name, documentation
+        self._value: float | None = None
+
+    def set(self, value: float) -> None:
+        self._value = float(value)  # one attribute store: atomic for the scrape thread
+
+    def describe(self):
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+    def collect(self):
+        value = self._value
+        return [] if value is None else [GaugeMetricFamily(self.name, self.documentation, value=value)]
+
+
+SCORE_PSI = _GaugeOnceSet(
     "lead_scoring_score_psi",
     "Population stability index of the score over the recent-traffic window vs the training "
-    "distribution (0 until the window holds min_rows rows)",
+    "distribution (absent until the window holds min_rows rows)",
 )
+REGISTRY.register(SCORE_PSI)
 
 
 _NONE = np.zeros(0, dtype=np.intp)
