@@ -10,6 +10,7 @@ The codec speaks in plain `Tensor`s; the KServe adapter converts them from/to KS
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from itertools import chain
 
@@ -213,14 +214,26 @@ def _as_float_matrix(data: object, shape: tuple[int, ...], what: str) -> np.ndar
     return array.reshape(shape)
 
 
+def feature_problem_counts(problems: list[dict]) -> Counter:
+    """(feature, rule) counts of every problem that names a feature, reported or not; a name that is no feature
+    counts as "unknown" (a client's names must not become metric labels)."""
+    return Counter(
+        (p["field"] if p["field"] in FEATURE_INDEX else "unknown", p["rule"])
+        for p in problems
+        if p["field"] in FEATURE_INDEX or p["rule"] == "unknown_feature"
+    )
+
+
 def _raise(problems: list[dict], max_reported: int, what: str) -> None:
     reported = problems[:max_reported]
     more = f" (and {len(problems) - len(reported)} more)" if len(problems) > len(reported) else ""
-    raise InvalidRequest(
+    error = InvalidRequest(
         f"{len(problems)} {what}: " + "; ".join(p["message"] for p in reported) + more,
         reported,
         len(problems),
     )
+    error.feature_counts = feature_problem_counts(problems)
+    raise error
 
 
 def decode_v1(payload: object, max_leads: int, max_reported: int = 20) -> DecodedLeads:

@@ -24,7 +24,15 @@ from contract.model_card import ModelCard
 from contract.validation import LeadsRejected, validate_matrix
 from transformer import metrics
 from transformer.auth import KeyEntry, KeyStore
-from transformer.codec import DecodedLeads, Tensor, decode_v1, decode_v2, encode_v1, encode_v2
+from transformer.codec import (
+    DecodedLeads,
+    Tensor,
+    decode_v1,
+    decode_v2,
+    encode_v1,
+    encode_v2,
+    feature_problem_counts,
+)
 from transformer.errors import Cancelled, InternalError, InvalidRequest, ScoringError
 from transformer.ids import new_scoring_id
 from transformer.request_ids import new_request_id
@@ -187,7 +195,9 @@ class Scorer:
                 request, parameters.get("reasons") if isinstance(parameters, dict) else None
             )
             request.form = "v1_instances"
-            self._accept(request, decode_v1(payload, self.limits.max_leads, self.limits.max_reported))
+            self._accept(
+                request, _decoded(decode_v1, payload, self.limits.max_leads, self.limits.max_reported)
+            )
             await self._predict(request)
             explainer = self.extras.explainer
             reasons = (
@@ -227,7 +237,9 @@ class Scorer:
             request.form = (
                 "v2_tensor" if any(len(t.shape) == 2 and t.shape[-1] > 1 for t in tensors) else "v2_columns"
             )
-            self._accept(request, decode_v2(tensors, self.limits.max_leads, self.limits.max_reported))
+            self._accept(
+                request, _decoded(decode_v2, tensors, self.limits.max_leads, self.limits.max_reported)
+            )
             await self._predict(request)
             explainer = self.extras.explainer
             extra = explainer.tensors_from_top(*request.reasons) if request.reasons is not None else None
@@ -417,3 +429,16 @@ class Scorer:
                 features=request.leads.matrix if self.extras.record_features else None,
             )
         )
+
+
+def _decoded(decode, *args) -> DecodedLeads:
+    """`decode(*args)`, with the feature problems of a refusal counted in lead_scoring_validation_failures_total, as
+    validate_matrix's are: a value of the wrong type or a renamed feature is a validation failure of that feature
+    (an unknown name counts as field "unknown")."""
+    try:
+        return decode(*args)
+    except InvalidRequest as exc:
+        counts = getattr(exc, "feature_counts", None) or feature_problem_counts(exc.problems)
+        for (name, rule), count in counts.items():
+            metrics.VALIDATION_FAILURES.labels(name, rule).inc(count)
+        raise

@@ -86,6 +86,33 @@ def test_every_rejected_value_is_counted_not_only_the_reported_ones(small_artifa
     assert after - before == len(records)
 
 
+def test_values_refused_while_decoding_are_validation_failures_too(small_artifact):
+    """Only validate_matrix's refusals were counted: a feature sent as text (a unit changed to "12k") or renamed
+    by the client never showed in lead_scoring_validation_failures_total, which the drift runbook reads. A name
+    that is no feature is counted as "unknown", never as itself (a client must not mint label values)."""
+    scorer = scorer_for(small_artifact)
+    name = "lead_scoring_validation_failures_total"
+
+    def failures(field: str, rule: str) -> float:
+        return sample(name, field=field, rule=rule)
+
+    typed, unknown = failures("employee_count", "type"), failures("unknown", "unknown_feature")
+    records = as_records(X)
+    for record in records:
+        record["employee_count"] = "12k"
+    with pytest.raises(ScoringError) as refused:
+        score(scorer, records)
+    assert len(refused.value.problems) == 20 and refused.value.total == len(records)
+    renamed = as_records(X[:3])
+    for record in renamed:
+        record["headcount_v2_x9"] = record.pop("employee_count")
+    with pytest.raises(ScoringError):
+        score(scorer, renamed)
+    assert failures("employee_count", "type") - typed == len(records)
+    assert failures("unknown", "unknown_feature") - unknown == 3
+    assert REGISTRY.get_sample_value(name, {"field": "headcount_v2_x9", "rule": "unknown_feature"}) is None
+
+
 class Watched:
     """The real explainer, recording how many of its TreeSHAP calls run at once and on which threads."""
 
