@@ -13,6 +13,8 @@ command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v hey >/dev/null 2>&1 || need_apt+=(hey)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 command -v prometheus-pushgateway >/dev/null 2>&1 || need_apt+=(prometheus-pushgateway)
+# npm installs azurite and kubectl below; a fresh Debian 12 has neither Node.js nor npm (Debian's are 18.x and 9.x).
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
