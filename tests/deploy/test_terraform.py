@@ -116,15 +116,39 @@ def provider_pin_problems(versions_tf_text: str) -> list[str]:
     return problems
 
 
+def trust_subjects(parsed: dict) -> dict[str, set[str]]:
+    """Subjects of the `<oidc>:sub` conditions, per IAM policy document instance: `name`, or `name[key]` for each key
+    of a `for_each` map, with `each.value` and the module's `local.*` strings substituted as Terraform would."""
+    local = {k: v for block in parsed.get("locals", []) for k, v in block.items() if isinstance(v, str)}
+
+    def resolved(text: str, each: str | None = None) -> str:
+        if each is not None:
+            text = text.replace("${each.value}", each)
+        return re.sub(r"\$\{local\.(\w+)\}", lambda m: local.get(m[1], m[0]), text)
+
+    found: dict[str, set[str]] = {}
+    for name, body in typed_blocks(parsed, "data", "aws_iam_policy_document").items():
+        values = [
+            value
+            for statement in body.get("statement", [])
+            for condition in statement.get("condition", [])
+            if str(condition.get("variable", "")).endswith(":sub")
+            for value in condition.get("values", [])
+        ]
+        if not values:
+            continue
+        instances = body.get("for_each")
+        if isinstance(instances, dict):
+            for key, each in instances.items():
+                found[f"{name}[{key}]"] = {resolved(v, resolved(each)) for v in values}
+        else:
+            found[name] = {resolved(v) for v in values}
+    return found
+
+
 def irsa_subjects(parsed: dict) -> set[str]:
     """Subjects of the `<oidc>:sub` conditions of every IAM trust policy document."""
-    subjects = set()
-    for body in typed_blocks(parsed, "data", "aws_iam_policy_document").values():
-        for statement in body.get("statement", []):
-            for condition in statement.get("condition", []):
-                if str(condition.get("variable", "")).endswith(":sub"):
-                    subjects.update(condition.get("values", []))
-    return subjects
+    return set().union(*trust_subjects(parsed).values())
 
 
 def federated_subjects(parsed: dict) -> set[str]:
@@ -289,19 +313,18 @@ def test_overlay_facing_outputs_exist():
 def test_irsa_trust_names_exactly_the_three_service_accounts():
     parsed = parse_dir(MODULES / "aws")
     # The app's roles trust exactly the overlay accounts; the only other trust is the cluster autoscaler's.
-    autoscaler = "system:serviceaccount:${local.cluster_autoscaler_namespace}:${local.cluster_autoscaler_service_account}"
+    autoscaler = "system:serviceaccount:kube-system:cluster-autoscaler"
     assert irsa_subjects(parsed) == expected_subjects() | {autoscaler}
     # Each role trusts one account: the predictor role must not admit the transformer and vice versa.
-    docs = typed_blocks(parsed, "data", "aws_iam_policy_document")
-    for component in ("predictor", "transformer", "batch"):
-        assert irsa_subjects({"data": [{"aws_iam_policy_document": {"x": docs[f"{component}_trust"]}}]}) == {
-            f"system:serviceaccount:{NAMESPACE}:lead-scoring-{component}"
-        }
+    subjects = trust_subjects(parsed)
     roles = typed_blocks(parsed, "resource", "aws_iam_role")
     for component in ("predictor", "transformer", "batch"):
+        assert subjects[f"app_trust[{component}]"] == {
+            f"system:serviceaccount:{NAMESPACE}:lead-scoring-{component}"
+        }
         assert (
             roles[component]["assume_role_policy"]
-            == f"${{data.aws_iam_policy_document.{component}_trust.json}}"
+            == f'${{data.aws_iam_policy_document.app_trust["{component}"].json}}'
         )
 
 
@@ -326,6 +349,13 @@ def test_subject_checkers_see_a_wrong_name():
     )
     assert irsa_subjects(snippet) != expected_subjects()
     assert federated_subjects(snippet) == {"system:serviceaccount:lead-scoring:typo"}
+    keyed = parse_text(
+        'locals {\n  ns = "lead-scoring"\n  sa = "lead-scoring-batchh"\n}\n'
+        'data "aws_iam_policy_document" "t" {\n  for_each = { batch = local.sa }\n  statement {\n'
+        '    condition {\n      test = "StringEquals"\n      variable = "${module.eks.oidc_provider}:sub"\n'
+        '      values = ["system:serviceaccount:${local.ns}:${each.value}"]\n    }\n  }\n}\n'
+    )
+    assert trust_subjects(keyed) == {"t[batch]": {"system:serviceaccount:lead-scoring:lead-scoring-batchh"}}
 
 
 def test_overlay_service_accounts_match_the_contract():

@@ -370,30 +370,15 @@ resource "aws_secretsmanager_secret" "api_keys" {
 # IRSA: one role per service account, least privilege
 ################################################################################
 
-data "aws_iam_policy_document" "predictor_trust" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-
-    principals {
-      type        = "Federated"
-      identifiers = [module.eks.oidc_provider_arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${module.eks.oidc_provider}:sub"
-      values   = ["system:serviceaccount:lead-scoring:lead-scoring-predictor"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${module.eks.oidc_provider}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
+# Each app role trusts exactly one service account of the namespace (the token's `sub`), and only tokens minted for
+# STS (`aud`). One document per component, keyed like the roles below.
+data "aws_iam_policy_document" "app_trust" {
+  for_each = {
+    predictor   = local.predictor_service_account
+    transformer = local.transformer_service_account
+    batch       = local.batch_service_account
   }
-}
 
-data "aws_iam_policy_document" "transformer_trust" {
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
 
@@ -405,7 +390,7 @@ data "aws_iam_policy_document" "transformer_trust" {
     condition {
       test     = "StringEquals"
       variable = "${module.eks.oidc_provider}:sub"
-      values   = ["system:serviceaccount:lead-scoring:lead-scoring-transformer"]
+      values   = ["system:serviceaccount:${local.namespace}:${each.value}"]
     }
 
     condition {
@@ -474,29 +459,6 @@ data "aws_iam_policy_document" "transformer" {
   }
 }
 
-data "aws_iam_policy_document" "batch_trust" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-
-    principals {
-      type        = "Federated"
-      identifiers = [module.eks.oidc_provider_arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${module.eks.oidc_provider}:sub"
-      values   = ["system:serviceaccount:lead-scoring:lead-scoring-batch"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${module.eks.oidc_provider}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
-  }
-}
-
 # The batch Job (kustomize/components/batch-job): read the model folder, read CRM exports under exports/, write a
 # run's objects under batch/ and read them back (markers, manifest). Not the online lake (scores/), not the keys.
 data "aws_iam_policy_document" "batch" {
@@ -541,7 +503,7 @@ data "aws_iam_policy_document" "batch" {
 resource "aws_iam_role" "predictor" {
   name                 = "${var.name}-predictor"
   description          = "IRSA role of ${local.namespace}/${local.predictor_service_account}"
-  assume_role_policy   = data.aws_iam_policy_document.predictor_trust.json
+  assume_role_policy   = data.aws_iam_policy_document.app_trust["predictor"].json
   max_session_duration = 3600
   tags                 = local.tags
 }
@@ -555,7 +517,7 @@ resource "aws_iam_role_policy" "predictor" {
 resource "aws_iam_role" "transformer" {
   name                 = "${var.name}-transformer"
   description          = "IRSA role of ${local.namespace}/${local.transformer_service_account}"
-  assume_role_policy   = data.aws_iam_policy_document.transformer_trust.json
+  assume_role_policy   = data.aws_iam_policy_document.app_trust["transformer"].json
   max_session_duration = 3600
   tags                 = local.tags
 }
@@ -569,7 +531,7 @@ resource "aws_iam_role_policy" "transformer" {
 resource "aws_iam_role" "batch" {
   name                 = "${var.name}-batch"
   description          = "IRSA role of ${local.namespace}/${local.batch_service_account}"
-  assume_role_policy   = data.aws_iam_policy_document.batch_trust.json
+  assume_role_policy   = data.aws_iam_policy_document.app_trust["batch"].json
   max_session_duration = 3600
   tags                 = local.tags
 }
